@@ -1,0 +1,3 @@
+//! The data plane: the XDP program and how userspace drives it.
+
+pub mod xdp;

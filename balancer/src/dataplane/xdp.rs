@@ -1,0 +1,253 @@
+//! Loads the XDP program, attaches it to interfaces and reads its counters.
+
+use std::fmt;
+
+use aya::{
+    Ebpf,
+    maps::PerCpuArray,
+    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use balancer_common::{ProtoCounter, counters::PROTO_COUNTERS_MAP};
+use serde::Deserialize;
+
+/// The XDP object built by `build.rs` from `balancer-ebpf`.
+static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/balancer"));
+/// The program's entry point in that object.
+const PROGRAM_NAME: &str = "balancer";
+
+/// How to attach to an interface.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// Driver (native) mode where the driver supports it, generic mode otherwise.
+    #[default]
+    Auto,
+    /// Driver (native) mode only: fail where the driver lacks XDP support.
+    Driver,
+    /// Generic (skb) mode: works on every interface, after the kernel has built an skb.
+    Generic,
+}
+
+/// The mode an attachment ended up in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachedMode {
+    Driver,
+    Generic,
+}
+
+impl fmt::Display for AttachedMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Driver => "driver",
+            Self::Generic => "generic",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error("loading the XDP program into the kernel failed (needs root or CAP_BPF+CAP_NET_ADMIN)")]
+    Load {
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the XDP object has no {what} named {name:?}")]
+    Missing {
+        what: &'static str,
+        name: &'static str,
+    },
+    #[error("attaching to {interface} in {mode} mode failed")]
+    Attach {
+        interface: String,
+        mode: &'static str,
+        source: ProgramError,
+    },
+    #[error("{interface} is already attached")]
+    AlreadyAttached { interface: String },
+    #[error("detaching from {interface} failed")]
+    Detach {
+        interface: String,
+        source: ProgramError,
+    },
+    #[error("reading map {map}")]
+    Map {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
+}
+
+struct Attachment {
+    interface: String,
+    mode: AttachedMode,
+    link: XdpLinkId,
+}
+
+/// The loaded program and the interfaces it is attached to. Dropping it detaches everywhere.
+pub struct XdpProgram {
+    ebpf: Ebpf,
+    attachments: Vec<Attachment>,
+}
+
+impl XdpProgram {
+    /// Loads the embedded program into the kernel (not yet attached anywhere).
+    ///
+    /// # Errors
+    /// The kernel rejects the object or the program (permissions, verifier).
+    pub fn load() -> Result<Self, XdpError> {
+        let mut ebpf = Ebpf::load(PROGRAM_OBJECT).map_err(|e| XdpError::Load {
+            source: Box::new(e),
+        })?;
+        program(&mut ebpf)?.load().map_err(|e| XdpError::Load {
+            source: Box::new(e),
+        })?;
+        Ok(Self {
+            ebpf,
+            attachments: Vec::new(),
+        })
+    }
+
+    /// Attaches to `interface` in the calling thread's network namespace.
+    ///
+    /// # Errors
+    /// The interface does not exist, already runs an XDP program, or does not support the
+    /// requested mode.
+    pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<AttachedMode, XdpError> {
+        if self.attachments.iter().any(|a| a.interface == interface) {
+            return Err(XdpError::AlreadyAttached {
+                interface: interface.to_owned(),
+            });
+        }
+        let prog = program(&mut self.ebpf)?;
+        let attach = |prog: &mut Xdp, mode: AttachedMode| {
+            let flags = match mode {
+                AttachedMode::Driver => XdpMode::Driver,
+                AttachedMode::Generic => XdpMode::Skb,
+            };
+            prog.attach(interface, flags)
+        };
+        let (link, attached) = match mode {
+            AttachMode::Driver => (attach(prog, AttachedMode::Driver), AttachedMode::Driver),
+            AttachMode::Generic => (attach(prog, AttachedMode::Generic), AttachedMode::Generic),
+            AttachMode::Auto => match attach(prog, AttachedMode::Driver) {
+                Err(e) if is_unsupported(&e) => {
+                    tracing::info!(
+                        interface,
+                        "driver lacks native XDP; attaching in generic mode"
+                    );
+                    (attach(prog, AttachedMode::Generic), AttachedMode::Generic)
+                }
+                other => (other, AttachedMode::Driver),
+            },
+        };
+        let link = link.map_err(|source| XdpError::Attach {
+            interface: interface.to_owned(),
+            mode: match attached {
+                AttachedMode::Driver => "driver",
+                AttachedMode::Generic => "generic",
+            },
+            source,
+        })?;
+        self.attachments.push(Attachment {
+            interface: interface.to_owned(),
+            mode: attached,
+            link,
+        });
+        Ok(attached)
+    }
+
+    /// Detaches from every interface; also what `Drop` does, but reporting errors.
+    ///
+    /// # Errors
+    /// The kernel refused to detach from an interface (the others are still detached).
+    pub fn detach_all(&mut self) -> Result<(), XdpError> {
+        let mut first_error = None;
+        for a in std::mem::take(&mut self.attachments) {
+            let prog = program(&mut self.ebpf)?;
+            if let Err(source) = prog.detach(a.link) {
+                first_error.get_or_insert(XdpError::Detach {
+                    interface: a.interface,
+                    source,
+                });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The interfaces the program is attached to, with their modes.
+    pub fn attachments(&self) -> impl Iterator<Item = (&str, AttachedMode)> {
+        self.attachments
+            .iter()
+            .map(|a| (a.interface.as_str(), a.mode))
+    }
+
+    /// The protocol counters, summed over all CPUs.
+    ///
+    /// # Errors
+    /// The counter map is missing or cannot be read.
+    pub fn proto_counters(&self) -> Result<ProtoCounters, XdpError> {
+        let map_err = |source| XdpError::Map {
+            map: PROTO_COUNTERS_MAP,
+            source,
+        };
+        let map = self.ebpf.map(PROTO_COUNTERS_MAP).ok_or(XdpError::Missing {
+            what: "map",
+            name: PROTO_COUNTERS_MAP,
+        })?;
+        let array = PerCpuArray::<_, u64>::try_from(map).map_err(map_err)?;
+        let mut counters = ProtoCounters::default();
+        for c in ProtoCounter::ALL {
+            let per_cpu = array.get(&(c as u32), 0).map_err(map_err)?;
+            counters.0[c as usize] = per_cpu.iter().sum();
+        }
+        Ok(counters)
+    }
+
+    /// The program itself, for `BPF_PROG_TEST_RUN` in tests and benchmarks.
+    ///
+    /// # Errors
+    /// The object has no program of the expected name (a build problem).
+    pub fn program(&mut self) -> Result<&mut Xdp, XdpError> {
+        program(&mut self.ebpf)
+    }
+}
+
+fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
+    let missing = XdpError::Missing {
+        what: "XDP program",
+        name: PROGRAM_NAME,
+    };
+    match ebpf.program_mut(PROGRAM_NAME) {
+        Some(p) => p.try_into().map_err(|_| missing),
+        None => Err(missing),
+    }
+}
+
+/// Whether an attach failed because the driver has no native XDP support.
+fn is_unsupported(e: &ProgramError) -> bool {
+    matches!(e, ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EOPNOTSUPP))
+}
+
+/// A snapshot of the protocol counters, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProtoCounters([u64; ProtoCounter::COUNT as usize]);
+
+impl ProtoCounters {
+    #[must_use]
+    pub fn get(&self, c: ProtoCounter) -> u64 {
+        self.0[c as usize]
+    }
+
+    /// Counts since `earlier` (counters only grow; a reset reads as zero).
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        let mut d = Self::default();
+        for (i, v) in d.0.iter_mut().enumerate() {
+            *v = self.0[i].saturating_sub(earlier.0[i]);
+        }
+        d
+    }
+
+    /// Every counter with its name, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = (ProtoCounter, u64)> + '_ {
+        ProtoCounter::ALL.into_iter().map(|c| (c, self.get(c)))
+    }
+}

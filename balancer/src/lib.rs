@@ -1,0 +1,8 @@
+//! balancer: an XDP load balancer with VRRP and health checks, replacing keepalived + LVS.
+//!
+//! The binary (`src/main.rs`) is a thin CLI over this library; tests and benchmarks use the
+//! same pieces.
+
+pub mod config;
+pub mod dataplane;
+pub mod run;

@@ -1,0 +1,36 @@
+//! Test harness for tests that need root: network namespaces joined by veth pairs, commands and
+//! closures run inside them, and the skip rule for unprivileged runs.
+//!
+//! Every namespace is a [`Netns`] guard with a unique name; dropping it (also while a test
+//! panics) kills what the test started there and deletes it. Addresses come from
+//! 198.18.0.0/15 and `fd00::/8` and are only ever configured inside these namespaces.
+#![expect(
+    clippy::missing_panics_doc,
+    reason = "test helpers panic on misuse or a broken environment: that panic is the test failure"
+)]
+
+pub mod frame;
+pub mod netns;
+
+pub use netns::{Netns, veth_pair};
+
+/// Whether the test process runs as root (CI does).
+#[must_use]
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Returns from the calling test, with a message saying so, unless it runs as root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!(
+                "SKIPPED {}: needs root (BPF, XDP and network namespaces)",
+                module_path!()
+            );
+            return;
+        }
+    };
+}
