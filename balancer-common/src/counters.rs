@@ -103,3 +103,95 @@ mod tests {
         }
     }
 }
+
+/// Name of the per-CPU array map that holds one `u64` per [`Reason`].
+pub const REASONS_MAP: &str = "REASONS";
+
+/// What the program did with a frame and why: every frame increments exactly one, so "why was
+/// this packet dropped" is a lookup.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Not IPv4 or IPv6 (ARP, LLDP, ...): the kernel's.
+    PassNotIp = 0,
+    /// Headers cut short or impossible: left to the kernel, which drops it.
+    PassMalformed,
+    /// No service for this destination, protocol and port: the kernel's.
+    PassNoService,
+    /// To a VIP, but neither TCP nor UDP (ICMP echo, VRRP, ...): the kernel's.
+    PassOtherProto,
+    /// Forwarded out of the interface it came in on.
+    Tx,
+    /// Forwarded to another interface.
+    Redirect,
+    /// A new connection found no real with weight > 0 and no sorry server.
+    DropNoReal,
+    /// An IP fragment to a service: the ports are not in every fragment, so it cannot be
+    /// scheduled consistently.
+    DropFragment,
+    /// The kernel's FIB has no route to the real.
+    DropNoRoute,
+    /// The FIB found the route but not yet the next hop's MAC (the daemon keeps reals'
+    /// neighbours resolved).
+    DropNoNeighbour,
+    /// Encapsulation would exceed the egress MTU.
+    DropTooBig,
+    /// Growing the frame for encapsulation failed.
+    DropAdjustHead,
+    /// A scheduler table or real entry was missing: a userspace bug, never expected.
+    DropBadTable,
+}
+
+impl Reason {
+    pub const COUNT: u32 = Self::DropBadTable as u32 + 1;
+
+    pub const ALL: [Self; Self::COUNT as usize] = [
+        Self::PassNotIp,
+        Self::PassMalformed,
+        Self::PassNoService,
+        Self::PassOtherProto,
+        Self::Tx,
+        Self::Redirect,
+        Self::DropNoReal,
+        Self::DropFragment,
+        Self::DropNoRoute,
+        Self::DropNoNeighbour,
+        Self::DropTooBig,
+        Self::DropAdjustHead,
+        Self::DropBadTable,
+    ];
+
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::PassNotIp => "pass_not_ip",
+            Self::PassMalformed => "pass_malformed",
+            Self::PassNoService => "pass_no_service",
+            Self::PassOtherProto => "pass_other_proto",
+            Self::Tx => "tx",
+            Self::Redirect => "redirect",
+            Self::DropNoReal => "drop_no_real",
+            Self::DropFragment => "drop_fragment",
+            Self::DropNoRoute => "drop_no_route",
+            Self::DropNoNeighbour => "drop_no_neighbour",
+            Self::DropTooBig => "drop_too_big",
+            Self::DropAdjustHead => "drop_adjust_head",
+            Self::DropBadTable => "drop_bad_table",
+        }
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::Reason;
+
+    #[test]
+    fn all_is_in_index_order_and_names_are_unique() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?} is out of order in ALL");
+            for other in &Reason::ALL[..i] {
+                assert_ne!(r.name(), other.name());
+            }
+        }
+    }
+}

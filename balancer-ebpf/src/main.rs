@@ -1,35 +1,42 @@
 //! The balancer XDP program.
 //!
-//! For now it classifies every frame by protocol and counts it per CPU, then passes it to the
-//! kernel. Each header is bounds-checked through [`ptr_at`] before it is read.
+//! `XDP hook -> parse -> service lookup -> connection table -> scheduler -> forward -> stats`.
+//! Every frame ends in exactly one [`Reason`], which also decides the XDP action, so each
+//! early exit is counted.
 #![no_std]
 #![no_main]
+// The BPF target's core has no AtomicU64::fetch_add; the intrinsic lowers to BPF_ATOMIC add.
+#![feature(core_intrinsics)]
+#![expect(internal_features, reason = "atomic_xadd, see above")]
+#![expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    reason = "lengths and offsets are bounded by the frame (< 64 KiB), helper returns are small"
+)]
 #![expect(
     clippy::inline_always,
     reason = "packet pointers must stay in one function for the verifier, and BPF calls cost"
 )]
 
+mod forward;
+mod maps;
 mod parse;
+mod schedule;
 
 use aya_ebpf::{
-    bindings::xdp_action,
-    macros::{map, xdp},
-    maps::PerCpuArray,
-    programs::XdpContext,
+    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
-use balancer_common::ProtoCounter;
+use balancer_common::{
+    ProtoCounter, Reason,
+    maps::{Flow, FlowKey, Globals, SVC_F_OPS, Service, ServiceKey, flow_state},
+};
+use parse::{Headers, IPPROTO_TCP, IPPROTO_UDP, NOT_FRAGMENT};
 
-/// One `u64` per [`ProtoCounter`], per CPU.
-#[map(name = "PROTO_COUNTERS")]
-static PROTO_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ProtoCounter::COUNT, 0);
-
-#[inline(always)]
-fn count(counter: ProtoCounter) {
-    if let Some(slot) = PROTO_COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: a per-CPU slot is only written by this CPU, and XDP programs do not nest.
-        unsafe { *slot += 1 };
-    }
-}
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
 
 #[xdp]
 #[expect(
@@ -37,10 +44,139 @@ fn count(counter: ProtoCounter) {
     reason = "the #[xdp] macro fixes the signature"
 )]
 pub fn balancer(ctx: XdpContext) -> u32 {
-    count(ProtoCounter::Frames);
-    let class = parse::classify(&ctx, count);
-    count(class);
-    xdp_action::XDP_PASS
+    maps::count_proto(ProtoCounter::Frames);
+    let reason = process(&ctx);
+    maps::count_reason(reason);
+    match reason {
+        Reason::PassNotIp
+        | Reason::PassMalformed
+        | Reason::PassNoService
+        | Reason::PassOtherProto => xdp_action::XDP_PASS,
+        Reason::Tx => xdp_action::XDP_TX,
+        Reason::Redirect => xdp_action::XDP_REDIRECT,
+        _ => xdp_action::XDP_DROP,
+    }
+}
+
+#[inline(always)]
+fn process(ctx: &XdpContext) -> Reason {
+    let mut h = Headers::new(ProtoCounter::Truncated);
+    parse::parse(ctx, &mut h, maps::count_proto);
+    maps::count_proto(h.class);
+    if h.class == ProtoCounter::Truncated {
+        return Reason::PassMalformed;
+    }
+    if h.family == 0 {
+        return Reason::PassNotIp;
+    }
+    if h.fragment != NOT_FRAGMENT {
+        // Later fragments carry no ports: any fragment to a VIP is refused, not half-balanced.
+        return if maps::is_vip(&h.dst, h.family) {
+            Reason::DropFragment
+        } else {
+            Reason::PassNoService
+        };
+    }
+    if h.proto != IPPROTO_TCP && h.proto != IPPROTO_UDP {
+        return Reason::PassOtherProto;
+    }
+    let Some(service) = lookup_service(&h) else {
+        return Reason::PassNoService;
+    };
+    // SAFETY: a plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let globals = maps::globals();
+    let key = FlowKey {
+        src: h.src,
+        dst: h.dst,
+        sport_be: h.sport,
+        dport_be: h.dport,
+        proto: h.proto,
+        family: h.family,
+        _pad: [0; 2],
+    };
+    let real_index = match existing_flow(&key, &h, now, &globals) {
+        Some(real) => real,
+        None => match schedule::new_connection(&h, &service, now) {
+            Ok(real) => {
+                // One-packet scheduling (ops) keeps no state for UDP.
+                if service.flags & SVC_F_OPS == 0 || h.proto != IPPROTO_UDP {
+                    let flow = Flow {
+                        real,
+                        service: service.id,
+                        last_seen_ns: now,
+                        state: next_state(flow_state::NEW, &h),
+                        _pad: 0,
+                    };
+                    maps::insert_flow(&key, &flow);
+                }
+                maps::add_stats_conn(service.id, real);
+                real
+            }
+            Err(reason) => return reason,
+        },
+    };
+    let Some(real) = maps::real(real_index) else {
+        return Reason::DropBadTable;
+    };
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    maps::add_stats(service.id, real_index, len);
+    forward::forward(ctx, &h, &real)
+}
+
+/// The service for this destination: exact (VIP, port, protocol), then the all-port service.
+#[inline(always)]
+fn lookup_service(h: &Headers) -> Option<Service> {
+    let mut key = ServiceKey {
+        addr: h.dst,
+        port_be: h.dport,
+        proto: h.proto,
+        family: h.family,
+    };
+    if let Some(s) = maps::service(&key) {
+        return Some(s);
+    }
+    key.port_be = 0;
+    maps::service(&key)
+}
+
+/// The real of a live flow, refreshing it; `None` when there is none or it has timed out.
+#[inline(always)]
+fn existing_flow(key: &FlowKey, h: &Headers, now: u64, g: &Globals) -> Option<u32> {
+    let flow = maps::flow_mut(key)?;
+    // SAFETY: the pointer comes from a successful map lookup; a concurrent update of the same
+    // flow on another CPU can at worst lose one timestamp or state refresh.
+    let f = unsafe { &mut *flow };
+    let timeout = match (h.proto, f.state) {
+        (IPPROTO_UDP, _) => g.udp_timeout_ns,
+        (_, flow_state::CLOSING) => g.tcpfin_timeout_ns,
+        _ => g.tcp_timeout_ns,
+    };
+    if now.saturating_sub(f.last_seen_ns) > timeout {
+        return None;
+    }
+    // A SYN on a closing flow is a new connection on a reused port: schedule it afresh.
+    if f.state == flow_state::CLOSING && h.tcp_flags & TCP_SYN != 0 && h.tcp_flags & TCP_ACK == 0 {
+        return None;
+    }
+    f.last_seen_ns = now;
+    f.state = next_state(f.state, h);
+    Some(f.real)
+}
+
+/// TCP state as far as a one-way (DR, TUN) observer can tell it.
+#[inline(always)]
+fn next_state(state: u32, h: &Headers) -> u32 {
+    if h.proto != IPPROTO_TCP {
+        return flow_state::ESTABLISHED;
+    }
+    if h.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        flow_state::CLOSING
+    } else if state == flow_state::NEW && h.tcp_flags & TCP_ACK != 0 && h.tcp_flags & TCP_SYN == 0 {
+        flow_state::ESTABLISHED
+    } else {
+        state
+    }
 }
 
 #[cfg(not(test))]

@@ -1,10 +1,13 @@
 //! Header parsing: Ethernet (with up to two 802.1Q / 802.1ad tags), IPv4, IPv6 (skipping
-//! extension headers), TCP and UDP.
+//! extension headers), TCP and UDP, into the [`Headers`] the forwarding path needs.
 
 use core::mem::size_of;
 
 use aya_ebpf::programs::XdpContext;
-use balancer_common::ProtoCounter;
+use balancer_common::{
+    ProtoCounter,
+    maps::{FAMILY_V4, FAMILY_V6},
+};
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -17,8 +20,8 @@ const MAX_VLAN_TAGS: usize = 2;
 
 const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_ICMPV6: u8 = 58;
@@ -43,6 +46,12 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
     Some((start + offset) as *const T)
 }
 
+/// A mutable pointer to a `T` at `offset` in the frame, bounds-checked like [`ptr_at`].
+#[inline(always)]
+pub fn ptr_at_mut<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    ptr_at::<T>(ctx, offset).map(<*const T>::cast_mut)
+}
+
 /// The two bytes at `offset`.
 ///
 /// There is deliberately no one-byte read: LLVM turns `p + 1 > end` into `p >= end`, and the
@@ -59,12 +68,58 @@ fn read_be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
     read2(ctx, offset).map(u16::from_be_bytes)
 }
 
-/// The class counter for this frame. `mark` is called for the counters that are seen on the
-/// way (VLAN, IP family), so that one frame increments exactly one class counter.
+/// `Headers::fragment`.
+pub const NOT_FRAGMENT: u8 = 0;
+pub const FIRST_FRAGMENT: u8 = 1;
+pub const LATER_FRAGMENT: u8 = 2;
+
+/// What the forwarding path needs from a frame's headers.
+pub struct Headers {
+    /// The protocol counter this frame increments (exactly one class per frame).
+    pub class: ProtoCounter,
+    /// `FAMILY_V4`, `FAMILY_V6`, or 0 when not IP (or malformed before the IP header).
+    pub family: u8,
+    /// Offset of the IP header.
+    pub l3: usize,
+    /// Offset of the L4 header (meaningless for a later fragment).
+    pub l4: usize,
+    pub proto: u8,
+    pub fragment: u8,
+    /// Addresses as in the packet (network byte order); IPv4 in `[0]`.
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    /// Ports as in the packet (network byte order); 0 unless TCP or UDP.
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10).
+    pub tcp_flags: u8,
+}
+
+impl Headers {
+    pub const fn new(class: ProtoCounter) -> Self {
+        Self {
+            class,
+            family: 0,
+            l3: 0,
+            l4: 0,
+            proto: 0,
+            fragment: NOT_FRAGMENT,
+            src: [0; 4],
+            dst: [0; 4],
+            sport: 0,
+            dport: 0,
+            tcp_flags: 0,
+        }
+    }
+}
+
+/// Parses the frame. `mark` is called for the counters seen on the way (VLAN, IP family), so
+/// that one frame increments exactly one class counter, `Headers::class`.
 #[inline(always)]
-pub fn classify(ctx: &XdpContext, mark: impl Fn(ProtoCounter)) -> ProtoCounter {
+pub fn parse(ctx: &XdpContext, h: &mut Headers, mark: impl Fn(ProtoCounter)) {
+    h.class = ProtoCounter::Truncated;
     let Some(mut ethertype) = read_be16(ctx, 12) else {
-        return ProtoCounter::Truncated;
+        return;
     };
     let mut l3 = ETH_HLEN;
     let mut tagged = false;
@@ -74,7 +129,7 @@ pub fn classify(ctx: &XdpContext, mark: impl Fn(ProtoCounter)) -> ProtoCounter {
         }
         tagged = true;
         let Some(inner) = read_be16(ctx, l3 + 2) else {
-            return ProtoCounter::Truncated;
+            return;
         };
         ethertype = inner;
         l3 += VLAN_HLEN;
@@ -83,68 +138,95 @@ pub fn classify(ctx: &XdpContext, mark: impl Fn(ProtoCounter)) -> ProtoCounter {
         mark(ProtoCounter::Vlan);
     }
     match ethertype {
-        ETH_P_IP => ipv4(ctx, l3, mark),
-        ETH_P_IPV6 => ipv6(ctx, l3, mark),
-        ETH_P_ARP => ProtoCounter::Arp,
-        _ => ProtoCounter::OtherL3,
+        ETH_P_IP => ipv4(ctx, h, l3, mark),
+        ETH_P_IPV6 => ipv6(ctx, h, l3, mark),
+        ETH_P_ARP => h.class = ProtoCounter::Arp,
+        _ => h.class = ProtoCounter::OtherL3,
     }
 }
 
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, l3: usize, mark: impl Fn(ProtoCounter)) -> ProtoCounter {
-    let (Some([ver_ihl, _tos]), Some(frag), Some([_ttl, proto])) =
-        (read2(ctx, l3), read_be16(ctx, l3 + 6), read2(ctx, l3 + 8))
-    else {
-        return ProtoCounter::Truncated;
+fn ipv4(ctx: &XdpContext, h: &mut Headers, l3: usize, mark: impl Fn(ProtoCounter)) {
+    // SAFETY: ptr_at checked that the 20-byte fixed header lies inside the frame.
+    let Some(ip) = ptr_at::<[u8; 20]>(ctx, l3).map(|p| unsafe { *p }) else {
+        return;
     };
-    let ihl = usize::from(ver_ihl & 0x0f) * 4;
-    if ver_ihl >> 4 != 4 || ihl < 20 {
-        return ProtoCounter::Truncated;
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    if ip[0] >> 4 != 4 || ihl < 20 {
+        return;
     }
     mark(ProtoCounter::Ipv4);
+    h.class = ProtoCounter::OtherL4v4;
+    h.family = FAMILY_V4;
+    h.l3 = l3;
+    h.l4 = l3 + ihl;
+    h.proto = ip[9];
+    h.src[0] = u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    h.dst[0] = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let frag = u16::from_be_bytes([ip[6], ip[7]]);
     // A later fragment carries no L4 header: count it by family only.
     if frag & 0x1fff != 0 {
-        return ProtoCounter::OtherL4v4;
+        h.fragment = LATER_FRAGMENT;
+        return;
     }
-    let l4 = l3 + ihl;
-    l4_class(ctx, l4, proto, IPPROTO_ICMP, V4)
+    if frag & 0x2000 != 0 {
+        h.fragment = FIRST_FRAGMENT;
+    }
+    l4(ctx, h, IPPROTO_ICMP, V4);
 }
 
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, l3: usize, mark: impl Fn(ProtoCounter)) -> ProtoCounter {
-    let (Some([ver, _tc]), Some([mut next, _hop_limit])) = (read2(ctx, l3), read2(ctx, l3 + 6))
-    else {
-        return ProtoCounter::Truncated;
+fn ipv6(ctx: &XdpContext, h: &mut Headers, l3: usize, mark: impl Fn(ProtoCounter)) {
+    // SAFETY: ptr_at checked that the 40-byte header lies inside the frame.
+    let Some(ip) = ptr_at::<[u8; IPV6_HLEN]>(ctx, l3).map(|p| unsafe { *p }) else {
+        return;
     };
-    if ver >> 4 != 6 || ptr_at::<[u8; IPV6_HLEN]>(ctx, l3).is_none() {
-        return ProtoCounter::Truncated;
+    if ip[0] >> 4 != 6 {
+        return;
     }
     mark(ProtoCounter::Ipv6);
+    h.class = ProtoCounter::OtherL4v6;
+    h.family = FAMILY_V6;
+    h.l3 = l3;
+    for i in 0..4 {
+        let s = 8 + i * 4;
+        let d = 24 + i * 4;
+        h.src[i] = u32::from_ne_bytes([ip[s], ip[s + 1], ip[s + 2], ip[s + 3]]);
+        h.dst[i] = u32::from_ne_bytes([ip[d], ip[d + 1], ip[d + 2], ip[d + 3]]);
+    }
+    let mut next = ip[6];
     let mut off = l3 + IPV6_HLEN;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
                 let Some([n, len]) = read2(ctx, off) else {
-                    return ProtoCounter::Truncated;
+                    h.class = ProtoCounter::Truncated;
+                    return;
                 };
                 next = n;
                 off += (usize::from(len) + 1) * 8;
             }
             IPPROTO_FRAGMENT => {
-                let (Some([n, _reserved]), Some(frag)) = (read2(ctx, off), read_be16(ctx, off + 2))
-                else {
-                    return ProtoCounter::Truncated;
+                // SAFETY: ptr_at checked that the 8-byte fragment header lies inside the frame.
+                let Some(f) = ptr_at::<[u8; 8]>(ctx, off).map(|p| unsafe { *p }) else {
+                    h.class = ProtoCounter::Truncated;
+                    return;
                 };
-                if frag & 0xfff8 != 0 {
-                    return ProtoCounter::OtherL4v6;
+                h.proto = f[0];
+                if u16::from_be_bytes([f[2], f[3]]) & 0xfff8 != 0 {
+                    h.fragment = LATER_FRAGMENT;
+                    return;
                 }
-                next = n;
+                h.fragment = FIRST_FRAGMENT;
+                next = f[0];
                 off += 8;
             }
             _ => break,
         }
     }
-    l4_class(ctx, off, next, IPPROTO_ICMPV6, V6)
+    h.proto = next;
+    h.l4 = off;
+    l4(ctx, h, IPPROTO_ICMPV6, V6);
 }
 
 /// The four L4 class counters of one address family.
@@ -153,42 +235,53 @@ struct Family {
     tcp: ProtoCounter,
     udp: ProtoCounter,
     icmp: ProtoCounter,
-    other: ProtoCounter,
 }
 
 const V4: Family = Family {
     tcp: ProtoCounter::Tcp4,
     udp: ProtoCounter::Udp4,
     icmp: ProtoCounter::Icmp4,
-    other: ProtoCounter::OtherL4v4,
 };
 const V6: Family = Family {
     tcp: ProtoCounter::Tcp6,
     udp: ProtoCounter::Udp6,
     icmp: ProtoCounter::Icmp6,
-    other: ProtoCounter::OtherL4v6,
 };
 
+/// Fills in the L4 class, ports and TCP flags. `h.class` is already the family's "other".
 #[inline(always)]
-fn l4_class(ctx: &XdpContext, l4: usize, proto: u8, icmp: u8, fam: Family) -> ProtoCounter {
-    let (class, min_len) = match proto {
-        IPPROTO_TCP => (fam.tcp, TCP_MIN_HLEN),
-        IPPROTO_UDP => (fam.udp, UDP_HLEN),
-        p if p == icmp => (fam.icmp, ICMP_MIN_HLEN),
-        _ => return fam.other,
-    };
-    if proto == IPPROTO_TCP {
-        // The TCP data offset must cover at least the fixed header and lie inside the frame.
-        let Some([doff, _flags]) = read2(ctx, l4 + 12) else {
-            return ProtoCounter::Truncated;
+fn l4(ctx: &XdpContext, h: &mut Headers, icmp: u8, fam: Family) {
+    let l4 = h.l4;
+    if h.proto == IPPROTO_TCP {
+        // SAFETY: ptr_at checked that the fixed TCP header lies inside the frame.
+        let Some(t) = ptr_at::<[u8; TCP_MIN_HLEN]>(ctx, l4).map(|p| unsafe { *p }) else {
+            h.class = ProtoCounter::Truncated;
+            return;
         };
-        let hlen = usize::from(doff >> 4) * 4;
+        // The data offset must cover at least the fixed header and lie inside the frame.
+        let hlen = usize::from(t[12] >> 4) * 4;
         if hlen < TCP_MIN_HLEN || ctx.data() + l4 + hlen > ctx.data_end() {
-            return ProtoCounter::Truncated;
+            h.class = ProtoCounter::Truncated;
+            return;
         }
+        h.sport = u16::from_ne_bytes([t[0], t[1]]);
+        h.dport = u16::from_ne_bytes([t[2], t[3]]);
+        h.tcp_flags = t[13];
+        h.class = fam.tcp;
+    } else if h.proto == IPPROTO_UDP {
+        // SAFETY: ptr_at checked that the UDP header lies inside the frame.
+        let Some(u) = ptr_at::<[u8; UDP_HLEN]>(ctx, l4).map(|p| unsafe { *p }) else {
+            h.class = ProtoCounter::Truncated;
+            return;
+        };
+        h.sport = u16::from_ne_bytes([u[0], u[1]]);
+        h.dport = u16::from_ne_bytes([u[2], u[3]]);
+        h.class = fam.udp;
+    } else if h.proto == icmp {
+        if ptr_at::<[u8; ICMP_MIN_HLEN]>(ctx, l4).is_none() {
+            h.class = ProtoCounter::Truncated;
+            return;
+        }
+        h.class = fam.icmp;
     }
-    if ctx.data() + l4 + min_len > ctx.data_end() {
-        return ProtoCounter::Truncated;
-    }
-    class
 }

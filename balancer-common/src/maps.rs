@@ -1,0 +1,220 @@
+//! Keys and values of the forwarding maps. Userspace writes them from the validated model;
+//! the XDP program only reads them (and the flow, persistence and counter maps it owns).
+//!
+//! Addresses are `[u32; 4]` in network byte order as they sit in the packet: an IPv4 address
+//! fills `[0]` and leaves the rest zero.
+
+/// `family` values.
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+/// `ServiceKey` -> `Service`.
+pub const SERVICES_MAP: &str = "SERVICES";
+/// `ServiceKey` with port 0 and proto 0 -> number of services on that address: "is a VIP".
+pub const VIPS_MAP: &str = "VIPS";
+/// Real index -> `Real`.
+pub const REALS_MAP: &str = "REALS";
+/// Scheduler tables: slot -> real index. Each service owns `table_len` slots from `table_base`.
+pub const SCHED_SLOTS_MAP: &str = "SCHED_SLOTS";
+/// `FlowKey` -> `Flow`, an LRU hash: the connection table.
+pub const FLOWS_MAP: &str = "FLOWS";
+/// `PersistKey` -> `Persist`, an LRU hash: persistence templates.
+pub const PERSIST_MAP: &str = "PERSIST";
+/// Index 0 -> `Globals`.
+pub const GLOBALS_MAP: &str = "GLOBALS";
+/// Per-CPU service id -> `Stats`.
+pub const SERVICE_STATS_MAP: &str = "SERVICE_STATS";
+/// Per-CPU real index -> `Stats`.
+pub const REAL_STATS_MAP: &str = "REAL_STATS";
+/// Per-CPU service id -> rr/wrr ring cursor.
+pub const RR_CURSOR_MAP: &str = "RR_CURSOR";
+/// Real index -> active connections (atomic; lc, wlc, sed and nq read it).
+pub const REAL_ACTIVE_MAP: &str = "REAL_ACTIVE";
+
+pub const MAX_SERVICES: u32 = 4096;
+/// Service keys: more than services, since a `virtual_server_group` puts many VIPs on one.
+pub const MAX_SERVICE_KEYS: u32 = 65_536;
+pub const MAX_REALS: u32 = 65_536;
+/// Slots of every scheduler table together (16 MiB of `u32`). Userspace double-buffers a
+/// service's table here, so a table swap is one `Service` update.
+pub const MAX_SCHED_SLOTS: u32 = 1 << 22;
+/// Reals of one service that lc, wlc, sed and nq compare per new connection.
+pub const MAX_LC_REALS: u32 = 64;
+/// Default size of the connection table; configurable at load time.
+pub const DEFAULT_FLOWS: u32 = 1 << 20;
+pub const DEFAULT_PERSIST: u32 = 1 << 16;
+
+/// Schedulers (`Service::sched`).
+pub mod sched {
+    /// Round robin over a ring (rr is wrr with equal weights).
+    pub const RING: u32 = 0;
+    /// Hash of the source address (and port with `SVC_F_HASH_PORT`) into a bucket table:
+    /// sh, and mh whose table is Maglev's.
+    pub const SOURCE_HASH: u32 = 1;
+    /// Hash of the destination address into a bucket table: dh.
+    pub const DEST_HASH: u32 = 2;
+    /// Least-connection family over the service's reals listed in its table: lc, wlc, sed, nq.
+    pub const LC: u32 = 3;
+    pub const WLC: u32 = 4;
+    pub const SED: u32 = 5;
+    pub const NQ: u32 = 6;
+}
+
+/// `Service::flags`.
+pub const SVC_F_OPS: u32 = 1;
+pub const SVC_F_PERSIST: u32 = 1 << 1;
+pub const SVC_F_HASH_PORT: u32 = 1 << 2;
+
+/// Forwarding methods (`Real::method`).
+pub mod method {
+    pub const DR: u8 = 0;
+    pub const TUN: u8 = 1;
+    pub const NAT: u8 = 2;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    pub addr: [u32; 4],
+    /// 0 for an all-port service.
+    pub port_be: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+const _: () = assert!(size_of::<ServiceKey>() == 20);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Service {
+    /// Index into the per-service arrays (stats, cursors).
+    pub id: u32,
+    pub sched: u32,
+    pub flags: u32,
+    pub table_base: u32,
+    /// 0 when no real has weight > 0: the sorry server, if any, takes new connections.
+    pub table_len: u32,
+    /// Real index + 1 of the sorry server; 0 = none.
+    pub sorry_real: u32,
+    pub persist_timeout_s: u32,
+    /// Persistence granularity as a prefix length (IPv4 netmask 255.255.255.0 = 24).
+    pub persist_prefix: u32,
+}
+const _: () = assert!(size_of::<Service>() == 32);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Real {
+    pub addr: [u32; 4],
+    /// Destination port after NAT; DR and TUN keep the client's.
+    pub port_be: u16,
+    pub method: u8,
+    pub family: u8,
+    /// Weight for lc/wlc/sed/nq; 0 drains (no new connections).
+    pub weight: u32,
+    /// Egress interface; 0 = find it (and the MACs) with the kernel's FIB per packet.
+    pub ifindex: u32,
+    /// Next hop's MAC (the real itself for DR) and ours on `ifindex`.
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+    /// TUN: outer source address.
+    pub tun_src: [u32; 4],
+}
+const _: () = assert!(size_of::<Real>() == 56);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport_be: u16,
+    pub dport_be: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<FlowKey>() == 40);
+
+/// `Flow::state`.
+pub mod flow_state {
+    /// UDP, or TCP before the handshake completed.
+    pub const NEW: u32 = 0;
+    pub const ESTABLISHED: u32 = 1;
+    /// FIN or RST seen: the tcpfin timeout applies.
+    pub const CLOSING: u32 = 2;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flow {
+    pub real: u32,
+    pub service: u32,
+    pub last_seen_ns: u64,
+    pub state: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Flow>() == 24);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PersistKey {
+    /// Client address masked to the service's persistence granularity.
+    pub client: [u32; 4],
+    pub service: u32,
+}
+const _: () = assert!(size_of::<PersistKey>() == 20);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Persist {
+    pub real: u32,
+    pub _pad: u32,
+    pub last_seen_ns: u64,
+}
+const _: () = assert!(size_of::<Persist>() == 16);
+
+/// Timeouts as `ipvsadm --set tcp tcpfin udp` (seconds there, nanoseconds here).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Globals {
+    pub tcp_timeout_ns: u64,
+    pub tcpfin_timeout_ns: u64,
+    pub udp_timeout_ns: u64,
+}
+const _: () = assert!(size_of::<Globals>() == 24);
+
+impl Default for Globals {
+    /// IPVS's defaults: tcp 900 s, tcpfin 120 s, udp 300 s.
+    fn default() -> Self {
+        const S: u64 = 1_000_000_000;
+        Self {
+            tcp_timeout_ns: 900 * S,
+            tcpfin_timeout_ns: 120 * S,
+            udp_timeout_ns: 300 * S,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// New connections scheduled.
+    pub conns: u64,
+}
+const _: () = assert!(size_of::<Stats>() == 24);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::{Flow, FlowKey, Globals, Persist, PersistKey, Real, Service, ServiceKey, Stats};
+    // SAFETY: all of these are #[repr(C)], Copy, and have no padding holes (sizes asserted).
+    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for Service {}
+    unsafe impl aya::Pod for Real {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for Flow {}
+    unsafe impl aya::Pod for PersistKey {}
+    unsafe impl aya::Pod for Persist {}
+    unsafe impl aya::Pod for Globals {}
+    unsafe impl aya::Pod for Stats {}
+}
