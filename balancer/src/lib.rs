@@ -5,4 +5,5 @@
 
 pub mod config;
 pub mod dataplane;
+pub mod model;
 pub mod run;

@@ -1,13 +1,21 @@
-//! Loads the XDP program, attaches it to interfaces and reads its counters.
+//! Loads the XDP program, attaches it to interfaces, programs its maps and reads its counters.
+
+mod services;
 
 use std::fmt;
 
+pub use services::addr_words;
+
 use aya::{
-    Ebpf,
-    maps::PerCpuArray,
+    Ebpf, EbpfLoader,
+    maps::{Array, PerCpuArray},
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use balancer_common::{ProtoCounter, counters::PROTO_COUNTERS_MAP};
+use balancer_common::{
+    ProtoCounter, Reason,
+    counters::{PROTO_COUNTERS_MAP, REASONS_MAP},
+    maps::{DEFAULT_FLOWS, DEFAULT_PERSIST, FLOWS_MAP, GLOBALS_MAP, Globals, PERSIST_MAP},
+};
 use serde::Deserialize;
 
 /// The XDP object built by `build.rs` from `balancer-ebpf`.
@@ -81,10 +89,33 @@ struct Attachment {
     link: XdpLinkId,
 }
 
-/// The loaded program and the interfaces it is attached to. Dropping it detaches everywhere.
+/// Sizes fixed when the program is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Connection table entries (an LRU: when full, the least recently used flow goes).
+    pub flows: u32,
+    /// Persistence template entries.
+    pub persist: u32,
+    /// Connection timeouts, as `ipvsadm --set`.
+    pub timeouts: Globals,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            flows: DEFAULT_FLOWS,
+            persist: DEFAULT_PERSIST,
+            timeouts: Globals::default(),
+        }
+    }
+}
+
+/// The loaded program, its map contents and the interfaces it is attached to. Dropping it
+/// detaches everywhere.
 pub struct XdpProgram {
     ebpf: Ebpf,
     attachments: Vec<Attachment>,
+    table: services::ServiceTable,
 }
 
 impl XdpProgram {
@@ -93,15 +124,50 @@ impl XdpProgram {
     /// # Errors
     /// The kernel rejects the object or the program (permissions, verifier).
     pub fn load() -> Result<Self, XdpError> {
-        let mut ebpf = Ebpf::load(PROGRAM_OBJECT).map_err(|e| XdpError::Load {
-            source: Box::new(e),
-        })?;
+        Self::load_with(&LoadOptions::default())
+    }
+
+    /// Loads the embedded program with the given table sizes and timeouts.
+    ///
+    /// # Errors
+    /// The kernel rejects the object, the program (verifier) or a map size.
+    pub fn load_with(options: &LoadOptions) -> Result<Self, XdpError> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(FLOWS_MAP, options.flows)
+            .map_max_entries(PERSIST_MAP, options.persist)
+            .load(PROGRAM_OBJECT)
+            .map_err(|e| XdpError::Load {
+                source: Box::new(e),
+            })?;
         program(&mut ebpf)?.load().map_err(|e| XdpError::Load {
             source: Box::new(e),
         })?;
-        Ok(Self {
+        let mut program = Self {
             ebpf,
             attachments: Vec::new(),
+            table: services::ServiceTable::default(),
+        };
+        program.set_timeouts(options.timeouts)?;
+        Ok(program)
+    }
+
+    /// Sets the connection timeouts (`ipvsadm --set tcp tcpfin udp`).
+    ///
+    /// # Errors
+    /// The globals map cannot be written.
+    pub fn set_timeouts(&mut self, timeouts: Globals) -> Result<(), XdpError> {
+        let map = self.ebpf.map_mut(GLOBALS_MAP).ok_or(XdpError::Missing {
+            what: "map",
+            name: GLOBALS_MAP,
+        })?;
+        let mut globals: Array<_, Globals> =
+            Array::try_from(map).map_err(|source| XdpError::Map {
+                map: GLOBALS_MAP,
+                source,
+            })?;
+        globals.set(0, timeouts, 0).map_err(|source| XdpError::Map {
+            map: GLOBALS_MAP,
+            source,
         })
     }
 
@@ -201,6 +267,27 @@ impl XdpProgram {
         Ok(counters)
     }
 
+    /// The reason counters (what was done with each frame and why), summed over all CPUs.
+    ///
+    /// # Errors
+    /// The reason map is missing or cannot be read.
+    pub fn reasons(&self) -> Result<Reasons, XdpError> {
+        let map_err = |source| XdpError::Map {
+            map: REASONS_MAP,
+            source,
+        };
+        let map = self.ebpf.map(REASONS_MAP).ok_or(XdpError::Missing {
+            what: "map",
+            name: REASONS_MAP,
+        })?;
+        let array = PerCpuArray::<_, u64>::try_from(map).map_err(map_err)?;
+        let mut counters = Reasons::default();
+        for r in Reason::ALL {
+            counters.0[r as usize] = array.get(&(r as u32), 0).map_err(map_err)?.iter().sum();
+        }
+        Ok(counters)
+    }
+
     /// The program itself, for `BPF_PROG_TEST_RUN` in tests and benchmarks.
     ///
     /// # Errors
@@ -249,5 +336,31 @@ impl ProtoCounters {
     /// Every counter with its name, in index order.
     pub fn iter(&self) -> impl Iterator<Item = (ProtoCounter, u64)> + '_ {
         ProtoCounter::ALL.into_iter().map(|c| (c, self.get(c)))
+    }
+}
+
+/// A snapshot of the reason counters, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reasons([u64; Reason::COUNT as usize]);
+
+impl Reasons {
+    #[must_use]
+    pub fn get(&self, r: Reason) -> u64 {
+        self.0[r as usize]
+    }
+
+    /// Counts since `earlier`.
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        let mut d = Self::default();
+        for (i, v) in d.0.iter_mut().enumerate() {
+            *v = self.0[i].saturating_sub(earlier.0[i]);
+        }
+        d
+    }
+
+    /// Every reason with its count, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = (Reason, u64)> + '_ {
+        Reason::ALL.into_iter().map(|r| (r, self.get(r)))
     }
 }

@@ -1,0 +1,245 @@
+//! Scheduler tables built in userspace and read by the XDP program: the rr/wrr ring in IPVS's
+//! interleaved order, and Maglev tables for mh, sh and dh.
+
+/// Longest rr/wrr ring; weights are scaled down proportionally past it.
+pub const MAX_RING: usize = 1 << 16;
+
+/// Maglev table sizes: primes, the smallest one at least 100 x the reals is used.
+pub const MAGLEV_SIZES: [u32; 13] = [
+    251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131_071, 262_139, 524_287, 1_048_573,
+];
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// One full cycle of IPVS's weighted round robin (`ip_vs_wrr.c`): positions into `weights`,
+/// interleaved so that a heavier real is never picked in long bursts. Reals of weight 0 never
+/// appear; all zero gives an empty ring.
+#[must_use]
+pub fn wrr_ring(weights: &[u32]) -> Vec<usize> {
+    let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    let g = weights.iter().copied().filter(|&w| w > 0).fold(0, gcd);
+    let cycle = total / u64::from(g);
+    if cycle > MAX_RING as u64 {
+        // Keep the proportions within a ring of MAX_RING entries; no live real drops to 0.
+        let scaled: Vec<u32> = weights
+            .iter()
+            .map(|&w| {
+                if w == 0 {
+                    0
+                } else {
+                    let s = u64::from(w) * (MAX_RING as u64 / 2) / total;
+                    u32::try_from(s.max(1)).unwrap_or(u32::MAX)
+                }
+            })
+            .collect();
+        return wrr_ring(&scaled);
+    }
+    let max = weights.iter().copied().max().unwrap_or(0);
+    let n = weights.len();
+    let mut ring = Vec::with_capacity(usize::try_from(cycle).unwrap_or(MAX_RING));
+    let (mut i, mut cw) = (n - 1, 0i64);
+    while ring.len() < ring.capacity() {
+        i = (i + 1) % n;
+        if i == 0 {
+            cw -= i64::from(g);
+            if cw <= 0 {
+                cw = i64::from(max);
+            }
+        }
+        if i64::from(weights[i]) >= cw {
+            ring.push(i);
+        }
+    }
+    ring
+}
+
+/// The Maglev table size for `reals` reals: a prime >= 100 x reals (the paper's bound for
+/// near-even spread), capped at the largest size.
+#[must_use]
+pub fn maglev_size(reals: usize) -> u32 {
+    let want = (reals as u64).saturating_mul(100);
+    MAGLEV_SIZES
+        .iter()
+        .copied()
+        .find(|&m| u64::from(m) >= want)
+        .unwrap_or(MAGLEV_SIZES[MAGLEV_SIZES.len() - 1])
+}
+
+/// FNV-1a, 64 bits: a stable hash of a real's identity, the same on every node and release.
+fn fnv1a(data: &[u8], seed: u64) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for &b in data {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A Maglev lookup table of `size` entries (a prime): positions into `reals`, each real
+/// filling a share proportional to its weight. `reals` are (identity, weight); the identity
+/// (e.g. "192.0.2.1:80") fixes each real's preference order, so every node with the same
+/// reals builds the same table and removing a real moves little more than its own share.
+#[must_use]
+pub fn maglev_table(reals: &[(&[u8], u32)], size: u32) -> Vec<u32> {
+    let live: Vec<usize> = (0..reals.len()).filter(|&i| reals[i].1 > 0).collect();
+    if live.is_empty() {
+        return Vec::new();
+    }
+    let m = u64::from(size);
+    let total: u64 = live.iter().map(|&i| u64::from(reals[i].1)).sum();
+    // Each real's quota of entries, by largest remainder, so the quotas add up to `size`.
+    let mut quota: Vec<u64> = live
+        .iter()
+        .map(|&i| m * u64::from(reals[i].1) / total)
+        .collect();
+    let mut by_remainder: Vec<usize> = (0..live.len()).collect();
+    by_remainder.sort_by_key(|&k| {
+        (
+            std::cmp::Reverse(m * u64::from(reals[live[k]].1) % total),
+            reals[live[k]].0,
+        )
+    });
+    let assigned: u64 = quota.iter().sum();
+    for &k in by_remainder
+        .iter()
+        .take(usize::try_from(m - assigned).unwrap_or(0))
+    {
+        quota[k] += 1;
+    }
+    let offset: Vec<u64> = live.iter().map(|&i| fnv1a(reals[i].0, 0) % m).collect();
+    let skip: Vec<u64> = live
+        .iter()
+        .map(|&i| fnv1a(reals[i].0, 0x5bd1_e995) % (m - 1) + 1)
+        .collect();
+    let mut next = vec![0u64; live.len()];
+    let mut filled = vec![0u64; live.len()];
+    let mut table = vec![u32::MAX; usize::try_from(size).unwrap_or(0)];
+    let mut placed = 0u64;
+    while placed < m {
+        for k in 0..live.len() {
+            if filled[k] >= quota[k] {
+                continue;
+            }
+            // The next empty entry in this real's permutation (offset + j * skip mod M).
+            loop {
+                let slot = (offset[k] + next[k] * skip[k]) % m;
+                next[k] += 1;
+                let entry = &mut table[usize::try_from(slot).unwrap_or(0)];
+                if *entry == u32::MAX {
+                    *entry = u32::try_from(live[k]).unwrap_or(u32::MAX);
+                    filled[k] += 1;
+                    placed += 1;
+                    break;
+                }
+            }
+            if placed == m {
+                break;
+            }
+        }
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(ring: &[usize], n: usize) -> Vec<usize> {
+        let mut c = vec![0; n];
+        for &i in ring {
+            c[i] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn wrr_follows_ipvs_interleaving() {
+        // ip_vs_wrr with weights 4, 3, 2: cw runs 4, 3, 2, 1 (gcd 1).
+        assert_eq!(wrr_ring(&[4, 3, 2]), [0, 0, 1, 0, 1, 2, 0, 1, 2]);
+        assert_eq!(wrr_ring(&[1, 1, 1]), [0, 1, 2]);
+        assert_eq!(wrr_ring(&[2, 0, 2]), [0, 2]);
+        assert!(wrr_ring(&[0, 0]).is_empty());
+    }
+
+    #[test]
+    fn wrr_ring_keeps_proportions_when_scaled() {
+        let ring = wrr_ring(&[60_000, 20_000, 1]);
+        assert!(ring.len() <= MAX_RING);
+        let c = counts(&ring, 3);
+        assert_eq!(c[2], 1, "a live real keeps at least one entry");
+        let ratio = c[0] as f64 / c[1] as f64;
+        assert!((ratio - 3.0).abs() < 0.01, "{c:?}");
+    }
+
+    #[test]
+    fn maglev_sizes_are_prime_and_rising() {
+        for w in MAGLEV_SIZES.windows(2) {
+            assert!(w[0] < w[1]);
+        }
+        for m in MAGLEV_SIZES {
+            assert!((2..=m.isqrt()).all(|d| m % d != 0), "{m} is not prime");
+        }
+        assert_eq!(maglev_size(3), 509);
+        assert_eq!(maglev_size(10), 1021);
+    }
+
+    fn ids(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("198.18.1.{i}:80")).collect()
+    }
+
+    #[test]
+    fn maglev_fills_by_weight() {
+        let names = ids(3);
+        let reals: Vec<(&[u8], u32)> = vec![
+            (names[0].as_bytes(), 3),
+            (names[1].as_bytes(), 1),
+            (names[2].as_bytes(), 0),
+        ];
+        let t = maglev_table(&reals, 1021);
+        assert_eq!(t.len(), 1021);
+        let mut c = [0usize; 3];
+        for &e in &t {
+            c[e as usize] += 1;
+        }
+        assert_eq!(c[2], 0, "weight 0 gets no entry");
+        assert_eq!(c[0] + c[1], 1021);
+        assert!((c[0] as i64 - 766).abs() <= 1, "{c:?}");
+    }
+
+    #[test]
+    fn maglev_is_stable_and_removal_moves_about_its_share() {
+        let names = ids(10);
+        let all: Vec<(&[u8], u32)> = names.iter().map(|n| (n.as_bytes(), 1)).collect();
+        let size = maglev_size(all.len());
+        let before = maglev_table(&all, size);
+        assert_eq!(before, maglev_table(&all, size), "deterministic");
+        // Remove real 4: map the remaining positions back to the original indexes.
+        let rest: Vec<(&[u8], u32)> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 4)
+            .map(|(_, r)| *r)
+            .collect();
+        let after: Vec<u32> = maglev_table(&rest, size)
+            .into_iter()
+            .map(|p| if p >= 4 { p + 1 } else { p })
+            .collect();
+        let moved = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| b != a && **b != 4)
+            .count();
+        // Entries of the removed real must move; others should mostly stay (Maglev, §3.4).
+        let share = before.iter().filter(|&&b| b == 4).count();
+        assert!(share > 0);
+        assert!(
+            moved * 10 < size as usize,
+            "{moved} of {size} entries of surviving reals moved"
+        );
+    }
+}

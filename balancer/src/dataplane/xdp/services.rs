@@ -1,0 +1,482 @@
+//! Renders model services into the XDP program's maps: service keys, reals, scheduler tables.
+//!
+//! Identities are stable: a real keeps its index for as long as its service lists it, so its
+//! connections in the flow table stay on it; removed indexes are reused oldest-first. A new
+//! scheduler table is written to free slots before the service entry is switched to it (one
+//! map update), and the old slots rest in quarantine before reuse, so a packet that read the
+//! old entry still finds the old table.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+    ops::Range,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{Array, HashMap as BpfHashMap, MapData};
+use balancer_common::maps::{
+    FAMILY_V4, FAMILY_V6, MAX_LC_REALS, MAX_REALS, MAX_SCHED_SLOTS, MAX_SERVICES, REALS_MAP, Real,
+    SCHED_SLOTS_MAP, SERVICES_MAP, SVC_F_HASH_PORT, SVC_F_OPS, SVC_F_PERSIST, Service, ServiceKey,
+    VIPS_MAP, method, sched,
+};
+
+use super::XdpProgram;
+use crate::{
+    dataplane::{
+        Dataplane, DataplaneError,
+        sched::{maglev_size, maglev_table, wrr_ring},
+    },
+    model::{Method, RealServer, Scheduler, VirtualService},
+};
+
+/// How long freed table slots wait before reuse: far longer than any packet's processing.
+const QUARANTINE: Duration = Duration::from_secs(2);
+
+struct Installed {
+    id: u32,
+    model: VirtualService,
+    keys: Vec<ServiceKey>,
+    /// Real index per `model.reals` entry.
+    reals: Vec<u32>,
+    sorry: Option<u32>,
+    table: Range<u32>,
+}
+
+/// Allocation state of the maps; the maps themselves live in the loaded program.
+#[derive(Default)]
+pub struct ServiceTable {
+    services: HashMap<String, Installed>,
+    free_ids: Vec<u32>,
+    next_id: u32,
+    free_reals: VecDeque<u32>,
+    next_real: u32,
+    /// Free slot ranges, and ranges waiting out the quarantine.
+    free_slots: Vec<Range<u32>>,
+    quarantine: Vec<(Instant, Range<u32>)>,
+    next_slot: u32,
+    vip_refs: HashMap<ServiceKey, u32>,
+}
+
+/// An address as the maps store it: network byte order words, IPv4 in the first.
+#[must_use]
+pub fn addr_words(addr: IpAddr) -> ([u32; 4], u8) {
+    match addr {
+        IpAddr::V4(a) => ([u32::from_ne_bytes(a.octets()), 0, 0, 0], FAMILY_V4),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            ([w(0), w(4), w(8), w(12)], FAMILY_V6)
+        }
+    }
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { map, source }
+}
+
+impl ServiceTable {
+    fn alloc_id(&mut self) -> Result<u32, DataplaneError> {
+        if let Some(id) = self.free_ids.pop() {
+            return Ok(id);
+        }
+        if self.next_id >= MAX_SERVICES {
+            return Err(DataplaneError::Full {
+                what: "services",
+                limit: MAX_SERVICES,
+            });
+        }
+        self.next_id += 1;
+        Ok(self.next_id - 1)
+    }
+
+    fn alloc_real(&mut self) -> Result<u32, DataplaneError> {
+        if self.next_real < MAX_REALS {
+            self.next_real += 1;
+            return Ok(self.next_real - 1);
+        }
+        self.free_reals.pop_front().ok_or(DataplaneError::Full {
+            what: "reals",
+            limit: MAX_REALS,
+        })
+    }
+
+    fn alloc_slots(&mut self, len: u32) -> Result<Range<u32>, DataplaneError> {
+        let now = Instant::now();
+        let (ready, waiting): (Vec<_>, Vec<_>) = self
+            .quarantine
+            .drain(..)
+            .partition(|(at, _)| now.duration_since(*at) >= QUARANTINE);
+        self.quarantine = waiting;
+        self.free_slots.extend(ready.into_iter().map(|(_, r)| r));
+        if len == 0 {
+            return Ok(0..0);
+        }
+        if let Some(i) = self.free_slots.iter().position(|r| r.len() >= len as usize) {
+            let r = self.free_slots.swap_remove(i);
+            if r.end - r.start > len {
+                self.free_slots.push(r.start + len..r.end);
+            }
+            return Ok(r.start..r.start + len);
+        }
+        if MAX_SCHED_SLOTS - self.next_slot < len {
+            return Err(DataplaneError::Full {
+                what: "scheduler table slots",
+                limit: MAX_SCHED_SLOTS,
+            });
+        }
+        self.next_slot += len;
+        Ok(self.next_slot - len..self.next_slot)
+    }
+
+    fn release_slots(&mut self, r: Range<u32>) {
+        if !r.is_empty() {
+            self.quarantine.push((Instant::now(), r));
+        }
+    }
+}
+
+fn real_entry(r: &RealServer) -> Real {
+    let (addr, family) = addr_words(r.addr);
+    let egress = r.egress.unwrap_or(crate::model::Egress {
+        ifindex: 0,
+        dmac: [0; 6],
+        smac: [0; 6],
+    });
+    Real {
+        addr,
+        port_be: r.port.to_be(),
+        method: match r.method {
+            Method::Dr => method::DR,
+            Method::Tun => method::TUN,
+            Method::Nat => method::NAT,
+        },
+        family,
+        weight: r.weight,
+        ifindex: egress.ifindex,
+        dmac: egress.dmac,
+        smac: egress.smac,
+        tun_src: r.tunnel_source.map_or([0; 4], |a| addr_words(a).0),
+    }
+}
+
+/// The scheduler table of `svc` as positions into `svc.reals`.
+fn table_positions(svc: &VirtualService) -> Vec<u32> {
+    let weights: Vec<u32> = svc.reals.iter().map(|r| r.weight).collect();
+    let positions = |v: Vec<usize>| v.into_iter().map(|p| p as u32).collect();
+    match svc.scheduler {
+        Scheduler::Rr => positions(wrr_ring(
+            &weights
+                .iter()
+                .map(|&w| u32::from(w > 0))
+                .collect::<Vec<_>>(),
+        )),
+        Scheduler::Wrr => positions(wrr_ring(&weights)),
+        Scheduler::Sh | Scheduler::Dh | Scheduler::Mh => {
+            let ids: Vec<String> = svc
+                .reals
+                .iter()
+                .map(|r| format!("{}:{}", r.addr, r.port))
+                .collect();
+            let reals: Vec<(&[u8], u32)> = ids
+                .iter()
+                .zip(&weights)
+                .map(|(id, &w)| (id.as_bytes(), w))
+                .collect();
+            let live = weights.iter().filter(|&&w| w > 0).count();
+            maglev_table(&reals, maglev_size(live))
+        }
+        Scheduler::Lc | Scheduler::Wlc | Scheduler::Sed | Scheduler::Nq => {
+            if weights.iter().all(|&w| w == 0) {
+                Vec::new()
+            } else {
+                (0..svc.reals.len() as u32).collect()
+            }
+        }
+    }
+}
+
+fn validate(name: &str, svc: &VirtualService) -> Result<(), DataplaneError> {
+    let invalid = |message: String| DataplaneError::Invalid {
+        service: name.to_owned(),
+        message,
+    };
+    if svc.vips.is_empty() {
+        return Err(invalid("has no virtual address".into()));
+    }
+    let lc = matches!(
+        svc.scheduler,
+        Scheduler::Lc | Scheduler::Wlc | Scheduler::Sed | Scheduler::Nq
+    );
+    if lc && svc.reals.len() > MAX_LC_REALS as usize {
+        return Err(invalid(format!(
+            "{} reals, but lc/wlc/sed/nq compare at most {MAX_LC_REALS} per connection",
+            svc.reals.len()
+        )));
+    }
+    for r in svc.reals.iter().chain(&svc.sorry_server) {
+        if r.method == Method::Nat {
+            return Err(invalid(format!(
+                "real {}: NAT forwarding is not implemented by the XDP data plane yet",
+                r.addr
+            )));
+        }
+        if r.method == Method::Tun {
+            let Some(src) = r.tunnel_source else {
+                return Err(invalid(format!(
+                    "real {}: TUN needs a tunnel source",
+                    r.addr
+                )));
+            };
+            if src.is_ipv4() != r.addr.is_ipv4() {
+                return Err(invalid(format!(
+                    "real {}: tunnel source {src} is of another address family",
+                    r.addr
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl XdpProgram {
+    fn map_mut(&mut self, map: &'static str) -> Result<&mut aya::maps::Map, DataplaneError> {
+        self.ebpf
+            .map_mut(map)
+            .ok_or(DataplaneError::MissingMap { map })
+    }
+
+    fn write_real(&mut self, index: u32, real: &Real) -> Result<(), DataplaneError> {
+        let mut reals: Array<&mut MapData, Real> =
+            Array::try_from(self.map_mut(REALS_MAP)?).map_err(map_err(REALS_MAP))?;
+        reals.set(index, real, 0).map_err(map_err(REALS_MAP))
+    }
+}
+
+impl Dataplane for XdpProgram {
+    fn apply(&mut self, name: &str, svc: &VirtualService) -> Result<(), DataplaneError> {
+        validate(name, svc)?;
+        let old = self.table.services.remove(name);
+        let id = match &old {
+            Some(o) => o.id,
+            None => self.table.alloc_id()?,
+        };
+        // Reals that stay keep their index; new ones get a fresh one.
+        let mut reals = Vec::with_capacity(svc.reals.len());
+        for r in &svc.reals {
+            let kept = old.as_ref().and_then(|o| {
+                o.model
+                    .reals
+                    .iter()
+                    .position(|x| x.addr == r.addr && x.port == r.port)
+                    .map(|p| o.reals[p])
+            });
+            let index = match kept {
+                Some(i) => i,
+                None => self.table.alloc_real()?,
+            };
+            self.write_real(index, &real_entry(r))?;
+            reals.push(index);
+        }
+        let sorry = match &svc.sorry_server {
+            Some(s) => {
+                let index = match old.as_ref().and_then(|o| o.sorry) {
+                    Some(i) => i,
+                    None => self.table.alloc_real()?,
+                };
+                self.write_real(index, &real_entry(s))?;
+                Some(index)
+            }
+            None => None,
+        };
+
+        let table: Vec<u32> = table_positions(svc)
+            .into_iter()
+            .map(|p| reals[p as usize])
+            .collect();
+        let range = self.table.alloc_slots(table.len() as u32)?;
+        {
+            let mut slots: Array<&mut MapData, u32> =
+                Array::try_from(self.map_mut(SCHED_SLOTS_MAP)?)
+                    .map_err(map_err(SCHED_SLOTS_MAP))?;
+            for (i, real) in table.iter().enumerate() {
+                slots
+                    .set(range.start + i as u32, real, 0)
+                    .map_err(map_err(SCHED_SLOTS_MAP))?;
+            }
+        }
+
+        let mut flags = 0;
+        if svc.ops {
+            flags |= SVC_F_OPS;
+        }
+        if svc.hash_port {
+            flags |= SVC_F_HASH_PORT;
+        }
+        if svc.persistence.is_some() {
+            flags |= SVC_F_PERSIST;
+        }
+        let value = Service {
+            id,
+            sched: match svc.scheduler {
+                Scheduler::Rr | Scheduler::Wrr => sched::RING,
+                Scheduler::Sh | Scheduler::Mh => sched::SOURCE_HASH,
+                Scheduler::Dh => sched::DEST_HASH,
+                Scheduler::Lc => sched::LC,
+                Scheduler::Wlc => sched::WLC,
+                Scheduler::Sed => sched::SED,
+                Scheduler::Nq => sched::NQ,
+            },
+            flags,
+            table_base: range.start,
+            table_len: range.end - range.start,
+            sorry_real: sorry.map_or(0, |i| i + 1),
+            persist_timeout_s: svc.persistence.map_or(0, |p| p.timeout_s),
+            persist_prefix: svc.persistence.map_or(0, |p| u32::from(p.prefix)),
+        };
+        let keys: Vec<ServiceKey> = svc
+            .vips
+            .iter()
+            .map(|&vip| {
+                let (addr, family) = addr_words(vip);
+                ServiceKey {
+                    addr,
+                    port_be: svc.port.to_be(),
+                    proto: svc.protocol.number(),
+                    family,
+                }
+            })
+            .collect();
+        {
+            let mut services: BpfHashMap<&mut MapData, ServiceKey, Service> =
+                BpfHashMap::try_from(self.map_mut(SERVICES_MAP)?).map_err(map_err(SERVICES_MAP))?;
+            for key in &keys {
+                services
+                    .insert(key, value, 0)
+                    .map_err(map_err(SERVICES_MAP))?;
+            }
+            for key in old.iter().flat_map(|o| &o.keys) {
+                if !keys.contains(key) {
+                    services.remove(key).map_err(map_err(SERVICES_MAP))?;
+                }
+            }
+        }
+        let old_keys = old.as_ref().map(|o| o.keys.clone()).unwrap_or_default();
+        self.vip_refs_update(&keys, &old_keys)?;
+
+        if let Some(o) = old {
+            self.table.release_slots(o.table);
+            let gone = o
+                .reals
+                .iter()
+                .copied()
+                .chain(o.sorry)
+                .filter(|i| !reals.contains(i) && Some(*i) != sorry);
+            for index in gone.collect::<Vec<_>>() {
+                self.write_real(index, &Real::default())?;
+                self.table.free_reals.push_back(index);
+            }
+        }
+        self.table.services.insert(
+            name.to_owned(),
+            Installed {
+                id,
+                model: svc.clone(),
+                keys,
+                reals,
+                sorry,
+                table: range,
+            },
+        );
+        Ok(())
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(), DataplaneError> {
+        let Some(o) = self.table.services.remove(name) else {
+            return Err(DataplaneError::UnknownService {
+                service: name.to_owned(),
+            });
+        };
+        {
+            let mut services: BpfHashMap<&mut MapData, ServiceKey, Service> =
+                BpfHashMap::try_from(self.map_mut(SERVICES_MAP)?).map_err(map_err(SERVICES_MAP))?;
+            for key in &o.keys {
+                services.remove(key).map_err(map_err(SERVICES_MAP))?;
+            }
+        }
+        self.vip_refs_update(&[], &o.keys)?;
+        for index in o.reals.iter().copied().chain(o.sorry) {
+            self.write_real(index, &Real::default())?;
+            self.table.free_reals.push_back(index);
+        }
+        self.table.release_slots(o.table);
+        self.table.free_ids.push(o.id);
+        Ok(())
+    }
+
+    fn set_weight(
+        &mut self,
+        name: &str,
+        addr: IpAddr,
+        port: u16,
+        weight: u32,
+    ) -> Result<(), DataplaneError> {
+        let Some(installed) = self.table.services.get(name) else {
+            return Err(DataplaneError::UnknownService {
+                service: name.to_owned(),
+            });
+        };
+        let mut model = installed.model.clone();
+        let Some(real) = model
+            .reals
+            .iter_mut()
+            .find(|r| r.addr == addr && r.port == port)
+        else {
+            return Err(DataplaneError::UnknownReal {
+                service: name.to_owned(),
+                addr,
+                port,
+            });
+        };
+        real.weight = weight;
+        self.apply(name, &model)
+    }
+}
+
+impl XdpProgram {
+    /// Keeps the VIPS map (is this address a VIP at all?) in step with the service keys.
+    fn vip_refs_update(
+        &mut self,
+        added: &[ServiceKey],
+        removed: &[ServiceKey],
+    ) -> Result<(), DataplaneError> {
+        let vip = |k: &ServiceKey| ServiceKey {
+            addr: k.addr,
+            port_be: 0,
+            proto: 0,
+            family: k.family,
+        };
+        let map = self
+            .ebpf
+            .map_mut(VIPS_MAP)
+            .ok_or(DataplaneError::MissingMap { map: VIPS_MAP })?;
+        let mut vips: BpfHashMap<&mut MapData, ServiceKey, u32> =
+            BpfHashMap::try_from(map).map_err(map_err(VIPS_MAP))?;
+        for k in added {
+            let n = self.table.vip_refs.entry(vip(k)).or_insert(0);
+            *n += 1;
+            vips.insert(vip(k), *n, 0).map_err(map_err(VIPS_MAP))?;
+        }
+        for k in removed {
+            let v = vip(k);
+            let n = self.table.vip_refs.entry(v).or_insert(1);
+            *n -= 1;
+            if *n == 0 {
+                self.table.vip_refs.remove(&v);
+                vips.remove(&v).map_err(map_err(VIPS_MAP))?;
+            } else {
+                vips.insert(v, *n, 0).map_err(map_err(VIPS_MAP))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,93 @@
+//! The validated model every other module consumes: what the data plane forwards.
+//!
+//! The configuration layer turns `lb.toml` (or keepalived.conf) into these types; the data
+//! plane renders them (XDP maps, or IPVS through netlink); checkers change real weights.
+
+use std::net::IpAddr;
+
+/// IPVS's schedulers (`lb_algo`), plus Maglev hashing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheduler {
+    Rr,
+    Wrr,
+    Lc,
+    Wlc,
+    Sed,
+    Nq,
+    Sh,
+    Dh,
+    Mh,
+}
+
+/// `lb_kind`: how a packet reaches the real.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// Direct routing: same L2 segment, the real holds the VIP on a loopback.
+    Dr,
+    /// IPIP / IP6IP6 tunnel to the real.
+    Tun,
+    /// Destination NAT, replies come back through the balancer.
+    Nat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    #[must_use]
+    pub const fn number(self) -> u8 {
+        match self {
+            Self::Tcp => 6,
+            Self::Udp => 17,
+        }
+    }
+}
+
+/// Where a real is reached: interface and MACs. `None` lets the XDP program ask the kernel's
+/// FIB per new packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Egress {
+    pub ifindex: u32,
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealServer {
+    pub addr: IpAddr,
+    /// Destination port after NAT; DR and TUN keep the virtual port.
+    pub port: u16,
+    /// 0 drains: no new connections, existing ones continue.
+    pub weight: u32,
+    pub method: Method,
+    /// TUN: outer source address.
+    pub tunnel_source: Option<IpAddr>,
+    pub egress: Option<Egress>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persistence {
+    pub timeout_s: u32,
+    /// `persistence_granularity` as a prefix length.
+    pub prefix: u8,
+}
+
+/// A virtual service: one or more VIPs (a `virtual_server_group`) sharing one definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualService {
+    pub vips: Vec<IpAddr>,
+    /// 0: every port (an all-port service).
+    pub port: u16,
+    pub protocol: Protocol,
+    pub scheduler: Scheduler,
+    /// One-packet scheduling for UDP (`ops`).
+    pub ops: bool,
+    /// sh/mh: hash the source port too (`sh-port`, `mh-port`).
+    pub hash_port: bool,
+    pub persistence: Option<Persistence>,
+    pub reals: Vec<RealServer>,
+    pub sorry_server: Option<RealServer>,
+}
