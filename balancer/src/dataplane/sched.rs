@@ -172,7 +172,8 @@ mod tests {
         assert!(ring.len() <= MAX_RING);
         let c = counts(&ring, 3);
         assert_eq!(c[2], 1, "a live real keeps at least one entry");
-        let ratio = c[0] as f64 / c[1] as f64;
+        let ratio =
+            f64::from(u32::try_from(c[0]).unwrap()) / f64::from(u32::try_from(c[1]).unwrap());
         assert!((ratio - 3.0).abs() < 0.01, "{c:?}");
     }
 
@@ -208,7 +209,7 @@ mod tests {
         }
         assert_eq!(c[2], 0, "weight 0 gets no entry");
         assert_eq!(c[0] + c[1], 1021);
-        assert!((c[0] as i64 - 766).abs() <= 1, "{c:?}");
+        assert!(c[0].abs_diff(766) <= 1, "{c:?}");
     }
 
     #[test]

@@ -162,7 +162,12 @@ fn real_entry(r: &RealServer) -> Real {
 /// The scheduler table of `svc` as positions into `svc.reals`.
 fn table_positions(svc: &VirtualService) -> Vec<u32> {
     let weights: Vec<u32> = svc.reals.iter().map(|r| r.weight).collect();
-    let positions = |v: Vec<usize>| v.into_iter().map(|p| p as u32).collect();
+    // Ring positions index `svc.reals`, whose length validate() bounded far below u32::MAX.
+    let positions = |v: Vec<usize>| {
+        v.into_iter()
+            .map(|p| u32::try_from(p).unwrap_or(u32::MAX))
+            .collect()
+    };
     match svc.scheduler {
         Scheduler::Rr => positions(wrr_ring(
             &weights
@@ -189,7 +194,7 @@ fn table_positions(svc: &VirtualService) -> Vec<u32> {
             if weights.iter().all(|&w| w == 0) {
                 Vec::new()
             } else {
-                (0..svc.reals.len() as u32).collect()
+                (0..MAX_LC_REALS.min(u32::try_from(svc.reals.len()).unwrap_or(u32::MAX))).collect()
             }
         }
     }
@@ -253,6 +258,10 @@ impl XdpProgram {
 }
 
 impl Dataplane for XdpProgram {
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one ordered sequence: reals, table, service entry, then releases"
+    )]
     fn apply(&mut self, name: &str, svc: &VirtualService) -> Result<(), DataplaneError> {
         validate(name, svc)?;
         let old = self.table.services.remove(name);
@@ -293,17 +302,7 @@ impl Dataplane for XdpProgram {
             .into_iter()
             .map(|p| reals[p as usize])
             .collect();
-        let range = self.table.alloc_slots(table.len() as u32)?;
-        {
-            let mut slots: Array<&mut MapData, u32> =
-                Array::try_from(self.map_mut(SCHED_SLOTS_MAP)?)
-                    .map_err(map_err(SCHED_SLOTS_MAP))?;
-            for (i, real) in table.iter().enumerate() {
-                slots
-                    .set(range.start + i as u32, real, 0)
-                    .map_err(map_err(SCHED_SLOTS_MAP))?;
-            }
-        }
+        let range = self.write_table(&table)?;
 
         let mut flags = 0;
         if svc.ops {
@@ -443,6 +442,22 @@ impl Dataplane for XdpProgram {
 }
 
 impl XdpProgram {
+    /// Writes a scheduler table into free slots and returns them.
+    fn write_table(&mut self, table: &[u32]) -> Result<Range<u32>, DataplaneError> {
+        let full = DataplaneError::Full {
+            what: "scheduler table slots",
+            limit: MAX_SCHED_SLOTS,
+        };
+        let len = u32::try_from(table.len()).map_err(|_| full)?;
+        let range = self.table.alloc_slots(len)?;
+        let mut slots: Array<&mut MapData, u32> =
+            Array::try_from(self.map_mut(SCHED_SLOTS_MAP)?).map_err(map_err(SCHED_SLOTS_MAP))?;
+        for (slot, real) in range.clone().zip(table) {
+            slots.set(slot, real, 0).map_err(map_err(SCHED_SLOTS_MAP))?;
+        }
+        Ok(range)
+    }
+
     /// Keeps the VIPS map (is this address a VIP at all?) in step with the service keys.
     fn vip_refs_update(
         &mut self,

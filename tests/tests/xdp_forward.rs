@@ -1,0 +1,549 @@
+//! Layer 2: forwarding through `BPF_PROG_TEST_RUN` (root, no network namespace). Services are
+//! installed through the `Dataplane` trait, so the userspace rendering is under test too; each
+//! case checks the action, the exact output frame and the reason counters.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use aya::programs::{TestRun as _, TestRunOptions};
+use balancer::{
+    dataplane::{
+        Dataplane,
+        xdp::{LoadOptions, Reasons, XdpProgram},
+    },
+    model::{Egress, Method, Persistence, Protocol, RealServer, Scheduler, VirtualService},
+};
+use balancer_common::{Reason, maps::Globals};
+use balancer_tests::{frame::*, require_root};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const XDP_REDIRECT: u32 = 4;
+/// BPF_PROG_TEST_RUN runs the program as if received on the loopback device.
+const LO: u32 = 1;
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
+const OUR_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 0xfe];
+
+fn real_mac(i: u8) -> [u8; 6] {
+    [0x02, 0xaa, 0, 0, 0, i]
+}
+
+fn real_addr(i: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 18, 1, i))
+}
+
+fn dr_real(i: u8, weight: u32) -> RealServer {
+    RealServer {
+        addr: real_addr(i),
+        port: 80,
+        weight,
+        method: Method::Dr,
+        tunnel_source: None,
+        egress: Some(Egress {
+            ifindex: LO,
+            dmac: real_mac(i),
+            smac: OUR_MAC,
+        }),
+    }
+}
+
+fn service(scheduler: Scheduler, reals: Vec<RealServer>) -> VirtualService {
+    VirtualService {
+        vips: vec![IpAddr::V4(VIP)],
+        port: 80,
+        protocol: Protocol::Tcp,
+        scheduler,
+        ops: false,
+        hash_port: false,
+        persistence: None,
+        reals,
+        sorry_server: None,
+    }
+}
+
+fn load() -> XdpProgram {
+    XdpProgram::load_with(&LoadOptions {
+        flows: 65_536,
+        persist: 4096,
+        timeouts: Globals::default(),
+    })
+    .expect("load the XDP program")
+}
+
+struct Run {
+    action: u32,
+    out: Vec<u8>,
+    reasons: Reasons,
+}
+
+fn run(prog: &mut XdpProgram, frame: &[u8]) -> Run {
+    let before = prog.reasons().unwrap();
+    let mut out = vec![0u8; frame.len() + 256];
+    let r = prog
+        .program()
+        .unwrap()
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(usize::try_from(r.data_size_out).unwrap());
+    Run {
+        action: r.return_value,
+        out,
+        reasons: prog.reasons().unwrap().since(&before),
+    }
+}
+
+fn only_reason(r: &Reasons, want: Reason) {
+    for (reason, n) in r.iter() {
+        assert_eq!(n, u64::from(reason == want), "{}: {r:?}", reason.name());
+    }
+}
+
+fn tcp4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    let t = tcp(sport, dport, flags, 5);
+    concat(&[
+        &eth(&[], ETH_P_IP),
+        &ipv4(src, dst, IPPROTO_TCP, &[], 0, t.len()),
+        &t,
+    ])
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+/// The real a DR output frame was sent to, by its destination MAC.
+fn dr_target(out: &[u8]) -> u8 {
+    assert_eq!(
+        out[..5],
+        real_mac(0)[..5],
+        "not sent to a real: {:02x?}",
+        &out[..12]
+    );
+    out[5]
+}
+
+#[test]
+fn dr_ipv4_rewrites_only_the_macs() {
+    require_root!();
+    let mut prog = load();
+    prog.apply("web", &service(Scheduler::Rr, vec![dr_real(1, 1)]))
+        .unwrap();
+    let frame = tcp4(CLIENT, 40000, VIP, 80, SYN);
+    let r = run(&mut prog, &frame);
+    assert_eq!(r.action, XDP_TX);
+    only_reason(&r.reasons, Reason::Tx);
+    let mut want = frame.clone();
+    want[..6].copy_from_slice(&real_mac(1));
+    want[6..12].copy_from_slice(&OUR_MAC);
+    assert_eq!(r.out, want);
+
+    // TTL 1 is forwarded as is: DR does not route, the real sees the client's packet.
+    let mut ttl1 = tcp4(CLIENT, 40001, VIP, 80, SYN);
+    ttl1[22] = 1;
+    let r = run(&mut prog, &ttl1);
+    assert_eq!(r.action, XDP_TX);
+    assert_eq!(r.out[14..], ttl1[14..]);
+}
+
+#[test]
+fn dr_ipv6_udp_and_redirect_to_another_interface() {
+    require_root!();
+    let mut prog = load();
+    let mut real = dr_real(2, 1);
+    real.addr = IpAddr::V6(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2));
+    real.egress = Some(Egress {
+        ifindex: 7,
+        dmac: real_mac(2),
+        smac: OUR_MAC,
+    });
+    let mut svc = service(Scheduler::Wrr, vec![real]);
+    svc.vips = vec![IpAddr::V6(VIP6)];
+    svc.protocol = Protocol::Udp;
+    svc.port = 53;
+    prog.apply("dns6", &svc).unwrap();
+    let u = udp(5353, 53, b"query");
+    let frame = concat(&[
+        &eth(&[], ETH_P_IPV6),
+        &ipv6(CLIENT6, VIP6, IPPROTO_UDP, u.len()),
+        &u,
+    ]);
+    let r = run(&mut prog, &frame);
+    assert_eq!(r.action, XDP_REDIRECT);
+    only_reason(&r.reasons, Reason::Redirect);
+    assert_eq!(r.out[..6], real_mac(2));
+    assert_eq!(r.out[12..], frame[12..]);
+}
+
+#[test]
+fn what_is_not_a_service_passes_or_is_refused() {
+    require_root!();
+    let mut prog = load();
+    prog.apply("web", &service(Scheduler::Rr, vec![dr_real(1, 1)]))
+        .unwrap();
+    let cases: Vec<(&str, Vec<u8>, u32, Reason)> = vec![
+        (
+            "other port",
+            tcp4(CLIENT, 1, VIP, 81, SYN),
+            XDP_PASS,
+            Reason::PassNoService,
+        ),
+        (
+            "other address",
+            tcp4(CLIENT, 1, CLIENT, 80, SYN),
+            XDP_PASS,
+            Reason::PassNoService,
+        ),
+        (
+            "udp to a tcp service",
+            concat(&[
+                &eth(&[], ETH_P_IP),
+                &ipv4(CLIENT, VIP, IPPROTO_UDP, &[], 0, 8),
+                &udp(1, 80, &[]),
+            ]),
+            XDP_PASS,
+            Reason::PassNoService,
+        ),
+        (
+            "icmp echo to the vip",
+            concat(&[
+                &eth(&[], ETH_P_IP),
+                &ipv4(CLIENT, VIP, IPPROTO_ICMP, &[], 0, 8),
+                &icmp_echo(8, 1, 1),
+            ]),
+            XDP_PASS,
+            Reason::PassOtherProto,
+        ),
+        (
+            "arp",
+            concat(&[&eth(&[], ETH_P_ARP), &[0; 28]]),
+            XDP_PASS,
+            Reason::PassNotIp,
+        ),
+        (
+            "truncated tcp to the vip",
+            concat(&[
+                &eth(&[], ETH_P_IP),
+                &ipv4(CLIENT, VIP, IPPROTO_TCP, &[], 0, 20),
+                &[0; 10],
+            ]),
+            XDP_PASS,
+            Reason::PassMalformed,
+        ),
+        (
+            "first fragment to the vip",
+            concat(&[
+                &eth(&[], ETH_P_IP),
+                &ipv4(CLIENT, VIP, IPPROTO_TCP, &[], 0x2000, 20),
+                &tcp(1, 80, SYN, 5),
+            ]),
+            XDP_DROP,
+            Reason::DropFragment,
+        ),
+        (
+            "later fragment to the vip",
+            concat(&[
+                &eth(&[], ETH_P_IP),
+                &ipv4(CLIENT, VIP, IPPROTO_TCP, &[], 100, 8),
+                &[0; 8],
+            ]),
+            XDP_DROP,
+            Reason::DropFragment,
+        ),
+        (
+            "later fragment elsewhere",
+            concat(&[
+                &eth(&[], ETH_P_IP),
+                &ipv4(CLIENT, CLIENT, IPPROTO_TCP, &[], 100, 8),
+                &[0; 8],
+            ]),
+            XDP_PASS,
+            Reason::PassNoService,
+        ),
+    ];
+    for (name, frame, action, reason) in cases {
+        let r = run(&mut prog, &frame);
+        assert_eq!(r.action, action, "{name}");
+        only_reason(&r.reasons, reason);
+        assert_eq!(r.out, frame, "{name}: the frame must be untouched");
+    }
+}
+
+#[test]
+fn all_port_service_matches_any_port_and_exact_wins() {
+    require_root!();
+    let mut prog = load();
+    let mut any = service(Scheduler::Rr, vec![dr_real(1, 1)]);
+    any.port = 0;
+    prog.apply("any", &any).unwrap();
+    prog.apply("web", &service(Scheduler::Rr, vec![dr_real(2, 1)]))
+        .unwrap();
+    assert_eq!(
+        dr_target(&run(&mut prog, &tcp4(CLIENT, 1, VIP, 443, SYN)).out),
+        1
+    );
+    assert_eq!(
+        dr_target(&run(&mut prog, &tcp4(CLIENT, 2, VIP, 80, SYN)).out),
+        2
+    );
+}
+
+#[test]
+fn wrr_three_to_one_over_new_flows() {
+    require_root!();
+    let mut prog = load();
+    prog.apply(
+        "web",
+        &service(Scheduler::Wrr, vec![dr_real(1, 3), dr_real(2, 1)]),
+    )
+    .unwrap();
+    let mut hits = [0u32; 3];
+    for port in 0..4000u16 {
+        let r = run(&mut prog, &tcp4(CLIENT, 10_000 + port, VIP, 80, SYN));
+        hits[usize::from(dr_target(&r.out))] += 1;
+    }
+    let ratio = f64::from(hits[1]) / f64::from(hits[2]);
+    assert!((ratio - 3.0).abs() < 0.03, "3:1 within 1%: {hits:?}");
+}
+
+#[test]
+fn an_established_flow_keeps_its_real_across_changes_and_drain() {
+    require_root!();
+    let mut prog = load();
+    prog.apply(
+        "web",
+        &service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]),
+    )
+    .unwrap();
+    let first = dr_target(&run(&mut prog, &tcp4(CLIENT, 5000, VIP, 80, SYN)).out);
+    // Table rebuilds: a real added, weights changed, then the flow's real drained.
+    prog.apply(
+        "web",
+        &service(
+            Scheduler::Rr,
+            vec![dr_real(1, 5), dr_real(2, 5), dr_real(3, 1)],
+        ),
+    )
+    .unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            dr_target(&run(&mut prog, &tcp4(CLIENT, 5000, VIP, 80, ACK)).out),
+            first
+        );
+    }
+    prog.set_weight("web", real_addr(first), 80, 0).unwrap();
+    assert_eq!(
+        dr_target(&run(&mut prog, &tcp4(CLIENT, 5000, VIP, 80, ACK)).out),
+        first
+    );
+    // Drained: no new flow goes there.
+    for port in 0..30 {
+        let to = dr_target(&run(&mut prog, &tcp4(CLIENT, 6000 + port, VIP, 80, SYN)).out);
+        assert_ne!(to, first, "a drained real got a new flow");
+    }
+}
+
+#[test]
+fn sorry_server_then_drop_when_no_real_is_up() {
+    require_root!();
+    let mut prog = load();
+    let mut svc = service(Scheduler::Wlc, vec![dr_real(1, 0), dr_real(2, 0)]);
+    svc.sorry_server = Some(dr_real(9, 1));
+    prog.apply("web", &svc).unwrap();
+    let r = run(&mut prog, &tcp4(CLIENT, 1, VIP, 80, SYN));
+    assert_eq!(dr_target(&r.out), 9);
+    svc.sorry_server = None;
+    prog.apply("web", &svc).unwrap();
+    let r = run(&mut prog, &tcp4(CLIENT, 2, VIP, 80, SYN));
+    assert_eq!(r.action, XDP_DROP);
+    only_reason(&r.reasons, Reason::DropNoReal);
+}
+
+#[test]
+fn hash_schedulers_are_sticky_and_consistent() {
+    require_root!();
+    for sched in [Scheduler::Sh, Scheduler::Mh] {
+        let mut prog = load();
+        let reals: Vec<_> = (1..=5).map(|i| dr_real(i, 1)).collect();
+        prog.apply("web", &service(sched, reals.clone())).unwrap();
+        let client = |i: u32| Ipv4Addr::from(0xc612_0000 + i);
+        let mut before = Vec::new();
+        for i in 0..500 {
+            // Different source ports of one client land on the same real (no hash_port).
+            let a = dr_target(&run(&mut prog, &tcp4(client(i), 1000, VIP, 80, SYN)).out);
+            let b = dr_target(&run(&mut prog, &tcp4(client(i), 2000, VIP, 80, SYN)).out);
+            assert_eq!(a, b, "{sched:?}");
+            before.push(a);
+        }
+        // Remove real 3: only its clients (about a fifth) and few others move.
+        prog.apply(
+            "web",
+            &service(
+                sched,
+                reals
+                    .iter()
+                    .filter(|r| r.addr != real_addr(3))
+                    .cloned()
+                    .collect(),
+            ),
+        )
+        .unwrap();
+        let mut moved_others = 0;
+        for i in 0..500u32 {
+            let now = dr_target(&run(&mut prog, &tcp4(client(i), 3000, VIP, 80, SYN)).out);
+            let was = before[i as usize];
+            assert_ne!(now, 3);
+            if was != 3 && now != was {
+                moved_others += 1;
+            }
+        }
+        assert!(
+            moved_others < 25,
+            "{sched:?}: {moved_others} of 500 clients of surviving reals moved"
+        );
+    }
+}
+
+#[test]
+fn persistence_keeps_a_client_on_its_real() {
+    require_root!();
+    let mut prog = load();
+    let mut svc = service(Scheduler::Rr, (1..=3).map(|i| dr_real(i, 1)).collect());
+    svc.persistence = Some(Persistence {
+        timeout_s: 300,
+        prefix: 24,
+    });
+    prog.apply("web", &svc).unwrap();
+    let first = dr_target(&run(&mut prog, &tcp4(CLIENT, 1, VIP, 80, SYN)).out);
+    for port in 2..20 {
+        // Same client, and its /24 neighbour: persistence_granularity 255.255.255.0.
+        assert_eq!(
+            dr_target(&run(&mut prog, &tcp4(CLIENT, port, VIP, 80, SYN)).out),
+            first
+        );
+        let neighbour = Ipv4Addr::new(198, 18, 0, 77);
+        assert_eq!(
+            dr_target(&run(&mut prog, &tcp4(neighbour, port, VIP, 80, SYN)).out),
+            first
+        );
+    }
+}
+
+#[test]
+fn ops_schedules_every_udp_datagram() {
+    require_root!();
+    let mut prog = load();
+    let mut svc = service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]);
+    svc.protocol = Protocol::Udp;
+    svc.ops = true;
+    prog.apply("udp", &svc).unwrap();
+    let u = udp(4000, 80, b"x");
+    let frame = concat(&[
+        &eth(&[], ETH_P_IP),
+        &ipv4(CLIENT, VIP, IPPROTO_UDP, &[], 0, u.len()),
+        &u,
+    ]);
+    let targets: Vec<u8> = (0..4)
+        .map(|_| dr_target(&run(&mut prog, &frame).out))
+        .collect();
+    assert!(targets.contains(&1) && targets.contains(&2), "{targets:?}");
+}
+
+#[test]
+fn least_connection_prefers_the_idle_real() {
+    require_root!();
+    let mut prog = load();
+    prog.apply(
+        "web",
+        &service(Scheduler::Lc, vec![dr_real(1, 1), dr_real(2, 1)]),
+    )
+    .unwrap();
+    let mut hits = [0; 3];
+    for port in 0..10 {
+        hits[usize::from(dr_target(
+            &run(&mut prog, &tcp4(CLIENT, port, VIP, 80, SYN)).out,
+        ))] += 1;
+    }
+    assert_eq!(
+        hits[1], 5,
+        "lc alternates between equally loaded reals: {hits:?}"
+    );
+    assert_eq!(hits[2], 5, "{hits:?}");
+}
+
+#[test]
+fn tun_ipv4_encapsulates_in_ipip() {
+    require_root!();
+    let mut prog = load();
+    let mut real = dr_real(4, 1);
+    real.method = Method::Tun;
+    real.tunnel_source = Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 254)));
+    prog.apply("web", &service(Scheduler::Rr, vec![real]))
+        .unwrap();
+    let frame = tcp4(CLIENT, 1234, VIP, 80, SYN);
+    let r = run(&mut prog, &frame);
+    assert_eq!(r.action, XDP_TX, "{:?}", r.reasons);
+    let inner = &frame[14..];
+    let mut want = concat(&[&real_mac(4), &OUR_MAC, &0x0800u16.to_be_bytes()]);
+    let mut outer = ipv4(
+        Ipv4Addr::new(198, 18, 0, 254),
+        Ipv4Addr::new(198, 18, 1, 4),
+        4,
+        &[],
+        0,
+        inner.len(),
+    );
+    // The builder writes identification 0x1234; the program leaves it 0.
+    outer[4] = 0;
+    outer[5] = 0;
+    outer[10] = 0;
+    outer[11] = 0;
+    let sum = checksum(&outer);
+    outer[10..12].copy_from_slice(&sum.to_be_bytes());
+    want.extend_from_slice(&outer);
+    want.extend_from_slice(inner);
+    assert_eq!(r.out, want);
+}
+
+#[test]
+fn tun_ipv6_encapsulates_in_ip6ip6() {
+    require_root!();
+    let mut prog = load();
+    let mut real = dr_real(5, 1);
+    real.addr = IpAddr::V6(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 5));
+    real.method = Method::Tun;
+    real.tunnel_source = Some(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0xfe)));
+    let mut svc = service(Scheduler::Rr, vec![real]);
+    svc.vips = vec![IpAddr::V6(VIP6)];
+    prog.apply("web6", &svc).unwrap();
+    let t = tcp(1234, 80, SYN, 5);
+    let frame = concat(&[
+        &eth(&[], ETH_P_IPV6),
+        &ipv6(CLIENT6, VIP6, IPPROTO_TCP, t.len()),
+        &t,
+    ]);
+    let r = run(&mut prog, &frame);
+    assert_eq!(r.action, XDP_TX, "{:?}", r.reasons);
+    let inner = &frame[14..];
+    let mut outer = ipv6(
+        Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0xfe),
+        Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 5),
+        41,
+        inner.len(),
+    );
+    outer[7] = 64;
+    let want = concat(&[
+        &real_mac(5),
+        &OUR_MAC,
+        &0x86ddu16.to_be_bytes(),
+        &outer,
+        inner,
+    ]);
+    assert_eq!(r.out, want);
+}
