@@ -134,6 +134,9 @@ pub enum Reason {
     /// The FIB found the route but not yet the next hop's MAC (the daemon keeps reals'
     /// neighbours resolved).
     DropNoNeighbour,
+    /// The real's egress is left to the kernel's FIB, which refuses lookups on an interface
+    /// with forwarding disabled.
+    DropFwdDisabled,
     /// Encapsulation would exceed the egress MTU.
     DropTooBig,
     /// Growing the frame for encapsulation failed.
@@ -156,6 +159,7 @@ impl Reason {
         Self::DropFragment,
         Self::DropNoRoute,
         Self::DropNoNeighbour,
+        Self::DropFwdDisabled,
         Self::DropTooBig,
         Self::DropAdjustHead,
         Self::DropBadTable,
@@ -174,6 +178,7 @@ impl Reason {
             Self::DropFragment => "drop_fragment",
             Self::DropNoRoute => "drop_no_route",
             Self::DropNoNeighbour => "drop_no_neighbour",
+            Self::DropFwdDisabled => "drop_fwd_disabled",
             Self::DropTooBig => "drop_too_big",
             Self::DropAdjustHead => "drop_adjust_head",
             Self::DropBadTable => "drop_bad_table",

@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
         bpf_check_mtu_ret::BPF_MTU_CHK_RET_SUCCESS, bpf_fib_lookup as FibParams,
     },
     helpers::{bpf_check_mtu, bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head},
@@ -57,6 +57,10 @@ pub fn forward(ctx: &XdpContext, h: &Headers, real: &Real) -> Reason {
 }
 
 /// The real's egress as userspace resolved it, or the kernel's FIB's answer when it did not.
+///
+/// The kernel answers FIB lookups only for interfaces with forwarding enabled (whatever the
+/// flags); without it the packet is dropped as `drop_fwd_disabled`, and the cure is either
+/// `net.ipv4.conf.IF.forwarding=1` or an egress resolved by userspace.
 #[inline(always)]
 fn egress(ctx: &XdpContext, h: &Headers, real: &Real) -> Result<Egress, Reason> {
     if real.ifindex != 0 {
@@ -96,6 +100,7 @@ fn egress(ctx: &XdpContext, h: &Headers, real: &Real) -> Result<Egress, Reason> 
             smac: p.smac,
         }),
         BPF_FIB_LKUP_RET_NO_NEIGH => Err(Reason::DropNoNeighbour),
+        BPF_FIB_LKUP_RET_FWD_DISABLED => Err(Reason::DropFwdDisabled),
         _ => Err(Reason::DropNoRoute),
     }
 }

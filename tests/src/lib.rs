@@ -12,7 +12,7 @@
 pub mod frame;
 pub mod netns;
 
-pub use netns::{Netns, veth_pair};
+pub use netns::{Netns, NsThread, veth_pair};
 
 /// Whether the test process runs as root (CI does).
 #[must_use]

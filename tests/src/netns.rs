@@ -127,6 +127,60 @@ impl Netns {
     }
 }
 
+/// A thread inside a namespace, stopped (flag) and joined when dropped.
+pub struct NsThread {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NsThread {
+    /// Whether the thread was asked to stop.
+    #[must_use]
+    pub fn stopping(flag: &std::sync::atomic::AtomicBool) -> bool {
+        flag.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for NsThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Netns {
+    /// Runs `f` on a thread inside the namespace until the returned guard drops. `f` gets a
+    /// stop flag and must return soon after it turns true (poll it between bounded waits).
+    ///
+    /// # Panics
+    /// The thread cannot be started.
+    #[must_use]
+    pub fn spawn_thread(
+        &self,
+        f: impl FnOnce(&std::sync::atomic::AtomicBool) + Send + 'static,
+    ) -> NsThread {
+        let path = format!("/run/netns/{}", self.name);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            // SAFETY: a valid namespace fd; only this thread moves.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", io::Error::last_os_error());
+            let _ = ready_tx.send(());
+            f(&flag);
+        });
+        let _ = ready_rx.recv_timeout(std::time::Duration::from_secs(5));
+        NsThread {
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         for child in &mut self.children {
