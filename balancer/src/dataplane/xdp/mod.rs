@@ -2,7 +2,7 @@
 
 mod services;
 
-use std::fmt;
+use std::{fmt, marker::PhantomData};
 
 pub use services::addr_words;
 
@@ -250,21 +250,7 @@ impl XdpProgram {
     /// # Errors
     /// The counter map is missing or cannot be read.
     pub fn proto_counters(&self) -> Result<ProtoCounters, XdpError> {
-        let map_err = |source| XdpError::Map {
-            map: PROTO_COUNTERS_MAP,
-            source,
-        };
-        let map = self.ebpf.map(PROTO_COUNTERS_MAP).ok_or(XdpError::Missing {
-            what: "map",
-            name: PROTO_COUNTERS_MAP,
-        })?;
-        let array = PerCpuArray::<_, u64>::try_from(map).map_err(map_err)?;
-        let mut counters = ProtoCounters::default();
-        for c in ProtoCounter::ALL {
-            let per_cpu = array.get(&(c as u32), 0).map_err(map_err)?;
-            counters.0[c as usize] = per_cpu.iter().sum();
-        }
-        Ok(counters)
+        self.counters()
     }
 
     /// The reason counters (what was done with each frame and why), summed over all CPUs.
@@ -272,20 +258,27 @@ impl XdpProgram {
     /// # Errors
     /// The reason map is missing or cannot be read.
     pub fn reasons(&self) -> Result<Reasons, XdpError> {
+        self.counters()
+    }
+
+    fn counters<C: Counter>(&self) -> Result<Snapshot<C>, XdpError> {
         let map_err = |source| XdpError::Map {
-            map: REASONS_MAP,
+            map: C::MAP,
             source,
         };
-        let map = self.ebpf.map(REASONS_MAP).ok_or(XdpError::Missing {
+        let map = self.ebpf.map(C::MAP).ok_or(XdpError::Missing {
             what: "map",
-            name: REASONS_MAP,
+            name: C::MAP,
         })?;
         let array = PerCpuArray::<_, u64>::try_from(map).map_err(map_err)?;
-        let mut counters = Reasons::default();
-        for r in Reason::ALL {
-            counters.0[r as usize] = array.get(&(r as u32), 0).map_err(map_err)?.iter().sum();
+        let mut values = Vec::with_capacity(C::ALL.len());
+        for &c in C::ALL {
+            values.push(array.get(&c.index(), 0).map_err(map_err)?.iter().sum());
         }
-        Ok(counters)
+        Ok(Snapshot {
+            values,
+            kind: PhantomData,
+        })
     }
 
     /// The program itself, for `BPF_PROG_TEST_RUN` in tests and benchmarks.
@@ -313,54 +306,69 @@ fn is_unsupported(e: &ProgramError) -> bool {
     matches!(e, ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EOPNOTSUPP))
 }
 
-/// A snapshot of the protocol counters, summed over CPUs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProtoCounters([u64; ProtoCounter::COUNT as usize]);
+/// A per-CPU counter array of the program, indexed by an enum shared with it.
+pub trait Counter: Copy + 'static {
+    const MAP: &'static str;
+    const ALL: &'static [Self];
+    fn index(self) -> u32;
+}
 
-impl ProtoCounters {
+impl Counter for ProtoCounter {
+    const MAP: &'static str = PROTO_COUNTERS_MAP;
+    const ALL: &'static [Self] = &ProtoCounter::ALL;
+    fn index(self) -> u32 {
+        self as u32
+    }
+}
+
+impl Counter for Reason {
+    const MAP: &'static str = REASONS_MAP;
+    const ALL: &'static [Self] = &Reason::ALL;
+    fn index(self) -> u32 {
+        self as u32
+    }
+}
+
+/// A snapshot of one counter array, summed over CPUs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Snapshot<C> {
+    values: Vec<u64>,
+    kind: PhantomData<C>,
+}
+
+pub type ProtoCounters = Snapshot<ProtoCounter>;
+pub type Reasons = Snapshot<Reason>;
+
+impl<C: Counter> Snapshot<C> {
     #[must_use]
-    pub fn get(&self, c: ProtoCounter) -> u64 {
-        self.0[c as usize]
+    pub fn get(&self, c: C) -> u64 {
+        self.values.get(c.index() as usize).copied().unwrap_or(0)
     }
 
     /// Counts since `earlier` (counters only grow; a reset reads as zero).
     #[must_use]
     pub fn since(&self, earlier: &Self) -> Self {
-        let mut d = Self::default();
-        for (i, v) in d.0.iter_mut().enumerate() {
-            *v = self.0[i].saturating_sub(earlier.0[i]);
+        Self {
+            values: self
+                .values
+                .iter()
+                .zip(&earlier.values)
+                .map(|(now, then)| now.saturating_sub(*then))
+                .collect(),
+            kind: PhantomData,
         }
-        d
     }
 
-    /// Every counter with its name, in index order.
-    pub fn iter(&self) -> impl Iterator<Item = (ProtoCounter, u64)> + '_ {
-        ProtoCounter::ALL.into_iter().map(|c| (c, self.get(c)))
+    /// Every counter with its value, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = (C, u64)> + '_ {
+        C::ALL.iter().map(|&c| (c, self.get(c)))
     }
 }
 
-/// A snapshot of the reason counters, summed over CPUs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Reasons([u64; Reason::COUNT as usize]);
-
-impl Reasons {
-    #[must_use]
-    pub fn get(&self, r: Reason) -> u64 {
-        self.0[r as usize]
-    }
-
-    /// Counts since `earlier`.
-    #[must_use]
-    pub fn since(&self, earlier: &Self) -> Self {
-        let mut d = Self::default();
-        for (i, v) in d.0.iter_mut().enumerate() {
-            *v = self.0[i].saturating_sub(earlier.0[i]);
-        }
-        d
-    }
-
-    /// Every reason with its count, in index order.
-    pub fn iter(&self) -> impl Iterator<Item = (Reason, u64)> + '_ {
-        Reason::ALL.into_iter().map(|r| (r, self.get(r)))
+impl<C: Counter + fmt::Debug> fmt::Debug for Snapshot<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.iter().filter(|(_, v)| *v > 0))
+            .finish()
     }
 }
