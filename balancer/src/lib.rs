@@ -6,3 +6,4 @@
 pub mod config;
 pub mod dataplane;
 pub mod run;
+pub mod vrrp;

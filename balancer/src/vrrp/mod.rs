@@ -1,0 +1,12 @@
+//! VRRP (RFC 3768 for v2, RFC 5798 / 9568 for v3), interoperating with keepalived.
+//!
+//! Everything here is sans-IO: [`wire`] turns bytes into advertisements and back, [`validate`]
+//! applies the receive checks, and [`fsm`] is the state machine that a thin I/O task drives with
+//! packets, timers and link events, carrying out the [`fsm::Action`]s it returns.
+
+pub mod auth;
+pub mod checksum;
+pub mod wire;
+
+#[cfg(test)]
+mod testdata;
