@@ -6,6 +6,9 @@
 
 pub mod auth;
 pub mod checksum;
+pub mod config;
+pub mod timing;
+pub mod validate;
 pub mod wire;
 
 #[cfg(test)]
