@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod checksum;
 pub mod config;
+pub mod fsm;
 pub mod timing;
 pub mod validate;
 pub mod wire;
