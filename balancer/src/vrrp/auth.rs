@@ -1,7 +1,7 @@
 //! VRRPv2 simple password authentication, as keepalived still offers it (`auth_type PASS`).
 //!
 //! RFC 3768 §5.3.6 removed authentication, but keepalived peers configured with a password send
-//! Auth Type 1 (RFC 2338 §5.3.6.1) and drop adverts without it, so we must speak it.
+//! Auth Type 1 (RFC 2338 §5.3.6.2) and drop adverts without it, so we must speak it.
 
 /// Auth Type values of the VRRPv2 header (RFC 2338 §5.3.6, kept as reserved by RFC 3768).
 pub const AUTH_NONE: u8 = 0;

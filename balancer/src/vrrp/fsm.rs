@@ -273,15 +273,6 @@ impl Instance {
         actions
     }
 
-    /// The priority that sets `Skew_Time`: keepalived uses the configured one for an owner.
-    fn skew_priority(&self) -> u8 {
-        if self.config.priority == PRIORITY_OWNER {
-            PRIORITY_OWNER
-        } else {
-            self.priority
-        }
-    }
-
     fn master_down_interval(&self) -> Duration {
         let interval = match self.config.version {
             // RFC 3768 §6.1: VRRPv2 uses its own Advertisement_Interval.
@@ -289,13 +280,13 @@ impl Instance {
             // RFC 5798 §6.1: VRRPv3 uses Master_Adver_Interval.
             Version::V3 => self.master_adver_interval,
         };
-        master_down_interval(self.config.version, self.skew_priority(), interval)
+        master_down_interval(self.config.version, self.priority, interval)
     }
 
     fn skew_time(&self) -> Duration {
         skew_time(
             self.config.version,
-            self.skew_priority(),
+            self.priority,
             self.master_adver_interval,
         )
     }
@@ -576,17 +567,9 @@ impl Instance {
             return;
         }
         if self.state == State::Fault {
-            // Leaving FAULT is a fresh start: the owner takes over at once, others listen for
-            // a full Master_Down_Interval (RFC 5798 §6.4.1).
-            self.master_adver_interval = self.config.advert_interval;
-            if self.config.priority == PRIORITY_OWNER
-                && self.config.initial_state() == InitialState::Master
-            {
-                self.become_master(now, actions);
-            } else {
-                let deadline = now + self.master_down_interval();
-                self.enter_backup(deadline, actions);
-            }
+            // Leaving FAULT is a fresh start (RFC 5798 §6.4.1): the owner takes over at once,
+            // others listen first.
+            self.enter_initial(now, actions);
         }
     }
 
