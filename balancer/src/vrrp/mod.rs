@@ -17,4 +17,6 @@ pub mod validate;
 pub mod wire;
 
 #[cfg(test)]
+mod election_tests;
+#[cfg(test)]
 mod testdata;
