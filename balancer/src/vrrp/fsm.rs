@@ -91,6 +91,16 @@ pub enum Action {
     NotifyMasterRxLowerPriority { from: IpAddr },
 }
 
+/// Role changes and priority-0 adverts, as keepalived counts them (`become_master`,
+/// `release_master`, `pri_zero_rcvd`, `pri_zero_sent` in its stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transitions {
+    pub become_master: u64,
+    pub release_master: u64,
+    pub priority_zero_received: u64,
+    pub priority_zero_sent: u64,
+}
+
 /// Pending timers; `None` is stopped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Timers {
@@ -138,6 +148,7 @@ pub struct Instance {
     /// Set once a unicast peer was heard using keepalived's old checksum.
     old_checksum_seen: bool,
     counters: Counters,
+    transitions: Transitions,
 }
 
 impl Instance {
@@ -155,6 +166,7 @@ impl Instance {
             interfaces_down: BTreeSet::new(),
             old_checksum_seen: false,
             counters: Counters::default(),
+            transitions: Transitions::default(),
             config,
         })
     }
@@ -189,6 +201,11 @@ impl Instance {
     #[must_use]
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    #[must_use]
+    pub fn transitions(&self) -> Transitions {
+        self.transitions
     }
 
     /// When the I/O task must call [`Instance::handle`] with [`Event::TimerExpired`].
@@ -349,6 +366,7 @@ impl Instance {
 
     fn become_master(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
         let garp = self.config.garp;
+        self.transitions.become_master += 1;
         self.state = State::Master;
         self.master = None;
         self.preempt_until = None;
@@ -384,6 +402,7 @@ impl Instance {
 
     /// Master to backup or fault: the addresses go.
     fn leave_master(&mut self, actions: &mut Vec<Action>) {
+        self.transitions.release_master += 1;
         actions.push(Action::DelVips);
         self.timers = Timers::default();
     }
@@ -396,6 +415,7 @@ impl Instance {
                 actions.push(Action::SendAdvert {
                     priority: PRIORITY_STOP,
                 });
+                self.transitions.priority_zero_sent += 1;
                 self.leave_master(actions);
             }
             // RFC 5798 §6.4.2 (Shutdown): cancel Master_Down_Timer, go to Initialize.
@@ -411,6 +431,7 @@ impl Instance {
         // RFC 5798 §6.4.2 / RFC 3768 §6.4.2: the master is leaving; take over after Skew_Time
         // only, so the highest-priority backup wins the race.
         if advert.priority == PRIORITY_STOP {
+            self.transitions.priority_zero_received += 1;
             self.timers.master_down = Some(now + self.skew_time());
             return;
         }
@@ -443,6 +464,7 @@ impl Instance {
         // RFC 5798 §6.4.3: another router that believed it was master is stopping; advertise
         // and reset Adver_Timer at once, so no backup takes over after its Skew_Time.
         if advert.priority == PRIORITY_STOP {
+            self.transitions.priority_zero_received += 1;
             actions.push(Action::SendAdvert {
                 priority: self.priority,
             });
@@ -550,6 +572,7 @@ impl Instance {
                 actions.push(Action::SendAdvert {
                     priority: PRIORITY_STOP,
                 });
+                self.transitions.priority_zero_sent += 1;
                 self.leave_master(actions);
             }
             State::Backup => {}

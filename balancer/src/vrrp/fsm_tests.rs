@@ -275,6 +275,7 @@ fn priority_zero_makes_backup_take_over_after_skew() {
         i.handle(at(ms(1000)), advert(peer(2), 150, ms(1000)));
         i.handle(at(ms(1500)), advert(peer(2), 0, ms(1000)));
         assert_eq!(i.next_deadline(), Some(at(ms(1500) + skew)));
+        assert_eq!(i.transitions().priority_zero_received, 1);
     }
     // RFC 5798 §6.1: VRRPv3 skew follows Master_Adver_Interval.
     let mut i = started(config(Version::V3, 128));
@@ -314,6 +315,15 @@ fn shutdown_as_master() {
     );
     assert_eq!((i.state(), i.next_deadline()), (State::Init, None));
     assert_eq!(i.handle(at(ms(9001)), Event::Shutdown), vec![]);
+    assert_eq!(
+        i.transitions(),
+        Transitions {
+            become_master: 1,
+            release_master: 1,
+            priority_zero_received: 0,
+            priority_zero_sent: 1,
+        }
+    );
 }
 
 // RFC 5798 §6.4.2: Shutdown as backup cancels the timer and goes to Initialize.
