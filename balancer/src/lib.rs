@@ -7,3 +7,4 @@ pub mod config;
 pub mod dataplane;
 pub mod model;
 pub mod run;
+pub mod vrrp;
