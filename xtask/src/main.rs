@@ -4,6 +4,7 @@
 //! - `run -- ARGS`: setup, build in release, run `balancer run ARGS`.
 //! - `test`: setup, `cargo fmt --check`, clippy on the host crates and on the XDP program, and
 //!   the whole test suite (the privileged tests need root, as CI is).
+//! - `bench [NAME]`: setup, then a benchmark in release (figures printed and saved as JSON).
 
 mod setup;
 
@@ -32,6 +33,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Setup, then run a benchmark (needs root): `dataplane` (ns per packet through the XDP
+    /// program beside a MAC-swap floor). Prints a table and writes target/bench/NAME.json.
+    Bench {
+        #[arg(default_value = "dataplane")]
+        name: String,
+    },
     /// Setup, then formatting, lints and every test (privileged ones need root).
     Test {
         /// Passed to `cargo test` after `--` (a test name filter, `--nocapture`, ...).
@@ -51,6 +58,19 @@ fn main() -> Result<()> {
             cmd.args(["run", "--release", "--package", "balancer", "--", "run"])
                 .args(args);
             run(&mut cmd)
+        }
+        Cmd::Bench { name } => {
+            setup::setup()?;
+            run(cargo(&root).args([
+                "run",
+                "--release",
+                "--package",
+                "balancer-tests",
+                "--bin",
+                "bench",
+                "--",
+                &name,
+            ]))
         }
         Cmd::Test { args } => {
             setup::setup()?;

@@ -20,6 +20,8 @@ use serde::Deserialize;
 
 /// The XDP object built by `build.rs` from `balancer-ebpf`.
 static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/balancer"));
+/// The benchmark floor built beside it: a program that only swaps MACs and returns `XDP_TX`.
+pub static FLOOR_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floor"));
 /// The program's entry point in that object.
 const PROGRAM_NAME: &str = "balancer";
 
