@@ -29,7 +29,7 @@ use aya_ebpf::{
 };
 use balancer_common::{
     ProtoCounter, Reason,
-    maps::{Flow, FlowKey, Globals, SVC_F_OPS, Service, ServiceKey, flow_state},
+    maps::{Flow, FlowKey, Globals, Real, SVC_F_OPS, Service, ServiceKey, flow_state},
 };
 use parse::{Headers, IPPROTO_TCP, IPPROTO_UDP, NOT_FRAGMENT};
 
@@ -95,29 +95,30 @@ fn process(ctx: &XdpContext) -> Reason {
         family: h.family,
         _pad: [0; 2],
     };
-    let real_index = match existing_flow(&key, &h, now, &globals) {
-        Some(real) => real,
-        None => match schedule::new_connection(&h, &service, now) {
-            Ok(real) => {
-                // One-packet scheduling (ops) keeps no state for UDP.
-                if service.flags & SVC_F_OPS == 0 || h.proto != IPPROTO_UDP {
-                    let flow = Flow {
-                        real,
-                        service: service.id,
-                        last_seen_ns: now,
-                        state: next_state(flow_state::NEW, &h),
-                        _pad: 0,
-                    };
-                    maps::insert_flow(&key, &flow);
-                }
-                maps::add_stats_conn(service.id, real);
-                real
+    let (real_index, real) = match existing_flow(&key, &h, now, &globals) {
+        Some(found) => found,
+        None => {
+            let index = match schedule::new_connection(&h, &service, now) {
+                Ok(index) => index,
+                Err(reason) => return reason,
+            };
+            let Some(real) = maps::real(index) else {
+                return Reason::DropBadTable;
+            };
+            // One-packet scheduling (ops) keeps no state for UDP.
+            if service.flags & SVC_F_OPS == 0 || h.proto != IPPROTO_UDP {
+                let flow = Flow {
+                    real: index,
+                    service: service.id,
+                    last_seen_ns: now,
+                    state: next_state(flow_state::NEW, &h),
+                    _pad: 0,
+                };
+                maps::insert_flow(&key, &flow);
             }
-            Err(reason) => return reason,
-        },
-    };
-    let Some(real) = maps::real(real_index) else {
-        return Reason::DropBadTable;
+            maps::add_stats_conn(service.id, index);
+            (index, real)
+        }
     };
     let len = (ctx.data_end() - ctx.data()) as u64;
     maps::add_stats(service.id, real_index, len);
@@ -140,9 +141,12 @@ fn lookup_service(h: &Headers) -> Option<Service> {
     maps::service(&key)
 }
 
-/// The real of a live flow, refreshing it; `None` when there is none or it has timed out.
+/// The real of a live flow, refreshing it; `None` when there is none, it has timed out, or its
+/// real was removed (the flow is scheduled afresh: the new real resets a TCP connection it does
+/// not know, which the client notices at once, where IPVS would drop its packets until the
+/// entry expired).
 #[inline(always)]
-fn existing_flow(key: &FlowKey, h: &Headers, now: u64, g: &Globals) -> Option<u32> {
+fn existing_flow(key: &FlowKey, h: &Headers, now: u64, g: &Globals) -> Option<(u32, Real)> {
     let flow = maps::flow_mut(key)?;
     // SAFETY: the pointer comes from a successful map lookup; a concurrent update of the same
     // flow on another CPU can at worst lose one timestamp or state refresh.
@@ -159,9 +163,10 @@ fn existing_flow(key: &FlowKey, h: &Headers, now: u64, g: &Globals) -> Option<u3
     if f.state == flow_state::CLOSING && h.tcp_flags & TCP_SYN != 0 && h.tcp_flags & TCP_ACK == 0 {
         return None;
     }
+    let real = maps::real(f.real)?;
     f.last_seen_ns = now;
     f.state = next_state(f.state, h);
-    Some(f.real)
+    Some((f.real, real))
 }
 
 /// TCP state as far as a one-way (DR, TUN) observer can tell it.

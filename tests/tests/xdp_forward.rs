@@ -547,3 +547,18 @@ fn tun_ipv6_encapsulates_in_ip6ip6() {
     ]);
     assert_eq!(r.out, want);
 }
+
+#[test]
+fn a_flow_whose_real_was_removed_is_scheduled_afresh() {
+    require_root!();
+    let mut prog = load();
+    prog.apply("web", &service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]))
+        .unwrap();
+    let first = dr_target(&run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, SYN)).out);
+    let other = if first == 1 { 2 } else { 1 };
+    prog.apply("web", &service(Scheduler::Rr, vec![dr_real(other, 1)]))
+        .unwrap();
+    let r = run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, ACK));
+    assert_eq!(dr_target(&r.out), other);
+    only_reason(&r.reasons, Reason::Tx);
+}
