@@ -41,11 +41,13 @@ pub enum ProtoCounter {
     Icmp6,
     /// Any other next header over IPv6 (after skipping extension headers), and non-first fragments.
     OtherL4v6,
+    /// ICMP errors quoting a balanced flow, sent on to the flow's real (also counted by class).
+    IcmpErrorToReal,
 }
 
 impl ProtoCounter {
     /// Number of counters, the size of [`PROTO_COUNTERS_MAP`].
-    pub const COUNT: u32 = Self::OtherL4v6 as u32 + 1;
+    pub const COUNT: u32 = Self::IcmpErrorToReal as u32 + 1;
 
     /// Every counter, in index order.
     pub const ALL: [Self; Self::COUNT as usize] = [
@@ -64,6 +66,7 @@ impl ProtoCounter {
         Self::Udp6,
         Self::Icmp6,
         Self::OtherL4v6,
+        Self::IcmpErrorToReal,
     ];
 
     /// A stable, lower-case name for logs, status output and metrics.
@@ -85,6 +88,7 @@ impl ProtoCounter {
             Self::Udp6 => "udp6",
             Self::Icmp6 => "icmp6",
             Self::OtherL4v6 => "other_l4_v6",
+            Self::IcmpErrorToReal => "icmp_error_to_real",
         }
     }
 }

@@ -29,7 +29,10 @@ use aya_ebpf::{
 };
 use balancer_common::{
     ProtoCounter, Reason,
-    maps::{Flow, FlowKey, Globals, Real, SVC_F_OPS, Service, ServiceKey, flow_state},
+    maps::{
+        FAMILY_V4, FAMILY_V6, Flow, FlowKey, Globals, Real, SVC_F_OPS, Service, ServiceKey,
+        flow_state,
+    },
 };
 use parse::{Headers, IPPROTO_TCP, IPPROTO_UDP, NOT_FRAGMENT};
 
@@ -78,7 +81,7 @@ fn process(ctx: &XdpContext) -> Reason {
         };
     }
     if h.proto != IPPROTO_TCP && h.proto != IPPROTO_UDP {
-        return Reason::PassOtherProto;
+        return icmp_error(ctx, &h);
     }
     let Some(service) = lookup_service(&h) else {
         return Reason::PassNoService;
@@ -97,32 +100,47 @@ fn process(ctx: &XdpContext) -> Reason {
     };
     let (real_index, real) = match existing_flow(&key, &h, now, &globals) {
         Some(found) => found,
-        None => {
-            let index = match schedule::new_connection(&h, &service, now) {
-                Ok(index) => index,
-                Err(reason) => return reason,
-            };
-            let Some(real) = maps::real(index) else {
-                return Reason::DropBadTable;
-            };
-            // One-packet scheduling (ops) keeps no state for UDP.
-            if service.flags & SVC_F_OPS == 0 || h.proto != IPPROTO_UDP {
-                let flow = Flow {
-                    real: index,
-                    service: service.id,
-                    last_seen_ns: now,
-                    state: next_state(flow_state::NEW, &h),
-                    _pad: 0,
-                };
-                maps::insert_flow(&key, &flow);
-            }
-            maps::add_stats_conn(service.id, index);
-            (index, real)
-        }
+        None => match new_flow(&key, &h, &service, now) {
+            Ok(found) => found,
+            Err(reason) => return reason,
+        },
     };
     let len = (ctx.data_end() - ctx.data()) as u64;
     maps::add_stats(service.id, real_index, len);
     forward::forward(ctx, &h, &real)
+}
+
+/// An ICMP error about a balanced flow goes to the flow's real, which sent the quoted packet
+/// (path MTU discovery depends on it); everything else is the kernel's.
+#[inline(always)]
+fn icmp_error(ctx: &XdpContext, h: &Headers) -> Reason {
+    let is_icmp = (h.family == FAMILY_V4 && h.class == ProtoCounter::Icmp4)
+        || (h.family == FAMILY_V6 && h.class == ProtoCounter::Icmp6);
+    if !is_icmp {
+        return Reason::PassOtherProto;
+    }
+    let Some(q) = parse::icmp_quoted(ctx, h) else {
+        return Reason::PassOtherProto;
+    };
+    let key = FlowKey {
+        src: q.src,
+        dst: q.dst,
+        sport_be: q.sport,
+        dport_be: q.dport,
+        proto: q.proto,
+        family: h.family,
+        _pad: [0; 2],
+    };
+    let Some(flow) = maps::flow_mut(&key) else {
+        return Reason::PassOtherProto;
+    };
+    // SAFETY: from a successful lookup; only read.
+    let index = unsafe { (*flow).real };
+    let Some(real) = maps::real(index) else {
+        return Reason::PassOtherProto;
+    };
+    maps::count_proto(ProtoCounter::IcmpErrorToReal);
+    forward::forward(ctx, h, &real)
 }
 
 /// The service for this destination: exact (VIP, port, protocol), then the all-port service.
@@ -139,6 +157,31 @@ fn lookup_service(h: &Headers) -> Option<Service> {
     }
     key.port_be = 0;
     maps::service(&key)
+}
+
+/// Schedules a new connection and records it in the flow table (unless one-packet scheduling).
+#[inline(always)]
+fn new_flow(
+    key: &FlowKey,
+    h: &Headers,
+    service: &Service,
+    now: u64,
+) -> Result<(u32, Real), Reason> {
+    let index = schedule::new_connection(h, service, now)?;
+    let real = maps::real(index).ok_or(Reason::DropBadTable)?;
+    // One-packet scheduling (ops) keeps no state for UDP.
+    if service.flags & SVC_F_OPS == 0 || h.proto != IPPROTO_UDP {
+        let flow = Flow {
+            real: index,
+            service: service.id,
+            last_seen_ns: now,
+            state: next_state(flow_state::NEW, h),
+            _pad: 0,
+        };
+        maps::insert_flow(key, &flow);
+    }
+    maps::add_stats_conn(service.id, index);
+    Ok((index, real))
 }
 
 /// The real of a live flow, refreshing it; `None` when there is none, it has timed out, or its

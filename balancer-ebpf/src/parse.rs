@@ -285,3 +285,75 @@ fn l4(ctx: &XdpContext, h: &mut Headers, icmp: u8, fam: Family) {
         h.class = fam.icmp;
     }
 }
+
+/// The flow an ICMP error is about, as the balancer saw it: the error quotes a packet the real
+/// sent (VIP -> client), so the quoted source and destination are swapped back.
+pub struct Quoted {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+}
+
+/// ICMP types that quote the offending packet: destination unreachable (including
+/// fragmentation needed), time exceeded and parameter problem (RFC 792); for ICMPv6 also
+/// packet too big (RFC 4443 §3).
+const ICMP4_ERRORS: [u8; 3] = [3, 11, 12];
+const ICMP6_ERRORS: [u8; 4] = [1, 2, 3, 4];
+const ICMP_HLEN: usize = 8;
+
+/// The quoted TCP or UDP flow of an ICMP error, or `None` for anything else.
+#[inline(always)]
+pub fn icmp_quoted(ctx: &XdpContext, h: &Headers) -> Option<Quoted> {
+    let [ty, _code] = read2(ctx, h.l4)?;
+    let inner = h.l4 + ICMP_HLEN;
+    let mut q = Quoted {
+        src: [0; 4],
+        dst: [0; 4],
+        sport: 0,
+        dport: 0,
+        proto: 0,
+    };
+    let l4 = if h.family == FAMILY_V4 {
+        if !ICMP4_ERRORS.contains(&ty) {
+            return None;
+        }
+        // SAFETY: ptr_at checked that the quoted 20-byte header lies inside the frame.
+        let ip = unsafe { *ptr_at::<[u8; 20]>(ctx, inner)? };
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        if ip[0] >> 4 != 4 || ihl < 20 {
+            return None;
+        }
+        q.proto = ip[9];
+        // Quoted: real (VIP) -> client; the flow is client -> VIP.
+        q.dst[0] = u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]);
+        q.src[0] = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
+        inner + ihl
+    } else {
+        if !ICMP6_ERRORS.contains(&ty) {
+            return None;
+        }
+        // SAFETY: ptr_at checked that the quoted 40-byte header lies inside the frame.
+        let ip = unsafe { *ptr_at::<[u8; IPV6_HLEN]>(ctx, inner)? };
+        if ip[0] >> 4 != 6 {
+            return None;
+        }
+        q.proto = ip[6];
+        for i in 0..4 {
+            let s = 8 + i * 4;
+            let d = 24 + i * 4;
+            q.dst[i] = u32::from_ne_bytes([ip[s], ip[s + 1], ip[s + 2], ip[s + 3]]);
+            q.src[i] = u32::from_ne_bytes([ip[d], ip[d + 1], ip[d + 2], ip[d + 3]]);
+        }
+        inner + IPV6_HLEN
+    };
+    if q.proto != IPPROTO_TCP && q.proto != IPPROTO_UDP {
+        return None;
+    }
+    // SAFETY: ptr_at checked that the quoted ports lie inside the frame.
+    let ports = unsafe { *ptr_at::<[u8; 4]>(ctx, l4)? };
+    q.dport = u16::from_ne_bytes([ports[0], ports[1]]);
+    q.sport = u16::from_ne_bytes([ports[2], ports[3]]);
+    Some(q)
+}

@@ -552,8 +552,11 @@ fn tun_ipv6_encapsulates_in_ip6ip6() {
 fn a_flow_whose_real_was_removed_is_scheduled_afresh() {
     require_root!();
     let mut prog = load();
-    prog.apply("web", &service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]))
-        .unwrap();
+    prog.apply(
+        "web",
+        &service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]),
+    )
+    .unwrap();
     let first = dr_target(&run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, SYN)).out);
     let other = if first == 1 { 2 } else { 1 };
     prog.apply("web", &service(Scheduler::Rr, vec![dr_real(other, 1)]))
@@ -561,4 +564,52 @@ fn a_flow_whose_real_was_removed_is_scheduled_afresh() {
     let r = run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, ACK));
     assert_eq!(dr_target(&r.out), other);
     only_reason(&r.reasons, Reason::Tx);
+}
+
+/// An ICMP error from a router on the client's path, quoting a packet the real sent (VIP:80 ->
+/// client:cport).
+fn icmp_error_v4(ty: u8, code: u8, cport: u16) -> Vec<u8> {
+    let quoted_tcp = tcp(80, cport, ACK, 5);
+    let quoted = concat(&[
+        &ipv4(VIP, CLIENT, IPPROTO_TCP, &[], 0, quoted_tcp.len()),
+        &quoted_tcp[..8],
+    ]);
+    let mut icmp = vec![ty, code, 0, 0, 0, 0, 0x05, 0xdc];
+    icmp.extend_from_slice(&quoted);
+    let sum = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let router = Ipv4Addr::new(198, 18, 5, 5);
+    concat(&[
+        &eth(&[], ETH_P_IP),
+        &ipv4(router, VIP, IPPROTO_ICMP, &[], 0, icmp.len()),
+        &icmp,
+    ])
+}
+
+#[test]
+fn icmp_errors_about_a_flow_reach_its_real() {
+    require_root!();
+    let mut prog = load();
+    prog.apply(
+        "web",
+        &service(Scheduler::Rr, (1..=3).map(|i| dr_real(i, 1)).collect()),
+    )
+    .unwrap();
+    let real = dr_target(&run(&mut prog, &tcp4(CLIENT, 7100, VIP, 80, SYN)).out);
+    // Fragmentation needed (3/4), as path MTU discovery sends it.
+    let frame = icmp_error_v4(3, 4, 7100);
+    let r = run(&mut prog, &frame);
+    assert_eq!(r.action, XDP_TX);
+    assert_eq!(dr_target(&r.out), real, "the real of the quoted flow");
+    assert_eq!(
+        r.out[12..],
+        frame[12..],
+        "forwarded unchanged but for the MACs"
+    );
+    // About a flow the balancer never saw, or not an error: the kernel's.
+    for frame in [icmp_error_v4(3, 4, 7101), icmp_error_v4(8, 0, 7100)] {
+        let r = run(&mut prog, &frame);
+        assert_eq!(r.action, XDP_PASS);
+        only_reason(&r.reasons, Reason::PassOtherProto);
+    }
 }
