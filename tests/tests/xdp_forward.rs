@@ -613,3 +613,65 @@ fn icmp_errors_about_a_flow_reach_its_real() {
         only_reason(&r.reasons, Reason::PassOtherProto);
     }
 }
+
+#[test]
+fn sweep_expires_flows_and_recounts_active_connections() {
+    require_root!();
+    let mut prog = XdpProgram::load_with(&LoadOptions {
+        flows: 4096,
+        persist: 64,
+        timeouts: Globals {
+            tcp_timeout_ns: 60_000_000_000,
+            tcpfin_timeout_ns: 60_000_000_000,
+            udp_timeout_ns: 200_000_000,
+        },
+    })
+    .unwrap();
+    let mut udp_svc = service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]);
+    udp_svc.protocol = Protocol::Udp;
+    prog.apply("udp", &udp_svc).unwrap();
+    let mut tcp_svc = service(Scheduler::Rr, vec![dr_real(3, 1)]);
+    tcp_svc.port = 81;
+    prog.apply("tcp", &tcp_svc).unwrap();
+    for sport in 1..=4 {
+        let u = udp(sport, 80, b"x");
+        let f = concat(&[
+            &eth(&[], ETH_P_IP),
+            &ipv4(CLIENT, VIP, IPPROTO_UDP, &[], 0, u.len()),
+            &u,
+        ]);
+        assert_eq!(run(&mut prog, &f).action, XDP_TX);
+    }
+    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, SYN));
+    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, 0x11)); // FIN|ACK: closing
+    let active = |p: &XdpProgram, i: u8, svc: &str, port: u16| {
+        p.active_connections(svc, real_addr(i), port)
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(
+        (active(&prog, 1, "udp", 80), active(&prog, 2, "udp", 80)),
+        (2, 2)
+    );
+    assert_eq!(active(&prog, 3, "tcp", 80), 1, "counted when scheduled");
+
+    let s = prog.sweep().unwrap();
+    assert_eq!((s.live, s.expired), (5, 0));
+    assert_eq!(
+        (active(&prog, 1, "udp", 80), active(&prog, 2, "udp", 80)),
+        (2, 2)
+    );
+    assert_eq!(
+        active(&prog, 3, "tcp", 80),
+        0,
+        "a closing connection is not active"
+    );
+
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let s = prog.sweep().unwrap();
+    assert_eq!((s.live, s.expired), (1, 4), "the UDP flows timed out");
+    assert_eq!(
+        (active(&prog, 1, "udp", 80), active(&prog, 2, "udp", 80)),
+        (0, 0)
+    );
+}

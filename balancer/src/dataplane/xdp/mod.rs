@@ -1,6 +1,9 @@
 //! Loads the XDP program, attaches it to interfaces, programs its maps and reads its counters.
 
+mod flows;
 mod services;
+
+pub use flows::Sweep;
 
 use std::{fmt, marker::PhantomData};
 

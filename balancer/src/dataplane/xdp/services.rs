@@ -75,6 +75,24 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError 
 }
 
 impl ServiceTable {
+    /// Every real index in use, sorry servers included.
+    pub fn real_indexes(&self) -> impl Iterator<Item = u32> + '_ {
+        self.services
+            .values()
+            .flat_map(|s| s.reals.iter().copied().chain(s.sorry))
+    }
+
+    /// The index of a service's real.
+    pub fn real_index(&self, service: &str, addr: IpAddr, port: u16) -> Option<u32> {
+        let s = self.services.get(service)?;
+        let pos = s
+            .model
+            .reals
+            .iter()
+            .position(|r| r.addr == addr && r.port == port)?;
+        s.reals.get(pos).copied()
+    }
+
     fn alloc_id(&mut self) -> Result<u32, DataplaneError> {
         if let Some(id) = self.free_ids.pop() {
             return Ok(id);

@@ -1,0 +1,151 @@
+//! The connection table seen from userspace: expiry and the active-connection counts that
+//! lc, wlc, sed and nq read.
+//!
+//! The XDP program adds one to a real's active count when it schedules a connection to it; it
+//! cannot tell when an entry ends (timeouts are judged lazily, and the LRU evicts silently). So
+//! the sweep walks the table, deletes expired entries and writes back the true counts. A count
+//! can run ahead of the truth by the connections scheduled between two sweeps.
+
+use std::net::IpAddr;
+
+use aya::maps::{Array, HashMap as BpfHashMap, MapData};
+use balancer_common::maps::{
+    FLOWS_MAP, Flow, FlowKey, GLOBALS_MAP, Globals, REAL_ACTIVE_MAP, flow_state,
+};
+
+use super::{XdpError, XdpProgram};
+
+const IPPROTO_UDP: u8 = 17;
+
+/// What one sweep found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Entries still live.
+    pub live: u64,
+    /// Entries deleted because they timed out.
+    pub expired: u64,
+}
+
+/// Now on the clock `bpf_ktime_get_ns` reads (`CLOCK_MONOTONIC`).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// Whether the XDP program would still use this flow at `now` (the same rules as its lookup).
+fn live(key: &FlowKey, flow: &Flow, g: &Globals, now: u64) -> bool {
+    let timeout = if key.proto == IPPROTO_UDP {
+        g.udp_timeout_ns
+    } else if flow.state == flow_state::CLOSING {
+        g.tcpfin_timeout_ns
+    } else {
+        g.tcp_timeout_ns
+    };
+    now.saturating_sub(flow.last_seen_ns) <= timeout
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> XdpError {
+    move |source| XdpError::Map { map, source }
+}
+
+impl XdpProgram {
+    fn globals(&self) -> Result<Globals, XdpError> {
+        let map = self.ebpf.map(GLOBALS_MAP).ok_or(XdpError::Missing {
+            what: "map",
+            name: GLOBALS_MAP,
+        })?;
+        let array: Array<&MapData, Globals> = Array::try_from(map).map_err(map_err(GLOBALS_MAP))?;
+        array.get(&0, 0).map_err(map_err(GLOBALS_MAP))
+    }
+
+    /// Deletes expired flows and rewrites every real's active-connection count from the live
+    /// ones (connections not yet closing, as IPVS's `ActiveConn`).
+    ///
+    /// # Errors
+    /// A map cannot be read or written.
+    pub fn sweep(&mut self) -> Result<Sweep, XdpError> {
+        let g = self.globals()?;
+        let now = monotonic_ns();
+        let mut expired = Vec::new();
+        let mut active = std::collections::HashMap::<u32, u64>::new();
+        let mut sweep = Sweep::default();
+        {
+            let map = self.ebpf.map(FLOWS_MAP).ok_or(XdpError::Missing {
+                what: "map",
+                name: FLOWS_MAP,
+            })?;
+            let flows: BpfHashMap<&MapData, FlowKey, Flow> =
+                BpfHashMap::try_from(map).map_err(map_err(FLOWS_MAP))?;
+            for entry in flows.iter() {
+                // An entry evicted while we walk is simply not seen.
+                let Ok((key, flow)) = entry else { continue };
+                if live(&key, &flow, &g, now) {
+                    sweep.live += 1;
+                    if flow.state != flow_state::CLOSING {
+                        *active.entry(flow.real).or_default() += 1;
+                    }
+                } else {
+                    expired.push(key);
+                }
+            }
+        }
+        let map = self.ebpf.map_mut(FLOWS_MAP).ok_or(XdpError::Missing {
+            what: "map",
+            name: FLOWS_MAP,
+        })?;
+        let mut flows: BpfHashMap<&mut MapData, FlowKey, Flow> =
+            BpfHashMap::try_from(map).map_err(map_err(FLOWS_MAP))?;
+        for key in &expired {
+            // Already gone (evicted, or replaced by a new connection) is fine.
+            if flows.remove(key).is_ok() {
+                sweep.expired += 1;
+            }
+        }
+        let reals: Vec<u32> = self.table.real_indexes().collect();
+        let map = self
+            .ebpf
+            .map_mut(REAL_ACTIVE_MAP)
+            .ok_or(XdpError::Missing {
+                what: "map",
+                name: REAL_ACTIVE_MAP,
+            })?;
+        let mut counts: Array<&mut MapData, u64> =
+            Array::try_from(map).map_err(map_err(REAL_ACTIVE_MAP))?;
+        for index in reals {
+            let n = active.get(&index).copied().unwrap_or(0);
+            counts.set(index, n, 0).map_err(map_err(REAL_ACTIVE_MAP))?;
+        }
+        Ok(sweep)
+    }
+
+    /// A real's active connections as the schedulers see them (`ipvsadm -Ln`'s `ActiveConn`),
+    /// or `None` when the service has no such real.
+    ///
+    /// # Errors
+    /// The map cannot be read.
+    pub fn active_connections(
+        &self,
+        service: &str,
+        addr: IpAddr,
+        port: u16,
+    ) -> Result<Option<u64>, XdpError> {
+        let Some(index) = self.table.real_index(service, addr, port) else {
+            return Ok(None);
+        };
+        let map = self.ebpf.map(REAL_ACTIVE_MAP).ok_or(XdpError::Missing {
+            what: "map",
+            name: REAL_ACTIVE_MAP,
+        })?;
+        let counts: Array<&MapData, u64> =
+            Array::try_from(map).map_err(map_err(REAL_ACTIVE_MAP))?;
+        counts
+            .get(&index, 0)
+            .map(Some)
+            .map_err(map_err(REAL_ACTIVE_MAP))
+    }
+}
