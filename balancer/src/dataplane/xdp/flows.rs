@@ -81,7 +81,7 @@ impl XdpProgram {
             })?;
             let flows: BpfHashMap<&MapData, FlowKey, Flow> =
                 BpfHashMap::try_from(map).map_err(map_err(FLOWS_MAP))?;
-            for entry in flows.iter() {
+            for entry in &flows {
                 // An entry evicted while we walk is simply not seen.
                 let Ok((key, flow)) = entry else { continue };
                 if live(&key, &flow, &g, now) {
