@@ -20,6 +20,9 @@ pub const SCHED_SLOTS_MAP: &str = "SCHED_SLOTS";
 pub const FLOWS_MAP: &str = "FLOWS";
 /// `PersistKey` -> `Persist`, an LRU hash: persistence templates.
 pub const PERSIST_MAP: &str = "PERSIST";
+/// `NatKey` (a reply as the real sends it) -> `NatOrigin` (the VIP and port to restore), an
+/// LRU hash written by the forward direction of NAT.
+pub const NAT_REVERSE_MAP: &str = "NAT_REVERSE";
 /// Index 0 -> `Globals`.
 pub const GLOBALS_MAP: &str = "GLOBALS";
 /// Per-CPU service id -> `Stats`.
@@ -154,6 +157,30 @@ pub struct Flow {
 }
 const _: () = assert!(size_of::<Flow>() == 24);
 
+/// A reply from a NAT real: real address and port to the client's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NatKey {
+    pub real: [u32; 4],
+    pub client: [u32; 4],
+    pub real_port_be: u16,
+    pub client_port_be: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<NatKey>() == 40);
+
+/// The service address a NAT reply must appear to come from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatOrigin {
+    pub vip: [u32; 4],
+    pub vport_be: u16,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<NatOrigin>() == 20);
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PersistKey {
@@ -206,7 +233,10 @@ const _: () = assert!(size_of::<Stats>() == 24);
 
 #[cfg(feature = "user")]
 mod pod {
-    use super::{Flow, FlowKey, Globals, Persist, PersistKey, Real, Service, ServiceKey, Stats};
+    use super::{
+        Flow, FlowKey, Globals, NatKey, NatOrigin, Persist, PersistKey, Real, Service, ServiceKey,
+        Stats,
+    };
     // SAFETY: all of these are #[repr(C)], Copy, and have no padding holes (sizes asserted).
     unsafe impl aya::Pod for ServiceKey {}
     unsafe impl aya::Pod for Service {}
@@ -216,5 +246,7 @@ mod pod {
     unsafe impl aya::Pod for PersistKey {}
     unsafe impl aya::Pod for Persist {}
     unsafe impl aya::Pod for Globals {}
+    unsafe impl aya::Pod for NatKey {}
+    unsafe impl aya::Pod for NatOrigin {}
     unsafe impl aya::Pod for Stats {}
 }

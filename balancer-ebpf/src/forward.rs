@@ -1,4 +1,4 @@
-//! Sending a packet to its real: DR (new MACs) and TUN (IPIP / IP6IP6), out of the interface
+//! Sending a packet to its real: DR (new MACs), NAT and TUN (IPIP / IP6IP6), out of the interface
 //! it came in on (`XDP_TX`) or another one (redirect).
 
 use aya_ebpf::{
@@ -14,7 +14,10 @@ use balancer_common::{
     maps::{FAMILY_V4, FAMILY_V6, Real, method},
 };
 
-use crate::parse::{Headers, ptr_at_mut};
+use crate::{
+    nat,
+    parse::{Headers, ptr_at_mut},
+};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -32,6 +35,7 @@ struct Egress {
     smac: [u8; 6],
 }
 
+/// Sends the packet to `real` by its method.
 #[inline(always)]
 pub fn forward(ctx: &XdpContext, h: &Headers, real: &Real) -> Reason {
     let egress = match egress(ctx, h, real) {
@@ -40,11 +44,40 @@ pub fn forward(ctx: &XdpContext, h: &Headers, real: &Real) -> Reason {
     };
     let written = match real.method {
         method::TUN => encapsulate(ctx, h, real, &egress),
+        method::NAT => nat::to_real(ctx, h, real).and_then(|()| write_macs(ctx, &egress)),
         _ => write_macs(ctx, &egress),
     };
     if let Err(reason) = written {
         return reason;
     }
+    send(ctx, &egress)
+}
+
+/// A reply from a NAT real, rewritten to come from the VIP and routed to the client.
+#[inline(always)]
+pub fn nat_reply(
+    ctx: &XdpContext,
+    h: &Headers,
+    origin: &balancer_common::maps::NatOrigin,
+) -> Reason {
+    let q = FibQuery {
+        family: h.family,
+        dst: h.dst,
+        src: origin.vip,
+    };
+    let egress = match fib(ctx, &q, h) {
+        Ok(e) => e,
+        Err(reason) => return reason,
+    };
+    if let Err(reason) = nat::from_real(ctx, h, origin).and_then(|()| write_macs(ctx, &egress)) {
+        return reason;
+    }
+    send(ctx, &egress)
+}
+
+/// Out of the ingress interface, or redirected to the egress one.
+#[inline(always)]
+fn send(ctx: &XdpContext, egress: &Egress) -> Reason {
     // SAFETY: reading the context's ingress interface has no preconditions.
     let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
     if egress.ifindex == ingress {
@@ -70,6 +103,28 @@ fn egress(ctx: &XdpContext, h: &Headers, real: &Real) -> Result<Egress, Reason> 
             smac: real.smac,
         });
     }
+    let q = FibQuery {
+        family: real.family,
+        dst: real.addr,
+        src: if real.method == method::TUN {
+            real.tun_src
+        } else {
+            h.src
+        },
+    };
+    fib(ctx, &q, h)
+}
+
+/// What to ask the FIB: the next hop from `src` to `dst`.
+struct FibQuery {
+    family: u8,
+    dst: [u32; 4],
+    src: [u32; 4],
+}
+
+/// The kernel FIB's next hop towards `dst`.
+#[inline(always)]
+fn fib(ctx: &XdpContext, q: &FibQuery, h: &Headers) -> Result<Egress, Reason> {
     // SAFETY: an all-zero bpf_fib_lookup is a valid (empty) request.
     let mut p: FibParams = unsafe { core::mem::zeroed() };
     // SAFETY: reading the context's ingress interface has no preconditions.
@@ -77,18 +132,14 @@ fn egress(ctx: &XdpContext, h: &Headers, real: &Real) -> Result<Egress, Reason> 
     p.l4_protocol = h.proto;
     p.sport = h.sport;
     p.dport = h.dport;
-    if real.family == FAMILY_V6 {
+    if q.family == FAMILY_V6 {
         p.family = AF_INET6;
-        p.__bindgen_anon_4.ipv6_dst = real.addr;
-        p.__bindgen_anon_3.ipv6_src = h.src;
+        p.__bindgen_anon_4.ipv6_dst = q.dst;
+        p.__bindgen_anon_3.ipv6_src = q.src;
     } else {
         p.family = AF_INET;
-        p.__bindgen_anon_4.ipv4_dst = real.addr[0];
-        p.__bindgen_anon_3.ipv4_src = if real.method == method::TUN {
-            real.tun_src[0]
-        } else {
-            h.src[0]
-        };
+        p.__bindgen_anon_4.ipv4_dst = q.dst[0];
+        p.__bindgen_anon_3.ipv4_src = q.src[0];
     }
     // SAFETY: `p` is a properly sized, initialised bpf_fib_lookup on this stack.
     let rc =

@@ -21,6 +21,7 @@
 
 mod forward;
 mod maps;
+mod nat;
 mod parse;
 mod schedule;
 
@@ -84,8 +85,18 @@ fn process(ctx: &XdpContext) -> Reason {
         return icmp_error(ctx, &h);
     }
     let Some(service) = lookup_service(&h) else {
-        return Reason::PassNoService;
+        // Not to a service: perhaps a reply from a NAT real on its way back to a client.
+        return match nat::reply_origin(&h) {
+            Some(origin) => forward::nat_reply(ctx, &h, &origin),
+            None => Reason::PassNoService,
+        };
     };
+    to_service(ctx, &h, &service)
+}
+
+/// A packet to a service: its flow's real, or a newly scheduled one; then forwarded.
+#[inline(always)]
+fn to_service(ctx: &XdpContext, h: &Headers, service: &Service) -> Reason {
     // SAFETY: a plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
     let globals = maps::globals();
@@ -98,16 +109,16 @@ fn process(ctx: &XdpContext) -> Reason {
         family: h.family,
         _pad: [0; 2],
     };
-    let (real_index, real) = match existing_flow(&key, &h, now, &globals) {
+    let (real_index, real) = match existing_flow(&key, h, now, &globals) {
         Some(found) => found,
-        None => match new_flow(&key, &h, &service, now) {
+        None => match new_flow(&key, h, service, now) {
             Ok(found) => found,
             Err(reason) => return reason,
         },
     };
     let len = (ctx.data_end() - ctx.data()) as u64;
     maps::add_stats(service.id, real_index, len);
-    forward::forward(ctx, &h, &real)
+    forward::forward(ctx, h, &real)
 }
 
 /// An ICMP error about a balanced flow goes to the flow's real, which sent the quoted packet

@@ -10,7 +10,8 @@ use balancer_common::{
     ProtoCounter, Reason,
     maps::{
         DEFAULT_FLOWS, DEFAULT_PERSIST, Flow, FlowKey, Globals, MAX_REALS, MAX_SCHED_SLOTS,
-        MAX_SERVICE_KEYS, MAX_SERVICES, Persist, PersistKey, Real, Service, ServiceKey, Stats,
+        MAX_SERVICE_KEYS, MAX_SERVICES, NatKey, NatOrigin, Persist, PersistKey, Real, Service,
+        ServiceKey, Stats,
     },
 };
 
@@ -30,6 +31,8 @@ static SCHED_SLOTS: Array<u32> = Array::with_max_entries(MAX_SCHED_SLOTS, 0);
 static FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
 #[map(name = "PERSIST")]
 static PERSIST: LruHashMap<PersistKey, Persist> = LruHashMap::with_max_entries(DEFAULT_PERSIST, 0);
+#[map(name = "NAT_REVERSE")]
+static NAT_REVERSE: LruHashMap<NatKey, NatOrigin> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
 #[map(name = "GLOBALS")]
 static GLOBALS: Array<Globals> = Array::with_max_entries(1, 0);
 #[map(name = "SERVICE_STATS")]
@@ -156,5 +159,19 @@ pub fn add_stats(service: u32, real: u32, bytes: u64) {
             (*s).packets += 1;
             (*s).bytes += bytes;
         }
+    }
+}
+
+#[inline(always)]
+pub fn nat_origin(key: &NatKey) -> Option<NatOrigin> {
+    // SAFETY: copied out at once.
+    unsafe { NAT_REVERSE.get(key).copied() }
+}
+
+#[inline(always)]
+pub fn remember_nat(key: &NatKey, origin: &NatOrigin) {
+    // Already there is the common case: a lookup is cheaper than rewriting the entry.
+    if NAT_REVERSE.get_ptr(key).is_none() {
+        let _ = NAT_REVERSE.insert(key, origin, 0);
     }
 }

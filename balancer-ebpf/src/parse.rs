@@ -36,8 +36,16 @@ const ICMP_MIN_HLEN: usize = 4;
 
 /// A pointer to a `T` at `offset` in the frame, or `None` when the frame is too short.
 /// The one place that bounds-checks packet access, in the form the verifier accepts.
+///
+/// The offset is bounded first: offsets read back from memory (a `Headers` passed to another
+/// BPF function) are unknown scalars to the verifier, which refuses packet pointer arithmetic
+/// with them until they have a range.
 #[inline(always)]
 pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
+    const MAX_OFFSET: usize = 0x3fff;
+    if offset > MAX_OFFSET {
+        return None;
+    }
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + size_of::<T>() > end {
@@ -50,6 +58,22 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
 #[inline(always)]
 pub fn ptr_at_mut<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     ptr_at::<T>(ctx, offset).map(<*const T>::cast_mut)
+}
+
+/// Bytes of the frame that `ptr_at` checked, read in place: indexing loads one byte from the
+/// packet instead of copying the whole header onto the 512-byte BPF stack.
+#[derive(Clone, Copy)]
+pub struct View<const N: usize>(*const [u8; N]);
+
+impl<const N: usize> core::ops::Index<usize> for View<N> {
+    type Output = u8;
+
+    #[inline(always)]
+    fn index(&self, i: usize) -> &u8 {
+        // SAFETY: the pointer came from ptr_at, which checked that all N bytes lie inside the
+        // frame; indexing past N panics like any array access.
+        unsafe { &(*self.0)[i] }
+    }
 }
 
 /// The two bytes at `offset`.
@@ -114,7 +138,8 @@ impl Headers {
 }
 
 /// Parses the frame. `mark` is called for the counters seen on the way (VLAN, IP family), so
-/// that one frame increments exactly one class counter, `Headers::class`.
+/// that one frame increments exactly one class counter, `Headers::class`. A BPF function of
+/// its own: the header copies it makes stay out of the main frame.
 #[inline(always)]
 pub fn parse(ctx: &XdpContext, h: &mut Headers, mark: impl Fn(ProtoCounter)) {
     h.class = ProtoCounter::Truncated;
@@ -147,8 +172,7 @@ pub fn parse(ctx: &XdpContext, h: &mut Headers, mark: impl Fn(ProtoCounter)) {
 
 #[inline(always)]
 fn ipv4(ctx: &XdpContext, h: &mut Headers, l3: usize, mark: impl Fn(ProtoCounter)) {
-    // SAFETY: ptr_at checked that the 20-byte fixed header lies inside the frame.
-    let Some(ip) = ptr_at::<[u8; 20]>(ctx, l3).map(|p| unsafe { *p }) else {
+    let Some(ip) = ptr_at::<[u8; 20]>(ctx, l3).map(View) else {
         return;
     };
     let ihl = usize::from(ip[0] & 0x0f) * 4;
@@ -177,8 +201,7 @@ fn ipv4(ctx: &XdpContext, h: &mut Headers, l3: usize, mark: impl Fn(ProtoCounter
 
 #[inline(always)]
 fn ipv6(ctx: &XdpContext, h: &mut Headers, l3: usize, mark: impl Fn(ProtoCounter)) {
-    // SAFETY: ptr_at checked that the 40-byte header lies inside the frame.
-    let Some(ip) = ptr_at::<[u8; IPV6_HLEN]>(ctx, l3).map(|p| unsafe { *p }) else {
+    let Some(ip) = ptr_at::<[u8; IPV6_HLEN]>(ctx, l3).map(View) else {
         return;
     };
     if ip[0] >> 4 != 6 {
@@ -207,8 +230,7 @@ fn ipv6(ctx: &XdpContext, h: &mut Headers, l3: usize, mark: impl Fn(ProtoCounter
                 off += (usize::from(len) + 1) * 8;
             }
             IPPROTO_FRAGMENT => {
-                // SAFETY: ptr_at checked that the 8-byte fragment header lies inside the frame.
-                let Some(f) = ptr_at::<[u8; 8]>(ctx, off).map(|p| unsafe { *p }) else {
+                let Some(f) = ptr_at::<[u8; 8]>(ctx, off).map(View) else {
                     h.class = ProtoCounter::Truncated;
                     return;
                 };
@@ -253,8 +275,7 @@ const V6: Family = Family {
 fn l4(ctx: &XdpContext, h: &mut Headers, icmp: u8, fam: Family) {
     let l4 = h.l4;
     if h.proto == IPPROTO_TCP {
-        // SAFETY: ptr_at checked that the fixed TCP header lies inside the frame.
-        let Some(t) = ptr_at::<[u8; TCP_MIN_HLEN]>(ctx, l4).map(|p| unsafe { *p }) else {
+        let Some(t) = ptr_at::<[u8; TCP_MIN_HLEN]>(ctx, l4).map(View) else {
             h.class = ProtoCounter::Truncated;
             return;
         };
@@ -269,8 +290,7 @@ fn l4(ctx: &XdpContext, h: &mut Headers, icmp: u8, fam: Family) {
         h.tcp_flags = t[13];
         h.class = fam.tcp;
     } else if h.proto == IPPROTO_UDP {
-        // SAFETY: ptr_at checked that the UDP header lies inside the frame.
-        let Some(u) = ptr_at::<[u8; UDP_HLEN]>(ctx, l4).map(|p| unsafe { *p }) else {
+        let Some(u) = ptr_at::<[u8; UDP_HLEN]>(ctx, l4).map(View) else {
             h.class = ProtoCounter::Truncated;
             return;
         };
@@ -319,8 +339,7 @@ pub fn icmp_quoted(ctx: &XdpContext, h: &Headers) -> Option<Quoted> {
         if !ICMP4_ERRORS.contains(&ty) {
             return None;
         }
-        // SAFETY: ptr_at checked that the quoted 20-byte header lies inside the frame.
-        let ip = unsafe { *ptr_at::<[u8; 20]>(ctx, inner)? };
+        let ip = View(ptr_at::<[u8; 20]>(ctx, inner)?);
         let ihl = usize::from(ip[0] & 0x0f) * 4;
         if ip[0] >> 4 != 4 || ihl < 20 {
             return None;
@@ -334,8 +353,7 @@ pub fn icmp_quoted(ctx: &XdpContext, h: &Headers) -> Option<Quoted> {
         if !ICMP6_ERRORS.contains(&ty) {
             return None;
         }
-        // SAFETY: ptr_at checked that the quoted 40-byte header lies inside the frame.
-        let ip = unsafe { *ptr_at::<[u8; IPV6_HLEN]>(ctx, inner)? };
+        let ip = View(ptr_at::<[u8; IPV6_HLEN]>(ctx, inner)?);
         if ip[0] >> 4 != 6 {
             return None;
         }
@@ -351,8 +369,7 @@ pub fn icmp_quoted(ctx: &XdpContext, h: &Headers) -> Option<Quoted> {
     if q.proto != IPPROTO_TCP && q.proto != IPPROTO_UDP {
         return None;
     }
-    // SAFETY: ptr_at checked that the quoted ports lie inside the frame.
-    let ports = unsafe { *ptr_at::<[u8; 4]>(ctx, l4)? };
+    let ports = View(ptr_at::<[u8; 4]>(ctx, l4)?);
     q.dport = u16::from_ne_bytes([ports[0], ports[1]]);
     q.sport = u16::from_ne_bytes([ports[2], ports[3]]);
     Some(q)

@@ -13,7 +13,7 @@ use balancer::{
     model::{Egress, Method, Persistence, Protocol, RealServer, Scheduler, VirtualService},
 };
 use balancer_common::{Reason, maps::Globals};
-use balancer_tests::{frame::*, require_root};
+use balancer_tests::{Netns, frame::*, require_root, veth_pair};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -673,5 +673,159 @@ fn sweep_expires_flows_and_recounts_active_connections() {
     assert_eq!(
         (active(&prog, 1, "udp", 80), active(&prog, 2, "udp", 80)),
         (0, 0)
+    );
+}
+
+/// Whether the TCP/UDP checksum of an IPv4 frame (no VLAN, no options) verifies.
+fn l4_checksum_ok_v4(frame: &[u8]) -> bool {
+    let ip = &frame[14..34];
+    let l4 = &frame[34..];
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&ip[12..20]);
+    pseudo.extend_from_slice(&[0, ip[9]]);
+    pseudo.extend_from_slice(&u16::try_from(l4.len()).unwrap().to_be_bytes());
+    pseudo.extend_from_slice(l4);
+    checksum(&pseudo) == 0 && checksum(ip) == 0
+}
+
+fn with_tcp_checksum_v4(mut frame: Vec<u8>) -> Vec<u8> {
+    let ip = frame[14..34].to_vec();
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&ip[12..20]);
+    pseudo.extend_from_slice(&[0, ip[9]]);
+    pseudo.extend_from_slice(&u16::try_from(frame.len() - 34).unwrap().to_be_bytes());
+    pseudo.extend_from_slice(&frame[34..]);
+    let sum = checksum(&pseudo);
+    frame[34 + 16..34 + 18].copy_from_slice(&sum.to_be_bytes());
+    frame
+}
+
+fn nat_real(i: u8, port: u16) -> RealServer {
+    RealServer {
+        port,
+        method: Method::Nat,
+        ..dr_real(i, 1)
+    }
+}
+
+#[test]
+fn nat_ipv4_rewrites_the_destination_and_the_reply_source() {
+    require_root!();
+    let mut prog = load();
+    prog.apply("web", &service(Scheduler::Rr, vec![nat_real(7, 8080)]))
+        .unwrap();
+    let syn = with_tcp_checksum_v4(tcp4(CLIENT, 7200, VIP, 80, SYN));
+    assert!(l4_checksum_ok_v4(&syn));
+    let r = run(&mut prog, &syn);
+    assert_eq!(r.action, XDP_TX, "{:?}", r.reasons);
+    assert_eq!(dr_target(&r.out), 7);
+    assert_eq!(r.out[30..34], [198, 18, 1, 7], "destination is the real");
+    assert_eq!(r.out[36..38], 8080u16.to_be_bytes(), "and its port");
+    assert_eq!(r.out[26..30], frame_src(&syn), "source untouched");
+    assert!(l4_checksum_ok_v4(&r.out), "checksums updated incrementally");
+
+    // The reply leaves through the FIB's route to the client, inside a namespace that has one.
+    let ns = Netns::new("nat");
+    let peer = Netns::new("natpeer");
+    veth_pair(&ns, "v0", &peer, "v1");
+    ns.ip(&["addr", "add", "198.18.0.2/24", "dev", "v0"]);
+    ns.ip(&[
+        "neigh",
+        "add",
+        "198.18.0.1",
+        "lladdr",
+        "02:00:00:00:00:01",
+        "dev",
+        "v0",
+        "nud",
+        "permanent",
+    ]);
+    ns.sysctl("net.ipv4.conf.all.forwarding", "1");
+    let reply = with_tcp_checksum_v4(tcp4(
+        Ipv4Addr::new(198, 18, 1, 7),
+        8080,
+        CLIENT,
+        7200,
+        SYN | ACK,
+    ));
+    let r = ns.run(|| run(&mut prog, &reply));
+    assert_eq!(r.action, XDP_REDIRECT, "{:?}", r.reasons);
+    only_reason(&r.reasons, Reason::Redirect);
+    assert_eq!(r.out[..6], CLIENT_MAC);
+    assert_eq!(r.out[26..30], VIP.octets(), "the reply comes from the VIP");
+    assert_eq!(r.out[34..36], 80u16.to_be_bytes(), "and its port");
+    assert!(l4_checksum_ok_v4(&r.out));
+
+    // Not a reply to a NAT flow: the kernel's.
+    let other = with_tcp_checksum_v4(tcp4(Ipv4Addr::new(198, 18, 1, 7), 8080, CLIENT, 7201, ACK));
+    let r = ns.run(|| run(&mut prog, &other));
+    assert_eq!(r.action, XDP_PASS);
+    only_reason(&r.reasons, Reason::PassNoService);
+}
+
+fn frame_src(frame: &[u8]) -> [u8; 4] {
+    frame[26..30].try_into().unwrap()
+}
+
+#[test]
+fn nat_keeps_a_zero_udp_checksum() {
+    require_root!();
+    let mut prog = load();
+    let mut svc = service(Scheduler::Rr, vec![nat_real(8, 5353)]);
+    svc.protocol = Protocol::Udp;
+    prog.apply("dns", &svc).unwrap();
+    let u = udp(4000, 80, b"q");
+    let f = concat(&[
+        &eth(&[], ETH_P_IP),
+        &ipv4(CLIENT, VIP, IPPROTO_UDP, &[], 0, u.len()),
+        &u,
+    ]);
+    let r = run(&mut prog, &f);
+    assert_eq!(r.action, XDP_TX);
+    assert_eq!(r.out[36..38], 5353u16.to_be_bytes());
+    assert_eq!(
+        r.out[40..42],
+        [0, 0],
+        "no checksum stays no checksum (RFC 768)"
+    );
+    assert_eq!(checksum(&r.out[14..34]), 0, "IPv4 header checksum updated");
+}
+
+#[test]
+fn nat_ipv6_rewrites_the_destination_with_a_valid_checksum() {
+    require_root!();
+    let v6_checksum = |frame: &[u8]| {
+        let ip = &frame[14..54];
+        let l4 = &frame[54..];
+        let mut pseudo = ip[8..40].to_vec();
+        pseudo.extend_from_slice(&u32::try_from(l4.len()).unwrap().to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, ip[6]]);
+        pseudo.extend_from_slice(l4);
+        checksum(&pseudo)
+    };
+    let mut prog = load();
+    let real6 = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 9);
+    let mut real = nat_real(9, 8443);
+    real.addr = IpAddr::V6(real6);
+    let mut svc = service(Scheduler::Rr, vec![real]);
+    svc.vips = vec![IpAddr::V6(VIP6)];
+    prog.apply("web6", &svc).unwrap();
+    let t = tcp(7300, 80, SYN, 5);
+    let mut frame = concat(&[
+        &eth(&[], ETH_P_IPV6),
+        &ipv6(CLIENT6, VIP6, IPPROTO_TCP, t.len()),
+        &t,
+    ]);
+    let sum = v6_checksum(&frame);
+    frame[54 + 16..54 + 18].copy_from_slice(&sum.to_be_bytes());
+    assert_eq!(v6_checksum(&frame), 0);
+    let r = run(&mut prog, &frame);
+    assert_eq!(r.action, XDP_TX, "{:?}", r.reasons);
+    assert_eq!(r.out[38..54], real6.octets());
+    assert_eq!(r.out[56..58], 8443u16.to_be_bytes());
+    assert_eq!(
+        v6_checksum(&r.out),
+        0,
+        "TCP checksum over the new pseudo-header"
     );
 }

@@ -237,12 +237,6 @@ fn validate(name: &str, svc: &VirtualService) -> Result<(), DataplaneError> {
         )));
     }
     for r in svc.reals.iter().chain(&svc.sorry_server) {
-        if r.method == Method::Nat {
-            return Err(invalid(format!(
-                "real {}: NAT forwarding is not implemented by the XDP data plane yet",
-                r.addr
-            )));
-        }
         if r.method == Method::Tun {
             let Some(src) = r.tunnel_source else {
                 return Err(invalid(format!(
