@@ -829,3 +829,44 @@ fn nat_ipv6_rewrites_the_destination_with_a_valid_checksum() {
         "TCP checksum over the new pseudo-header"
     );
 }
+
+#[test]
+fn tun_drops_and_counts_what_would_exceed_the_egress_mtu() {
+    require_root!();
+    let ns = Netns::new("mtu");
+    let peer = Netns::new("mtupeer");
+    veth_pair(&ns, "t0", &peer, "t1");
+    ns.ip(&["link", "set", "t0", "mtu", "1500"]);
+    let ifindex = ns.run(|| {
+        let name = std::ffi::CString::new("t0").unwrap();
+        // SAFETY: a valid NUL-terminated name.
+        unsafe { libc::if_nametoindex(name.as_ptr()) }
+    });
+    assert_ne!(ifindex, 0);
+    let mut prog = load();
+    let mut real = dr_real(4, 1);
+    real.method = Method::Tun;
+    real.tunnel_source = Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 254)));
+    real.egress = Some(Egress {
+        ifindex,
+        dmac: real_mac(4),
+        smac: OUR_MAC,
+    });
+    prog.apply("web", &service(Scheduler::Rr, vec![real]))
+        .unwrap();
+    let packet = |payload: usize| {
+        let mut t = tcp(1234, 80, ACK, 5);
+        t.extend(std::iter::repeat_n(0u8, payload));
+        concat(&[
+            &eth(&[], ETH_P_IP),
+            &ipv4(CLIENT, VIP, IPPROTO_TCP, &[], 0, t.len()),
+            &t,
+        ])
+    };
+    // 1480 bytes of IP fit in 1500 with the 20-byte outer header; 1481 do not.
+    let r = ns.run(|| run(&mut prog, &packet(1480 - 40)));
+    assert_eq!(r.action, XDP_REDIRECT, "{:?}", r.reasons);
+    let r = ns.run(|| run(&mut prog, &packet(1481 - 40)));
+    assert_eq!(r.action, XDP_DROP);
+    only_reason(&r.reasons, Reason::DropTooBig);
+}
