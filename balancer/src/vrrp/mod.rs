@@ -10,8 +10,10 @@
 
 pub mod auth;
 pub mod checksum;
+pub mod command;
 pub mod config;
 pub mod fsm;
+pub mod net;
 pub mod timing;
 pub mod validate;
 pub mod wire;
