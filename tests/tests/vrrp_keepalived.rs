@@ -18,11 +18,11 @@ use balancer_tests::{
 
 const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 100);
 const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0x100);
-/// Long enough for a handover: a backup's Master_Down_Interval at the 1 s VRRPv2 interval is
+/// Long enough for a handover: a backup's `Master_Down_Interval` at the 1 s VRRPv2 interval is
 /// 3.6 s, plus process start.
 const HANDOVER: Duration = Duration::from_secs(6);
 
-/// Our namespace (`v0`, .1 / ::1) and keepalived's (`k0`, .2 / ::2) on one veth link.
+/// Our namespace (`v0`, `.1` / `::1`) and keepalived's (`k0`, `.2` / `::2`) on one veth link.
 struct Lan {
     ours: Netns,
     ka: Netns,
@@ -291,7 +291,7 @@ fn v3_ipv6_keepalived_hands_over_and_our_na_is_seen() {
         me.log()
     );
     // A lower-priority keepalived that starts now must hear our IPv6 adverts and stay backup
-    // past its Master_Down_Interval (0.6 s + skew).
+    // past its `Master_Down_Interval` (0.6 s + skew).
     let ka2 = Daemon::keepalived(&lan.ka, &keepalived_conf(50, body));
     lan.settle(
         "fd00:1::100",
@@ -324,7 +324,7 @@ fn v3_unicast_peers_elect_without_multicast() {
     lan.settle(
         "198.18.1.100",
         Side::Ours,
-        Duration::from_millis(1000),
+        Duration::from_secs(1),
         &[&me, &ka],
     );
     assert!(me.stop().success(), "{}", me.log());

@@ -41,7 +41,7 @@ pub struct VrrpArgs {
     /// its IPv6 link-local one.
     #[arg(long)]
     pub src: Option<IpAddr>,
-    /// `mcast_dst_ip`; default 224.0.0.18 / ff02::12.
+    /// `mcast_dst_ip`; default 224.0.0.18 / `ff02::12`.
     #[arg(long)]
     pub group: Option<IpAddr>,
     /// `state`.
@@ -80,9 +80,8 @@ impl VrrpArgs {
         });
         let version = match self.version {
             Some(3) => Version::V3,
-            Some(_) => Version::V2,
             None if ipv6 => Version::V3,
-            None => Version::V2,
+            Some(_) | None => Version::V2,
         };
         // run_instance fills in the list from `vips`.
         let empty = if ipv6 {

@@ -16,7 +16,7 @@ use crate::vrrp::checksum::PROTOCOL;
 use crate::vrrp::net::ipv4;
 use crate::vrrp::validate::{Received, TTL};
 
-/// keepalived's IP precedence for adverts (`IPTOS_PREC_INTERNETCONTROL`), so QoS queues treat
+/// keepalived's IP precedence for adverts (`IPTOS_PREC_INTERNETCONTROL`), so `QoS` queues treat
 /// them as network control.
 const TOS_INTERNETCONTROL: u32 = 0xc0;
 /// Room for the largest advert: 255 IPv6 addresses and a header (RFC 5798 §5.2).

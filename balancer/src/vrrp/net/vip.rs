@@ -248,8 +248,8 @@ impl Netlink {
     }
 }
 
-/// The interface's own address in an address message (IFA_LOCAL on IPv4 point-to-point
-/// links differs from IFA_ADDRESS; elsewhere they are equal).
+/// The interface's own address in an address message (`IFA_LOCAL` on IPv4 point-to-point
+/// links differs from `IFA_ADDRESS`; elsewhere they are equal).
 fn address_of(message: &AddressMessage) -> Option<IpAddr> {
     let mut address = None;
     for attribute in &message.attributes {
