@@ -252,8 +252,7 @@ mod tests {
             "7",
             "--vip",
             "198.18.1.100",
-            "--advert-int",
-            "-1",
+            "--advert-int=-1",
         ]);
         let mut config = s.config;
         config.vips = Addresses::V4(vec![Ipv4Addr::new(198, 18, 1, 100)]);
