@@ -191,9 +191,12 @@ fn v3_ipv4_multicast_ours_master_then_keepalived_takes_over() {
 }
 
 #[test]
-fn v3_ipv4_multicast_keepalived_master_then_we_take_over() {
+fn v3_ipv4_multicast_keepalived_master_then_we_take_over_leftover_vip_removed() {
     require_root!();
     let lan = lan();
+    // What a crashed run of ours would leave behind: removed before we elect.
+    lan.ours
+        .ip(&["addr", "add", "198.18.1.100/24", "dev", "v0"]);
     let mut ka = Daemon::keepalived(&lan.ka, &keepalived_conf(200, V3_BODY));
     let me = ours(&lan, 100, V3_ARGS);
     lan.settle(
