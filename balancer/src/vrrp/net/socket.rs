@@ -341,3 +341,28 @@ enum Ancillary {
     V4(libc::in_pktinfo),
     V6(libc::in6_pktinfo),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_range_outside_the_buffer_reads_as_empty() {
+        let d = Datagram {
+            src: Ipv4Addr::new(198, 18, 1, 2).into(),
+            dst: Ipv4Addr::new(224, 0, 0, 18).into(),
+            ttl: 255,
+            payload: 20..40,
+        };
+        assert!(d.received(&[0; 32]).payload.is_empty());
+        assert_eq!(d.received(&[7; 40]).payload, &[7; 20]);
+    }
+
+    #[test]
+    fn control_buffer_holds_the_ancillary_data_we_ask_for() {
+        assert!(
+            cmsg_space::<libc::c_int>() + cmsg_space::<libc::in6_pktinfo>() <= size_of::<Control>()
+        );
+        assert!(cmsg_space::<libc::in_pktinfo>() <= size_of::<Control>());
+    }
+}

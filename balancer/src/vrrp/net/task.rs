@@ -104,8 +104,8 @@ pub async fn run_instance(
     let mut driver = Driver::new(spec, notify).await?;
     let start = Instant::now();
     let now = || Timestamp::from_start(start.elapsed());
-    for vip in &driver.spec.vips {
-        if driver.netlink.del(driver.link.index, *vip).await? {
+    for vip in driver.removable_vips() {
+        if driver.netlink.del(driver.link.index, vip).await? {
             tracing::warn!(interface = driver.spec.interface, %vip, "removed a leftover virtual address");
         }
     }
@@ -257,8 +257,8 @@ impl Driver {
                     }
                 }
                 Action::DelVips => {
-                    for vip in &self.spec.vips {
-                        if let Err(e) = self.netlink.del(self.link.index, *vip).await {
+                    for vip in self.removable_vips() {
+                        if let Err(e) = self.netlink.del(self.link.index, vip).await {
                             tracing::error!(error = %e, "virtual address not removed");
                         }
                     }
@@ -292,6 +292,19 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// The VIPs that may be removed: all but the address adverts leave from, which an address
+    /// owner (RFC 5798 §3: priority 255, the VIP is its own address) keeps whatever its state,
+    /// since the interface and the instance itself need it.
+    fn removable_vips(&self) -> Vec<Vip> {
+        let primary = self.spec.config.primary_address;
+        self.spec
+            .vips
+            .iter()
+            .copied()
+            .filter(|v| v.addr != primary)
+            .collect()
     }
 
     fn notify(&self, notification: Notification) {

@@ -79,14 +79,17 @@ pub struct Link {
 }
 
 impl Link {
-    /// The address adverts leave from when none is configured: the first IPv4 address that is
-    /// not a VIP, or for IPv6 the link-local address (RFC 5798 §5.1.2.1).
+    /// The address adverts leave from when none is configured: for IPv6 the link-local
+    /// address (RFC 5798 §5.1.2.1); for IPv4 the first address that is not a VIP (one we may
+    /// have left behind), else the first one (an address owner's VIP is its own address).
     #[must_use]
     pub fn primary_address(&self, ipv6: bool, vips: &[Vip]) -> Option<IpAddr> {
-        self.addresses.iter().copied().find(|a| match a {
-            IpAddr::V4(_) => !ipv6 && !vips.iter().any(|v| v.addr == *a),
-            IpAddr::V6(v6) => ipv6 && is_link_local(*v6),
-        })
+        if ipv6 {
+            return self.link_local().map(IpAddr::V6);
+        }
+        let mut v4 = self.addresses.iter().copied().filter(IpAddr::is_ipv4);
+        let first = v4.clone().next();
+        v4.find(|a| !vips.iter().any(|v| v.addr == *a)).or(first)
     }
 
     #[must_use]
@@ -313,5 +316,16 @@ mod tests {
             Some("fe80::1".parse().unwrap())
         );
         assert_eq!(link.link_local(), Some("fe80::1".parse().unwrap()));
+        // An address owner: its only address is the VIP.
+        let owner = Link {
+            index: 2,
+            mac: None,
+            addresses: vec!["198.18.1.100".parse().unwrap()],
+        };
+        assert_eq!(
+            owner.primary_address(false, &vips),
+            Some("198.18.1.100".parse().unwrap())
+        );
+        assert_eq!(owner.primary_address(true, &vips), None);
     }
 }
