@@ -108,3 +108,54 @@ fn run_instance_elects_itself_reports_states_and_steps_down() {
     assert!(wire.count(|f| advert_priority(f) == Some(100)) >= 3);
     assert!(wire.wait_for(Duration::from_secs(1), |f| advert_priority(f) == Some(0)));
 }
+
+/// An address owner (RFC 5798 §3: priority 255, the VIP is the interface's own address)
+/// becomes master at once (RFC 5798 §6.4.1) and never removes its own address, neither as
+/// leftover at start nor when it stops.
+#[test]
+fn an_address_owner_keeps_its_own_address() {
+    require_root!();
+    let ns = Netns::new("vrrp-owner");
+    let peer = Netns::new("vrrp-peer");
+    veth_pair(&ns, "v0", &peer, "p0");
+    ns.ip(&["addr", "add", "198.18.2.100/24", "dev", "v0"]);
+    let wire = Capture::start(&peer, "p0");
+    let mut me = balancer_tests::daemon::Daemon::balancer(
+        &ns,
+        &[
+            "vrrp",
+            "--interface",
+            "v0",
+            "--vrid",
+            "9",
+            "--priority",
+            "255",
+            "--version",
+            "3",
+            "--advert-int",
+            "0.1",
+            "--vip",
+            "198.18.2.100/24",
+        ],
+    );
+    let is_owner_advert = |f: &[u8]| {
+        f.len() >= 14 + 20 + 8
+            && f[12..14] == [0x08, 0x00]
+            && f[14 + 9] == 112
+            && f[14 + 12..14 + 16] == [198, 18, 2, 100]
+            && f[14 + 20 + 2] == 255
+    };
+    assert!(
+        wire.wait_for(Duration::from_secs(2), is_owner_advert),
+        "no priority 255 advert\n{}",
+        me.log()
+    );
+    assert!(has_vip(&ns), "the owner lost its address\n{}", me.log());
+    assert!(me.stop().success(), "{}", me.log());
+    assert!(
+        has_vip(&ns),
+        "the owner removed its own address\n{}",
+        me.log()
+    );
+    assert!(me.log().contains("state=\"MASTER\""), "{}", me.log());
+}
