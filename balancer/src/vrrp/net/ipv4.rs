@@ -83,7 +83,9 @@ pub fn parse(datagram: &[u8]) -> Result<Header, HeaderError> {
 mod tests {
     use super::*;
 
-    /// keepalived's VRRPv3 advert from 198.18.1.2 to 224.0.0.18, as captured on a veth.
+    /// A VRRPv3 advert from 198.18.1.2 to 224.0.0.18 as an IPv4 raw socket delivers it; the
+    /// checksums are left zero, since this parser does not read them (the kernel checked the
+    /// IP header, the receive checks verify the VRRP one).
     const CAPTURED: [u8; 32] = [
         0x45, 0xc0, 0x00, 0x20, 0x00, 0x00, 0x40, 0x00, 0xff, 0x70, 0x00, 0x00, 0xc6, 0x12, 0x01,
         0x02, 0xe0, 0x00, 0x00, 0x12, 0x31, 0x33, 0x64, 0x01, 0x00, 0x14, 0x00, 0x00, 0xc6, 0x12,
