@@ -39,6 +39,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run one VRRP instance (keepalived's `vrrp_instance` keywords as flags) until SIGINT or
+    /// SIGTERM, then send priority 0 and remove the virtual addresses.
+    Vrrp(balancer::vrrp::command::VrrpArgs),
 }
 
 fn parse_interval(s: &str) -> Result<f64, String> {
@@ -48,6 +51,12 @@ fn parse_interval(s: &str) -> Result<f64, String> {
             "{s:?} is not a number of seconds between 0.01 and 3600"
         )),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn main() -> ExitCode {
@@ -63,17 +72,17 @@ fn main() -> ExitCode {
         LogFormat::Json => builder.json().init(),
     }
     let result: anyhow::Result<()> = match cli.command {
-        Command::Run { config, interval } => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        Command::Run { config, interval } => runtime().and_then(|rt| {
+            rt.block_on(balancer::run::run(
+                &config,
+                Duration::from_secs_f64(interval),
+            ))
             .map_err(anyhow::Error::from)
-            .and_then(|rt| {
-                rt.block_on(balancer::run::run(
-                    &config,
-                    Duration::from_secs_f64(interval),
-                ))
+        }),
+        Command::Vrrp(args) => runtime().and_then(|rt| {
+            rt.block_on(balancer::vrrp::command::run(&args))
                 .map_err(anyhow::Error::from)
-            }),
+        }),
         Command::Check { config } => balancer::config::Config::load(&config)
             .map(|_| println!("{}: valid", config.display()))
             .map_err(anyhow::Error::from),

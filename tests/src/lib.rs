@@ -9,6 +9,8 @@
     reason = "test helpers panic on misuse or a broken environment: that panic is the test failure"
 )]
 
+pub mod capture;
+pub mod daemon;
 pub mod frame;
 pub mod netns;
 

@@ -105,6 +105,9 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
             "xtask: not root: the privileged tests (XDP, network namespaces) will say SKIPPED"
         );
     }
+    // The VRRP network tests run the `balancer` binary as a process beside keepalived; cargo
+    // builds a package's binaries only for that package's own integration tests.
+    run(cargo(root).args(["build", "--package", "balancer"]))?;
     let mut cmd = cargo(root);
     cmd.env("RUST_BACKTRACE", "1")
         .args(["test", "--no-fail-fast", "--"])

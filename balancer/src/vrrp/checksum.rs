@@ -60,6 +60,20 @@ fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, len: u32) -> u32 {
     fold(acc + (len >> 16) + (len & 0xffff) + u32::from(PROTOCOL))
 }
 
+/// The checksum of an upper-layer IPv6 message (RFC 8200 §8.1), for the ICMPv6 neighbour
+/// advertisements the I/O layer sends; `message`'s checksum field must read zero.
+pub(crate) fn ipv6_upper_layer(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    next_header: u8,
+    message: &[u8],
+) -> u16 {
+    let len = u32::try_from(message.len()).unwrap_or(u32::MAX);
+    let acc = sum(sum(0, &src.octets()), &dst.octets());
+    let seed = fold(acc + (len >> 16) + (len & 0xffff) + u32::from(next_header));
+    compute(seed, message)
+}
+
 /// The starting sum a VRRPv3 checksum adds to the message, or `None` when the addresses are
 /// of different families (no valid pseudo-header exists).
 pub(crate) fn v3_seed(ph: PseudoHeader, mode: ChecksumMode, message_len: usize) -> Option<u32> {

@@ -1,0 +1,12 @@
+//! The I/O around the sans-IO state machine: raw VRRP sockets ([`socket`]), virtual addresses
+//! through rtnetlink ([`vip`]), gratuitous ARP and unsolicited neighbour advertisements
+//! ([`garp`]), and the task that drives one instance with them ([`task`]).
+
+pub mod garp;
+pub mod ipv4;
+pub mod socket;
+pub mod task;
+pub mod vip;
+
+pub use task::{InstanceSpec, NetError, Notification, run_instance};
+pub use vip::{Link, Netlink, Vip};

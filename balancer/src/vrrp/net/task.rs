@@ -1,0 +1,406 @@
+//! The task that drives one [`Instance`]: it sleeps until the state machine's next deadline,
+//! feeds it the adverts the socket receives, and carries out every [`Action`] it returns.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+
+use crate::vrrp::checksum::PseudoHeader;
+use crate::vrrp::config::{Config, ConfigError};
+use crate::vrrp::fsm::{Action, Event, Instance, State};
+use crate::vrrp::net::garp::{self, FrameSender};
+use crate::vrrp::net::socket::{RECV_BUFFER_LEN, VrrpSocket};
+use crate::vrrp::net::vip::{Link, Netlink, NetlinkError, Vip};
+use crate::vrrp::timing::Timestamp;
+use crate::vrrp::wire::Addresses;
+
+/// RFC 5798 §5.1.1.2: the IPv4 multicast group of VRRP.
+pub const GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+/// RFC 5798 §5.1.2.2: the IPv6 multicast group of VRRP.
+pub const GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+
+/// How long receiving pauses after a socket error other than a malformed datagram, so a
+/// failing socket cannot spin the task while timers keep running.
+const RECV_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// One instance as the I/O layer runs it.
+#[derive(Clone, Debug)]
+pub struct InstanceSpec {
+    /// The interface the instance sends, receives and adds its addresses on.
+    pub interface: String,
+    /// The state machine's configuration. Its `vips` are replaced by [`InstanceSpec::vips`];
+    /// an unspecified `primary_address` (`0.0.0.0` or `::`) means the interface's own (see
+    /// [`Link::primary_address`]).
+    pub config: Config,
+    /// The virtual addresses with their prefixes, in the order adverts list them.
+    pub vips: Vec<Vip>,
+    /// The multicast group (keepalived `mcast_dst_ip`); `None` is the RFC's.
+    pub group: Option<IpAddr>,
+}
+
+/// A state change or event for the notify module, sent besides the log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notification {
+    State {
+        interface: String,
+        vrid: u8,
+        state: State,
+    },
+    MasterRxLowerPriority {
+        interface: String,
+        vrid: u8,
+        from: IpAddr,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error("instance VRID {vrid} on {interface}")]
+    Config {
+        vrid: u8,
+        interface: String,
+        source: ConfigError,
+    },
+    #[error(
+        "virtual address {vip} is {family} but the instance's source address {source_address} is not"
+    )]
+    VipFamily {
+        vip: Vip,
+        family: &'static str,
+        source_address: IpAddr,
+    },
+    #[error("interface {interface} has no {what} address to send adverts from; give one")]
+    NoSourceAddress {
+        interface: String,
+        what: &'static str,
+    },
+    #[error("opening the VRRP socket on {interface}")]
+    Socket {
+        interface: String,
+        source: io::Error,
+    },
+}
+
+/// Runs the instance until `shutdown` completes, then sends the priority-0 advert if it is
+/// master and removes its addresses. Returns the stopped instance (counters, transitions).
+///
+/// Before electing, addresses of ours left on the interface (a crash, a `kill -9`) are
+/// removed, so a backup never answers for an address while another router is master.
+///
+/// # Errors
+/// Setup fails: the interface, the configuration, the socket. Once running, send and netlink
+/// failures are logged and the instance goes on, as keepalived does.
+pub async fn run_instance(
+    spec: InstanceSpec,
+    shutdown: impl Future<Output = ()>,
+    notify: Option<UnboundedSender<Notification>>,
+) -> Result<Instance, NetError> {
+    let mut driver = Driver::new(spec, notify).await?;
+    let start = Instant::now();
+    let now = || Timestamp::from_start(start.elapsed());
+    for vip in driver.removable_vips() {
+        if driver.netlink.del(driver.link.index, vip).await? {
+            tracing::warn!(interface = driver.spec.interface, %vip, "removed a leftover virtual address");
+        }
+    }
+    let actions = driver.instance.handle(now(), Event::Startup);
+    driver.execute(actions).await;
+
+    let mut buffer = vec![0; RECV_BUFFER_LEN];
+    let mut recv_paused_until = None;
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = driver
+            .instance
+            .next_deadline()
+            .map(|t| start + t.since_start());
+        let actions = tokio::select! {
+            () = &mut shutdown => break,
+            () = sleep_until(deadline) => {
+                driver.instance.handle(now(), Event::TimerExpired)
+            }
+            () = sleep_until(recv_paused_until), if recv_paused_until.is_some() => {
+                recv_paused_until = None;
+                Vec::new()
+            }
+            received = driver.socket.recv(&mut buffer), if recv_paused_until.is_none() => {
+                match received {
+                    Ok(datagram) => {
+                        let rx = datagram.received(&buffer);
+                        driver.instance.receive(now(), &rx)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                        tracing::debug!(interface = driver.spec.interface, error = %e, "dropped a datagram");
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        tracing::warn!(interface = driver.spec.interface, error = %e, "receiving adverts");
+                        recv_paused_until = Some(Instant::now() + RECV_ERROR_PAUSE);
+                        Vec::new()
+                    }
+                }
+            }
+        };
+        driver.execute(actions).await;
+    }
+    let actions = driver.instance.handle(now(), Event::Shutdown);
+    driver.execute(actions).await;
+    Ok(driver.instance)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Driver {
+    spec: InstanceSpec,
+    instance: Instance,
+    netlink: Netlink,
+    link: Link,
+    socket: VrrpSocket,
+    frames: Option<FrameSender>,
+    /// Where adverts go: the group, or each unicast peer.
+    destinations: Vec<IpAddr>,
+    /// Whether the interface forwards IPv6: neighbour advertisements then carry the Router
+    /// flag (RFC 4861 §4.4), as keepalived's do.
+    ipv6_router: bool,
+    notify: Option<UnboundedSender<Notification>>,
+}
+
+impl Driver {
+    async fn new(
+        mut spec: InstanceSpec,
+        notify: Option<UnboundedSender<Notification>>,
+    ) -> Result<Self, NetError> {
+        let netlink = Netlink::connect()?;
+        let link = netlink.link(&spec.interface).await?;
+        let ipv6 = spec.config.primary_address.is_ipv6();
+        if spec.config.primary_address.is_unspecified() {
+            spec.config.primary_address =
+                link.primary_address(ipv6, &spec.vips).ok_or_else(|| {
+                    NetError::NoSourceAddress {
+                        interface: spec.interface.clone(),
+                        what: if ipv6 { "IPv6 link-local" } else { "IPv4" },
+                    }
+                })?;
+        }
+        spec.config.vips = addresses(&spec.vips, spec.config.primary_address)?;
+        let instance = Instance::new(spec.config.clone()).map_err(|source| NetError::Config {
+            vrid: spec.config.vrid,
+            interface: spec.interface.clone(),
+            source,
+        })?;
+        let unicast = spec.config.is_unicast();
+        let group = spec.group.unwrap_or(if ipv6 {
+            GROUP_V6.into()
+        } else {
+            GROUP_V4.into()
+        });
+        let socket = VrrpSocket::open(
+            &spec.interface,
+            link.index,
+            spec.config.primary_address,
+            (!unicast).then_some(group),
+        )
+        .map_err(|source| NetError::Socket {
+            interface: spec.interface.clone(),
+            source,
+        })?;
+        let frames = match link.mac {
+            Some(_) => match FrameSender::new(link.index) {
+                Ok(sender) => Some(sender),
+                Err(e) => {
+                    tracing::warn!(interface = spec.interface, error = %e, "no gratuitous ARP / NA socket");
+                    None
+                }
+            },
+            None => None,
+        };
+        let destinations = if unicast {
+            spec.config.unicast_peers.clone()
+        } else {
+            vec![group]
+        };
+        let forwarding = format!("/proc/sys/net/ipv6/conf/{}/forwarding", spec.interface);
+        let ipv6_router = std::fs::read_to_string(forwarding).is_ok_and(|v| v.trim() == "1");
+        Ok(Self {
+            spec,
+            instance,
+            netlink,
+            link,
+            socket,
+            frames,
+            destinations,
+            ipv6_router,
+            notify,
+        })
+    }
+
+    async fn execute(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::SendAdvert { priority } => self.send_advert(priority).await,
+                Action::AddVips => {
+                    for vip in &self.spec.vips {
+                        if let Err(e) = self.netlink.add(self.link.index, *vip).await {
+                            tracing::error!(error = %e, "virtual address not added");
+                        }
+                    }
+                }
+                Action::DelVips => {
+                    for vip in self.removable_vips() {
+                        if let Err(e) = self.netlink.del(self.link.index, vip).await {
+                            tracing::error!(error = %e, "virtual address not removed");
+                        }
+                    }
+                }
+                Action::SendGratuitous { repeat } => self.send_gratuitous(repeat),
+                Action::Notify { state } => {
+                    tracing::info!(
+                        interface = self.spec.interface,
+                        vrid = self.spec.config.vrid,
+                        state = state.name(),
+                        "VRRP instance state"
+                    );
+                    self.notify(Notification::State {
+                        interface: self.spec.interface.clone(),
+                        vrid: self.spec.config.vrid,
+                        state,
+                    });
+                }
+                Action::NotifyMasterRxLowerPriority { from } => {
+                    tracing::info!(
+                        interface = self.spec.interface,
+                        vrid = self.spec.config.vrid,
+                        %from,
+                        "advert from a lower-priority master"
+                    );
+                    self.notify(Notification::MasterRxLowerPriority {
+                        interface: self.spec.interface.clone(),
+                        vrid: self.spec.config.vrid,
+                        from,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The VIPs that may be removed: all but the address adverts leave from, which an address
+    /// owner (RFC 5798 §3: priority 255, the VIP is its own address) keeps whatever its state,
+    /// since the interface and the instance itself need it.
+    fn removable_vips(&self) -> Vec<Vip> {
+        let primary = self.spec.config.primary_address;
+        self.spec
+            .vips
+            .iter()
+            .copied()
+            .filter(|v| v.addr != primary)
+            .collect()
+    }
+
+    fn notify(&self, notification: Notification) {
+        if let Some(tx) = &self.notify {
+            // A receiver that went away only means nobody listens any more.
+            let _ = tx.send(notification);
+        }
+    }
+
+    async fn send_advert(&self, priority: u8) {
+        let repr = self.instance.advert(priority);
+        let mode = self.instance.checksum_mode();
+        for dst in &self.destinations {
+            let ph = PseudoHeader {
+                src: self.spec.config.primary_address,
+                dst: *dst,
+            };
+            let result = match repr.to_bytes(ph, mode) {
+                Ok(bytes) => self.socket.send(*dst, &bytes).await,
+                Err(e) => Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())),
+            };
+            if let Err(e) = result {
+                tracing::warn!(interface = self.spec.interface, %dst, error = %e, "advert not sent");
+            }
+        }
+    }
+
+    fn send_gratuitous(&self, repeat: u32) {
+        let (Some(frames), Some(mac)) = (&self.frames, self.link.mac) else {
+            return;
+        };
+        let link_local = self.link.link_local();
+        for vip in &self.spec.vips {
+            let Some(frame) = garp::announcement(mac, vip.addr, link_local, self.ipv6_router)
+            else {
+                tracing::warn!(interface = self.spec.interface, %vip, "no link-local address for a neighbour advertisement");
+                continue;
+            };
+            for _ in 0..repeat {
+                if let Err(e) = frames.send(&frame) {
+                    tracing::warn!(interface = self.spec.interface, %vip, error = %e, "gratuitous ARP / NA not sent");
+                }
+            }
+        }
+    }
+}
+
+/// The advert's address list for `vips`, all of `primary`'s family.
+fn addresses(vips: &[Vip], primary: IpAddr) -> Result<Addresses, NetError> {
+    let wrong = |vip: &Vip| NetError::VipFamily {
+        vip: *vip,
+        family: if vip.addr.is_ipv4() { "IPv4" } else { "IPv6" },
+        source_address: primary,
+    };
+    match primary {
+        IpAddr::V4(_) => vips
+            .iter()
+            .map(|v| match v.addr {
+                IpAddr::V4(a) => Ok(a),
+                IpAddr::V6(_) => Err(wrong(v)),
+            })
+            .collect::<Result<_, _>>()
+            .map(Addresses::V4),
+        IpAddr::V6(_) => vips
+            .iter()
+            .map(|v| match v.addr {
+                IpAddr::V6(a) => Ok(a),
+                IpAddr::V4(_) => Err(wrong(v)),
+            })
+            .collect::<Result<_, _>>()
+            .map(Addresses::V6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advert_addresses_keep_order_and_family() {
+        let vips: Vec<Vip> = ["198.18.1.101/24", "198.18.1.100/24"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let primary: IpAddr = "198.18.1.1".parse().unwrap();
+        assert_eq!(
+            addresses(&vips, primary).unwrap(),
+            Addresses::V4(vec![
+                Ipv4Addr::new(198, 18, 1, 101),
+                Ipv4Addr::new(198, 18, 1, 100)
+            ])
+        );
+        let v6: IpAddr = "fe80::1".parse().unwrap();
+        assert!(matches!(
+            addresses(&vips, v6),
+            Err(NetError::VipFamily { .. })
+        ));
+    }
+}
