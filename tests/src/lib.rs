@@ -12,6 +12,7 @@
 pub mod capture;
 pub mod daemon;
 pub mod frame;
+pub mod lab;
 pub mod netns;
 
 pub use netns::{Netns, NsThread, veth_pair};

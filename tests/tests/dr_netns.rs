@@ -2,22 +2,18 @@
 //! three reals share one bridge (in its own namespace); the reals hold the VIP on loopback and
 //! answer the client directly. Needs root.
 
-use std::{
-    io::{Read as _, Write as _},
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    sync::atomic::AtomicBool,
-    time::Duration,
-};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use balancer::{
-    dataplane::{
-        Dataplane,
-        xdp::{AttachMode, LoadOptions, XdpProgram},
-    },
+    dataplane::{Dataplane, xdp::AttachMode},
     model::{Method, Protocol, RealServer, Scheduler, VirtualService},
 };
-use balancer_common::{Reason, maps::Globals};
-use balancer_tests::{Netns, NsThread, require_root, veth_pair};
+use balancer_common::Reason;
+use balancer_tests::{
+    Netns, NsThread,
+    lab::{connect_many, ethtool, identity_server, load_program, warm_neighbours},
+    require_root, veth_pair,
+};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const LB: &str = "198.18.0.2";
@@ -32,15 +28,6 @@ struct Lab {
     lb: Netns,
     reals: Vec<Netns>,
     switch: Netns,
-}
-
-fn ethtool(ns: &Netns, args: &[&str]) {
-    let out = ns.output("ethtool", args);
-    assert!(
-        out.status.success(),
-        "ethtool {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn lab() -> Lab {
@@ -81,31 +68,6 @@ fn lab() -> Lab {
     }
 }
 
-fn load(flows: u32) -> XdpProgram {
-    XdpProgram::load_with(&LoadOptions {
-        flows,
-        persist: 1024,
-        timeouts: Globals::default(),
-    })
-    .expect("load the XDP program")
-}
-
-/// A TCP server on port 80 that answers every connection with its own address.
-fn serve(ns: &Netns, me: Ipv4Addr) -> NsThread {
-    ns.spawn_thread(move |stop: &AtomicBool| {
-        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 80)).expect("listen");
-        listener.set_nonblocking(true).unwrap();
-        while !NsThread::stopping(stop) {
-            match listener.accept() {
-                Ok((mut s, _)) => {
-                    let _ = s.write_all(me.to_string().as_bytes());
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(2)),
-            }
-        }
-    })
-}
-
 #[test]
 fn dr_tcp_connections_reach_every_real_and_answers_come_back() {
     const CONNECTIONS: usize = 60;
@@ -115,10 +77,10 @@ fn dr_tcp_connections_reach_every_real_and_answers_come_back() {
         .reals
         .iter()
         .zip(REALS)
-        .map(|(ns, a)| serve(ns, a))
+        .map(|(ns, a)| identity_server(ns, 80, IpAddr::V4(a)))
         .collect();
 
-    let mut prog = load(4096);
+    let mut prog = load_program(4096);
     let reals = REALS
         .iter()
         .map(|&a| RealServer {
@@ -152,51 +114,13 @@ fn dr_tcp_connections_reach_every_real_and_answers_come_back() {
     // XDP_TX on l0 hands frames straight to its veth peer, which takes them only with an XDP
     // program of its own (GRO alone did not do it on this kernel): one with no services, which
     // passes everything. A physical NIC needs nothing of the kind.
-    let mut peer = load(16);
+    let mut peer = load_program(16);
     lab.switch
         .run(|| peer.attach("p-l", AttachMode::Driver))
         .expect("attach to the veth peer");
-    // Resolve the reals' MACs on the balancer, as the daemon keeps them resolved.
-    lab.lb.run(|| {
-        let s = UdpSocket::bind("198.18.0.2:0").unwrap();
-        for a in REALS {
-            s.send_to(b"hello", (a, 9)).unwrap();
-        }
-    });
-    for _ in 0..200 {
-        let neigh = lab.lb.output("ip", &["neigh", "show", "dev", "l0"]);
-        let text = String::from_utf8_lossy(&neigh.stdout).into_owned();
-        if REALS.iter().all(|a| text.contains(&format!("{a} lladdr"))) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-
-    let answers: Vec<String> = lab.client.run(|| {
-        std::thread::scope(|s| {
-            let workers: Vec<_> = (0..6)
-                .map(|_| {
-                    s.spawn(|| {
-                        (0..CONNECTIONS / 6)
-                            .map(|_| {
-                                let to = SocketAddr::from((VIP, 80));
-                                let mut c = TcpStream::connect_timeout(&to, Duration::from_secs(3))
-                                    .expect("connect through the balancer");
-                                c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-                                let mut answer = String::new();
-                                c.read_to_string(&mut answer).expect("answer");
-                                answer
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap())
-                .collect()
-        })
-    });
+    let targets: Vec<IpAddr> = REALS.iter().map(|&a| IpAddr::V4(a)).collect();
+    warm_neighbours(&lab.lb, "198.18.0.2".parse().unwrap(), &targets, "l0");
+    let answers = connect_many(&lab.client, SocketAddr::from((VIP, 80)), CONNECTIONS, 6);
     drop(servers);
 
     assert_eq!(answers.len(), CONNECTIONS);

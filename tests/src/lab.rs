@@ -1,0 +1,105 @@
+//! Pieces of the traffic tests: the XDP program with small tables, identity servers on the
+//! reals, many concurrent clients, and neighbour warm-up on the balancer.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    sync::atomic::AtomicBool,
+    time::Duration,
+};
+
+use balancer::dataplane::xdp::{LoadOptions, XdpProgram};
+use balancer_common::maps::Globals;
+
+use crate::{Netns, NsThread};
+
+/// The XDP program with a connection table of `flows` entries (tests need few).
+#[must_use]
+pub fn load_program(flows: u32) -> XdpProgram {
+    XdpProgram::load_with(&LoadOptions {
+        flows,
+        persist: 1024,
+        timeouts: Globals::default(),
+    })
+    .expect("load the XDP program")
+}
+
+/// `ethtool ARGS` inside `ns`, which must succeed.
+pub fn ethtool(ns: &Netns, args: &[&str]) {
+    let out = ns.output("ethtool", args);
+    assert!(
+        out.status.success(),
+        "ethtool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A TCP server on `port` that answers every connection with `me`, so a client can tell which
+/// real it reached.
+#[must_use]
+pub fn identity_server(ns: &Netns, port: u16, me: IpAddr) -> NsThread {
+    ns.spawn_thread(move |stop: &AtomicBool| {
+        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).expect("listen");
+        listener.set_nonblocking(true).unwrap();
+        while !NsThread::stopping(stop) {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    let _ = s.write_all(me.to_string().as_bytes());
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    })
+}
+
+/// `total` TCP connections to `to` from `ns`, `threads` at a time; each answer as text.
+#[must_use]
+pub fn connect_many(ns: &Netns, to: SocketAddr, total: usize, threads: usize) -> Vec<String> {
+    ns.run(|| {
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..total / threads)
+                            .map(|_| {
+                                let mut c = TcpStream::connect_timeout(&to, Duration::from_secs(3))
+                                    .expect("connect through the balancer");
+                                c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                                let mut answer = String::new();
+                                c.read_to_string(&mut answer).expect("answer");
+                                answer
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        })
+    })
+}
+
+/// Makes `ns` resolve the MACs of `targets` on `dev` (a datagram to each from `from`), as the
+/// daemon keeps its reals' neighbours resolved; waits up to 2 s for all of them.
+pub fn warm_neighbours(ns: &Netns, from: IpAddr, targets: &[IpAddr], dev: &str) {
+    ns.run(|| {
+        let s = UdpSocket::bind((from, 0)).unwrap();
+        for &a in targets {
+            s.send_to(b"hello", (a, 9)).unwrap();
+        }
+    });
+    for _ in 0..200 {
+        let neigh = ns.output("ip", &["neigh", "show", "dev", dev]);
+        let text = String::from_utf8_lossy(&neigh.stdout).into_owned();
+        if targets
+            .iter()
+            .all(|a| text.contains(&format!("{a} lladdr")))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{dev}: neighbours {targets:?} not resolved in 2 s");
+}
