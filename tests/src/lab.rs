@@ -3,7 +3,7 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     sync::atomic::AtomicBool,
     time::Duration,
 };
@@ -39,7 +39,12 @@ pub fn ethtool(ns: &Netns, args: &[&str]) {
 #[must_use]
 pub fn identity_server(ns: &Netns, port: u16, me: IpAddr) -> NsThread {
     ns.spawn_thread(move |stop: &AtomicBool| {
-        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).expect("listen");
+        let any: IpAddr = if me.is_ipv6() {
+            Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            Ipv4Addr::UNSPECIFIED.into()
+        };
+        let listener = TcpListener::bind((any, port)).expect("listen");
         listener.set_nonblocking(true).unwrap();
         while !NsThread::stopping(stop) {
             match listener.accept() {
@@ -102,4 +107,20 @@ pub fn warm_neighbours(ns: &Netns, from: IpAddr, targets: &[IpAddr], dev: &str) 
         std::thread::sleep(Duration::from_millis(10));
     }
     panic!("{dev}: neighbours {targets:?} not resolved in 2 s");
+}
+
+/// Attaches the test tunnel end (strips IPIP / IP6IP6) to `iface` in `ns`; detached when the
+/// returned object drops.
+#[must_use]
+pub fn attach_decap(ns: &Netns, iface: &str) -> aya::Ebpf {
+    let mut ebpf = aya::Ebpf::load(balancer::dataplane::xdp::DECAP_OBJECT).expect("load decap");
+    let prog: &mut aya::programs::Xdp = ebpf
+        .program_mut("decap")
+        .expect("decap program")
+        .try_into()
+        .expect("an XDP program");
+    prog.load().expect("verify decap");
+    ns.run(|| prog.attach(iface, aya::programs::XdpMode::Driver))
+        .expect("attach decap");
+    ebpf
 }

@@ -25,6 +25,9 @@ use serde::Deserialize;
 static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/balancer"));
 /// The benchmark floor built beside it: a program that only swaps MACs and returns `XDP_TX`.
 pub static FLOOR_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floor"));
+/// A tunnel end for test reals, built beside it: strips IPIP / IP6IP6 and passes the inner
+/// packet on (the network tests' TUN reals run it; kernels without the ipip module need it).
+pub static DECAP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/decap"));
 /// The program's entry point in that object.
 const PROGRAM_NAME: &str = "balancer";
 
