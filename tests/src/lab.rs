@@ -57,9 +57,15 @@ pub fn identity_server(ns: &Netns, port: u16, me: IpAddr) -> NsThread {
     })
 }
 
-/// `total` TCP connections to `to` from `ns`, `threads` at a time; each answer as text.
+/// `total` TCP connections to `to` from `ns`, `threads` at a time: each one's local port and
+/// the answer as text.
 #[must_use]
-pub fn connect_many(ns: &Netns, to: SocketAddr, total: usize, threads: usize) -> Vec<String> {
+pub fn connect_many(
+    ns: &Netns,
+    to: SocketAddr,
+    total: usize,
+    threads: usize,
+) -> Vec<(u16, String)> {
     ns.run(|| {
         std::thread::scope(|s| {
             let workers: Vec<_> = (0..threads)
@@ -70,9 +76,10 @@ pub fn connect_many(ns: &Netns, to: SocketAddr, total: usize, threads: usize) ->
                                 let mut c = TcpStream::connect_timeout(&to, Duration::from_secs(3))
                                     .expect("connect through the balancer");
                                 c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                                let port = c.local_addr().expect("local address").port();
                                 let mut answer = String::new();
                                 c.read_to_string(&mut answer).expect("answer");
-                                answer
+                                (port, answer)
                             })
                             .collect::<Vec<_>>()
                     })

@@ -120,7 +120,11 @@ fn dr_tcp_connections_reach_every_real_and_answers_come_back() {
         .expect("attach to the veth peer");
     let targets: Vec<IpAddr> = REALS.iter().map(|&a| IpAddr::V4(a)).collect();
     warm_neighbours(&lab.lb, "198.18.0.2".parse().unwrap(), &targets, "l0");
-    let answers = connect_many(&lab.client, SocketAddr::from((VIP, 80)), CONNECTIONS, 6);
+    let answers: Vec<String> =
+        connect_many(&lab.client, SocketAddr::from((VIP, 80)), CONNECTIONS, 6)
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
     drop(servers);
 
     assert_eq!(answers.len(), CONNECTIONS);

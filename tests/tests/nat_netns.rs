@@ -22,6 +22,31 @@ const REALS: [Ipv4Addr; 3] = [
     Ipv4Addr::new(198, 18, 2, 13),
 ];
 
+/// Port 80 on the VIP, to port 8080 on three reals, round robin.
+fn nat_service() -> VirtualService {
+    VirtualService {
+        vips: vec![IpAddr::V4(VIP)],
+        port: 80,
+        protocol: Protocol::Tcp,
+        scheduler: Scheduler::Rr,
+        ops: false,
+        hash_port: false,
+        persistence: None,
+        reals: REALS
+            .iter()
+            .map(|&a| RealServer {
+                addr: IpAddr::V4(a),
+                port: 8080,
+                weight: 1,
+                method: Method::Nat,
+                tunnel_source: None,
+                egress: None,
+            })
+            .collect(),
+        sorry_server: None,
+    }
+}
+
 #[test]
 fn nat_tcp_connections_reach_every_real_and_replies_come_from_the_vip() {
     const CONNECTIONS: usize = 60;
@@ -61,31 +86,7 @@ fn nat_tcp_connections_reach_every_real_and_replies_come_from_the_vip() {
     }
 
     let mut prog = load_program(4096);
-    prog.apply(
-        "web",
-        &VirtualService {
-            vips: vec![IpAddr::V4(VIP)],
-            port: 80,
-            protocol: Protocol::Tcp,
-            scheduler: Scheduler::Rr,
-            ops: false,
-            hash_port: false,
-            persistence: None,
-            reals: REALS
-                .iter()
-                .map(|&a| RealServer {
-                    addr: IpAddr::V4(a),
-                    port: 8080,
-                    weight: 1,
-                    method: Method::Nat,
-                    tunnel_source: None,
-                    egress: None,
-                })
-                .collect(),
-            sorry_server: None,
-        },
-    )
-    .unwrap();
+    prog.apply("web", &nat_service()).unwrap();
     // Both sides: requests arrive on l0, replies on l1.
     lb.run(|| prog.attach("l0", AttachMode::Driver))
         .expect("attach l0");
@@ -108,7 +109,10 @@ fn nat_tcp_connections_reach_every_real_and_replies_come_from_the_vip() {
         "l0",
     );
 
-    let answers = connect_many(&client, SocketAddr::from((VIP, 80)), CONNECTIONS, 6);
+    let answers: Vec<String> = connect_many(&client, SocketAddr::from((VIP, 80)), CONNECTIONS, 6)
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
     drop(servers);
 
     assert_eq!(answers.len(), CONNECTIONS);

@@ -122,9 +122,16 @@ fn tun_connections_reach_every_real(f: &Family) {
     let answers = connect_many(&client, SocketAddr::from((vip, 80)), CONNECTIONS, 6);
     drop(servers);
     assert_eq!(answers.len(), CONNECTIONS);
+    let client_addr: IpAddr = f.client.parse().unwrap();
+    for (port, answer) in &answers {
+        // Maglev over address and port: each connection is where the table says.
+        let want = prog
+            .predict("web", client_addr, *port)
+            .expect("a prediction");
+        assert_eq!(answer, &want.to_string(), "client port {port}");
+    }
     for a in f.reals {
-        let n = answers.iter().filter(|x| x.as_str() == a).count();
-        // Maglev over source ports: every real takes a share.
+        let n = answers.iter().filter(|(_, x)| x.as_str() == a).count();
         assert!(n > 0, "{a} answered none of {CONNECTIONS}: {answers:?}");
     }
     let reasons = prog.reasons().unwrap();

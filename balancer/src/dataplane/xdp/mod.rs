@@ -5,7 +5,7 @@ mod services;
 
 pub use flows::Sweep;
 
-use std::{fmt, marker::PhantomData};
+use std::{fmt, marker::PhantomData, net::IpAddr};
 
 pub use services::addr_words;
 
@@ -287,6 +287,13 @@ impl XdpProgram {
             values,
             kind: PhantomData,
         })
+    }
+
+    /// The real a hash scheduler (sh, mh) gives a new connection from `client`:`port`; see
+    /// [`services::ServiceTable::predict`].
+    #[must_use]
+    pub fn predict(&self, service: &str, client: IpAddr, port: u16) -> Option<IpAddr> {
+        self.table.predict(service, client, port).map(|r| r.addr)
     }
 
     /// The program itself, for `BPF_PROG_TEST_RUN` in tests and benchmarks.

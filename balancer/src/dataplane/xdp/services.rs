@@ -40,6 +40,8 @@ struct Installed {
     reals: Vec<u32>,
     sorry: Option<u32>,
     table: Range<u32>,
+    /// The scheduler table's content: positions into `model.reals` (for predictions).
+    positions: Vec<u32>,
 }
 
 /// Allocation state of the maps; the maps themselves live in the loaded program.
@@ -80,6 +82,29 @@ impl ServiceTable {
         self.services
             .values()
             .flat_map(|s| s.reals.iter().copied().chain(s.sorry))
+    }
+
+    /// The real a new connection from `client`, `client_port` would be given by a source-hash
+    /// scheduler (sh, mh), computed the way the XDP program does; `None` for other
+    /// schedulers, an unknown service or an empty table. Tests and `balancer` tooling use it to
+    /// say where a flow goes.
+    pub fn predict(&self, service: &str, client: IpAddr, client_port: u16) -> Option<&RealServer> {
+        let s = self.services.get(service)?;
+        let len = u32::try_from(s.positions.len()).ok().filter(|&l| l > 0)?;
+        let (src, _) = addr_words(client);
+        let hash = match s.model.scheduler {
+            Scheduler::Sh | Scheduler::Mh => {
+                let port = if s.model.hash_port {
+                    client_port.to_be()
+                } else {
+                    0
+                };
+                balancer_common::hash::addr_hash(&src, port)
+            }
+            _ => return None,
+        };
+        let position = s.positions[(hash % len) as usize];
+        s.model.reals.get(position as usize)
     }
 
     /// The index of a service's real.
@@ -310,10 +335,8 @@ impl Dataplane for XdpProgram {
             None => None,
         };
 
-        let table: Vec<u32> = table_positions(svc)
-            .into_iter()
-            .map(|p| reals[p as usize])
-            .collect();
+        let positions = table_positions(svc);
+        let table: Vec<u32> = positions.iter().map(|&p| reals[p as usize]).collect();
         let range = self.write_table(&table)?;
 
         let mut flags = 0;
@@ -396,6 +419,7 @@ impl Dataplane for XdpProgram {
                 reals,
                 sorry,
                 table: range,
+                positions,
             },
         );
         Ok(())
