@@ -870,3 +870,59 @@ fn tun_drops_and_counts_what_would_exceed_the_egress_mtu() {
     assert_eq!(r.action, XDP_DROP);
     only_reason(&r.reasons, Reason::DropTooBig);
 }
+
+#[test]
+fn per_service_and_per_real_counters() {
+    require_root!();
+    let mut prog = load();
+    prog.apply(
+        "web",
+        &service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]),
+    )
+    .unwrap();
+    let syn = tcp4(CLIENT, 8000, VIP, 80, SYN);
+    let ack = tcp4(CLIENT, 8000, VIP, 80, ACK);
+    let first = dr_target(&run(&mut prog, &syn).out);
+    run(&mut prog, &ack);
+    run(&mut prog, &ack);
+    let other = dr_target(&run(&mut prog, &tcp4(CLIENT, 8001, VIP, 80, SYN)).out);
+    assert_ne!(first, other, "rr alternates");
+    let len = syn.len() as u64;
+    let svc = prog.service_stats("web").unwrap().unwrap();
+    assert_eq!((svc.packets, svc.bytes, svc.conns), (4, 4 * len, 2));
+    let real = prog
+        .real_stats("web", real_addr(first), 80)
+        .unwrap()
+        .unwrap();
+    assert_eq!((real.packets, real.bytes, real.conns), (3, 3 * len, 1));
+    let real = prog
+        .real_stats("web", real_addr(other), 80)
+        .unwrap()
+        .unwrap();
+    assert_eq!((real.packets, real.conns), (1, 1));
+    assert!(prog.service_stats("nope").unwrap().is_none());
+}
+
+#[test]
+fn mh_flows_that_fall_out_of_a_full_table_keep_their_real() {
+    require_root!();
+    // A connection table far smaller than the flows: the LRU evicts, Maglev still agrees.
+    let mut prog = XdpProgram::load_with(&LoadOptions {
+        flows: 64,
+        persist: 16,
+        timeouts: Globals::default(),
+    })
+    .unwrap();
+    let mut svc = service(Scheduler::Mh, (1..=4).map(|i| dr_real(i, 1)).collect());
+    svc.hash_port = true;
+    prog.apply("web", &svc).unwrap();
+    let first: Vec<u8> = (0..500u16)
+        .map(|p| dr_target(&run(&mut prog, &tcp4(CLIENT, 20_000 + p, VIP, 80, SYN)).out))
+        .collect();
+    for p in 0..500u16 {
+        let again = dr_target(&run(&mut prog, &tcp4(CLIENT, 20_000 + p, VIP, 80, ACK)).out);
+        assert_eq!(again, first[usize::from(p)], "port {}", 20_000 + p);
+        let predicted = prog.predict("web", IpAddr::V4(CLIENT), 20_000 + p).unwrap();
+        assert_eq!(predicted, real_addr(again));
+    }
+}

@@ -1,5 +1,5 @@
-//! The connection table seen from userspace: expiry and the active-connection counts that
-//! lc, wlc, sed and nq read.
+//! The connection table and counters seen from userspace: expiry, the active-connection
+//! counts that lc, wlc, sed and nq read, and per-service / per-real statistics.
 //!
 //! The XDP program adds one to a real's active count when it schedules a connection to it; it
 //! cannot tell when an entry ends (timeouts are judged lazily, and the LRU evicts silently). So
@@ -8,9 +8,10 @@
 
 use std::net::IpAddr;
 
-use aya::maps::{Array, HashMap as BpfHashMap, MapData};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray};
 use balancer_common::maps::{
-    FLOWS_MAP, Flow, FlowKey, GLOBALS_MAP, Globals, REAL_ACTIVE_MAP, flow_state,
+    FLOWS_MAP, Flow, FlowKey, GLOBALS_MAP, Globals, REAL_ACTIVE_MAP, REAL_STATS_MAP,
+    SERVICE_STATS_MAP, Stats, flow_state,
 };
 
 use super::{XdpError, XdpProgram};
@@ -121,6 +122,49 @@ impl XdpProgram {
             counts.set(index, n, 0).map_err(map_err(REAL_ACTIVE_MAP))?;
         }
         Ok(sweep)
+    }
+
+    /// A service's counters (packets, bytes, new connections) summed over CPUs, or `None` for
+    /// an unknown service.
+    ///
+    /// # Errors
+    /// The map cannot be read.
+    pub fn service_stats(&self, service: &str) -> Result<Option<Stats>, XdpError> {
+        match self.table.service_id(service) {
+            Some(id) => self.stats(SERVICE_STATS_MAP, id).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A real's counters (packets, bytes, new connections) summed over CPUs, or `None` when the
+    /// service has no such real.
+    ///
+    /// # Errors
+    /// The map cannot be read.
+    pub fn real_stats(
+        &self,
+        service: &str,
+        addr: IpAddr,
+        port: u16,
+    ) -> Result<Option<Stats>, XdpError> {
+        match self.table.real_index(service, addr, port) {
+            Some(index) => self.stats(REAL_STATS_MAP, index).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn stats(&self, map: &'static str, index: u32) -> Result<Stats, XdpError> {
+        let m = self.ebpf.map(map).ok_or(XdpError::Missing {
+            what: "map",
+            name: map,
+        })?;
+        let array: PerCpuArray<&MapData, Stats> = PerCpuArray::try_from(m).map_err(map_err(map))?;
+        let per_cpu = array.get(&index, 0).map_err(map_err(map))?;
+        Ok(per_cpu.iter().fold(Stats::default(), |sum, s| Stats {
+            packets: sum.packets + s.packets,
+            bytes: sum.bytes + s.bytes,
+            conns: sum.conns + s.conns,
+        }))
     }
 
     /// A real's active connections as the schedulers see them (`ipvsadm -Ln`'s `ActiveConn`),

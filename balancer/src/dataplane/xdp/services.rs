@@ -107,6 +107,11 @@ impl ServiceTable {
         s.model.reals.get(position as usize)
     }
 
+    /// The per-service index (stats, cursors) of a service.
+    pub fn service_id(&self, service: &str) -> Option<u32> {
+        self.services.get(service).map(|s| s.id)
+    }
+
     /// The index of a service's real.
     pub fn real_index(&self, service: &str, addr: IpAddr, port: u16) -> Option<u32> {
         let s = self.services.get(service)?;
