@@ -1,6 +1,8 @@
-//! Layer 3: real TCP connections through the XDP program in TUN mode, IPv4 (IPIP) and IPv6
-//! (IP6IP6). The reals hold the VIP on loopback, take the tunnel off with a small XDP program
-//! (this kernel has no ipip module) and answer the client directly. Needs root.
+//! Layer 3: real TCP connections through the XDP program in DR and TUN modes, IPv4 and IPv6.
+//! A client, a balancer and three reals share one bridge (in its own namespace); the reals hold
+//! the VIP on loopback and answer the client directly. TUN reals take the tunnel (IPIP,
+//! IP6IP6) off with a small XDP program, since this kernel has no ipip module. Each connection
+//! must land on the real Maglev's table names for its source port. Needs root.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -40,7 +42,7 @@ const V6: Family = Family {
     reals: ["fd00:18::11", "fd00:18::12", "fd00:18::13"],
 };
 
-fn tun_connections_reach_every_real(f: &Family) {
+fn connections_reach_the_predicted_real(f: &Family, method: Method) {
     const CONNECTIONS: usize = 60;
     let v6 = f.vip.contains(':');
     let with_prefix = |a: &str| format!("{a}/{}", f.prefix);
@@ -78,7 +80,9 @@ fn tun_connections_reach_every_real(f: &Family) {
         r.ip(&["addr", "add", &vip_host, "dev", "lo"]);
         r.sysctl("net.ipv4.conf.all.arp_ignore", "1");
         r.sysctl("net.ipv4.conf.all.arp_announce", "2");
-        decaps.push(attach_decap(&r, "e0"));
+        if method == Method::Tun {
+            decaps.push(attach_decap(&r, "e0"));
+        }
         servers.push(identity_server(&r, 80, addr.parse().unwrap()));
         reals.push(r);
     }
@@ -101,8 +105,8 @@ fn tun_connections_reach_every_real(f: &Family) {
                     addr: a.parse().unwrap(),
                     port: 80,
                     weight: 1,
-                    method: Method::Tun,
-                    tunnel_source: Some(f.lb.parse().unwrap()),
+                    method,
+                    tunnel_source: (method == Method::Tun).then(|| f.lb.parse().unwrap()),
                     egress: None,
                 })
                 .collect(),
@@ -143,13 +147,25 @@ fn tun_connections_reach_every_real(f: &Family) {
 }
 
 #[test]
+fn dr_ipv4() {
+    require_root!();
+    connections_reach_the_predicted_real(&V4, Method::Dr);
+}
+
+#[test]
+fn dr_ipv6() {
+    require_root!();
+    connections_reach_the_predicted_real(&V6, Method::Dr);
+}
+
+#[test]
 fn tun_ipv4_ipip() {
     require_root!();
-    tun_connections_reach_every_real(&V4);
+    connections_reach_the_predicted_real(&V4, Method::Tun);
 }
 
 #[test]
 fn tun_ipv6_ip6ip6() {
     require_root!();
-    tun_connections_reach_every_real(&V6);
+    connections_reach_the_predicted_real(&V6, Method::Tun);
 }
