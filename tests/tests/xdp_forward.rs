@@ -926,3 +926,25 @@ fn mh_flows_that_fall_out_of_a_full_table_keep_their_real() {
         assert_eq!(predicted, real_addr(again));
     }
 }
+
+#[test]
+fn dr_keeps_the_vlan_tag_of_a_tagged_frame() {
+    require_root!();
+    let mut prog = load();
+    prog.apply("web", &service(Scheduler::Rr, vec![dr_real(1, 1)]))
+        .unwrap();
+    let t = tcp(40000, 80, SYN, 5);
+    let frame = concat(&[
+        &eth(&[(ETH_P_8021Q, 42)], ETH_P_IP),
+        &ipv4(CLIENT, VIP, IPPROTO_TCP, &[], 0, t.len()),
+        &t,
+    ]);
+    let r = run(&mut prog, &frame);
+    assert_eq!(r.action, XDP_TX);
+    assert_eq!(r.out[..6], real_mac(1));
+    assert_eq!(
+        r.out[12..],
+        frame[12..],
+        "tag, headers and payload unchanged"
+    );
+}
