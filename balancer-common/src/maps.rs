@@ -121,8 +121,11 @@ pub struct Real {
     pub smac: [u8; 6],
     /// TUN: outer source address.
     pub tun_src: [u32; 4],
+    /// Service id + 1 of the service that lists this real (also as its sorry server), so a
+    /// restarted daemon can tell whose real an index is; unused by the XDP program.
+    pub owner: u32,
 }
-const _: () = assert!(size_of::<Real>() == 56);
+const _: () = assert!(size_of::<Real>() == 60);
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -20,6 +20,7 @@ pub fn load_program(flows: u32) -> XdpProgram {
         flows,
         persist: 1024,
         timeouts: Globals::default(),
+        pin_dir: None,
     })
     .expect("load the XDP program")
 }
@@ -130,4 +131,42 @@ pub fn attach_decap(ns: &Netns, iface: &str) -> aya::Ebpf {
     ns.run(|| prog.attach(iface, aya::programs::XdpMode::Driver))
         .expect("attach decap");
     ebpf
+}
+
+/// A bpf filesystem mounted in a temporary directory for one test, unmounted and removed on
+/// drop: pinning tests never touch the host's /sys/fs/bpf.
+pub struct Bpffs {
+    root: std::path::PathBuf,
+}
+
+impl Bpffs {
+    #[must_use]
+    pub fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let root = std::env::temp_dir().join(format!("blt-bpffs-{}-{n}", std::process::id()));
+        balancer::dataplane::xdp::ensure_bpffs(&root).expect("mount a bpf filesystem");
+        Self { root }
+    }
+
+    #[must_use]
+    pub fn path(&self) -> &std::path::Path {
+        &self.root
+    }
+}
+
+impl Default for Bpffs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        if let Ok(c) = std::ffi::CString::new(self.root.as_os_str().as_encoded_bytes()) {
+            // SAFETY: a NUL-terminated path; MNT_DETACH never blocks.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        let _ = std::fs::remove_dir(&self.root);
+    }
 }

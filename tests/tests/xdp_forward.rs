@@ -70,6 +70,7 @@ fn load() -> XdpProgram {
         flows: 65_536,
         persist: 4096,
         timeouts: Globals::default(),
+        pin_dir: None,
     })
     .expect("load the XDP program")
 }
@@ -625,6 +626,7 @@ fn sweep_expires_flows_and_recounts_active_connections() {
             tcpfin_timeout_ns: 60_000_000_000,
             udp_timeout_ns: 200_000_000,
         },
+        pin_dir: None,
     })
     .unwrap();
     let mut udp_svc = service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]);
@@ -911,6 +913,7 @@ fn mh_flows_that_fall_out_of_a_full_table_keep_their_real() {
         flows: 64,
         persist: 16,
         timeouts: Globals::default(),
+        pin_dir: None,
     })
     .unwrap();
     let mut svc = service(Scheduler::Mh, (1..=4).map(|i| dr_real(i, 1)).collect());

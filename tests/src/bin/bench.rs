@@ -138,6 +138,7 @@ fn balancer(svc: &VirtualService) -> XdpProgram {
         flows: 1 << 20,
         persist: 1024,
         timeouts: Globals::default(),
+        pin_dir: None,
     })
     .expect("load the balancer (needs root)");
     prog.apply("bench", svc).expect("install the service");

@@ -1,9 +1,11 @@
 //! Loads the XDP program, attaches it to interfaces, programs its maps and reads its counters.
 
 mod flows;
+mod pin;
 mod services;
 
 pub use flows::Sweep;
+pub use pin::{PINNED_MAPS, PinError, ensure_bpffs};
 
 use std::{fmt, marker::PhantomData, net::IpAddr};
 
@@ -17,7 +19,9 @@ use aya::{
 use balancer_common::{
     ProtoCounter, Reason,
     counters::{PROTO_COUNTERS_MAP, REASONS_MAP},
-    maps::{DEFAULT_FLOWS, DEFAULT_PERSIST, FLOWS_MAP, GLOBALS_MAP, Globals, PERSIST_MAP},
+    maps::{
+        DEFAULT_FLOWS, DEFAULT_PERSIST, FLOWS_MAP, GLOBALS_MAP, Globals, PERSIST_MAP, SERVICES_MAP,
+    },
 };
 use serde::Deserialize;
 
@@ -77,6 +81,8 @@ pub enum XdpError {
         mode: &'static str,
         source: ProgramError,
     },
+    #[error("{path} is not on a bpf filesystem (mount -t bpf bpf DIR, or see ensure_bpffs)")]
+    NotBpffs { path: std::path::PathBuf },
     #[error("{interface} is already attached")]
     AlreadyAttached { interface: String },
     #[error("detaching from {interface} failed")]
@@ -98,7 +104,7 @@ struct Attachment {
 }
 
 /// Sizes fixed when the program is loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Connection table entries (an LRU: when full, the least recently used flow goes).
     pub flows: u32,
@@ -106,6 +112,9 @@ pub struct LoadOptions {
     pub persist: u32,
     /// Connection timeouts, as `ipvsadm --set`.
     pub timeouts: Globals,
+    /// Pin every map in this directory (on a bpf filesystem, see [`ensure_bpffs`]), and adopt
+    /// the maps already pinned there by a previous run. `None`: the maps die with the program.
+    pub pin_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -114,6 +123,7 @@ impl Default for LoadOptions {
             flows: DEFAULT_FLOWS,
             persist: DEFAULT_PERSIST,
             timeouts: Globals::default(),
+            pin_dir: None,
         }
     }
 }
@@ -124,6 +134,7 @@ pub struct XdpProgram {
     ebpf: Ebpf,
     attachments: Vec<Attachment>,
     table: services::ServiceTable,
+    pin_dir: Option<std::path::PathBuf>,
 }
 
 impl XdpProgram {
@@ -140,13 +151,34 @@ impl XdpProgram {
     /// # Errors
     /// The kernel rejects the object, the program (verifier) or a map size.
     pub fn load_with(options: &LoadOptions) -> Result<Self, XdpError> {
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .map_max_entries(FLOWS_MAP, options.flows)
-            .map_max_entries(PERSIST_MAP, options.persist)
-            .load(PROGRAM_OBJECT)
-            .map_err(|e| XdpError::Load {
-                source: Box::new(e),
-            })?;
+            .map_max_entries(PERSIST_MAP, options.persist);
+        let mut adopting = false;
+        let pin_paths: Vec<(&str, std::path::PathBuf)> = match &options.pin_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| XdpError::Load {
+                    source: Box::new(PinError::Io {
+                        path: dir.clone(),
+                        what: "cannot create the pin directory",
+                        source: e,
+                    }),
+                })?;
+                if !pin::is_bpffs(dir) {
+                    return Err(XdpError::NotBpffs { path: dir.clone() });
+                }
+                adopting = dir.join(SERVICES_MAP).exists();
+                PINNED_MAPS.iter().map(|&m| (m, dir.join(m))).collect()
+            }
+            None => Vec::new(),
+        };
+        for (name, path) in &pin_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(PROGRAM_OBJECT).map_err(|e| XdpError::Load {
+            source: Box::new(e),
+        })?;
         program(&mut ebpf)?.load().map_err(|e| XdpError::Load {
             source: Box::new(e),
         })?;
@@ -154,7 +186,11 @@ impl XdpProgram {
             ebpf,
             attachments: Vec::new(),
             table: services::ServiceTable::default(),
+            pin_dir: options.pin_dir.clone(),
         };
+        if adopting {
+            program.adopt()?;
+        }
         program.set_timeouts(options.timeouts)?;
         Ok(program)
     }

@@ -57,6 +57,24 @@ pub struct ServiceTable {
     quarantine: Vec<(Instant, Range<u32>)>,
     next_slot: u32,
     vip_refs: HashMap<ServiceKey, u32>,
+    /// Service entries found in pinned maps at load, until a service claims them.
+    adopted: HashMap<ServiceKey, Service>,
+    /// Real entries found in pinned maps at load, by index, until a service claims them.
+    adopted_reals: HashMap<u32, Real>,
+}
+
+/// The address `addr_words` stored.
+#[must_use]
+pub fn words_addr(words: [u32; 4], family: u8) -> IpAddr {
+    if family == FAMILY_V4 {
+        IpAddr::from(words[0].to_ne_bytes())
+    } else {
+        let mut o = [0u8; 16];
+        for (i, w) in words.iter().enumerate() {
+            o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        IpAddr::from(o)
+    }
 }
 
 /// An address as the maps store it: network byte order words, IPv4 in the first.
@@ -77,6 +95,104 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError 
 }
 
 impl ServiceTable {
+    /// Takes over what a previous daemon left in pinned maps: its service entries and reals,
+    /// and the ids, real indexes and table slots they hold, so nothing in use is handed out
+    /// again. Each service is claimed when `apply` names one of its keys.
+    pub fn adopt(&mut self, services: Vec<(ServiceKey, Service)>, reals: Vec<(u32, Real)>) {
+        let ids: std::collections::BTreeSet<u32> = services.iter().map(|(_, s)| s.id).collect();
+        self.next_id = ids.last().map_or(0, |m| m + 1);
+        self.free_ids = (0..self.next_id).filter(|i| !ids.contains(i)).collect();
+        let used: std::collections::BTreeSet<u32> = reals.iter().map(|(i, _)| *i).collect();
+        self.next_real = used.last().map_or(0, |m| m + 1);
+        self.free_reals = (0..self.next_real).filter(|i| !used.contains(i)).collect();
+        let mut ranges: Vec<Range<u32>> = services
+            .iter()
+            .map(|(_, s)| s.table_base..s.table_base + s.table_len)
+            .filter(|r| !r.is_empty())
+            .collect();
+        ranges.sort_by_key(|r| r.start);
+        ranges.dedup();
+        let mut at = 0;
+        for r in &ranges {
+            if r.start > at {
+                self.free_slots.push(at..r.start);
+            }
+            at = at.max(r.end);
+        }
+        self.next_slot = at;
+        for (key, _) in &services {
+            let vip = ServiceKey {
+                addr: key.addr,
+                port_be: 0,
+                proto: 0,
+                family: key.family,
+            };
+            *self.vip_refs.entry(vip).or_insert(0) += 1;
+        }
+        self.adopted = services.into_iter().collect();
+        self.adopted_reals = reals.into_iter().collect();
+    }
+
+    /// The adopted service one of `keys` belongs to, as an installed service whose model
+    /// lists only what matching needs (the reals' addresses and ports).
+    fn claim_adopted(&mut self, keys: &[ServiceKey]) -> Option<Installed> {
+        let service = keys.iter().find_map(|k| self.adopted.get(k).copied())?;
+        let id = service.id;
+        let old_keys: Vec<ServiceKey> = self
+            .adopted
+            .iter()
+            .filter(|(_, s)| s.id == id)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &old_keys {
+            self.adopted.remove(k);
+        }
+        let sorry = service.sorry_real.checked_sub(1);
+        let mut owned: Vec<(u32, Real)> = self
+            .adopted_reals
+            .iter()
+            .filter(|(i, r)| r.owner == id + 1 && Some(**i) != sorry)
+            .map(|(i, r)| (*i, *r))
+            .collect();
+        owned.sort_by_key(|(i, _)| *i);
+        for (i, _) in &owned {
+            self.adopted_reals.remove(i);
+        }
+        if let Some(i) = sorry {
+            self.adopted_reals.remove(&i);
+        }
+        let model = VirtualService {
+            vips: Vec::new(),
+            port: 0,
+            protocol: crate::model::Protocol::Tcp,
+            scheduler: Scheduler::Rr,
+            ops: false,
+            hash_port: false,
+            persistence: None,
+            reals: owned
+                .iter()
+                .map(|(_, r)| RealServer {
+                    addr: words_addr(r.addr, r.family),
+                    port: u16::from_be(r.port_be),
+                    weight: r.weight,
+                    method: Method::Dr,
+                    tunnel_source: None,
+                    egress: None,
+                })
+                .collect(),
+            sorry_server: None,
+        };
+        Some(Installed {
+            id,
+            model,
+            keys: old_keys,
+            reals: owned.iter().map(|(i, _)| *i).collect(),
+            sorry,
+            table: service.table_base..service.table_base + service.table_len,
+            positions: Vec::new(),
+        })
+    }
+
     /// Every real index in use, sorry servers included.
     pub fn real_indexes(&self) -> impl Iterator<Item = u32> + '_ {
         self.services
@@ -183,7 +299,7 @@ impl ServiceTable {
     }
 }
 
-fn real_entry(r: &RealServer) -> Real {
+fn real_entry(r: &RealServer, service_id: u32) -> Real {
     let (addr, family) = addr_words(r.addr);
     let egress = r.egress.unwrap_or(crate::model::Egress {
         ifindex: 0,
@@ -204,6 +320,7 @@ fn real_entry(r: &RealServer) -> Real {
         dmac: egress.dmac,
         smac: egress.smac,
         tun_src: r.tunnel_source.map_or([0; 4], |a| addr_words(a).0),
+        owner: service_id + 1,
     }
 }
 
@@ -306,7 +423,24 @@ impl Dataplane for XdpProgram {
     )]
     fn apply(&mut self, name: &str, svc: &VirtualService) -> Result<(), DataplaneError> {
         validate(name, svc)?;
-        let old = self.table.services.remove(name);
+        let keys: Vec<ServiceKey> = svc
+            .vips
+            .iter()
+            .map(|&vip| {
+                let (addr, family) = addr_words(vip);
+                ServiceKey {
+                    addr,
+                    port_be: svc.port.to_be(),
+                    proto: svc.protocol.number(),
+                    family,
+                }
+            })
+            .collect();
+        // A service this daemon installed, or one a previous daemon left in pinned maps.
+        let old = match self.table.services.remove(name) {
+            Some(o) => Some(o),
+            None => self.table.claim_adopted(&keys),
+        };
         let id = match &old {
             Some(o) => o.id,
             None => self.table.alloc_id()?,
@@ -325,7 +459,7 @@ impl Dataplane for XdpProgram {
                 Some(i) => i,
                 None => self.table.alloc_real()?,
             };
-            self.write_real(index, &real_entry(r))?;
+            self.write_real(index, &real_entry(r, id))?;
             reals.push(index);
         }
         let sorry = match &svc.sorry_server {
@@ -334,7 +468,7 @@ impl Dataplane for XdpProgram {
                     Some(i) => i,
                     None => self.table.alloc_real()?,
                 };
-                self.write_real(index, &real_entry(s))?;
+                self.write_real(index, &real_entry(s, id))?;
                 Some(index)
             }
             None => None,
@@ -372,19 +506,6 @@ impl Dataplane for XdpProgram {
             persist_timeout_s: svc.persistence.map_or(0, |p| p.timeout_s),
             persist_prefix: svc.persistence.map_or(0, |p| u32::from(p.prefix)),
         };
-        let keys: Vec<ServiceKey> = svc
-            .vips
-            .iter()
-            .map(|&vip| {
-                let (addr, family) = addr_words(vip);
-                ServiceKey {
-                    addr,
-                    port_be: svc.port.to_be(),
-                    proto: svc.protocol.number(),
-                    family,
-                }
-            })
-            .collect();
         {
             let mut services: BpfHashMap<&mut MapData, ServiceKey, Service> =
                 BpfHashMap::try_from(self.map_mut(SERVICES_MAP)?).map_err(map_err(SERVICES_MAP))?;
@@ -483,6 +604,25 @@ impl Dataplane for XdpProgram {
 }
 
 impl XdpProgram {
+    /// Removes the services adopted from pinned maps that no `apply` claimed since the load
+    /// (they are gone from the configuration); returns how many.
+    ///
+    /// # Errors
+    /// A map write fails.
+    pub fn remove_unclaimed(&mut self) -> Result<usize, DataplaneError> {
+        let mut removed = 0;
+        while let Some(key) = self.table.adopted.keys().next().copied() {
+            let Some(installed) = self.table.claim_adopted(&[key]) else {
+                break;
+            };
+            let name = format!("adopted service {}", installed.id);
+            self.table.services.insert(name.clone(), installed);
+            self.remove(&name)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     /// Writes a scheduler table into free slots and returns them.
     fn write_table(&mut self, table: &[u32]) -> Result<Range<u32>, DataplaneError> {
         let full = DataplaneError::Full {
