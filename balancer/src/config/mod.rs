@@ -3,6 +3,11 @@
 //! Only the data-plane attachment keys exist so far; the rest of keepalived.conf's vocabulary
 //! arrives with the configuration issue.
 
+pub mod diagnostic;
+pub mod keepalived;
+#[cfg(test)]
+mod test_dir;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
