@@ -86,15 +86,14 @@ impl Locate for KeyLocations {
             if let Some(l) = self.keys.get(key) {
                 return l.clone();
             }
-            match key.rfind(['.', '[']) {
-                Some(i) => key = &key[..i],
-                None => {
-                    let file = self
-                        .file
-                        .clone()
-                        .unwrap_or_else(|| Arc::from(Path::new("")));
-                    return Location::new(&file, 0, 0);
-                }
+            if let Some(i) = key.rfind(['.', '[']) {
+                key = &key[..i];
+            } else {
+                let file = self
+                    .file
+                    .clone()
+                    .unwrap_or_else(|| Arc::from(Path::new("")));
+                return Location::new(&file, 0, 0);
             }
         }
     }

@@ -57,9 +57,8 @@ pub fn import(path: &Path, tree: &Tree) -> Result<Imported, Diagnostics> {
             }
             "virtual_server" => {
                 let key = format!("virtual_server[{}]", config.virtual_server.len());
-                if let Some(vs) = import_lvs::virtual_server(&mut cx, &key, node) {
-                    config.virtual_server.push(vs);
-                }
+                let vs = import_lvs::virtual_server(&mut cx, &key, node);
+                config.virtual_server.push(vs);
             }
             _ => cx.unknown("", node, &TOP),
         }
@@ -244,33 +243,34 @@ fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
             "vrrp_mcast_group4" => {
                 g.vrrp_mcast_group4 = cx
                     .arg(&key, c, "an IPv4 multicast address")
-                    .unwrap_or(g.vrrp_mcast_group4)
+                    .unwrap_or(g.vrrp_mcast_group4);
             }
             "vrrp_mcast_group6" => {
                 g.vrrp_mcast_group6 = cx
                     .arg(&key, c, "an IPv6 multicast address")
-                    .unwrap_or(g.vrrp_mcast_group6)
+                    .unwrap_or(g.vrrp_mcast_group6);
             }
             "script_user" => g.script_user = cx.text(&key, c),
             "enable_script_security" => g.enable_script_security = cx.flag(&key, c),
             "vrrp_version" => g.vrrp_version = cx.arg(&key, c, "2 or 3").unwrap_or(g.vrrp_version),
             "vrrp_garp_master_delay" => {
-                g.vrrp_garp_master_delay = cx.arg(&key, c, secs).unwrap_or(g.vrrp_garp_master_delay)
+                g.vrrp_garp_master_delay =
+                    cx.arg(&key, c, secs).unwrap_or(g.vrrp_garp_master_delay);
             }
             "vrrp_garp_master_repeat" => {
                 g.vrrp_garp_master_repeat = cx
                     .arg(&key, c, "a count")
-                    .unwrap_or(g.vrrp_garp_master_repeat)
+                    .unwrap_or(g.vrrp_garp_master_repeat);
             }
             "vrrp_garp_master_refresh" => {
-                g.vrrp_garp_master_refresh = cx.arg(&key, c, secs).unwrap_or(0)
+                g.vrrp_garp_master_refresh = cx.arg(&key, c, secs).unwrap_or(0);
             }
             "vrrp_garp_master_refresh_repeat" => {
-                g.vrrp_garp_master_refresh_repeat = cx.arg(&key, c, "a count").unwrap_or(1)
+                g.vrrp_garp_master_refresh_repeat = cx.arg(&key, c, "a count").unwrap_or(1);
             }
             "vrrp_garp_lower_prio_delay" => g.vrrp_garp_lower_prio_delay = cx.arg(&key, c, secs),
             "vrrp_garp_lower_prio_repeat" => {
-                g.vrrp_garp_lower_prio_repeat = cx.arg(&key, c, "a count")
+                g.vrrp_garp_lower_prio_repeat = cx.arg(&key, c, "a count");
             }
             "vrrp_strict" => g.vrrp_strict = cx.flag(&key, c),
             "vrrp_check_unicast_src" => g.vrrp_check_unicast_src = cx.flag(&key, c),
@@ -411,17 +411,16 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
                 for (n, line) in cx.lines(&k, c).iter().enumerate() {
                     // keepalived allows `ADDR min_ttl N max_ttl N` per peer; the address is ours.
                     let addr = line.split_whitespace().next().unwrap_or_default();
-                    match addr.parse() {
-                        Ok(a) => i.unicast_peer.push(a),
-                        Err(_) => {
-                            let child = c.children.get(n).unwrap_or(c);
-                            cx.error(
-                                &format!("{k}[{n}]"),
-                                child,
-                                format!("{line:?}"),
-                                "an address",
-                            );
-                        }
+                    if let Ok(a) = addr.parse() {
+                        i.unicast_peer.push(a);
+                    } else {
+                        let child = c.children.get(n).unwrap_or(c);
+                        cx.error(
+                            &format!("{k}[{n}]"),
+                            child,
+                            format!("{line:?}"),
+                            "an address",
+                        );
                     }
                 }
             }
@@ -499,7 +498,7 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
                     .lines(&k, c)
                     .into_iter()
                     .map(|l| first_word(&l))
-                    .collect()
+                    .collect();
             }
             "notify_master" => g.notify_master = cx.text(&k, c),
             "notify_backup" => g.notify_backup = cx.text(&k, c),

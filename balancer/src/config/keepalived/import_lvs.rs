@@ -70,7 +70,11 @@ const VS: [&str; 30] = [
     "sorry_server_inhibit",
 ];
 
-pub(crate) fn virtual_server(cx: &mut Cx, key: &str, node: &Node) -> Option<VirtualServer> {
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per keepalived keyword: the mapping reads as a table"
+)]
+pub(crate) fn virtual_server(cx: &mut Cx, key: &str, node: &Node) -> VirtualServer {
     cx.at(key, node);
     let mut vs = VirtualServer {
         ip: None,
@@ -180,7 +184,7 @@ pub(crate) fn virtual_server(cx: &mut Cx, key: &str, node: &Node) -> Option<Virt
             _ => cx.unknown(key, c, &VS),
         }
     }
-    Some(vs)
+    vs
 }
 
 /// `lb_kind` / `lvs_method`: the method only; a TUN `type` is not ours yet.

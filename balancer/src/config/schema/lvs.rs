@@ -102,7 +102,7 @@ pub struct VirtualServer {
     /// `quorum_down`: run when the quorum is lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum_down: Option<String>,
-    /// `virtualhost`: default Host header for HTTP_GET / SSL_GET.
+    /// `virtualhost`: default Host header for `HTTP_GET` / `SSL_GET`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtualhost: Option<String>,
     /// `inhibit_on_failure`: default for the reals.
@@ -211,10 +211,10 @@ pub struct Checker {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<f64>,
     /// `retry` (or `nb_get_retry`): extra attempts before a failure counts. Default 1
-    /// (MISC_CHECK 0, DNS_CHECK 3).
+    /// (`MISC_CHECK` 0, `DNS_CHECK` 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<u32>,
-    /// `delay_before_retry`: seconds. Default 1 (HTTP_GET / SSL_GET 3, DNS_CHECK
+    /// `delay_before_retry`: seconds. Default 1 (`HTTP_GET` / `SSL_GET` 3, `DNS_CHECK`
     /// `delay_loop`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_before_retry: Option<f64>,
@@ -227,39 +227,39 @@ pub struct Checker {
     /// `fwmark`: mark the check's packets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fwmark: Option<u32>,
-    /// HTTP_GET / SSL_GET `url { }`: at least one.
+    /// `HTTP_GET` / `SSL_GET` `url { }`: at least one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub url: Vec<Url>,
-    /// HTTP_GET / SSL_GET `http_protocol`: 1.0, 1.0C or 1.1.
+    /// `HTTP_GET` / `SSL_GET` `http_protocol`: 1.0, 1.0C or 1.1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_protocol: Option<String>,
-    /// SSL_GET `enable_sni`: send the virtual host as SNI.
+    /// `SSL_GET` `enable_sni`: send the virtual host as SNI.
     #[serde(default, skip_serializing_if = "is_false")]
     pub enable_sni: bool,
-    /// SMTP_CHECK `helo_name`. Default the local host name.
+    /// `SMTP_CHECK` `helo_name`. Default the local host name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helo_name: Option<String>,
-    /// DNS_CHECK `type`: A, NS, CNAME, SOA, MX, TXT or AAAA. Default SOA.
+    /// `DNS_CHECK` `type`: A, NS, CNAME, SOA, MX, TXT or AAAA. Default SOA.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub query_type: Option<String>,
-    /// DNS_CHECK `name`: the name queried. Default `.`.
+    /// `DNS_CHECK` `name`: the name queried. Default `.`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// MISC_CHECK `misc_path`: the command line (required).
+    /// `MISC_CHECK` `misc_path`: the command line (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub misc_path: Option<String>,
-    /// MISC_CHECK `misc_timeout`: seconds. Default `delay_loop`.
+    /// `MISC_CHECK` `misc_timeout`: seconds. Default `delay_loop`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub misc_timeout: Option<u32>,
-    /// MISC_CHECK `misc_dynamic`: the exit status sets the weight.
+    /// `MISC_CHECK` `misc_dynamic`: the exit status sets the weight.
     #[serde(default, skip_serializing_if = "is_false")]
     pub misc_dynamic: bool,
-    /// MISC_CHECK `user`: who runs it.
+    /// `MISC_CHECK` `user`: who runs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
 }
 
-/// HTTP_GET / SSL_GET `url { }`.
+/// `HTTP_GET` / `SSL_GET` `url { }`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Url {

@@ -54,6 +54,10 @@ fn groups(
     out
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "a service's rules in the order an operator reads its keys"
+)]
 fn service(
     groups: &BTreeMap<String, BTreeMap<u16, Vec<IpAddr>>>,
     key: &str,
@@ -353,14 +357,12 @@ fn checkers(key: &str, rs: &RealServer, report: &mut Report<'_>) {
                         report.one_of(&format!("{ckey}.http_protocol"), p, &["1.0", "1.0C", "1.1"]);
                     }
                 }
-                "MISC_CHECK" => {
-                    if c.misc_path.as_deref().is_none_or(|p| p.trim().is_empty()) {
-                        report.error(
-                            &ckey,
-                            "a MISC_CHECK without misc_path".into(),
-                            "misc_path, the command to run",
-                        );
-                    }
+                "MISC_CHECK" if c.misc_path.as_deref().is_none_or(|p| p.trim().is_empty()) => {
+                    report.error(
+                        &ckey,
+                        "a MISC_CHECK without misc_path".into(),
+                        "misc_path, the command to run",
+                    );
                 }
                 "DNS_CHECK" => {
                     if let Some(t) = &c.query_type {

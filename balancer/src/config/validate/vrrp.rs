@@ -23,7 +23,7 @@ pub(super) fn instances(config: &Config, report: &mut Report<'_>) -> Vec<model::
                 "-253 to 253",
             );
         }
-        if !(script.interval > 0.0) {
+        if script.interval.is_nan() || script.interval <= 0.0 {
             report.error(
                 &format!("{key}.interval"),
                 script.interval.to_string(),
@@ -100,6 +100,10 @@ pub(super) fn instances(config: &Config, report: &mut Report<'_>) -> Vec<model::
 }
 
 /// One instance's state-machine configuration, or `None` after reporting why not.
+#[expect(
+    clippy::too_many_lines,
+    reason = "an instance's rules in the order an operator reads its keys"
+)]
 fn spec(
     config: &Config,
     key: &str,
