@@ -34,11 +34,14 @@ enum Command {
         #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
         interval: f64,
     },
-    /// Validate a configuration file and exit: 0 when valid, 1 with the errors otherwise.
+    /// Validate lb.toml or keepalived.conf (our `keepalived -t`): exit 0 when valid, 1 with
+    /// every error otherwise.
     Check {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print the lb.toml equivalent of a keepalived.conf (or of an lb.toml, normalised).
+    Convert { file: PathBuf },
     /// Run one VRRP instance (keepalived's `vrrp_instance` keywords as flags) until SIGINT or
     /// SIGTERM, then send priority 0 and remove the virtual addresses.
     Vrrp(balancer::vrrp::command::VrrpArgs),
@@ -83,9 +86,23 @@ fn main() -> ExitCode {
             rt.block_on(balancer::vrrp::command::run(&args))
                 .map_err(anyhow::Error::from)
         }),
-        Command::Check { config } => balancer::config::Config::load(&config)
-            .map(|_| println!("{}: valid", config.display()))
+        Command::Check { config } => balancer::config::load_any(&config)
+            .map(|loaded| {
+                for w in &loaded.validated.warnings {
+                    eprintln!("warning: {w}");
+                }
+                println!("{}: valid", config.display());
+            })
             .map_err(anyhow::Error::from),
+        Command::Convert { file } => balancer::config::load_any(&file)
+            .map_err(anyhow::Error::from)
+            .and_then(|loaded| {
+                for w in &loaded.validated.warnings {
+                    eprintln!("warning: {w}");
+                }
+                print!("{}", loaded.config.to_toml()?);
+                Ok(())
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,28 @@
 
 use std::net::IpAddr;
 
+use crate::vrrp::net::InstanceSpec;
+
+/// Everything a validated configuration asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Model {
+    pub services: Vec<VirtualService>,
+    pub vrrp: Vec<VrrpInstance>,
+}
+
+/// One `vrrp_instance`, as the VRRP I/O layer runs it, with what it follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VrrpInstance {
+    pub name: String,
+    pub spec: InstanceSpec,
+    /// Interfaces whose failure puts the instance in FAULT.
+    pub track_interfaces: Vec<String>,
+    /// `vrrp_script` names.
+    pub track_scripts: Vec<String>,
+    /// The `vrrp_sync_group` it belongs to.
+    pub sync_group: Option<String>,
+}
+
 /// IPVS's schedulers (`lb_algo`), plus Maglev hashing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheduler {

@@ -1,46 +1,26 @@
-//! `lb.toml`: parsing and validation.
-//!
-//! Only the data-plane attachment keys exist so far; the rest of keepalived.conf's vocabulary
-//! arrives with the configuration issue.
+//! The configuration: `lb.toml` ([`schema`]) or keepalived.conf ([`keepalived`]), checked by
+//! [`validate`] into the [`crate::model::Model`] the daemon runs.
+
+pub mod address;
+pub mod diagnostic;
+pub mod keepalived;
+pub mod locate;
+pub mod schema;
+pub mod validate;
+
+#[cfg(test)]
+mod test_dir;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde::Deserialize;
+pub use diagnostic::{Diagnostic, Diagnostics, Location};
+pub use schema::{Config, DataplaneKind, XdpConfig};
+pub use validate::{Origin, Validated};
 
-use crate::dataplane::xdp::AttachMode;
-
-/// The whole `lb.toml`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// Which data plane forwards packets. Only `"xdp"` exists so far; `"ipvs"` will select the
-    /// kernel IPVS backend.
-    #[serde(default)]
-    pub dataplane: DataplaneKind,
-    /// Where and how the XDP program attaches.
-    pub xdp: XdpConfig,
-}
-
-/// The forwarding engine.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum DataplaneKind {
-    /// The balancer's own XDP program.
-    #[default]
-    Xdp,
-}
-
-/// `[xdp]`: the interfaces the XDP program attaches to.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct XdpConfig {
-    /// Interface names, e.g. `["eth0", "eth1"]`. At least one.
-    pub interfaces: Vec<String>,
-    /// `"auto"` (driver mode where the driver supports it, generic otherwise), `"driver"` or
-    /// `"generic"`. Default `"auto"`.
-    #[serde(default)]
-    pub mode: AttachMode,
-}
+use crate::config::locate::{KeyLocations, Locate, TomlLocator, line_column};
 
 /// A configuration that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
@@ -57,16 +37,89 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
-    #[error("{path}: {key}: {message}")]
-    Invalid {
-        path: PathBuf,
-        key: &'static str,
-        message: String,
-    },
+    #[error(transparent)]
+    Keepalived(#[from] keepalived::ReadError),
+    /// Every problem validation found.
+    #[error("{diagnostics}")]
+    Invalid { diagnostics: Diagnostics },
+}
+
+/// A configuration read, checked and modelled, whichever format it was written in.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub validated: Validated,
+    pub origin: Origin,
+}
+
+/// keepalived.conf by extension (`.conf`) or, failing that, by content: a TOML file has
+/// `key = value` or `[table]` lines, keepalived.conf has `keyword {` blocks.
+#[must_use]
+pub fn detect(path: &Path, text: &str) -> Origin {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => return Origin::LbToml,
+        Some("conf") => return Origin::Keepalived,
+        _ => {}
+    }
+    let keepalived_like = text.lines().map(str::trim).any(|l| {
+        [
+            "global_defs",
+            "vrrp_instance",
+            "virtual_server",
+            "vrrp_script",
+            "vrrp_sync_group",
+        ]
+        .iter()
+        .any(|k| l.starts_with(k) && !l.contains('='))
+    });
+    if keepalived_like {
+        Origin::Keepalived
+    } else {
+        Origin::LbToml
+    }
+}
+
+/// Reads `path` in either format, then validates it.
+///
+/// # Errors
+/// The file cannot be read or parsed, or fails validation.
+pub fn load_any(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    match detect(path, &text) {
+        Origin::LbToml => Config::load_text(path, &text),
+        Origin::Keepalived => {
+            let tree = keepalived::parse(path, &text)?;
+            from_keepalived(path, &tree)
+        }
+    }
+}
+
+/// Maps and validates a keepalived.conf tree; the mapping's warnings come first.
+///
+/// # Errors
+/// A keyword's value does not fit, or validation fails.
+pub fn from_keepalived(path: &Path, tree: &keepalived::Tree) -> Result<Loaded, ConfigError> {
+    let imported = keepalived::import(path, tree)
+        .map_err(|diagnostics| ConfigError::Invalid { diagnostics })?;
+    let mut validated =
+        validate::validate(&imported.config, &imported.locations, Origin::Keepalived)
+            .map_err(|diagnostics| ConfigError::Invalid { diagnostics })?;
+    let mut warnings = tree.warnings.clone();
+    warnings.extend(imported.warnings);
+    warnings.append(&mut validated.warnings);
+    validated.warnings = warnings;
+    Ok(Loaded {
+        config: imported.config,
+        validated,
+        origin: Origin::Keepalived,
+    })
 }
 
 impl Config {
-    /// Reads and validates `path`.
+    /// Reads and validates the `lb.toml` at `path`.
     ///
     /// # Errors
     /// The file cannot be read, is not valid TOML for this schema, or fails validation.
@@ -78,11 +131,19 @@ impl Config {
         Self::parse(path, &text)
     }
 
-    /// Parses and validates `text`; `path` is only used in error messages.
+    /// Parses and validates `text`; `path` is only used in messages.
     ///
     /// # Errors
     /// `text` is not valid TOML for this schema, or fails validation.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        Self::load_text(path, text).map(|l| l.config)
+    }
+
+    /// Parses, validates and models `text`.
+    ///
+    /// # Errors
+    /// `text` is not valid TOML for this schema, or fails validation.
+    pub fn load_text(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
         let config: Self = toml::from_str(text).map_err(|e| {
             let (line, column) = e
                 .span()
@@ -91,79 +152,30 @@ impl Config {
                 path: path.to_owned(),
                 line,
                 column,
-                message: e.message().to_owned(),
+                message: e.message().trim_end().to_owned(),
             }
         })?;
-        if config.xdp.interfaces.is_empty() {
-            return Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                key: "xdp.interfaces",
-                message: "names no interface; list at least one, e.g. [\"eth0\"]".into(),
-            });
-        }
-        Ok(config)
+        let locator = TomlLocator {
+            file: Arc::from(path),
+            text: text.to_owned(),
+        };
+        let validated = validate::validate(&config, &locator as &dyn Locate, Origin::LbToml)
+            .map_err(|diagnostics| ConfigError::Invalid { diagnostics })?;
+        Ok(Loaded {
+            config,
+            validated,
+            origin: Origin::LbToml,
+        })
+    }
+
+    /// This configuration as `lb.toml` text.
+    ///
+    /// # Errors
+    /// A value TOML cannot hold (a non-finite float).
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
     }
 }
 
-/// 1-based line and column of byte `offset` in `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, column)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(Path::new("lb.toml"), text)
-    }
-
-    #[test]
-    fn minimal_config_takes_defaults() {
-        let c = parse("[xdp]\ninterfaces = [\"eth0\"]\n").unwrap();
-        assert_eq!(c.dataplane, DataplaneKind::Xdp);
-        assert_eq!(c.xdp.interfaces, ["eth0"]);
-        assert_eq!(c.xdp.mode, AttachMode::Auto);
-    }
-
-    #[test]
-    fn mode_is_read() {
-        let c = parse("[xdp]\ninterfaces = [\"a\", \"b\"]\nmode = \"generic\"\n").unwrap();
-        assert_eq!(c.xdp.mode, AttachMode::Generic);
-    }
-
-    #[test]
-    fn unknown_key_names_file_line_and_key() {
-        let err = parse("[xdp]\ninterfaces = [\"eth0\"]\nmod = \"driver\"\n").unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.starts_with("lb.toml:3:1: "), "{msg}");
-        assert!(msg.contains("unknown field `mod`"), "{msg}");
-        assert!(msg.contains("mode"), "valid keys should be listed: {msg}");
-    }
-
-    #[test]
-    fn bad_mode_lists_valid_values() {
-        let err = parse("[xdp]\ninterfaces = [\"eth0\"]\nmode = \"native\"\n").unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.starts_with("lb.toml:3:8: "), "{msg}");
-        assert!(
-            msg.contains("auto") && msg.contains("driver") && msg.contains("generic"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn empty_interface_list_is_rejected() {
-        let err = parse("[xdp]\ninterfaces = []\n").unwrap_err();
-        assert!(err.to_string().contains("xdp.interfaces"), "{err}");
-    }
-
-    #[test]
-    fn line_column_counts_from_one() {
-        assert_eq!(line_column("ab\ncd", 0), (1, 1));
-        assert_eq!(line_column("ab\ncd", 4), (2, 2));
-    }
-}
+/// Where keepalived.conf's keys were written, for validation messages.
+pub type KeepalivedLocations = KeyLocations;

@@ -28,7 +28,7 @@ pub const GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
 const RECV_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// One instance as the I/O layer runs it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstanceSpec {
     /// The interface the instance sends, receives and adds its addresses on.
     pub interface: String,

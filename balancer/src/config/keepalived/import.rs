@@ -1,0 +1,523 @@
+//! keepalived.conf's keywords mapped onto `lb.toml`'s schema, section by section. Keywords
+//! keepalived accepts that we do not implement are warnings naming file, line and keyword:
+//! never silently dropped. Values that do not fit are errors, all reported at once.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::config::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::config::keepalived::import_lvs;
+use crate::config::keepalived::tree::{Node, Tree};
+use crate::config::locate::KeyLocations;
+use crate::config::schema::{Authentication, Config, SyncGroup, VrrpInstance, VrrpScript};
+
+/// keepalived.conf as `lb.toml`, with where each key came from.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+    pub locations: KeyLocations,
+}
+
+/// Maps `tree` (read from `path`) onto the schema.
+///
+/// # Errors
+/// Every value that does not fit its keyword.
+pub fn import(path: &Path, tree: &Tree) -> Result<Imported, Diagnostics> {
+    let mut cx = Cx::default();
+    cx.locations.file = Some(Arc::from(path));
+    let mut config = Config::default();
+    for node in &tree.nodes {
+        let name = || node.args.first().cloned().unwrap_or_default();
+        match node.keyword.as_str() {
+            "global_defs" => global_defs(&mut cx, node, &mut config),
+            "vrrp_script" => {
+                let key = format!("vrrp_script.{}", name());
+                if let Some(s) = vrrp_script(&mut cx, &key, node) {
+                    config.vrrp_script.insert(name(), s);
+                }
+            }
+            "vrrp_instance" => {
+                let key = format!("vrrp_instance.{}", name());
+                if let Some(i) = vrrp_instance(&mut cx, &key, node) {
+                    config.vrrp_instance.insert(name(), i);
+                }
+            }
+            "vrrp_sync_group" => {
+                let key = format!("vrrp_sync_group.{}", name());
+                config
+                    .vrrp_sync_group
+                    .insert(name(), sync_group(&mut cx, &key, node));
+            }
+            "virtual_server_group" => {
+                let key = format!("virtual_server_group.{}", name());
+                let g = import_lvs::group(&mut cx, &key, node);
+                config.virtual_server_group.insert(name(), g);
+            }
+            "virtual_server" => {
+                let key = format!("virtual_server[{}]", config.virtual_server.len());
+                let vs = import_lvs::virtual_server(&mut cx, &key, node);
+                config.virtual_server.push(vs);
+            }
+            _ => cx.unknown("", node, &TOP),
+        }
+    }
+    // keepalived.conf does not say where an XDP program attaches; the VRRP interfaces are
+    // where the VIPs live, so they are where their traffic arrives.
+    for i in config.vrrp_instance.values() {
+        if !config.xdp.interfaces.contains(&i.interface) {
+            config.xdp.interfaces.push(i.interface.clone());
+        }
+    }
+    if cx.errors.is_empty() {
+        Ok(Imported {
+            config,
+            warnings: cx.warnings,
+            locations: cx.locations,
+        })
+    } else {
+        Err(Diagnostics(cx.errors))
+    }
+}
+
+const TOP: [&str; 6] = [
+    "global_defs",
+    "vrrp_script",
+    "vrrp_instance",
+    "vrrp_sync_group",
+    "virtual_server_group",
+    "virtual_server",
+];
+
+/// What the mapping has found so far.
+#[derive(Default)]
+pub(crate) struct Cx {
+    pub errors: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
+    pub locations: KeyLocations,
+}
+
+impl Cx {
+    /// Remembers that `key` was written at `node`.
+    pub fn at(&mut self, key: &str, node: &Node) {
+        self.locations
+            .keys
+            .entry(key.to_owned())
+            .or_insert_with(|| node.location());
+    }
+
+    pub fn error(&mut self, key: &str, node: &Node, found: String, expected: &str) {
+        self.at(key, node);
+        self.errors.push(Diagnostic {
+            location: node.location(),
+            key: key.to_owned(),
+            found,
+            expected: expected.to_owned(),
+        });
+    }
+
+    /// A keyword keepalived may accept that we do not implement.
+    pub fn unknown(&mut self, prefix: &str, node: &Node, known: &[&str]) {
+        let key = if prefix.is_empty() {
+            node.keyword.clone()
+        } else {
+            format!("{prefix}.{}", node.keyword)
+        };
+        let expected = did_you_mean(&node.keyword, known.iter().copied())
+            .map(|k| format!("did you mean {k}?"))
+            .unwrap_or_default();
+        self.warnings.push(Diagnostic {
+            location: node.location(),
+            key,
+            found: format!("`{}` is not implemented; ignored", node.keyword),
+            expected,
+        });
+    }
+
+    /// The single argument of `node`, parsed.
+    pub fn arg<T: FromStr>(&mut self, key: &str, node: &Node, expected: &str) -> Option<T> {
+        self.at(key, node);
+        match node.args.as_slice() {
+            [one] => {
+                if let Ok(v) = one.parse() {
+                    return Some(v);
+                }
+                self.error(key, node, format!("{one:?}"), expected);
+            }
+            args => self.error(key, node, format!("{} arguments", args.len()), expected),
+        }
+        None
+    }
+
+    /// The arguments as one string (a script's command line).
+    pub fn text(&mut self, key: &str, node: &Node) -> Option<String> {
+        self.at(key, node);
+        if node.args.is_empty() {
+            self.error(key, node, "no value".into(), "a value");
+            return None;
+        }
+        Some(node.args.join(" "))
+    }
+
+    /// A flag: present alone, or with keepalived's `<BOOL>`.
+    pub fn flag(&mut self, key: &str, node: &Node) -> bool {
+        self.at(key, node);
+        match node.args.first().map(|a| a.to_ascii_lowercase()).as_deref() {
+            None | Some("on" | "true" | "yes") => true,
+            Some("off" | "false" | "no") => false,
+            Some(other) => {
+                let other = other.to_owned();
+                self.error(
+                    key,
+                    node,
+                    format!("{other:?}"),
+                    "nothing, or on|off|true|false|yes|no",
+                );
+                false
+            }
+        }
+    }
+
+    /// The lines of a `{ }` block, each a keyword and its arguments.
+    pub fn lines(&mut self, key: &str, node: &Node) -> Vec<String> {
+        self.at(key, node);
+        node.children
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                self.at(&format!("{key}[{i}]"), c);
+                std::iter::once(c.keyword.as_str())
+                    .chain(c.args.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+
+    /// `key` must be present.
+    pub fn required<T>(
+        &mut self,
+        key: &str,
+        node: &Node,
+        value: Option<T>,
+        field: &str,
+    ) -> Option<T> {
+        if value.is_none() {
+            self.error(
+                &format!("{key}.{field}"),
+                node,
+                format!("no {field}"),
+                &format!("{field} in this block"),
+            );
+        }
+        value
+    }
+}
+
+const GLOBAL: [&str; 15] = [
+    "router_id",
+    "vrrp_mcast_group4",
+    "vrrp_mcast_group6",
+    "script_user",
+    "enable_script_security",
+    "vrrp_version",
+    "vrrp_garp_master_delay",
+    "vrrp_garp_master_repeat",
+    "vrrp_garp_master_refresh",
+    "vrrp_garp_master_refresh_repeat",
+    "vrrp_garp_lower_prio_delay",
+    "vrrp_garp_lower_prio_repeat",
+    "vrrp_strict",
+    "vrrp_check_unicast_src",
+    "vrrp_skip_check_adv_addr",
+];
+
+fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
+    let g = &mut config.global_defs;
+    for c in &node.children {
+        let key = format!("global_defs.{}", c.keyword);
+        let secs = "whole seconds";
+        match c.keyword.as_str() {
+            "router_id" => g.router_id = cx.text(&key, c),
+            "vrrp_mcast_group4" => {
+                g.vrrp_mcast_group4 = cx
+                    .arg(&key, c, "an IPv4 multicast address")
+                    .unwrap_or(g.vrrp_mcast_group4);
+            }
+            "vrrp_mcast_group6" => {
+                g.vrrp_mcast_group6 = cx
+                    .arg(&key, c, "an IPv6 multicast address")
+                    .unwrap_or(g.vrrp_mcast_group6);
+            }
+            "script_user" => g.script_user = cx.text(&key, c),
+            "enable_script_security" => g.enable_script_security = cx.flag(&key, c),
+            "vrrp_version" => g.vrrp_version = cx.arg(&key, c, "2 or 3").unwrap_or(g.vrrp_version),
+            "vrrp_garp_master_delay" => {
+                g.vrrp_garp_master_delay =
+                    cx.arg(&key, c, secs).unwrap_or(g.vrrp_garp_master_delay);
+            }
+            "vrrp_garp_master_repeat" => {
+                g.vrrp_garp_master_repeat = cx
+                    .arg(&key, c, "a count")
+                    .unwrap_or(g.vrrp_garp_master_repeat);
+            }
+            "vrrp_garp_master_refresh" => {
+                g.vrrp_garp_master_refresh = cx.arg(&key, c, secs).unwrap_or(0);
+            }
+            "vrrp_garp_master_refresh_repeat" => {
+                g.vrrp_garp_master_refresh_repeat = cx.arg(&key, c, "a count").unwrap_or(1);
+            }
+            "vrrp_garp_lower_prio_delay" => g.vrrp_garp_lower_prio_delay = cx.arg(&key, c, secs),
+            "vrrp_garp_lower_prio_repeat" => {
+                g.vrrp_garp_lower_prio_repeat = cx.arg(&key, c, "a count");
+            }
+            "vrrp_strict" => g.vrrp_strict = cx.flag(&key, c),
+            "vrrp_check_unicast_src" => g.vrrp_check_unicast_src = cx.flag(&key, c),
+            "vrrp_skip_check_adv_addr" => g.vrrp_skip_check_adv_addr = cx.flag(&key, c),
+            _ => cx.unknown("global_defs", c, &GLOBAL),
+        }
+    }
+}
+
+const SCRIPT: [&str; 8] = [
+    "script",
+    "interval",
+    "timeout",
+    "weight",
+    "rise",
+    "fall",
+    "user",
+    "init_fail",
+];
+
+fn vrrp_script(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpScript> {
+    cx.at(key, node);
+    let mut script = None;
+    let mut s = VrrpScript {
+        script: String::new(),
+        interval: 1.0,
+        timeout: None,
+        weight: 0,
+        rise: 1,
+        fall: 1,
+        user: None,
+        init_fail: false,
+    };
+    for c in &node.children {
+        let k = format!("{key}.{}", c.keyword);
+        match c.keyword.as_str() {
+            "script" => script = cx.text(&k, c),
+            "interval" => s.interval = cx.arg(&k, c, "seconds").unwrap_or(s.interval),
+            "timeout" => s.timeout = cx.arg(&k, c, "seconds"),
+            // keepalived's `weight N [reverse]`: only the number is ours.
+            "weight" => {
+                cx.at(&k, c);
+                match c.args.first().map(|w| w.parse()) {
+                    Some(Ok(w)) => s.weight = w,
+                    _ => cx.error(&k, c, format!("{:?}", c.args.join(" ")), "-253 to 253"),
+                }
+                if c.args.len() > 1 {
+                    cx.unknown(key, c, &[]);
+                }
+            }
+            "rise" => s.rise = cx.arg(&k, c, "a count").unwrap_or(1),
+            "fall" => s.fall = cx.arg(&k, c, "a count").unwrap_or(1),
+            "user" => s.user = cx.text(&k, c),
+            "init_fail" => s.init_fail = cx.flag(&k, c),
+            _ => cx.unknown(key, c, &SCRIPT),
+        }
+    }
+    s.script = cx.required(key, node, script, "script")?;
+    Some(s)
+}
+
+const INSTANCE: [&str; 26] = [
+    "state",
+    "interface",
+    "virtual_router_id",
+    "priority",
+    "advert_int",
+    "version",
+    "nopreempt",
+    "preempt",
+    "preempt_delay",
+    "accept",
+    "no_accept",
+    "authentication",
+    "unicast_src_ip",
+    "mcast_src_ip",
+    "unicast_peer",
+    "virtual_ipaddress",
+    "track_interface",
+    "track_script",
+    "garp_master_delay",
+    "garp_master_repeat",
+    "garp_master_refresh",
+    "notify_master",
+    "notify_backup",
+    "notify_fault",
+    "notify_stop",
+    "notify",
+];
+
+fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
+    cx.at(key, node);
+    let (mut interface, mut vrid) = (None, None);
+    let mut i = VrrpInstance {
+        state: None,
+        interface: String::new(),
+        virtual_router_id: 0,
+        priority: 100,
+        advert_int: 1.0,
+        version: None,
+        nopreempt: false,
+        preempt_delay: 0.0,
+        accept: None,
+        authentication: None,
+        unicast_src_ip: None,
+        unicast_peer: Vec::new(),
+        virtual_ipaddress: Vec::new(),
+        track_interface: Vec::new(),
+        track_script: Vec::new(),
+        garp_master_delay: None,
+        garp_master_repeat: None,
+        garp_master_refresh: None,
+        notify_master: None,
+        notify_backup: None,
+        notify_fault: None,
+        notify_stop: None,
+        notify: None,
+    };
+    for c in &node.children {
+        let k = format!("{key}.{}", c.keyword);
+        match c.keyword.as_str() {
+            "state" => i.state = cx.arg(&k, c, "MASTER or BACKUP"),
+            "interface" => interface = cx.arg::<String>(&k, c, "an interface name"),
+            "virtual_router_id" => vrid = cx.arg(&k, c, "1 to 255"),
+            "priority" => i.priority = cx.arg(&k, c, "1 to 255").unwrap_or(i.priority),
+            "advert_int" => i.advert_int = cx.arg(&k, c, "seconds").unwrap_or(i.advert_int),
+            "version" => i.version = cx.arg(&k, c, "2 or 3"),
+            "nopreempt" => i.nopreempt = cx.flag(&k, c),
+            "preempt" => i.nopreempt = !cx.flag(&format!("{key}.nopreempt"), c),
+            "preempt_delay" => i.preempt_delay = cx.arg(&k, c, "seconds").unwrap_or(0.0),
+            "accept" => i.accept = Some(cx.flag(&k, c)),
+            "no_accept" => i.accept = Some(!cx.flag(&format!("{key}.accept"), c)),
+            "authentication" => i.authentication = authentication(cx, &k, c),
+            "unicast_src_ip" | "mcast_src_ip" => {
+                i.unicast_src_ip = cx.arg(&format!("{key}.unicast_src_ip"), c, "an address");
+            }
+            "unicast_peer" => {
+                for (n, line) in cx.lines(&k, c).iter().enumerate() {
+                    // keepalived allows `ADDR min_ttl N max_ttl N` per peer; the address is ours.
+                    let addr = line.split_whitespace().next().unwrap_or_default();
+                    if let Ok(a) = addr.parse() {
+                        i.unicast_peer.push(a);
+                    } else {
+                        let child = c.children.get(n).unwrap_or(c);
+                        cx.error(
+                            &format!("{k}[{n}]"),
+                            child,
+                            format!("{line:?}"),
+                            "an address",
+                        );
+                    }
+                }
+            }
+            "virtual_ipaddress" => i.virtual_ipaddress = cx.lines(&k, c),
+            "track_interface" => {
+                i.track_interface = cx
+                    .lines(&k, c)
+                    .into_iter()
+                    .map(|l| first_word(&l))
+                    .collect();
+            }
+            "track_script" => {
+                i.track_script = cx
+                    .lines(&k, c)
+                    .into_iter()
+                    .map(|l| first_word(&l))
+                    .collect();
+            }
+            "garp_master_delay" => i.garp_master_delay = cx.arg(&k, c, "whole seconds"),
+            "garp_master_repeat" => i.garp_master_repeat = cx.arg(&k, c, "a count"),
+            "garp_master_refresh" => i.garp_master_refresh = cx.arg(&k, c, "whole seconds"),
+            "notify_master" => i.notify_master = cx.text(&k, c),
+            "notify_backup" => i.notify_backup = cx.text(&k, c),
+            "notify_fault" => i.notify_fault = cx.text(&k, c),
+            "notify_stop" => i.notify_stop = cx.text(&k, c),
+            "notify" => i.notify = cx.text(&k, c),
+            _ => cx.unknown(key, c, &INSTANCE),
+        }
+    }
+    i.interface = cx.required(key, node, interface, "interface")?;
+    i.virtual_router_id = cx.required(key, node, vrid, "virtual_router_id")?;
+    Some(i)
+}
+
+/// The first word of a block line (`track_script { chk weight 10 }`: the name).
+fn first_word(line: &str) -> String {
+    line.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn authentication(cx: &mut Cx, key: &str, node: &Node) -> Option<Authentication> {
+    cx.at(key, node);
+    let (mut auth_type, mut auth_pass) = (None, None);
+    for c in &node.children {
+        let k = format!("{key}.{}", c.keyword);
+        match c.keyword.as_str() {
+            "auth_type" => auth_type = cx.arg(&k, c, "PASS"),
+            "auth_pass" => auth_pass = cx.text(&k, c),
+            _ => cx.unknown(key, c, &["auth_type", "auth_pass"]),
+        }
+    }
+    Some(Authentication {
+        auth_type: cx.required(key, node, auth_type, "auth_type")?,
+        auth_pass: cx.required(key, node, auth_pass, "auth_pass")?,
+    })
+}
+
+fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
+    cx.at(key, node);
+    let mut g = SyncGroup {
+        group: Vec::new(),
+        notify_master: None,
+        notify_backup: None,
+        notify_fault: None,
+        notify_stop: None,
+        notify: None,
+    };
+    for c in &node.children {
+        let k = format!("{key}.{}", c.keyword);
+        match c.keyword.as_str() {
+            "group" => {
+                g.group = cx
+                    .lines(&k, c)
+                    .into_iter()
+                    .map(|l| first_word(&l))
+                    .collect();
+            }
+            "notify_master" => g.notify_master = cx.text(&k, c),
+            "notify_backup" => g.notify_backup = cx.text(&k, c),
+            "notify_fault" => g.notify_fault = cx.text(&k, c),
+            "notify_stop" => g.notify_stop = cx.text(&k, c),
+            "notify" => g.notify = cx.text(&k, c),
+            _ => cx.unknown(
+                key,
+                c,
+                &[
+                    "group",
+                    "notify_master",
+                    "notify_backup",
+                    "notify_fault",
+                    "notify_stop",
+                    "notify",
+                ],
+            ),
+        }
+    }
+    g
+}

@@ -1,0 +1,188 @@
+//! `lb.toml` as serde reads and writes it. Key names are keepalived's wherever they make sense
+//! in TOML, and every default is keepalived's (`man 5 keepalived.conf`), so that a
+//! keepalived.conf converts key for key and an operator can read one beside the other.
+//! Nothing here is checked beyond its type; [`crate::config::validate`] does that.
+
+pub mod lvs;
+pub mod vrrp;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataplane::xdp::AttachMode;
+
+pub use lvs::{Checker, Endpoint, RealServer, Url, VirtualServer, VirtualServerGroup};
+pub use vrrp::{Authentication, SyncGroup, VrrpInstance, VrrpScript};
+
+/// The whole `lb.toml`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Which data plane forwards packets. Only `"xdp"` exists so far; `"ipvs"` will select the
+    /// kernel IPVS backend.
+    #[serde(default)]
+    pub dataplane: DataplaneKind,
+    /// Where and how the XDP program attaches.
+    pub xdp: XdpConfig,
+    /// keepalived's `global_defs`: node-wide settings and defaults for every VRRP instance.
+    #[serde(default)]
+    pub global_defs: GlobalDefs,
+    /// keepalived's `vrrp_script NAME { }`, by name: commands whose result `track_script`
+    /// turns into a fault or a priority change.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vrrp_script: BTreeMap<String, VrrpScript>,
+    /// keepalived's `vrrp_instance NAME { }`, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vrrp_instance: BTreeMap<String, VrrpInstance>,
+    /// keepalived's `vrrp_sync_group NAME { }`, by name: instances that change state together.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vrrp_sync_group: BTreeMap<String, SyncGroup>,
+    /// keepalived's `virtual_server_group NAME { }`, by name: VIPs that share one service
+    /// definition.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub virtual_server_group: BTreeMap<String, VirtualServerGroup>,
+    /// keepalived's `virtual_server`, one `[[virtual_server]]` each, in file order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_server: Vec<VirtualServer>,
+}
+
+/// The forwarding engine.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DataplaneKind {
+    /// The balancer's own XDP program.
+    #[default]
+    Xdp,
+}
+
+/// `[xdp]`: the interfaces the XDP program attaches to.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct XdpConfig {
+    /// Interface names, e.g. `["eth0", "eth1"]`. At least one.
+    pub interfaces: Vec<String>,
+    /// `"auto"` (driver mode where the driver supports it, generic otherwise), `"driver"` or
+    /// `"generic"`. Default `"auto"`.
+    #[serde(default)]
+    pub mode: AttachMode,
+}
+
+/// `[global_defs]`, keepalived's keywords and defaults.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each is an independent keepalived keyword"
+)]
+pub struct GlobalDefs {
+    /// `router_id`: this node's name in notifications; keepalived defaults to the host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_id: Option<String>,
+    /// `vrrp_mcast_group4`: where IPv4 adverts go. Default `224.0.0.18` (RFC 5798 §5.1.1.2).
+    #[serde(default = "default_group4")]
+    pub vrrp_mcast_group4: IpAddr,
+    /// `vrrp_mcast_group6`: where IPv6 adverts go. Default `ff02::12` (RFC 5798 §5.1.2.2).
+    #[serde(default = "default_group6")]
+    pub vrrp_mcast_group6: IpAddr,
+    /// `script_user`: who runs scripts; keepalived uses `keepalived_script` if it exists, else
+    /// root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_user: Option<String>,
+    /// `enable_script_security`: refuse scripts that a non-root user could change when they
+    /// would run as root. Default false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub enable_script_security: bool,
+    /// `vrrp_version`: the VRRP version of instances that do not say (2 or 3). Default 2.
+    #[serde(default = "default_vrrp_version")]
+    pub vrrp_version: u8,
+    /// `vrrp_garp_master_delay`: seconds before the second gratuitous ARP burst after becoming
+    /// master; 0 for none. Default 5.
+    #[serde(default = "default_garp_delay")]
+    pub vrrp_garp_master_delay: u32,
+    /// `vrrp_garp_master_repeat`: gratuitous ARPs per VIP in each burst. Default 5.
+    #[serde(default = "default_garp_repeat")]
+    pub vrrp_garp_master_repeat: u32,
+    /// `vrrp_garp_master_refresh`: seconds between refresh bursts while master; 0 for none.
+    /// Default 0.
+    #[serde(default)]
+    pub vrrp_garp_master_refresh: u32,
+    /// `vrrp_garp_master_refresh_repeat`: gratuitous ARPs per VIP in each refresh. Default 1.
+    #[serde(default = "one")]
+    pub vrrp_garp_master_refresh_repeat: u32,
+    /// `vrrp_garp_lower_prio_delay`: seconds before the second burst after hearing a lower
+    /// priority advert. Default: `vrrp_garp_master_delay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_garp_lower_prio_delay: Option<u32>,
+    /// `vrrp_garp_lower_prio_repeat`: gratuitous ARPs per VIP after hearing a lower priority
+    /// advert. Default: `vrrp_garp_master_repeat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_garp_lower_prio_repeat: Option<u32>,
+    /// `vrrp_strict`: RFC behaviour only (no authentication, no unicast, `no_accept`,
+    /// VRRPv3 timing). Default false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub vrrp_strict: bool,
+    /// `vrrp_check_unicast_src`: every unicast instance drops adverts from addresses that are
+    /// not its peers. Default false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub vrrp_check_unicast_src: bool,
+    /// `vrrp_skip_check_adv_addr`: accept adverts whose address list differs from ours.
+    /// Default false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub vrrp_skip_check_adv_addr: bool,
+}
+
+impl Default for GlobalDefs {
+    fn default() -> Self {
+        Self {
+            router_id: None,
+            vrrp_mcast_group4: default_group4(),
+            vrrp_mcast_group6: default_group6(),
+            script_user: None,
+            enable_script_security: false,
+            vrrp_version: default_vrrp_version(),
+            vrrp_garp_master_delay: default_garp_delay(),
+            vrrp_garp_master_repeat: default_garp_repeat(),
+            vrrp_garp_master_refresh: 0,
+            vrrp_garp_master_refresh_repeat: 1,
+            vrrp_garp_lower_prio_delay: None,
+            vrrp_garp_lower_prio_repeat: None,
+            vrrp_strict: false,
+            vrrp_check_unicast_src: false,
+            vrrp_skip_check_adv_addr: false,
+        }
+    }
+}
+
+fn default_group4() -> IpAddr {
+    IpAddr::from([224, 0, 0, 18])
+}
+
+fn default_group6() -> IpAddr {
+    IpAddr::from([0xff02, 0, 0, 0, 0, 0, 0, 0x12])
+}
+
+const fn default_vrrp_version() -> u8 {
+    2
+}
+
+const fn default_garp_delay() -> u32 {
+    5
+}
+
+const fn default_garp_repeat() -> u32 {
+    5
+}
+
+pub(crate) const fn one() -> u32 {
+    1
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+pub(crate) const fn is_false(b: &bool) -> bool {
+    !*b
+}

@@ -1,0 +1,152 @@
+//! `[vrrp_script.NAME]`, `[vrrp_instance.NAME]` and `[vrrp_sync_group.NAME]`.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::schema::{is_false, one};
+
+/// keepalived's `vrrp_script`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpScript {
+    /// `script`: the command line, run without a shell.
+    pub script: String,
+    /// `interval`: seconds between runs. Default 1.
+    #[serde(default = "one_second")]
+    pub interval: f64,
+    /// `timeout`: seconds before a run counts as failed. Default: `interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<f64>,
+    /// `weight`: -253..=253 added to the priority while the script succeeds (positive) or
+    /// fails (negative); 0 puts the instance in FAULT on failure. Default 0.
+    #[serde(default)]
+    pub weight: i32,
+    /// `rise`: successes in a row before the script counts as up. Default 1.
+    #[serde(default = "one")]
+    pub rise: u32,
+    /// `fall`: failures in a row before the script counts as down. Default 1.
+    #[serde(default = "one")]
+    pub fall: u32,
+    /// `user`: who runs it; default `global_defs.script_user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `init_fail`: start in the failed state. Default false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub init_fail: bool,
+}
+
+const fn one_second() -> f64 {
+    1.0
+}
+
+/// keepalived's `vrrp_instance`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpInstance {
+    /// `state`: `"MASTER"` or `"BACKUP"`; default `MASTER` at priority 255, else `BACKUP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// `interface`: where adverts go and the VIPs are added.
+    pub interface: String,
+    /// `virtual_router_id`: 1..=255, unique per interface and family.
+    pub virtual_router_id: i64,
+    /// `priority`: 1..=255; 255 only for the address owner. Default 100.
+    #[serde(default = "default_priority")]
+    pub priority: i64,
+    /// `advert_int`: seconds between adverts (VRRPv3: hundredths allowed). Default 1.
+    #[serde(default = "one_second")]
+    pub advert_int: f64,
+    /// `version`: 2 or 3; default `global_defs.vrrp_version` (always 3 for IPv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u8>,
+    /// `nopreempt`: a backup never takes over from a live lower-priority master.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nopreempt: bool,
+    /// `preempt_delay`: seconds a backup waits before preempting. Default 0.
+    #[serde(default)]
+    pub preempt_delay: f64,
+    /// `accept` (true) or `no_accept` (false): whether the master accepts packets for the VIPs
+    /// it does not own. Default true, false under `vrrp_strict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept: Option<bool>,
+    /// `authentication { auth_type PASS auth_pass ... }` (VRRPv2 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<Authentication>,
+    /// `unicast_src_ip` (or `mcast_src_ip`): the source of our adverts; default the
+    /// interface's primary address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unicast_src_ip: Option<IpAddr>,
+    /// `unicast_peer { }`: send adverts to these addresses instead of multicast.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unicast_peer: Vec<IpAddr>,
+    /// `virtual_ipaddress { }`: lines as keepalived writes them, `ADDR[/PREFIX] [dev IFNAME]`.
+    pub virtual_ipaddress: Vec<String>,
+    /// `track_interface { }`: interfaces whose failure puts the instance in FAULT.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_interface: Vec<String>,
+    /// `track_script { }`: names of `vrrp_script`s this instance follows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_script: Vec<String>,
+    /// `garp_master_delay`; default `global_defs.vrrp_garp_master_delay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garp_master_delay: Option<u32>,
+    /// `garp_master_repeat`; default `global_defs.vrrp_garp_master_repeat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garp_master_repeat: Option<u32>,
+    /// `garp_master_refresh`; default `global_defs.vrrp_garp_master_refresh`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garp_master_refresh: Option<u32>,
+    /// `notify_master`: run on becoming master.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_master: Option<String>,
+    /// `notify_backup`: run on becoming backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_backup: Option<String>,
+    /// `notify_fault`: run on entering FAULT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_fault: Option<String>,
+    /// `notify_stop`: run when the instance stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_stop: Option<String>,
+    /// `notify`: run on every change with `INSTANCE NAME STATE PRIORITY` appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
+}
+
+const fn default_priority() -> i64 {
+    100
+}
+
+/// `authentication { }`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Authentication {
+    /// `auth_type`: `"PASS"` (`"AH"` is not supported: RFC 5798 removed it).
+    pub auth_type: String,
+    /// `auth_pass`: up to 8 characters are sent.
+    pub auth_pass: String,
+}
+
+/// keepalived's `vrrp_sync_group`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncGroup {
+    /// `group { }`: the `vrrp_instance` names that change state together.
+    pub group: Vec<String>,
+    /// `notify_master`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_master: Option<String>,
+    /// `notify_backup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_backup: Option<String>,
+    /// `notify_fault`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_fault: Option<String>,
+    /// `notify_stop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_stop: Option<String>,
+    /// `notify`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
+}

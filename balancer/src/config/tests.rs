@@ -1,0 +1,244 @@
+use std::path::Path;
+
+use super::*;
+use crate::dataplane::xdp::AttachMode;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("lb.toml"), text)
+}
+
+#[test]
+fn minimal_config_takes_defaults() {
+    let c = parse("[xdp]\ninterfaces = [\"eth0\"]\n").unwrap();
+    assert_eq!(c.dataplane, DataplaneKind::Xdp);
+    assert_eq!(c.xdp.interfaces, ["eth0"]);
+    assert_eq!(c.xdp.mode, AttachMode::Auto);
+}
+
+#[test]
+fn mode_is_read() {
+    let c = parse("[xdp]\ninterfaces = [\"a\", \"b\"]\nmode = \"generic\"\n").unwrap();
+    assert_eq!(c.xdp.mode, AttachMode::Generic);
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let err = parse("[xdp]\ninterfaces = [\"eth0\"]\nmod = \"driver\"\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("lb.toml:3:1: "), "{msg}");
+    assert!(msg.contains("unknown field `mod`"), "{msg}");
+    assert!(msg.contains("mode"), "valid keys should be listed: {msg}");
+}
+
+#[test]
+fn bad_mode_lists_valid_values() {
+    let err = parse("[xdp]\ninterfaces = [\"eth0\"]\nmode = \"native\"\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("lb.toml:3:8: "), "{msg}");
+    assert!(
+        msg.contains("auto") && msg.contains("driver") && msg.contains("generic"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn empty_interface_list_is_rejected() {
+    let err = parse("[xdp]\ninterfaces = []\n").unwrap_err();
+    assert!(err.to_string().contains("xdp.interfaces"), "{err}");
+}
+
+/// keepalived.conf(5)'s examples for the features we map, in one file.
+const KEEPALIVED: &str = r#"! Configuration File for keepalived
+global_defs {
+   notification_email {
+     acassen@firewall.loc
+   }
+   router_id LVS_DEVEL
+   vrrp_garp_master_delay 10
+}
+vrrp_script chk_http {
+    script "/usr/bin/curl -fs http://localhost/"
+    interval 2
+    weight -20
+    fall 2
+}
+vrrp_sync_group VG_1 {
+    group {
+        VI_1
+    }
+}
+vrrp_instance VI_1
+{
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 1
+    authentication {
+        auth_type PASS
+        auth_pass 1111
+    }
+    virtual_ipaddress {
+        192.168.200.16/24 dev eth0
+        192.168.200.17
+    }
+    track_script {
+        chk_http
+    }
+    smtp_alert
+}
+virtual_server_group WEB {
+    192.168.201.1-3 80
+}
+virtual_server 192.168.200.100 443 {
+    delay_loop 6
+    lb_algo rr
+    lb_kind NAT
+    persistence_timeout 50
+    persistence_granularity 255.255.255.0
+    protocol TCP
+    sorry_server 192.168.200.200 1358
+    real_server 192.168.201.100 443 {
+        weight 1
+        SSL_GET {
+            url {
+              path /
+              digest ff20ad2481f97b1754ef3e12ecd3a9cc
+            }
+            connect_timeout 3
+            retry 3
+            delay_before_retry 3
+        }
+    }
+}
+virtual_server group WEB {
+    lb_algo wrr
+    lb_kind DR
+    real_server 192.168.201.100 80 {
+        weight 3
+        TCP_CHECK {
+            connect_timeout 3
+        }
+    }
+    real_server 192.168.201.101 {
+        MISC_CHECK {
+            misc_path "/usr/local/bin/check 192.168.201.101"
+        }
+    }
+}
+"#;
+
+fn from_keepalived_text(text: &str) -> Result<Loaded, ConfigError> {
+    let tree = keepalived::parse(Path::new("keepalived.conf"), text)?;
+    from_keepalived(Path::new("keepalived.conf"), &tree)
+}
+
+#[test]
+fn keepalived_examples_convert_to_the_model() {
+    use crate::model::{Method, Persistence, Protocol, Scheduler};
+
+    let loaded = from_keepalived_text(KEEPALIVED).unwrap();
+    let m = &loaded.validated.model;
+    assert_eq!(m.vrrp.len(), 1);
+    let vi = &m.vrrp[0];
+    assert_eq!((vi.spec.config.vrid, vi.spec.config.priority), (51, 150));
+    assert_eq!(vi.spec.vips.len(), 2);
+    assert_eq!(vi.spec.vips[1].prefix, 32);
+    assert!(vi.spec.config.auth.is_some());
+    assert_eq!(vi.spec.config.garp.master_delay.as_secs(), 10);
+    assert_eq!(vi.sync_group.as_deref(), Some("VG_1"));
+    assert_eq!(vi.track_scripts, ["chk_http"]);
+    assert_eq!(loaded.config.xdp.interfaces, ["eth0"]);
+
+    assert_eq!(m.services.len(), 2);
+    let https = &m.services[0];
+    assert_eq!(
+        (https.port, https.protocol, https.scheduler),
+        (443, Protocol::Tcp, Scheduler::Rr)
+    );
+    assert_eq!(
+        https.persistence,
+        Some(Persistence {
+            timeout_s: 50,
+            prefix: 24
+        })
+    );
+    assert_eq!(https.reals[0].method, Method::Nat);
+    assert_eq!(https.sorry_server.as_ref().map(|s| s.port), Some(1358));
+    let web = &m.services[1];
+    assert_eq!(
+        (web.vips.len(), web.port, web.scheduler),
+        (3, 80, Scheduler::Wrr)
+    );
+    assert_eq!(web.reals[0].weight, 3);
+    assert_eq!(
+        web.reals[1].port, 80,
+        "a real without port takes the virtual port"
+    );
+    assert_eq!(web.reals[1].method, Method::Dr);
+
+    // Unimplemented keywords are warned with file, line and keyword, never dropped silently.
+    let warnings: Vec<String> = loaded
+        .validated
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("keepalived.conf:3:4: global_defs.notification_email")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("keepalived.conf:38:5: vrrp_instance.VI_1.smtp_alert")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn round_trip_through_lb_toml_gives_the_same_model() {
+    let direct = from_keepalived_text(KEEPALIVED).unwrap();
+    let text = direct.config.to_toml().unwrap();
+    let via_toml = Config::load_text(Path::new("lb.toml"), &text).unwrap();
+    assert_eq!(via_toml.config, direct.config);
+    assert_eq!(via_toml.validated.model, direct.validated.model);
+}
+
+#[test]
+fn keepalived_errors_name_the_keepalived_line() {
+    let text = "vrrp_instance A {\n interface eth0\n virtual_router_id 300\n virtual_ipaddress {\n  198.18.0.1\n }\n}\n\
+                vrrp_instance B {\n interface eth0\n virtual_router_id x\n}\n";
+    let err = from_keepalived_text(text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("keepalived.conf:10:2: vrrp_instance.B.virtual_router_id: \"x\""),
+        "{err}"
+    );
+    let text = "vrrp_instance A {\n interface eth0\n virtual_router_id 300\n virtual_ipaddress {\n  198.18.0.1\n }\n}\n";
+    let err = from_keepalived_text(text).unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "keepalived.conf:3:2: vrrp_instance.A.virtual_router_id: 300; expected 1 to 255"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn format_is_detected_by_extension_then_content() {
+    assert_eq!(
+        detect(Path::new("a.toml"), "vrrp_instance x {"),
+        Origin::LbToml
+    );
+    assert_eq!(detect(Path::new("keepalived.conf"), ""), Origin::Keepalived);
+    assert_eq!(
+        detect(Path::new("cfg"), "vrrp_instance VI_1 {\n}"),
+        Origin::Keepalived
+    );
+    assert_eq!(
+        detect(Path::new("cfg"), "[xdp]\ninterfaces = []"),
+        Origin::LbToml
+    );
+}

@@ -1,0 +1,408 @@
+//! `virtual_server_group` and `virtual_server` rules, and the data plane's services.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::config::address::{group_line, netmask_prefix};
+use crate::config::schema::{Checker, Config, RealServer, VirtualServer};
+use crate::config::validate::Report;
+use crate::model::{Method, Persistence, Protocol, RealServer as Real, Scheduler, VirtualService};
+
+/// keepalived's `persistence_timeout` when only a granularity is given.
+pub const DEFAULT_PERSISTENCE_S: u32 = 360;
+/// ipvsadm(8): "valid values of weight are 0 through to 65535".
+const MAX_WEIGHT: i64 = 65_535;
+
+const SCHEDULERS: [&str; 9] = ["rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "mh"];
+/// IPVS schedulers keepalived accepts that the XDP data plane does not implement.
+const UNSUPPORTED_SCHEDULERS: [&str; 5] = ["lblc", "lblcr", "fo", "ovf", "twos"];
+
+pub(super) fn services(config: &Config, report: &mut Report<'_>) -> Vec<VirtualService> {
+    let groups = groups(config, report);
+    let mut out = Vec::new();
+    for (i, vs) in config.virtual_server.iter().enumerate() {
+        let key = format!("virtual_server[{i}]");
+        out.extend(service(&groups, &key, vs, report));
+    }
+    out
+}
+
+/// Each group's addresses, by port.
+fn groups(
+    config: &Config,
+    report: &mut Report<'_>,
+) -> BTreeMap<String, BTreeMap<u16, Vec<IpAddr>>> {
+    let mut out = BTreeMap::new();
+    for (name, group) in &config.virtual_server_group {
+        let mut by_port: BTreeMap<u16, Vec<IpAddr>> = BTreeMap::new();
+        for (i, line) in group.address.iter().enumerate() {
+            let key = format!("virtual_server_group.{name}.address[{i}]");
+            match group_line(line) {
+                Ok((addrs, port)) => by_port.entry(port).or_default().extend(addrs),
+                Err(expected) => report.error(&key, format!("{line:?}"), &expected),
+            }
+        }
+        if !group.fwmark.is_empty() {
+            report.warn(
+                &format!("virtual_server_group.{name}.fwmark"),
+                "fwmark services are not forwarded by the XDP data plane yet; ignored".into(),
+                "",
+            );
+        }
+        out.insert(name.clone(), by_port);
+    }
+    out
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "a service's rules in the order an operator reads its keys"
+)]
+fn service(
+    groups: &BTreeMap<String, BTreeMap<u16, Vec<IpAddr>>>,
+    key: &str,
+    vs: &VirtualServer,
+    report: &mut Report<'_>,
+) -> Vec<VirtualService> {
+    let before = report.errors.len();
+    let scheduler = scheduler(&format!("{key}.lb_algo"), &vs.lb_algo, report);
+    let method = method(&format!("{key}.lb_kind"), &vs.lb_kind, report);
+    let protocol = report
+        .one_of(&format!("{key}.protocol"), &vs.protocol, &["TCP", "UDP"])
+        .map(|p| {
+            if p == "TCP" {
+                Protocol::Tcp
+            } else {
+                Protocol::Udp
+            }
+        });
+    if vs.ops && protocol == Some(Protocol::Tcp) {
+        report.error(
+            &format!("{key}.ops"),
+            "ops with protocol TCP".into(),
+            "ops only with protocol UDP",
+        );
+    }
+    // VIPs by port, from whichever of ip / group / fwmark names them.
+    let mut vips: Vec<(u16, Vec<IpAddr>)> = Vec::new();
+    match (vs.ip, &vs.group, vs.fwmark) {
+        (Some(ip), None, None) => vips.push((vs.port.unwrap_or(0), vec![ip])),
+        (None, Some(group), None) => {
+            if report.reference(
+                &format!("{key}.group"),
+                group,
+                "virtual_server_group",
+                groups.keys(),
+            ) {
+                vips.extend(
+                    groups
+                        .get(group)
+                        .into_iter()
+                        .flatten()
+                        .map(|(p, a)| (*p, a.clone())),
+                );
+            }
+        }
+        (None, None, Some(_)) => report.warn(
+            &format!("{key}.fwmark"),
+            "fwmark services are not forwarded by the XDP data plane yet; ignored".into(),
+            "",
+        ),
+        _ => report.error(
+            key,
+            "not exactly one of ip, group and fwmark".into(),
+            "ip (with port), group or fwmark: one of them",
+        ),
+    }
+    let persistent = vs.persistence_timeout.is_some() || vs.persistence_granularity.is_some();
+    if vs.ip.is_some() && vs.port.unwrap_or(0) == 0 && !persistent {
+        report.error(
+            &format!("{key}.port"),
+            "no port on a service without persistence".into(),
+            "a port, or persistence_timeout for an all-port service (keepalived.conf(5))",
+        );
+    }
+    let family_v4 = vips.iter().flat_map(|(_, a)| a).next().map(IpAddr::is_ipv4);
+    let persistence = persistent.then(|| {
+        let width = if family_v4 == Some(false) { 128 } else { 32 };
+        let prefix = match vs.persistence_granularity {
+            None => Some(width),
+            Some(mask) => netmask_prefix(mask)
+                .filter(|_| Some(mask.is_ipv4()) == family_v4.or(Some(mask.is_ipv4()))),
+        };
+        if prefix.is_none() {
+            report.error(
+                &format!("{key}.persistence_granularity"),
+                format!(
+                    "{:?}",
+                    vs.persistence_granularity
+                        .map(|m| m.to_string())
+                        .unwrap_or_default()
+                ),
+                "a contiguous netmask of the service's family, e.g. 255.255.255.0",
+            );
+        }
+        Persistence {
+            timeout_s: vs.persistence_timeout.unwrap_or(DEFAULT_PERSISTENCE_S),
+            prefix: prefix.unwrap_or(width),
+        }
+    });
+    let mut reals = Vec::new();
+    for (j, rs) in vs.real_server.iter().enumerate() {
+        let rkey = format!("{key}.real_server[{j}]");
+        if let Some(r) = real(&rkey, rs, method, family_v4, report) {
+            reals.push(r);
+        }
+        checkers(&rkey, rs, report);
+    }
+    if let (Some(quorum), total) = (
+        Some(vs.quorum),
+        vs.real_server.iter().map(|r| r.weight.max(0)).sum::<i64>(),
+    ) && i64::from(quorum) > total
+        && !vs.real_server.is_empty()
+    {
+        report.warn(
+            &format!("{key}.quorum"),
+            format!("{quorum} is above the total weight {total} of the reals: the service can never be up"),
+            "",
+        );
+    }
+    let sorry = vs.sorry_server.map(|s| Real {
+        addr: s.ip,
+        port: s.port.or(vs.port).unwrap_or(0),
+        weight: 1,
+        method: method.unwrap_or(Method::Nat),
+        tunnel_source: None,
+        egress: None,
+    });
+    if report.errors.len() != before {
+        return Vec::new();
+    }
+    let (Some(scheduler), Some(protocol)) = (scheduler, protocol) else {
+        return Vec::new();
+    };
+    vips.into_iter()
+        .map(|(port, vips)| VirtualService {
+            vips,
+            port,
+            protocol,
+            scheduler,
+            ops: vs.ops,
+            hash_port: (scheduler == Scheduler::Sh && vs.sh_port)
+                || (scheduler == Scheduler::Mh && vs.mh_port),
+            persistence,
+            reals: reals
+                .iter()
+                .map(|r: &Real| Real {
+                    port: if r.port == 0 { port } else { r.port },
+                    ..r.clone()
+                })
+                .collect(),
+            sorry_server: sorry.clone().map(|s| Real {
+                port: if s.port == 0 { port } else { s.port },
+                ..s
+            }),
+        })
+        .collect()
+}
+
+fn scheduler(key: &str, name: &str, report: &mut Report<'_>) -> Option<Scheduler> {
+    if UNSUPPORTED_SCHEDULERS
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(name))
+    {
+        report.error(
+            key,
+            format!("{name:?} is an IPVS scheduler the XDP data plane does not implement"),
+            &format!("one of {}", SCHEDULERS.join(", ")),
+        );
+        return None;
+    }
+    let s = report.one_of(key, name, &SCHEDULERS)?;
+    Some(match s {
+        "rr" => Scheduler::Rr,
+        "wrr" => Scheduler::Wrr,
+        "lc" => Scheduler::Lc,
+        "wlc" => Scheduler::Wlc,
+        "sed" => Scheduler::Sed,
+        "nq" => Scheduler::Nq,
+        "sh" => Scheduler::Sh,
+        "dh" => Scheduler::Dh,
+        _ => Scheduler::Mh,
+    })
+}
+
+fn method(key: &str, name: &str, report: &mut Report<'_>) -> Option<Method> {
+    report
+        .one_of(key, name, &["DR", "NAT", "TUN"])
+        .map(|m| match m {
+            "DR" => Method::Dr,
+            "TUN" => Method::Tun,
+            _ => Method::Nat,
+        })
+}
+
+fn real(
+    key: &str,
+    rs: &RealServer,
+    vs_method: Option<Method>,
+    family_v4: Option<bool>,
+    report: &mut Report<'_>,
+) -> Option<Real> {
+    let weight = u32::try_from(rs.weight)
+        .ok()
+        .filter(|w| i64::from(*w) <= MAX_WEIGHT);
+    if weight.is_none() {
+        report.error(
+            &format!("{key}.weight"),
+            rs.weight.to_string(),
+            "0 to 65535 (0 drains)",
+        );
+    }
+    let method = match &rs.lb_kind {
+        Some(kind) => method(&format!("{key}.lb_kind"), kind, report),
+        None => vs_method,
+    };
+    if family_v4.is_some_and(|v4| v4 != rs.ip.is_ipv4()) {
+        report.error(
+            &format!("{key}.ip"),
+            format!("{} is not of the virtual server's address family", rs.ip),
+            "a real of the same family as the VIP",
+        );
+    }
+    Some(Real {
+        addr: rs.ip,
+        port: rs.port.unwrap_or(0),
+        weight: weight?,
+        method: method?,
+        tunnel_source: None,
+        egress: None,
+    })
+}
+
+/// The fields each checker kind accepts besides the common connection options.
+const KIND_FIELDS: [(&str, &[&str]); 6] = [
+    ("TCP_CHECK", &[]),
+    ("HTTP_GET", &["url", "http_protocol"]),
+    ("SSL_GET", &["url", "http_protocol", "enable_sni"]),
+    ("SMTP_CHECK", &["helo_name"]),
+    ("DNS_CHECK", &["type", "name"]),
+    (
+        "MISC_CHECK",
+        &["misc_path", "misc_timeout", "misc_dynamic", "user"],
+    ),
+];
+
+fn checkers(key: &str, rs: &RealServer, report: &mut Report<'_>) {
+    let lists: [(&str, &Vec<Checker>); 6] = [
+        ("TCP_CHECK", &rs.tcp_check),
+        ("HTTP_GET", &rs.http_get),
+        ("SSL_GET", &rs.ssl_get),
+        ("SMTP_CHECK", &rs.smtp_check),
+        ("DNS_CHECK", &rs.dns_check),
+        ("MISC_CHECK", &rs.misc_check),
+    ];
+    for ((kind, list), (_, allowed)) in lists.into_iter().zip(KIND_FIELDS) {
+        for (i, c) in list.iter().enumerate() {
+            let ckey = format!("{key}.{kind}[{i}]");
+            for field in specific_fields(c) {
+                if !allowed.contains(&field) {
+                    let owner = KIND_FIELDS
+                        .iter()
+                        .find(|(_, f)| f.contains(&field))
+                        .map_or("", |(k, _)| *k);
+                    report.error(
+                        &format!("{ckey}.{field}"),
+                        format!("{field} (a {owner} key) in a {kind}"),
+                        &format!(
+                            "the connection options or {}",
+                            if allowed.is_empty() {
+                                "nothing else".into()
+                            } else {
+                                allowed.join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+            match kind {
+                "HTTP_GET" | "SSL_GET" => {
+                    if c.url.is_empty() {
+                        report.error(
+                            &ckey,
+                            format!("a {kind} without url"),
+                            "at least one url { path = \"/...\" }",
+                        );
+                    }
+                    for (u, url) in c.url.iter().enumerate() {
+                        let ukey = format!("{ckey}.url[{u}]");
+                        if url.path.is_none() {
+                            report.error(
+                                &ukey,
+                                "a url without path".into(),
+                                "path, e.g. \"/health\"",
+                            );
+                        }
+                        for (s, code) in url.status_code.iter().enumerate() {
+                            if !status_range(code) {
+                                report.error(
+                                    &format!("{ukey}.status_code[{s}]"),
+                                    format!("{code:?}"),
+                                    "a code 100-599 or a range such as 200-299",
+                                );
+                            }
+                        }
+                    }
+                    if let Some(p) = &c.http_protocol {
+                        report.one_of(&format!("{ckey}.http_protocol"), p, &["1.0", "1.0C", "1.1"]);
+                    }
+                }
+                "MISC_CHECK" if c.misc_path.as_deref().is_none_or(|p| p.trim().is_empty()) => {
+                    report.error(
+                        &ckey,
+                        "a MISC_CHECK without misc_path".into(),
+                        "misc_path, the command to run",
+                    );
+                }
+                "DNS_CHECK" => {
+                    if let Some(t) = &c.query_type {
+                        report.one_of(
+                            &format!("{ckey}.type"),
+                            t,
+                            &["A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"],
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The kind-specific fields a checker table sets.
+fn specific_fields(c: &Checker) -> Vec<&'static str> {
+    let set = [
+        ("url", !c.url.is_empty()),
+        ("http_protocol", c.http_protocol.is_some()),
+        ("enable_sni", c.enable_sni),
+        ("helo_name", c.helo_name.is_some()),
+        ("type", c.query_type.is_some()),
+        ("name", c.name.is_some()),
+        ("misc_path", c.misc_path.is_some()),
+        ("misc_timeout", c.misc_timeout.is_some()),
+        ("misc_dynamic", c.misc_dynamic),
+        ("user", c.user.is_some()),
+    ];
+    set.into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(f, _)| f)
+        .collect()
+}
+
+fn status_range(code: &str) -> bool {
+    let ok = |s: &str| s.parse::<u16>().is_ok_and(|c| (100..=599).contains(&c));
+    match code.split_once('-') {
+        Some((a, b)) => ok(a) && ok(b) && a.parse::<u16>().ok() <= b.parse::<u16>().ok(),
+        None => ok(code),
+    }
+}

@@ -1,0 +1,150 @@
+//! From a parsed [`Config`] to the [`Model`] the daemon runs, reporting every problem at once,
+//! each with its file, line, column and key, what was found and what would be valid.
+
+mod lvs;
+
+pub use lvs::DEFAULT_PERSISTENCE_S;
+mod vrrp;
+
+use crate::config::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::config::locate::Locate;
+use crate::config::schema::Config;
+use crate::model::Model;
+
+/// Which file format the configuration came from: some rules depend on what it can say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    LbToml,
+    /// keepalived.conf has no `[xdp]`: the importer fills it from the VRRP interfaces, and
+    /// its absence is a warning rather than an error.
+    Keepalived,
+}
+
+/// A valid configuration, with the things accepted but worth a look.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub model: Model,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Checks `config` and builds its model.
+///
+/// # Errors
+/// Every problem found, in the order of the file.
+pub fn validate(
+    config: &Config,
+    locate: &dyn Locate,
+    origin: Origin,
+) -> Result<Validated, Diagnostics> {
+    let mut report = Report {
+        locate,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    if config.xdp.interfaces.is_empty() {
+        let message = (
+            "xdp.interfaces",
+            "no interface".to_owned(),
+            "at least one, e.g. [\"eth0\"]",
+        );
+        match origin {
+            Origin::LbToml => report.error(message.0, message.1, message.2),
+            Origin::Keepalived => report.warn(
+                message.0,
+                "keepalived.conf names no interface for the XDP program".into(),
+                "`balancer convert`, then list them under [xdp]",
+            ),
+        }
+    }
+    let vrrp = vrrp::instances(config, &mut report);
+    let services = lvs::services(config, &mut report);
+    let mut errors = report.errors;
+    errors.sort_by(|a, b| {
+        (&a.location.file, a.location.line, a.location.column).cmp(&(
+            &b.location.file,
+            b.location.line,
+            b.location.column,
+        ))
+    });
+    if errors.is_empty() {
+        Ok(Validated {
+            model: Model { services, vrrp },
+            warnings: report.warnings,
+        })
+    } else {
+        Err(Diagnostics(errors))
+    }
+}
+
+/// Collects problems as the rules find them.
+pub(crate) struct Report<'a> {
+    locate: &'a dyn Locate,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+impl Report<'_> {
+    fn diagnostic(&self, key: &str, found: String, expected: &str) -> Diagnostic {
+        Diagnostic {
+            location: self.locate.locate(key),
+            key: key.to_owned(),
+            found,
+            expected: expected.to_owned(),
+        }
+    }
+
+    pub(crate) fn error(&mut self, key: &str, found: String, expected: &str) {
+        let d = self.diagnostic(key, found, expected);
+        self.errors.push(d);
+    }
+
+    pub(crate) fn warn(&mut self, key: &str, found: String, expected: &str) {
+        let d = self.diagnostic(key, found, expected);
+        self.warnings.push(d);
+    }
+
+    /// `value` must be one of `valid`; an error suggests the nearest.
+    pub(crate) fn one_of<'v>(
+        &mut self,
+        key: &str,
+        value: &str,
+        valid: &[&'v str],
+    ) -> Option<&'v str> {
+        if let Some(v) = valid.iter().find(|v| v.eq_ignore_ascii_case(value)) {
+            return Some(v);
+        }
+        let mut expected = valid.join(", ");
+        if let Some(near) = did_you_mean(value, valid.iter().copied()) {
+            expected = format!("one of {expected} (did you mean {near}?)");
+        } else {
+            expected = format!("one of {expected}");
+        }
+        self.error(key, format!("{value:?}"), &expected);
+        None
+    }
+
+    /// A reference to a name defined elsewhere (`track_script`, sync group members).
+    pub(crate) fn reference<'n>(
+        &mut self,
+        key: &str,
+        name: &str,
+        section: &str,
+        defined: impl Iterator<Item = &'n String> + Clone,
+    ) -> bool {
+        if defined.clone().any(|d| d == name) {
+            return true;
+        }
+        let near = did_you_mean(name, defined.clone().map(String::as_str));
+        let names: Vec<&str> = defined.map(String::as_str).collect();
+        let expected = match (near, names.is_empty()) {
+            (Some(n), _) => format!("a {section} name (did you mean {n}?)"),
+            (None, true) => format!("a {section} name; none is defined"),
+            (None, false) => format!("a {section} name: {}", names.join(", ")),
+        };
+        self.error(key, format!("{name:?} names no {section}"), &expected);
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! Each rule names the right line and key.
+
+use std::path::Path;
+
+use crate::config::{Config, ConfigError};
+
+const HEAD: &str = "[xdp]\ninterfaces = [\"eth0\"]\n";
+
+fn errors(body: &str) -> Vec<String> {
+    match Config::load_text(Path::new("lb.toml"), &format!("{HEAD}{body}")) {
+        Err(ConfigError::Invalid { diagnostics }) => {
+            diagnostics.0.iter().map(ToString::to_string).collect()
+        }
+        other => panic!("expected validation errors, got {other:?}"),
+    }
+}
+
+fn instance(name: &str, extra: &str) -> String {
+    format!(
+        "[vrrp_instance.{name}]\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_ipaddress = [\"198.18.0.10/24\"]\n{extra}"
+    )
+}
+
+#[test]
+fn vrid_out_of_range() {
+    let e = errors(
+        "[vrrp_instance.A]\ninterface = \"eth0\"\nvirtual_router_id = 256\nvirtual_ipaddress = [\"198.18.0.10/24\"]\n",
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("lb.toml:5:21: vrrp_instance.A.virtual_router_id: 256; expected 1 to 255"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn priority_out_of_range_and_every_problem_at_once() {
+    let e = errors(&format!(
+        "{}{}",
+        instance("A", "priority = 0\n"),
+        "[[virtual_server]]\nip = \"198.18.0.10\"\nport = 80\nlb_algo = \"rrr\"\n"
+    ));
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with("lb.toml:7:12: vrrp_instance.A.priority: 0; expected 1 to 255"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains(":11:11: virtual_server[0].lb_algo: \"rrr\""),
+        "{e:?}"
+    );
+    assert!(e[1].contains("did you mean rr?"), "{e:?}");
+}
+
+#[test]
+fn priority_255_is_for_the_address_owner() {
+    let e = errors(&instance(
+        "A",
+        "priority = 255\nunicast_src_ip = \"198.18.0.1\"\n",
+    ));
+    assert!(
+        e[0].contains("vrrp_instance.A.priority: 255 (the address owner)"),
+        "{e:?}"
+    );
+    let ok = Config::load_text(
+        Path::new("lb.toml"),
+        &format!(
+            "{HEAD}{}",
+            instance("A", "priority = 255\nunicast_src_ip = \"198.18.0.10\"\n")
+        ),
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+#[test]
+fn duplicate_vrid_on_one_interface() {
+    let e = errors(&format!("{}{}", instance("A", ""), instance("B", "")));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("lb.toml:9:21: vrrp_instance.B.virtual_router_id: 51 is already used by vrrp_instance A on eth0"), "{e:?}");
+}
+
+#[test]
+fn mixed_families_in_one_instance() {
+    let e = errors(
+        "[vrrp_instance.A]\ninterface = \"eth0\"\nvirtual_router_id = 5\nvirtual_ipaddress = [\"198.18.0.10/24\", \"fd00::1/64\"]\n",
+    );
+    assert!(
+        e[0].contains(
+            "vrrp_instance.A.virtual_ipaddress[1]: \"fd00::1/64\" mixes address families"
+        ),
+        "{e:?}"
+    );
+    assert!(e[0].starts_with("lb.toml:6:40:"), "{e:?}");
+}
+
+#[test]
+fn track_script_and_sync_group_references() {
+    let e = errors(&format!(
+        "[vrrp_script.chk_http]\nscript = \"/bin/true\"\n{}[vrrp_sync_group.G]\ngroup = [\"A\", \"Z\"]\n",
+        instance("A", "track_script = [\"chk_htp\"]\n")
+    ));
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].contains("vrrp_instance.A.track_script[0]: \"chk_htp\" names no vrrp_script; expected a vrrp_script name (did you mean chk_http?)"), "{e:?}");
+    assert!(e[0].starts_with("lb.toml:9:17:"), "{e:?}");
+    assert!(
+        e[1].contains("vrrp_sync_group.G.group[1]: \"Z\" names no vrrp_instance"),
+        "{e:?}"
+    );
+    assert!(e[1].starts_with("lb.toml:11:15:"), "{e:?}");
+}
+
+#[test]
+fn weights_and_checkers() {
+    let e = errors(
+        "[[virtual_server]]\nip = \"198.18.0.10\"\nport = 80\n\
+         [[virtual_server.real_server]]\nip = \"198.18.1.1\"\nweight = 70000\n\
+         [[virtual_server.real_server.HTTP_GET]]\nconnect_timeout = 3.0\n\
+         [[virtual_server.real_server.MISC_CHECK]]\nmisc_timeout = 5\n\
+         [[virtual_server.real_server.TCP_CHECK]]\nmisc_path = \"/bin/x\"\n",
+    );
+    assert_eq!(e.len(), 4, "{e:?}");
+    assert!(
+        e[0].starts_with(
+            "lb.toml:8:10: virtual_server[0].real_server[0].weight: 70000; expected 0 to 65535"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains("real_server[0].HTTP_GET[0]: a HTTP_GET without url"),
+        "{e:?}"
+    );
+    assert!(
+        e[2].contains("real_server[0].MISC_CHECK[0]: a MISC_CHECK without misc_path"),
+        "{e:?}"
+    );
+    assert!(
+        e[3].contains("TCP_CHECK[0].misc_path: misc_path (a MISC_CHECK key) in a TCP_CHECK"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn misspelt_keys_get_a_suggestion() {
+    let err = Config::load_text(
+        Path::new("lb.toml"),
+        &format!("{HEAD}{}", instance("A", "priorty = 5\n")),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("lb.toml:7:1: unknown field `priorty`"),
+        "{err}"
+    );
+    assert!(err.contains("priority"), "{err}");
+}

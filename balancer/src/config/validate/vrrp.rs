@@ -1,0 +1,342 @@
+//! `vrrp_script`, `vrrp_instance` and `vrrp_sync_group` rules.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::config::address::vip_line;
+use crate::config::schema::{Config, VrrpInstance};
+use crate::config::validate::Report;
+use crate::model;
+use crate::vrrp::auth::Password;
+use crate::vrrp::config::{Config as VrrpConfig, ConfigError, InitialState};
+use crate::vrrp::net::{InstanceSpec, Vip};
+use crate::vrrp::wire::{Addresses, Family, Version};
+
+pub(super) fn instances(config: &Config, report: &mut Report<'_>) -> Vec<model::VrrpInstance> {
+    for (name, script) in &config.vrrp_script {
+        let key = format!("vrrp_script.{name}");
+        if !(-253..=253).contains(&script.weight) {
+            report.error(
+                &format!("{key}.weight"),
+                script.weight.to_string(),
+                "-253 to 253",
+            );
+        }
+        if script.interval.is_nan() || script.interval <= 0.0 {
+            report.error(
+                &format!("{key}.interval"),
+                script.interval.to_string(),
+                "seconds above 0",
+            );
+        }
+        for (field, v) in [("rise", script.rise), ("fall", script.fall)] {
+            if v == 0 {
+                report.error(&format!("{key}.{field}"), "0".into(), "1 or more");
+            }
+        }
+        if script.script.trim().is_empty() {
+            report.error(
+                &format!("{key}.script"),
+                "an empty command".into(),
+                "a command line",
+            );
+        }
+    }
+    let mut sync_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for (group, sync) in &config.vrrp_sync_group {
+        for (i, member) in sync.group.iter().enumerate() {
+            let key = format!("vrrp_sync_group.{group}.group[{i}]");
+            if report.reference(&key, member, "vrrp_instance", config.vrrp_instance.keys())
+                && let Some(previous) = sync_of.insert(member, group)
+            {
+                report.error(
+                    &key,
+                    format!("{member} is already in vrrp_sync_group {previous}"),
+                    "each instance in one sync group at most",
+                );
+            }
+        }
+    }
+    let mut by_interface: BTreeMap<(&str, bool, u8), &str> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (name, instance) in &config.vrrp_instance {
+        let key = format!("vrrp_instance.{name}");
+        for (i, script) in instance.track_script.iter().enumerate() {
+            report.reference(
+                &format!("{key}.track_script[{i}]"),
+                script,
+                "vrrp_script",
+                config.vrrp_script.keys(),
+            );
+        }
+        let Some(spec) = spec(config, &key, instance, report) else {
+            continue;
+        };
+        let slot = (
+            instance.interface.as_str(),
+            spec.config.family() == Family::V4,
+            spec.config.vrid,
+        );
+        if let Some(other) = by_interface.insert(slot, name) {
+            report.error(
+                &format!("{key}.virtual_router_id"),
+                format!(
+                    "{} is already used by vrrp_instance {other} on {}",
+                    spec.config.vrid, instance.interface
+                ),
+                "a virtual_router_id unique per interface and address family",
+            );
+        }
+        out.push(model::VrrpInstance {
+            name: name.clone(),
+            spec,
+            track_interfaces: instance.track_interface.clone(),
+            track_scripts: instance.track_script.clone(),
+            sync_group: sync_of.get(name.as_str()).map(|g| (*g).to_owned()),
+        });
+    }
+    out
+}
+
+/// One instance's state-machine configuration, or `None` after reporting why not.
+#[expect(
+    clippy::too_many_lines,
+    reason = "an instance's rules in the order an operator reads its keys"
+)]
+fn spec(
+    config: &Config,
+    key: &str,
+    instance: &VrrpInstance,
+    report: &mut Report<'_>,
+) -> Option<InstanceSpec> {
+    let errors_before = report.errors.len();
+    let vrid = u8::try_from(instance.virtual_router_id)
+        .ok()
+        .filter(|v| *v != 0);
+    if vrid.is_none() {
+        report.error(
+            &format!("{key}.virtual_router_id"),
+            instance.virtual_router_id.to_string(),
+            "1 to 255",
+        );
+    }
+    let priority = u8::try_from(instance.priority).ok().filter(|p| *p != 0);
+    if priority.is_none() {
+        report.error(
+            &format!("{key}.priority"),
+            instance.priority.to_string(),
+            "1 to 255 (255 only for the address owner)",
+        );
+    }
+    let state = instance.state.as_deref().and_then(|s| {
+        report
+            .one_of(&format!("{key}.state"), s, &["MASTER", "BACKUP"])
+            .map(|s| {
+                if s == "MASTER" {
+                    InitialState::Master
+                } else {
+                    InitialState::Backup
+                }
+            })
+    });
+    let mut vips: Vec<Vip> = Vec::new();
+    for (i, line) in instance.virtual_ipaddress.iter().enumerate() {
+        let vkey = format!("{key}.virtual_ipaddress[{i}]");
+        match vip_line(line) {
+            Ok(l) => {
+                if l.dev.as_ref().is_some_and(|d| *d != instance.interface) {
+                    report.warn(
+                        &vkey,
+                        format!(
+                            "{line:?}: the address goes on another device than {}",
+                            instance.interface
+                        ),
+                        "",
+                    );
+                }
+                if let Some(first) = vips.first()
+                    && first.addr.is_ipv4() != l.vip.addr.is_ipv4()
+                {
+                    report.error(
+                        &vkey,
+                        format!("{line:?} mixes address families with {}", first.addr),
+                        "addresses of one family per instance (a second instance for the other)",
+                    );
+                    continue;
+                }
+                vips.push(l.vip);
+            }
+            Err(expected) => report.error(&vkey, format!("{line:?}"), &expected),
+        }
+    }
+    let Some(first) = vips.first() else {
+        if report.errors.len() == errors_before {
+            report.error(
+                &format!("{key}.virtual_ipaddress"),
+                "no address".into(),
+                "at least one ADDR[/PREFIX]",
+            );
+        }
+        return None;
+    };
+    let family = Family::of(first.addr);
+    for (i, peer) in instance.unicast_peer.iter().enumerate() {
+        if Family::of(*peer) != family {
+            report.error(
+                &format!("{key}.unicast_peer[{i}]"),
+                format!("{peer} is not of the virtual addresses' family"),
+                "peers of the same family as virtual_ipaddress",
+            );
+        }
+    }
+    if let Some(src) = instance.unicast_src_ip
+        && Family::of(src) != family
+    {
+        report.error(
+            &format!("{key}.unicast_src_ip"),
+            format!("{src} is not of the virtual addresses' family"),
+            "an address of the same family as virtual_ipaddress",
+        );
+    }
+    if priority == Some(255)
+        && let Some(src) = instance.unicast_src_ip
+        && !vips.iter().any(|v| v.addr == src)
+    {
+        report.error(
+            &format!("{key}.priority"),
+            format!("255 (the address owner), but unicast_src_ip {src} is not among the virtual addresses"),
+            "1 to 254, or 255 on the node that owns the addresses",
+        );
+    }
+    let version = match instance.version.unwrap_or(config.global_defs.vrrp_version) {
+        // keepalived.conf(5): IPv6 is always VRRPv3.
+        _ if family == Family::V6 && instance.version.is_none() => Version::V3,
+        2 => Version::V2,
+        3 => Version::V3,
+        other => {
+            report.error(&format!("{key}.version"), other.to_string(), "2 or 3");
+            Version::V2
+        }
+    };
+    let auth = instance.authentication.as_ref().and_then(|a| {
+        report
+            .one_of(
+                &format!("{key}.authentication.auth_type"),
+                &a.auth_type,
+                &["PASS"],
+            )
+            .map(|_| Password::new(&a.auth_pass))
+    });
+    if report.errors.len() != errors_before {
+        return None;
+    }
+    let primary = instance.unicast_src_ip.unwrap_or(match family {
+        Family::V4 => IpAddr::from([0u8; 4]),
+        Family::V6 => IpAddr::from([0u16; 8]),
+    });
+    let addresses = match family {
+        Family::V4 => Addresses::V4(Vec::new()),
+        Family::V6 => Addresses::V6(Vec::new()),
+    };
+    let mut c = VrrpConfig::new(vrid?, version, primary, addresses);
+    c.priority = priority?;
+    c.initial_state = state;
+    c.advert_interval = seconds(instance.advert_int);
+    c.preempt = !instance.nopreempt;
+    c.preempt_delay = seconds(instance.preempt_delay);
+    c.accept = instance.accept.unwrap_or(!config.global_defs.vrrp_strict);
+    c.auth = auth;
+    c.unicast_peers.clone_from(&instance.unicast_peer);
+    c.check_unicast_src = config.global_defs.vrrp_check_unicast_src;
+    let g = &config.global_defs;
+    c.garp.master_delay = Duration::from_secs(
+        instance
+            .garp_master_delay
+            .unwrap_or(g.vrrp_garp_master_delay)
+            .into(),
+    );
+    c.garp.master_repeat = instance
+        .garp_master_repeat
+        .unwrap_or(g.vrrp_garp_master_repeat);
+    c.garp.master_refresh = Duration::from_secs(
+        instance
+            .garp_master_refresh
+            .unwrap_or(g.vrrp_garp_master_refresh)
+            .into(),
+    );
+    c.garp.master_refresh_repeat = g.vrrp_garp_master_refresh_repeat;
+    c.garp.lower_prio_delay = Duration::from_secs(
+        g.vrrp_garp_lower_prio_delay
+            .unwrap_or(g.vrrp_garp_master_delay)
+            .into(),
+    );
+    c.garp.lower_prio_repeat = g
+        .vrrp_garp_lower_prio_repeat
+        .unwrap_or(g.vrrp_garp_master_repeat);
+    // The state machine's own rules, each reported against the key that breaks it.
+    let mut check = c.clone();
+    check.vips = match family {
+        Family::V4 => Addresses::V4(
+            vips.iter()
+                .filter_map(|v| match v.addr {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
+        ),
+        Family::V6 => Addresses::V6(
+            vips.iter()
+                .filter_map(|v| match v.addr {
+                    IpAddr::V6(a) => Some(a),
+                    IpAddr::V4(_) => None,
+                })
+                .collect(),
+        ),
+    };
+    if check.primary_address.is_unspecified() {
+        // The interface's address is only known at run time; any address of the family
+        // passes the family rule here.
+        check.primary_address = first.addr;
+    }
+    if let Err(e) = check.validate() {
+        let field = match e {
+            ConfigError::Vrid => "virtual_router_id",
+            ConfigError::Priority | ConfigError::NopreemptWithOwner => "priority",
+            ConfigError::AdvertInterval { .. } => "advert_int",
+            ConfigError::Families | ConfigError::TooManyVips { .. } => "virtual_ipaddress",
+            ConfigError::V2OverIpv6 => "version",
+            ConfigError::AuthNeedsV2 => "authentication",
+            ConfigError::NopreemptWithStateMaster => "nopreempt",
+            ConfigError::PreemptDelayWithStateMaster
+            | ConfigError::PreemptDelayWithNopreempt
+            | ConfigError::PreemptDelay { .. } => "preempt_delay",
+        };
+        report.error(
+            &format!("{key}.{field}"),
+            e.to_string(),
+            "a combination keepalived's rules allow",
+        );
+        return None;
+    }
+    Some(InstanceSpec {
+        interface: instance.interface.clone(),
+        config: c,
+        vips,
+        group: match family {
+            Family::V4 => Some(g.vrrp_mcast_group4).filter(|a| *a != IpAddr::from([224, 0, 0, 18])),
+            Family::V6 => Some(g.vrrp_mcast_group6)
+                .filter(|a| *a != IpAddr::from([0xff02, 0, 0, 0, 0, 0, 0, 0x12])),
+        },
+    })
+}
+
+/// Seconds as a duration; negative or non-finite values become zero, which the state
+/// machine's rules then reject by name.
+/// keepalived's timer resolution is a microsecond; rounding keeps `0.2` from becoming
+/// 200000000.000000011 ns.
+fn seconds(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).map_or(Duration::ZERO, |d| {
+        Duration::from_micros(u64::try_from(d.as_nanos().div_ceil(1000)).unwrap_or(u64::MAX))
+    })
+}
