@@ -27,12 +27,18 @@ enum LogFormat {
 enum Command {
     /// Attach the data plane to the configured interfaces and run until SIGINT or SIGTERM.
     Run {
-        /// The configuration file (lb.toml).
+        /// The configuration: lb.toml, or keepalived.conf as it is.
         #[arg(long, short)]
         config: PathBuf,
-        /// Seconds between counter reports.
+        /// Seconds between connection-table sweeps and counter reports.
         #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
         interval: f64,
+        /// Instance name: separates the pinned state of daemons side by side.
+        #[arg(long, default_value = "default")]
+        instance: String,
+        /// On stop, leave the data plane's maps pinned so the next run adopts its connections.
+        #[arg(long)]
+        keep_state: bool,
     },
     /// Validate lb.toml or keepalived.conf (our `keepalived -t`): exit 0 when valid, 1 with
     /// every error otherwise.
@@ -75,11 +81,18 @@ fn main() -> ExitCode {
         LogFormat::Json => builder.json().init(),
     }
     let result: anyhow::Result<()> = match cli.command {
-        Command::Run { config, interval } => runtime().and_then(|rt| {
-            rt.block_on(balancer::run::run(
-                &config,
-                Duration::from_secs_f64(interval),
-            ))
+        Command::Run {
+            config,
+            interval,
+            instance,
+            keep_state,
+        } => runtime().and_then(|rt| {
+            rt.block_on(balancer::run::run(&balancer::run::RunOptions {
+                config,
+                interval: Duration::from_secs_f64(interval),
+                instance,
+                keep_state,
+            }))
             .map_err(anyhow::Error::from)
         }),
         Command::Vrrp(args) => runtime().and_then(|rt| {

@@ -1,13 +1,29 @@
-//! `balancer run`: attach the data plane to the configured interfaces and report until stopped.
+//! `balancer run`: the data plane from a configuration (lb.toml or keepalived.conf), until
+//! stopped.
+//!
+//! The maps are pinned per instance under `/sys/fs/bpf/balancer/INSTANCE`, so a restart adopts
+//! the services, real indexes and established connections of the run before. Every interval
+//! the connection table is swept (expiry, active counts) and the counters are reported.
+//! VRRP and health checkers are not wired in yet: every configured real carries its weight.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    config::{Config, ConfigError},
-    dataplane::xdp::{ProtoCounters, XdpError, XdpProgram},
+    config::{ConfigError, load_any},
+    dataplane::{
+        Dataplane, DataplaneError,
+        xdp::{LoadOptions, PinError, ProtoCounters, XdpError, XdpProgram, ensure_bpffs},
+    },
+    model::{Protocol, VirtualService},
 };
+
+/// Where the bpf filesystem is normally mounted; mounted there when it is not.
+pub const PIN_ROOT: &str = "/sys/fs/bpf";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -15,6 +31,10 @@ pub enum RunError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Xdp(#[from] XdpError),
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error(transparent)]
+    Pin(#[from] PinError),
     #[error("installing the {signal} handler")]
     Signal {
         signal: &'static str,
@@ -22,14 +42,49 @@ pub enum RunError {
     },
 }
 
-/// Loads `config_path`, attaches the XDP program and logs counter deltas every `interval` until
-/// SIGINT or SIGTERM, then detaches from every interface.
+/// How `run` behaves, from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: PathBuf,
+    /// Seconds between sweeps and counter reports.
+    pub interval: Duration,
+    /// Separates the pinned maps of daemons side by side (one per network namespace).
+    pub instance: String,
+    /// On stop, leave the maps pinned for the next run to adopt (instead of removing them).
+    pub keep_state: bool,
+}
+
+/// The name a service goes by in logs and in the data plane: as `ipvsadm -Ln` shows it.
+#[must_use]
+pub fn service_name(s: &VirtualService) -> String {
+    let proto = match s.protocol {
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+    };
+    match s.vips.first() {
+        Some(std::net::IpAddr::V6(a)) => format!("{proto} [{a}]:{}", s.port),
+        Some(a) => format!("{proto} {a}:{}", s.port),
+        None => format!("{proto} *:{}", s.port),
+    }
+}
+
+/// The pin directory of an instance.
+#[must_use]
+pub fn pin_dir(root: &Path, instance: &str) -> PathBuf {
+    root.join("balancer").join(instance)
+}
+
+/// Loads the configuration, programs and attaches the data plane, and runs until SIGINT or
+/// SIGTERM; then detaches from every interface.
 ///
 /// # Errors
-/// The configuration is invalid, or loading, attaching or detaching failed. On an attach failure
-/// the interfaces attached so far are detached again.
-pub async fn run(config_path: &Path, interval: Duration) -> Result<(), RunError> {
-    let config = Config::load(config_path)?;
+/// The configuration is invalid, or loading, programming, attaching or detaching failed. On an
+/// attach failure the interfaces attached so far are detached again.
+pub async fn run(options: &RunOptions) -> Result<(), RunError> {
+    let loaded = load_any(&options.config)?;
+    for w in &loaded.validated.warnings {
+        tracing::warn!("{w}");
+    }
     let mut sigint = signal(SignalKind::interrupt()).map_err(|source| RunError::Signal {
         signal: "SIGINT",
         source,
@@ -39,21 +94,39 @@ pub async fn run(config_path: &Path, interval: Duration) -> Result<(), RunError>
         source,
     })?;
 
-    let mut program = XdpProgram::load()?;
-    for interface in &config.xdp.interfaces {
+    let root = Path::new(PIN_ROOT);
+    ensure_bpffs(root)?;
+    let mut program = XdpProgram::load_with(&LoadOptions {
+        pin_dir: Some(pin_dir(root, &options.instance)),
+        ..LoadOptions::default()
+    })?;
+    for service in &loaded.validated.model.services {
+        let name = service_name(service);
+        program.apply(&name, service)?;
+        tracing::info!(service = %name, reals = service.reals.len(), "service programmed");
+    }
+    let removed = program.remove_unclaimed()?;
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "services of the previous run no longer configured, removed"
+        );
+    }
+    for interface in &loaded.config.xdp.interfaces {
         // On error `program` drops here, which detaches the interfaces already attached.
-        let mode = program.attach(interface, config.xdp.mode)?;
+        let mode = program.attach(interface, loaded.config.xdp.mode)?;
         tracing::info!(interface, %mode, "XDP program attached");
     }
 
-    let mut ticker = tokio::time::interval(interval);
+    let mut ticker = tokio::time::interval(options.interval);
     ticker.tick().await;
     let mut last = program.proto_counters()?;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
+                let sweep = program.sweep()?;
                 let now = program.proto_counters()?;
-                report(&now.since(&last), interval);
+                report(&now.since(&last), options.interval, sweep.live);
                 last = now;
             }
             _ = sigint.recv() => break,
@@ -62,10 +135,13 @@ pub async fn run(config_path: &Path, interval: Duration) -> Result<(), RunError>
     }
     tracing::info!("stopping: detaching from every interface");
     program.detach_all()?;
+    if !options.keep_state {
+        program.unpin()?;
+    }
     Ok(())
 }
 
-fn report(delta: &ProtoCounters, interval: Duration) {
+fn report(delta: &ProtoCounters, interval: Duration, flows: u64) {
     let secs = interval.as_secs_f64();
     let fields: Vec<String> = delta
         .iter()
@@ -77,8 +153,37 @@ fn report(delta: &ProtoCounters, interval: Duration) {
         })
         .collect();
     if fields.is_empty() {
-        tracing::info!("no packets in the last {secs:.1}s");
+        tracing::info!(flows, "no packets in the last {secs:.1}s");
     } else {
-        tracing::info!("{}", fields.join(" "));
+        tracing::info!(flows, "{}", fields.join(" "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Scheduler;
+
+    #[test]
+    fn services_are_named_as_ipvsadm_shows_them() {
+        let mut s = VirtualService {
+            vips: vec!["198.18.0.100".parse().unwrap()],
+            port: 80,
+            protocol: Protocol::Tcp,
+            scheduler: Scheduler::Wlc,
+            ops: false,
+            hash_port: false,
+            persistence: None,
+            reals: Vec::new(),
+            sorry_server: None,
+        };
+        assert_eq!(service_name(&s), "TCP 198.18.0.100:80");
+        s.vips = vec!["fd00::100".parse().unwrap()];
+        s.protocol = Protocol::Udp;
+        assert_eq!(service_name(&s), "UDP [fd00::100]:80");
+        assert_eq!(
+            pin_dir(Path::new("/sys/fs/bpf"), "default"),
+            Path::new("/sys/fs/bpf/balancer/default")
+        );
     }
 }
