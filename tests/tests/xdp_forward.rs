@@ -951,3 +951,89 @@ fn dr_keeps_the_vlan_tag_of_a_tagged_frame() {
         "tag, headers and payload unchanged"
     );
 }
+
+#[test]
+fn every_method_family_and_protocol_is_forwarded() {
+    require_root!();
+    let real6 = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 5);
+    let mut failures = Vec::new();
+    // One program for all twelve: each combination replaces the service and uses its own
+    // source port, so no flow of an earlier one is reused.
+    let mut prog = load();
+    let mut sport = 1000;
+    for method in [Method::Dr, Method::Nat, Method::Tun] {
+        for v6 in [false, true] {
+            for protocol in [Protocol::Tcp, Protocol::Udp] {
+                let name = format!("{method:?} {} {protocol:?}", if v6 { "v6" } else { "v4" });
+                sport += 1;
+                let mut real = dr_real(5, 1);
+                real.method = method;
+                if v6 {
+                    real.addr = IpAddr::V6(real6);
+                }
+                if method == Method::Tun {
+                    real.tunnel_source = Some(if v6 {
+                        IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0xfe))
+                    } else {
+                        IpAddr::V4(Ipv4Addr::new(198, 18, 0, 254))
+                    });
+                }
+                let mut svc = service(Scheduler::Wrr, vec![real]);
+                svc.protocol = protocol;
+                if v6 {
+                    svc.vips = vec![IpAddr::V6(VIP6)];
+                }
+                prog.apply("svc", &svc).unwrap();
+                let l4 = match protocol {
+                    Protocol::Tcp => tcp(sport, 80, SYN, 5),
+                    Protocol::Udp => udp(sport, 80, b"x"),
+                };
+                let proto = if protocol == Protocol::Tcp {
+                    IPPROTO_TCP
+                } else {
+                    IPPROTO_UDP
+                };
+                let frame = if v6 {
+                    concat(&[
+                        &eth(&[], ETH_P_IPV6),
+                        &ipv6(CLIENT6, VIP6, proto, l4.len()),
+                        &l4,
+                    ])
+                } else {
+                    concat(&[
+                        &eth(&[], ETH_P_IP),
+                        &ipv4(CLIENT, VIP, proto, &[], 0, l4.len()),
+                        &l4,
+                    ])
+                };
+                let r = run(&mut prog, &frame);
+                if r.action != XDP_TX || r.out[..6] != real_mac(5) {
+                    failures.push(format!("{name}: action {} {:?}", r.action, r.reasons));
+                    continue;
+                }
+                // Where the real's address must now stand, and the outer length.
+                let (dst_at, want_len) = match (method, v6) {
+                    (Method::Dr, _) => (None, frame.len()),
+                    (Method::Nat, false) => (Some(30..34), frame.len()),
+                    (Method::Nat, true) => (Some(38..54), frame.len()),
+                    (Method::Tun, false) => (Some(30..34), frame.len() + 20),
+                    (Method::Tun, true) => (Some(38..54), frame.len() + 40),
+                };
+                if r.out.len() != want_len {
+                    failures.push(format!("{name}: length {} != {want_len}", r.out.len()));
+                }
+                if let Some(at) = dst_at {
+                    let want: Vec<u8> = if v6 {
+                        real6.octets().to_vec()
+                    } else {
+                        vec![198, 18, 1, 5]
+                    };
+                    if r.out[at.clone()] != want[..] {
+                        failures.push(format!("{name}: destination {:?}", &r.out[at]));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
