@@ -56,29 +56,10 @@ impl LinkWatch {
         })
     }
 
-    /// The interface's index and whether it is up.
-    ///
-    /// # Errors
-    /// It does not exist, or netlink fails.
-    pub async fn state(&self, name: &str) -> Result<(u32, bool), NetlinkError> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_owned())
-            .execute();
-        match links.try_next().await {
-            Ok(Some(m)) => Ok((m.header.index, is_up(&m))),
-            Ok(None) | Err(rtnetlink::Error::NetlinkError(_)) => {
-                Err(NetlinkError::NoSuchInterface {
-                    interface: name.to_owned(),
-                })
-            }
-            Err(source) => Err(NetlinkError::Link {
-                interface: name.to_owned(),
-                source,
-            }),
-        }
+    /// A handle for [`state`] queries.
+    #[must_use]
+    pub fn handle(&self) -> rtnetlink::Handle {
+        self.handle.clone()
     }
 
     /// Sends [`Update::Link`] for each of `names` (index in the list, name) whenever its state
@@ -115,5 +96,23 @@ impl LinkWatch {
             }
         }
         tracing::error!("the rtnetlink link subscription ended: interface tracking stopped");
+    }
+}
+
+/// The interface's index and whether it is up.
+///
+/// # Errors
+/// It does not exist, or netlink fails.
+pub async fn state(handle: &rtnetlink::Handle, name: &str) -> Result<(u32, bool), NetlinkError> {
+    let mut links = handle.link().get().match_name(name.to_owned()).execute();
+    match links.try_next().await {
+        Ok(Some(m)) => Ok((m.header.index, is_up(&m))),
+        Ok(None) | Err(rtnetlink::Error::NetlinkError(_)) => Err(NetlinkError::NoSuchInterface {
+            interface: name.to_owned(),
+        }),
+        Err(source) => Err(NetlinkError::Link {
+            interface: name.to_owned(),
+            source,
+        }),
     }
 }

@@ -233,9 +233,10 @@ pub async fn start(
     let names: Vec<String> = std::iter::once(own.to_owned())
         .chain(track.interfaces.iter().map(|t| t.name.clone()))
         .collect();
+    let handle = watch.handle();
     let mut states = Vec::with_capacity(names.len());
     for (index, name) in names.iter().enumerate() {
-        let (ifindex, up) = watch.state(name).await?;
+        let (ifindex, up) = link::state(&handle, name).await?;
         tracking.apply(&Update::Link { index, ifindex, up });
         states.push(up);
     }
