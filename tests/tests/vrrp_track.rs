@@ -285,3 +285,60 @@ fn notify_scripts_get_keepalived_arguments_in_order() {
     expected.push(notify("STOP"));
     assert_eq!(lines(), expected, "{}", me.log());
 }
+
+/// Scripts run as `--script-user`: an unweighted track script that succeeds only as
+/// nobody:nogroup lets the instance out of FAULT and make itself master.
+#[test]
+fn track_scripts_run_as_the_script_user() {
+    require_root!();
+    let lan = lan();
+    let check = "/usr/bin/sh -c 'test \"$(id -u):$(id -g)\" = 65534:65534'";
+    let me = ours(
+        &lan,
+        &[
+            "--script-user",
+            "nobody:nogroup",
+            "--track-script",
+            check,
+            "--script-interval",
+            "0.2",
+        ],
+    );
+    lan.settle(true, Duration::from_millis(400), &[&me]);
+    assert!(!me.log().contains("state=\"FAULT\""), "{}", me.log());
+}
+
+/// With `--enable-script-security`, a script that would run as root from a directory anyone
+/// can write to is refused at start, naming the directory.
+#[test]
+fn script_security_refuses_a_replaceable_root_script() {
+    require_root!();
+    let lan = lan();
+    let dir = ScriptDir::new("insecure");
+    let script = dir.script("up.sh", "exit 0");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let mut me = ours(
+        &lan,
+        &[
+            "--enable-script-security",
+            "--script-user",
+            "root",
+            "--notify-master",
+            &script,
+        ],
+    );
+    assert!(
+        wait_until(HANDOVER, || me
+            .log()
+            .contains("can be changed by a user other than root")),
+        "{}",
+        me.log()
+    );
+    assert!(!me.stop().success(), "{}", me.log());
+    assert!(
+        me.log().contains(&dir.0.to_string_lossy().into_owned()),
+        "{}",
+        me.log()
+    );
+    assert!(!has_addr(&lan.ours, VIP));
+}
