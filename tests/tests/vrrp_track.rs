@@ -342,3 +342,26 @@ fn script_security_refuses_a_replaceable_root_script() {
     );
     assert!(!has_addr(&lan.ours, VIP));
 }
+
+/// `track_file` with weight 0: any value but 0 is FAULT (the VIP goes), 0 again recovers.
+#[test]
+fn track_file_with_weight_zero_faults_on_a_non_zero_value() {
+    require_root!();
+    let lan = lan();
+    let dir = ScriptDir::new("track-file");
+    let file = dir.path("status");
+    std::fs::write(&file, "0\n").expect("status");
+    let tracked = format!("{}:0", file.display());
+    let me = ours(&lan, &["--track-file", &tracked]);
+    lan.settle(true, Duration::from_millis(300), &[&me]);
+    std::fs::write(&file, "1\n").expect("status");
+    // Polled every second.
+    assert!(
+        wait_until(HANDOVER, || !has_addr(&lan.ours, VIP)),
+        "{}",
+        me.log()
+    );
+    assert!(me.log().contains("state=\"FAULT\""), "{}", me.log());
+    std::fs::write(&file, "0\n").expect("status");
+    lan.settle(true, Duration::ZERO, &[&me]);
+}

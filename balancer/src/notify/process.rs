@@ -246,6 +246,24 @@ mod tests {
         assert_eq!(args, ["-c", r"'/etc/ka/it'\''s' 'a b' 'MASTER'"]);
     }
 
+    #[test]
+    fn only_binaries_and_shebang_scripts_skip_the_shell() {
+        let dir = std::env::temp_dir().join(format!("balancer-exec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases: [(&str, &[u8], bool); 4] = [
+            ("shebang", b"#!/bin/sh\nexit 0\n", true),
+            ("elf", b"\x7fELF\x02\x01", true),
+            ("plain", b"exit 0\n", false),
+            ("empty", b"", false),
+        ];
+        for (name, contents, direct) in cases {
+            let path = dir.join(name);
+            std::fs::write(&path, contents).unwrap();
+            assert_eq!(directly_executable(&path), direct, "{name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn exit_status_and_timeout() {
         let mut ok = script(false);
