@@ -6,5 +6,6 @@
 pub mod config;
 pub mod dataplane;
 pub mod model;
+pub mod notify;
 pub mod run;
 pub mod vrrp;

@@ -50,7 +50,7 @@ enum Command {
     Convert { file: PathBuf },
     /// Run one VRRP instance (keepalived's `vrrp_instance` keywords as flags) until SIGINT or
     /// SIGTERM, then send priority 0 and remove the virtual addresses.
-    Vrrp(balancer::vrrp::command::VrrpArgs),
+    Vrrp(Box<balancer::vrrp::command::VrrpArgs>),
 }
 
 fn parse_interval(s: &str) -> Result<f64, String> {

@@ -8,6 +8,7 @@ use balancer::vrrp::{
     config::Config,
     fsm::State,
     net::{InstanceSpec, Notification, run_instance},
+    track::Track,
     wire::{Addresses, Version},
 };
 use balancer_tests::{
@@ -59,6 +60,7 @@ fn run_instance_elects_itself_reports_states_and_steps_down() {
         config,
         vips: vec!["198.18.2.100/24".parse().unwrap()],
         group: None,
+        track: Track::default(),
     };
     let (states, vip_while_master, transitions) = ns.run(|| {
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -3,14 +3,17 @@
 //! before a configuration file exists.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::notify::{self, InstanceScripts, Script, ScriptError, ScriptUser, SecurityError};
 use crate::vrrp::auth::Password;
 use crate::vrrp::config::{Config, InitialState};
 use crate::vrrp::net::{InstanceSpec, NetError, Vip, run_instance};
+use crate::vrrp::track::{Track, TrackFile, TrackInterface, TrackScript};
 use crate::vrrp::wire::{Addresses, Version};
 
 /// keepalived's `vrrp_instance` keywords, as flags.
@@ -59,6 +62,108 @@ pub struct VrrpArgs {
     /// `garp_master_repeat`.
     #[arg(long)]
     pub garp_master_repeat: Option<u32>,
+    /// The instance's name (`vrrp_instance NAME`), the generic notify script's second
+    /// argument; default `VI_<vrid>`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// `track_interface`: IF (FAULT while it is down) or IF:WEIGHT (-253..253), repeatable.
+    #[arg(long = "track-interface", value_parser = parse_track_interface)]
+    pub track_interfaces: Vec<TrackInterface>,
+    /// `track_script`: a `vrrp_script`'s `script` string (split as keepalived does, no
+    /// shell), repeatable; the --script-* flags below apply to each.
+    #[arg(long = "track-script")]
+    pub track_scripts: Vec<String>,
+    /// `vrrp_script` `interval` in seconds.
+    #[arg(long, default_value = "1", value_parser = parse_seconds)]
+    pub script_interval: Duration,
+    /// `vrrp_script` `timeout` in seconds; default the interval.
+    #[arg(long, value_parser = parse_seconds)]
+    pub script_timeout: Option<Duration>,
+    /// `vrrp_script` `weight`, -253..253; 0 means FAULT while the script fails.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true,
+          value_parser = clap::value_parser!(i32).range(-253..=253))]
+    pub script_weight: i32,
+    /// `vrrp_script` `rise`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub script_rise: u32,
+    /// `vrrp_script` `fall`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub script_fall: u32,
+    /// `vrrp_script` `init_fail`.
+    #[arg(long)]
+    pub script_init_fail: bool,
+    /// `track_file`: PATH or PATH:WEIGHT (-254..254, default 1), repeatable.
+    #[arg(long = "track-file", value_parser = parse_track_file)]
+    pub track_files: Vec<TrackFile>,
+    /// `notify_master`: run with no arguments on becoming master.
+    #[arg(long)]
+    pub notify_master: Option<String>,
+    /// `notify_backup`.
+    #[arg(long)]
+    pub notify_backup: Option<String>,
+    /// `notify_fault`.
+    #[arg(long)]
+    pub notify_fault: Option<String>,
+    /// `notify_stop`: when the instance stops.
+    #[arg(long)]
+    pub notify_stop: Option<String>,
+    /// `notify`: every state change, with INSTANCE NAME STATE PRIORITY appended.
+    #[arg(long)]
+    pub notify: Option<String>,
+    /// `notify_master_rx_lower_pri`.
+    #[arg(long)]
+    pub notify_master_rx_lower_pri: Option<String>,
+    /// `script_user`: USER or USER:GROUP for every script; default `keepalived_script` if that
+    /// user exists, else the user we run as.
+    #[arg(long)]
+    pub script_user: Option<String>,
+    /// `enable_script_security`: refuse scripts run as root from paths others can change.
+    #[arg(long)]
+    pub enable_script_security: bool,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0)
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| format!("{s:?} is not a positive number of seconds"))
+}
+
+/// `NAME[:WEIGHT]` split at the last colon, the weight within `range`.
+fn name_and_weight(
+    s: &str,
+    range: std::ops::RangeInclusive<i32>,
+) -> Result<(&str, Option<i32>), String> {
+    match s.rsplit_once(':') {
+        Some((name, weight)) if !name.is_empty() => match weight.parse::<i32>() {
+            Ok(w) if range.contains(&w) => Ok((name, Some(w))),
+            _ => Err(format!(
+                "{weight:?} is not a weight from {} to {}",
+                range.start(),
+                range.end()
+            )),
+        },
+        _ if s.is_empty() => Err("empty name".to_owned()),
+        _ => Ok((s, None)),
+    }
+}
+
+fn parse_track_interface(s: &str) -> Result<TrackInterface, String> {
+    let (name, weight) = name_and_weight(s, -253..=253)?;
+    Ok(TrackInterface {
+        name: name.to_owned(),
+        weight,
+    })
+}
+
+fn parse_track_file(s: &str) -> Result<TrackFile, String> {
+    let (path, weight) = name_and_weight(s, -254..=254)?;
+    let mut file = TrackFile::new(PathBuf::from(path));
+    if let Some(w) = weight {
+        file.weight = w;
+    }
+    Ok(file)
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -118,7 +223,84 @@ impl VrrpArgs {
             config,
             vips: self.vips.clone(),
             group: self.group,
+            track: Track {
+                interfaces: self.track_interfaces.clone(),
+                scripts: Vec::new(),
+                files: self.track_files.clone(),
+            },
         }
+    }
+
+    /// The user scripts run as: `--script-user`, else keepalived's default.
+    ///
+    /// # Errors
+    /// The user or group does not exist, or security is on without a default user.
+    pub fn script_user(&self) -> Result<ScriptUser, SecurityError> {
+        match &self.script_user {
+            Some(spec) => {
+                let (user, group) = match spec.split_once(':') {
+                    Some((u, g)) => (u, Some(g)),
+                    None => (spec.as_str(), None),
+                };
+                ScriptUser::named(user, group)
+            }
+            None => ScriptUser::default_for(self.enable_script_security),
+        }
+    }
+
+    /// The tracked scripts and the notify scripts, split and checked.
+    ///
+    /// # Errors
+    /// A script does not parse, cannot be found or run, or is refused by script security.
+    pub fn scripts(&self) -> Result<(Vec<TrackScript>, InstanceScripts), CommandError> {
+        let any = !self.track_scripts.is_empty()
+            || [
+                &self.notify_master,
+                &self.notify_backup,
+                &self.notify_fault,
+                &self.notify_stop,
+                &self.notify,
+                &self.notify_master_rx_lower_pri,
+            ]
+            .iter()
+            .any(|s| s.is_some());
+        if !any {
+            return Ok((Vec::new(), InstanceScripts::default()));
+        }
+        let user = self
+            .script_user()
+            .map_err(|source| CommandError::ScriptUser { source })?;
+        let security = self.enable_script_security;
+        let prepare = |command: &String| Script::prepare(command, user.clone(), security);
+        let optional = |command: &Option<String>| command.as_ref().map(prepare).transpose();
+        let tracked = self
+            .track_scripts
+            .iter()
+            .map(|command| {
+                Ok(TrackScript {
+                    script: prepare(command)?,
+                    interval: self.script_interval,
+                    timeout: self.script_timeout,
+                    weight: self.script_weight,
+                    rise: self.script_rise,
+                    fall: self.script_fall,
+                    init_fail: self.script_init_fail,
+                })
+            })
+            .collect::<Result<Vec<_>, ScriptError>>()?;
+        let notify = InstanceScripts {
+            name: self
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("VI_{}", self.vrid)),
+            master: optional(&self.notify_master)?,
+            backup: optional(&self.notify_backup)?,
+            fault: optional(&self.notify_fault)?,
+            stop: optional(&self.notify_stop)?,
+            generic: optional(&self.notify)?,
+            master_rx_lower_pri: optional(&self.notify_master_rx_lower_pri)?,
+        };
+        Ok((tracked, notify))
     }
 }
 
@@ -131,6 +313,10 @@ pub enum CommandError {
     },
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error("script user")]
+    ScriptUser { source: SecurityError },
+    #[error(transparent)]
+    Script(#[from] ScriptError),
 }
 
 /// Runs the instance until SIGINT or SIGTERM, then steps down (priority 0, VIPs removed).
@@ -152,7 +338,21 @@ pub async fn run(args: &VrrpArgs) -> Result<(), CommandError> {
             _ = sigterm.recv() => {}
         }
     };
-    let instance = run_instance(args.spec(), shutdown, None).await?;
+    let mut spec = args.spec();
+    let (tracked, scripts) = args.scripts()?;
+    spec.track.scripts = tracked;
+    let (tx, notifier) = if scripts.is_empty() {
+        (None, None)
+    } else {
+        let (tx, task) = notify::spawn(scripts);
+        (Some(tx), Some(task))
+    };
+    let instance = run_instance(spec, shutdown, tx).await?;
+    // The instance dropped its sender: the notifier ends once the queued scripts (notify_stop
+    // last, bounded by its timeout) have run.
+    if let Some(task) = notifier {
+        let _ = task.await;
+    }
     let t = instance.transitions();
     tracing::info!(
         became_master = t.become_master,
@@ -238,6 +438,87 @@ mod tests {
             s.config.primary_address,
             "198.18.1.1".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn tracking_flags() {
+        let s = spec(&[
+            "--interface",
+            "e0",
+            "--vrid",
+            "7",
+            "--vip",
+            "198.18.1.100/24",
+            "--track-interface",
+            "e1",
+            "--track-interface",
+            "e2:-20",
+            "--track-file",
+            "/run/x:-3",
+            "--track-file",
+            "/run/y",
+        ]);
+        assert_eq!(
+            s.track.interfaces,
+            [
+                TrackInterface {
+                    name: "e1".into(),
+                    weight: None
+                },
+                TrackInterface {
+                    name: "e2".into(),
+                    weight: Some(-20)
+                }
+            ]
+        );
+        let files: Vec<_> = s
+            .track
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.weight))
+            .collect();
+        assert_eq!(
+            files,
+            [(PathBuf::from("/run/x"), -3), (PathBuf::from("/run/y"), 1)]
+        );
+        let mut full = vec!["balancer", "--interface", "e0", "--vrid", "7"];
+        full.extend(["--vip", "198.18.1.100/24", "--track-interface", "e1:300"]);
+        assert!(Cli::try_parse_from(&full).is_err());
+        full.truncate(7);
+        full.extend(["--track-script", "/bin/true", "--script-weight", "-254"]);
+        assert!(Cli::try_parse_from(&full).is_err());
+    }
+
+    #[test]
+    fn script_flags_build_tracked_and_notify_scripts() {
+        let mut full = vec!["balancer", "--interface", "e0", "--vrid", "7"];
+        full.extend([
+            "--vip",
+            "198.18.1.100/24",
+            "--track-script",
+            "/usr/bin/sh -c 'exit 0'",
+            "--script-interval",
+            "0.5",
+            "--script-weight",
+            "-30",
+            "--script-rise",
+            "2",
+            "--script-fall",
+            "3",
+            "--notify",
+            "/usr/bin/true",
+        ]);
+        let args = Cli::try_parse_from(full).unwrap().vrrp;
+        let (tracked, notify) = args.scripts().unwrap();
+        assert_eq!(tracked.len(), 1);
+        let t = &tracked[0];
+        assert_eq!(t.script.args, ["-c", "exit 0"]);
+        assert_eq!(
+            (t.interval, t.timeout, t.weight, t.rise, t.fall),
+            (Duration::from_millis(500), None, -30, 2, 3)
+        );
+        assert_eq!(notify.name, "VI_7");
+        assert!(notify.generic.is_some() && notify.master.is_none());
     }
 
     #[test]

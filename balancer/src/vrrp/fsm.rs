@@ -64,6 +64,11 @@ pub enum Event {
     InterfaceUp {
         ifindex: u32,
     },
+    /// Whether an unweighted tracker other than an interface (a `track_script` of weight 0,
+    /// a `track_file` at -254 or below) is failing: keepalived's `VRRP_FAULT_FL_TRACKER`.
+    TrackersFailing {
+        failing: bool,
+    },
     /// The sum of the weights of failing / succeeding trackers (`track_script`, weighted
     /// `track_interface`...) changed; the effective priority is the configured one plus this.
     PriorityChanged {
@@ -145,6 +150,8 @@ pub struct Instance {
     /// The current master as last heard, while backup.
     master: Option<(IpAddr, u8)>,
     interfaces_down: BTreeSet<u32>,
+    /// See [`Event::TrackersFailing`].
+    trackers_failing: bool,
     /// Set once a unicast peer was heard using keepalived's old checksum.
     old_checksum_seen: bool,
     counters: Counters,
@@ -164,6 +171,7 @@ impl Instance {
             preempt_until: None,
             master: None,
             interfaces_down: BTreeSet::new(),
+            trackers_failing: false,
             old_checksum_seen: false,
             counters: Counters::default(),
             transitions: Transitions::default(),
@@ -285,6 +293,7 @@ impl Instance {
             Event::TimerExpired => self.timers_expired(now, &mut actions),
             Event::InterfaceDown { ifindex } => self.interface_down(ifindex, &mut actions),
             Event::InterfaceUp { ifindex } => self.interface_up(now, ifindex, &mut actions),
+            Event::TrackersFailing { failing } => self.trackers_failing(now, failing, &mut actions),
             Event::PriorityChanged { weight } => self.priority_changed(now, weight),
         }
         actions
@@ -312,13 +321,13 @@ impl Instance {
         if self.state != State::Init {
             return;
         }
-        if self.interfaces_down.is_empty() {
-            self.enter_initial(now, actions);
-        } else {
+        if self.faulted() {
             self.state = State::Fault;
             actions.push(Action::Notify {
                 state: State::Fault,
             });
+        } else {
+            self.enter_initial(now, actions);
         }
     }
 
@@ -557,12 +566,36 @@ impl Instance {
         }
     }
 
+    /// Whether anything holds the instance in FAULT.
+    fn faulted(&self) -> bool {
+        !self.interfaces_down.is_empty() || self.trackers_failing
+    }
+
     fn interface_down(&mut self, ifindex: u32, actions: &mut Vec<Action>) {
-        let first = self.interfaces_down.is_empty();
+        let first = !self.faulted();
         self.interfaces_down.insert(ifindex);
-        if !first {
+        if first {
+            self.enter_fault(actions);
+        }
+    }
+
+    fn trackers_failing(&mut self, now: Timestamp, failing: bool, actions: &mut Vec<Action>) {
+        if failing == self.trackers_failing {
             return;
         }
+        if failing {
+            let first = !self.faulted();
+            self.trackers_failing = true;
+            if first {
+                self.enter_fault(actions);
+            }
+        } else {
+            self.trackers_failing = false;
+            self.leave_fault(now, actions);
+        }
+    }
+
+    fn enter_fault(&mut self, actions: &mut Vec<Action>) {
         match self.state {
             // Startup will go straight to FAULT.
             State::Init | State::Fault => return,
@@ -586,7 +619,13 @@ impl Instance {
     }
 
     fn interface_up(&mut self, now: Timestamp, ifindex: u32, actions: &mut Vec<Action>) {
-        if !self.interfaces_down.remove(&ifindex) || !self.interfaces_down.is_empty() {
+        if self.interfaces_down.remove(&ifindex) {
+            self.leave_fault(now, actions);
+        }
+    }
+
+    fn leave_fault(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
+        if self.faulted() {
             return;
         }
         if self.state == State::Fault {

@@ -540,6 +540,42 @@ fn fault_lasts_until_every_interface_is_up() {
     assert_eq!(i.state(), State::Backup);
 }
 
+// keepalived VRRP_FAULT_FL_TRACKER: an unweighted script or file failing is a FAULT of its
+// own, cleared only when interfaces are up too.
+#[test]
+fn failing_trackers_fault_alongside_interfaces() {
+    let mut i = master(config(Version::V3, 100));
+    assert_eq!(
+        i.handle(at(ms(10_000)), Event::TrackersFailing { failing: true }),
+        vec![
+            Action::SendAdvert { priority: 0 },
+            Action::DelVips,
+            Action::Notify {
+                state: State::Fault
+            },
+        ]
+    );
+    assert_eq!(
+        i.handle(at(ms(10_100)), Event::InterfaceDown { ifindex: 3 }),
+        vec![]
+    );
+    assert_eq!(
+        i.handle(at(ms(10_200)), Event::TrackersFailing { failing: false }),
+        vec![]
+    );
+    assert_eq!(i.state(), State::Fault);
+    assert_eq!(
+        i.handle(at(ms(10_300)), Event::InterfaceUp { ifindex: 3 }),
+        vec![Action::Notify {
+            state: State::Backup
+        }]
+    );
+    assert_eq!(
+        i.handle(at(ms(10_400)), Event::TrackersFailing { failing: false }),
+        vec![]
+    );
+}
+
 #[test]
 fn interface_down_before_startup_starts_in_fault() {
     let mut i = Instance::new(config(Version::V3, 255)).unwrap();

@@ -17,6 +17,7 @@ pub mod config;
 pub mod fsm;
 pub mod net;
 pub mod timing;
+pub mod track;
 pub mod validate;
 pub mod wire;
 

@@ -328,6 +328,9 @@ fn spec(
             Family::V6 => Some(g.vrrp_mcast_group6)
                 .filter(|a| *a != IpAddr::from([0xff02, 0, 0, 0, 0, 0, 0, 0x12])),
         },
+        // The model keeps the tracked names (`VrrpInstance`); the trackers themselves are
+        // built when the daemon runs the instance.
+        track: crate::vrrp::track::Track::default(),
     })
 }
 

@@ -6,7 +6,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::time::Instant;
 
 use crate::vrrp::checksum::PseudoHeader;
@@ -16,6 +16,7 @@ use crate::vrrp::net::garp::{self, FrameSender};
 use crate::vrrp::net::socket::{RECV_BUFFER_LEN, VrrpSocket};
 use crate::vrrp::net::vip::{Link, Netlink, NetlinkError, Vip};
 use crate::vrrp::timing::Timestamp;
+use crate::vrrp::track::{self, Track, Tracking};
 use crate::vrrp::wire::Addresses;
 
 /// RFC 5798 §5.1.1.2: the IPv4 multicast group of VRRP.
@@ -40,6 +41,8 @@ pub struct InstanceSpec {
     pub vips: Vec<Vip>,
     /// The multicast group (keepalived `mcast_dst_ip`); `None` is the RFC's.
     pub group: Option<IpAddr>,
+    /// Trackers besides `interface` (which is always tracked, unweighted).
+    pub track: Track,
 }
 
 /// A state change or event for the notify module, sent besides the log line.
@@ -49,6 +52,8 @@ pub enum Notification {
         interface: String,
         vrid: u8,
         state: State,
+        /// The effective priority (configured plus tracker weights), as keepalived passes it.
+        priority: u8,
     },
     MasterRxLowerPriority {
         interface: String,
@@ -109,7 +114,20 @@ pub async fn run_instance(
             tracing::warn!(interface = driver.spec.interface, %vip, "removed a leftover virtual address");
         }
     }
-    let actions = driver.instance.handle(now(), Event::Startup);
+    // Trackers report on a channel; the instance starts once each has been heard from (an
+    // unweighted script's first result, every interface and file read).
+    let (track_tx, mut track_rx) = unbounded_channel();
+    let mut tracking = Tracking::new(&driver.spec.track);
+    let _trackers = track::start(
+        &driver.spec.track,
+        &driver.spec.interface,
+        &mut tracking,
+        &track_tx,
+    )
+    .await?;
+    drop(track_tx);
+    let mut started = false;
+    let actions = driver.track(now(), &mut tracking, &mut started);
     driver.execute(actions).await;
 
     let mut buffer = vec![0; RECV_BUFFER_LEN];
@@ -124,6 +142,10 @@ pub async fn run_instance(
             () = &mut shutdown => break,
             () = sleep_until(deadline) => {
                 driver.instance.handle(now(), Event::TimerExpired)
+            }
+            Some(update) = track_rx.recv() => {
+                tracking.apply(&update);
+                driver.track(now(), &mut tracking, &mut started)
             }
             () = sleep_until(recv_paused_until), if recv_paused_until.is_some() => {
                 recv_paused_until = None;
@@ -245,6 +267,26 @@ impl Driver {
         })
     }
 
+    /// Feeds the state machine what changed in `tracking`, and starts it once every tracker
+    /// has reported.
+    fn track(
+        &mut self,
+        now: Timestamp,
+        tracking: &mut Tracking,
+        started: &mut bool,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for event in tracking.events() {
+            tracing::debug!(interface = self.spec.interface, ?event, "tracking");
+            actions.extend(self.instance.handle(now, event));
+        }
+        if !*started && tracking.ready() {
+            *started = true;
+            actions.extend(self.instance.handle(now, Event::Startup));
+        }
+        actions
+    }
+
     async fn execute(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
@@ -275,6 +317,7 @@ impl Driver {
                         interface: self.spec.interface.clone(),
                         vrid: self.spec.config.vrid,
                         state,
+                        priority: self.instance.priority(),
                     });
                 }
                 Action::NotifyMasterRxLowerPriority { from } => {

@@ -1,0 +1,223 @@
+//! Notify scripts for VRRP state changes, with keepalived's conventions
+//! (`keepalived/vrrp/vrrp_notify.c` `send_instance_notifies`, `notify_script_exec`):
+//! `notify_master`, `notify_backup`, `notify_fault` and `notify_stop` run with their
+//! configured words only; the generic `notify` runs after them with four more:
+//! `INSTANCE`, the instance's name, `MASTER|BACKUP|FAULT|STOP` and the effective priority.
+//!
+//! Scripts run without a shell (see [`split`] and [`process`]), as their user, and never on
+//! the VRRP task: [`spawn`] gives the task a channel, and one notifier task per instance runs
+//! the scripts one after the other, so that they see the states in the order they happened.
+//! keepalived forks notify scripts without waiting (so they may overtake each other) and
+//! kills only `notify_stop` after a second; we wait for each, bounded by a timeout, so that
+//! order holds and a hung script cannot hold up the next for ever.
+
+pub mod process;
+pub mod security;
+pub mod split;
+
+use std::time::Duration;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::task::JoinHandle;
+
+use crate::vrrp::fsm::State;
+use crate::vrrp::net::Notification;
+
+pub use process::{Outcome, Script, ScriptError};
+pub use security::{ScriptUser, SecurityError};
+
+/// How long `notify_stop` (and the generic script for STOP) may run: keepalived's one second
+/// (`system_call_script(..., TIMER_HZ, ...)` in `send_instance_notifies`).
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long any other notify script may run before it is killed; keepalived does not wait
+/// for these at all, so this is ours: the default of its `startup_script_timeout`.
+pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One instance's notify scripts (keepalived's `vrrp_instance` `notify*` keywords).
+#[derive(Clone, Debug, Default)]
+pub struct InstanceScripts {
+    /// The instance's name (`vrrp_instance NAME`), the generic script's second argument.
+    pub name: String,
+    pub master: Option<Script>,
+    pub backup: Option<Script>,
+    pub fault: Option<Script>,
+    pub stop: Option<Script>,
+    /// `notify`: every state change, with four extra arguments.
+    pub generic: Option<Script>,
+    /// `notify_master_rx_lower_pri`.
+    pub master_rx_lower_pri: Option<Script>,
+}
+
+impl InstanceScripts {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        [
+            &self.master,
+            &self.backup,
+            &self.fault,
+            &self.stop,
+            &self.generic,
+            &self.master_rx_lower_pri,
+        ]
+        .iter()
+        .all(|s| s.is_none())
+    }
+
+    /// The runs a notification calls for, in order: script, extra arguments, timeout.
+    #[must_use]
+    pub fn runs(&self, notification: &Notification) -> Vec<(&Script, Vec<String>, Duration)> {
+        match notification {
+            Notification::State {
+                state, priority, ..
+            } => {
+                let (specific, word, timeout) = match state {
+                    State::Master => (&self.master, "MASTER", NOTIFY_TIMEOUT),
+                    State::Backup => (&self.backup, "BACKUP", NOTIFY_TIMEOUT),
+                    State::Fault => (&self.fault, "FAULT", NOTIFY_TIMEOUT),
+                    State::Init => (&self.stop, "STOP", STOP_TIMEOUT),
+                };
+                let mut runs = Vec::new();
+                if let Some(script) = specific {
+                    runs.push((script, Vec::new(), timeout));
+                }
+                if let Some(script) = &self.generic {
+                    let extra = vec![
+                        "INSTANCE".to_owned(),
+                        self.name.clone(),
+                        word.to_owned(),
+                        priority.to_string(),
+                    ];
+                    runs.push((script, extra, timeout));
+                }
+                runs
+            }
+            Notification::MasterRxLowerPriority { .. } => self
+                .master_rx_lower_pri
+                .iter()
+                .map(|s| (s, Vec::new(), NOTIFY_TIMEOUT))
+                .collect(),
+        }
+    }
+}
+
+/// Starts the notifier of one instance. Give the sender to
+/// [`run_instance`](crate::vrrp::net::run_instance); the task ends once the sender is dropped
+/// and every queued script has run, so awaiting it after the instance stopped lets
+/// `notify_stop` finish.
+#[must_use]
+pub fn spawn(scripts: InstanceScripts) -> (UnboundedSender<Notification>, JoinHandle<()>) {
+    let (tx, rx) = unbounded_channel();
+    (tx, tokio::spawn(notifier(scripts, rx)))
+}
+
+async fn notifier(scripts: InstanceScripts, mut rx: UnboundedReceiver<Notification>) {
+    while let Some(notification) = rx.recv().await {
+        for (script, extra, timeout) in scripts.runs(&notification) {
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            match script.run(&extra, timeout).await {
+                Outcome::Exited(status) if status.success() => {
+                    tracing::debug!(command = script.command, ?extra, "notify script ran");
+                }
+                Outcome::Exited(status) => {
+                    tracing::warn!(command = script.command, ?extra, %status, "notify script failed");
+                }
+                Outcome::TimedOut => {
+                    tracing::warn!(
+                        command = script.command,
+                        ?extra,
+                        "notify script killed after its timeout"
+                    );
+                }
+                Outcome::SpawnFailed(error) => {
+                    tracing::error!(command = script.command, ?extra, %error, "notify script not started");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn script(name: &str) -> Script {
+        Script {
+            command: name.into(),
+            program: PathBuf::from(name),
+            args: Vec::new(),
+            user: ScriptUser::current(),
+            shell: false,
+        }
+    }
+
+    fn state(state: State, priority: u8) -> Notification {
+        Notification::State {
+            interface: "e0".into(),
+            vrid: 1,
+            state,
+            priority,
+        }
+    }
+
+    fn runs(s: &InstanceScripts, n: &Notification) -> Vec<(String, Vec<String>, Duration)> {
+        s.runs(n)
+            .into_iter()
+            .map(|(script, extra, timeout)| (script.command.clone(), extra, timeout))
+            .collect()
+    }
+
+    #[test]
+    fn specific_scripts_get_no_arguments_and_the_generic_one_gets_four() {
+        let s = InstanceScripts {
+            name: "VI_1".into(),
+            master: Some(script("m")),
+            backup: Some(script("b")),
+            fault: Some(script("f")),
+            stop: Some(script("s")),
+            generic: Some(script("g")),
+            master_rx_lower_pri: Some(script("r")),
+        };
+        let words = |v: &[&str]| v.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+        for (st, specific, word) in [
+            (State::Master, "m", "MASTER"),
+            (State::Backup, "b", "BACKUP"),
+            (State::Fault, "f", "FAULT"),
+        ] {
+            assert_eq!(
+                runs(&s, &state(st, 150)),
+                [
+                    (specific.to_owned(), Vec::new(), NOTIFY_TIMEOUT),
+                    (
+                        "g".to_owned(),
+                        words(&["INSTANCE", "VI_1", word, "150"]),
+                        NOTIFY_TIMEOUT
+                    )
+                ]
+            );
+        }
+        assert_eq!(
+            runs(&s, &state(State::Init, 50)),
+            [
+                ("s".to_owned(), Vec::new(), STOP_TIMEOUT),
+                (
+                    "g".to_owned(),
+                    words(&["INSTANCE", "VI_1", "STOP", "50"]),
+                    STOP_TIMEOUT
+                )
+            ]
+        );
+        let lower = Notification::MasterRxLowerPriority {
+            interface: "e0".into(),
+            vrid: 1,
+            from: "198.18.1.2".parse().unwrap(),
+        };
+        assert_eq!(
+            runs(&s, &lower),
+            [("r".to_owned(), Vec::new(), NOTIFY_TIMEOUT)]
+        );
+        assert!(InstanceScripts::default().runs(&lower).is_empty());
+        assert!(InstanceScripts::default().is_empty());
+    }
+}

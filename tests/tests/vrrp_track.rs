@@ -1,0 +1,367 @@
+//! Layer 3: VRRP tracking and notify scripts with the `balancer vrrp` binary. Our router
+//! (`v0`, priority 150) and a peer (`k0`, priority 100; Debian's keepalived or a second
+//! `balancer vrrp`) share one link; a second veth pair (`t0` ours, `t1` the peer's) is the
+//! tracked interface. Each test checks who holds the virtual address as trackers change, and
+//! what notify scripts were given. Needs root.
+
+use std::{
+    os::unix::fs::PermissionsExt as _,
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use balancer_tests::{Netns, daemon::Daemon, require_root, veth_pair};
+
+const VIP: &str = "198.18.3.100";
+/// A handover at a 0.2 s advert interval takes about 0.8 s; process start and script
+/// intervals come on top.
+const HANDOVER: Duration = Duration::from_secs(5);
+
+struct Lan {
+    ours: Netns,
+    peer: Netns,
+}
+
+fn lan() -> Lan {
+    let ours = Netns::new("track-ours");
+    let peer = Netns::new("track-peer");
+    veth_pair(&ours, "v0", &peer, "k0");
+    veth_pair(&ours, "t0", &peer, "t1");
+    ours.ip(&["addr", "add", "198.18.3.1/24", "dev", "v0"]);
+    peer.ip(&["addr", "add", "198.18.3.2/24", "dev", "k0"]);
+    Lan { ours, peer }
+}
+
+fn has_addr(ns: &Netns, addr: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-n", ns.name(), "-o", "addr", "show"])
+        .output()
+        .expect("ip addr show");
+    String::from_utf8_lossy(&out.stdout).contains(&format!(" {addr}/"))
+}
+
+fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Lan {
+    /// Waits until the VIP is on our side only (`ours`) or the peer's only, then checks that
+    /// it stays there for `hold`.
+    fn settle(&self, ours: bool, hold: Duration, logs: &[&Daemon]) {
+        let want = (ours, !ours);
+        let holders = || (has_addr(&self.ours, VIP), has_addr(&self.peer, VIP));
+        let dump = || {
+            logs.iter()
+                .map(|d| d.log())
+                .collect::<Vec<_>>()
+                .join("\n-----\n")
+        };
+        assert!(
+            wait_until(HANDOVER, || holders() == want),
+            "VIP should be on (ours, peer) = {want:?}, is on {:?}\n{}",
+            holders(),
+            dump()
+        );
+        let end = Instant::now() + hold;
+        while Instant::now() < end {
+            assert_eq!(holders(), want, "VIP moved\n{}", dump());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A root-owned 0755 directory for scripts and their traces, removed on drop.
+struct ScriptDir(PathBuf);
+
+impl ScriptDir {
+    fn new(role: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("blt-{}-{role}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("script dir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// A `#!/bin/sh` script, mode 0755.
+    fn script(&self, name: &str, body: &str) -> String {
+        let path = self.path(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for ScriptDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn ours(lan: &Lan, extra: &[&str]) -> Daemon {
+    let mut args = vec![
+        "vrrp",
+        "--interface",
+        "v0",
+        "--vrid",
+        "61",
+        "--priority",
+        "150",
+        "--version",
+        "3",
+        "--advert-int",
+        "0.2",
+        "--vip",
+        "198.18.3.100/24",
+    ];
+    args.extend_from_slice(extra);
+    Daemon::balancer(&lan.ours, &args)
+}
+
+/// (a) A failing `track_script` lowers our priority below keepalived's, which takes the VIP;
+/// once the script succeeds again we preempt it.
+#[test]
+fn failing_track_script_hands_the_vip_to_keepalived_and_back() {
+    require_root!();
+    let lan = lan();
+    let dir = ScriptDir::new("track-script");
+    let flag = dir.path("fail");
+    let conf = "global_defs {\n  router_id blt\n}\nvrrp_instance VI {\n  state BACKUP\n  \
+                interface k0\n  priority 100\n  virtual_router_id 61\n  version 3\n  \
+                advert_int 0.2\n  virtual_ipaddress {\n    198.18.3.100/24\n  }\n}\n";
+    let ka = Daemon::keepalived(&lan.peer, conf);
+    // No shell: the words go to test(1) as they are.
+    let check = format!("/usr/bin/test ! -e '{}'", flag.display());
+    let me = ours(
+        &lan,
+        &[
+            "--track-script",
+            &check,
+            "--script-interval",
+            "0.1",
+            "--script-weight",
+            "-100",
+            "--script-fall",
+            "2",
+        ],
+    );
+    lan.settle(true, Duration::from_millis(600), &[&me, &ka]);
+
+    std::fs::write(&flag, "").expect("flag");
+    lan.settle(false, Duration::from_millis(600), &[&me, &ka]);
+    std::fs::remove_file(&flag).expect("unflag");
+    lan.settle(true, Duration::from_millis(400), &[&me, &ka]);
+    let log = me.log();
+    assert!(
+        log.contains("ok=false") && log.contains("ok=true"),
+        "script status changes not logged\n{log}"
+    );
+}
+
+/// (b) Our tracked interface going down puts us in FAULT (priority 0 advert) and a second
+/// `balancer vrrp` takes over; when it comes back up we preempt again.
+#[test]
+fn tracked_interface_down_is_fault_and_the_peer_takes_over() {
+    require_root!();
+    let lan = lan();
+    let peer = Daemon::balancer(
+        &lan.peer,
+        &[
+            "vrrp",
+            "--interface",
+            "k0",
+            "--vrid",
+            "61",
+            "--priority",
+            "100",
+            "--version",
+            "3",
+            "--advert-int",
+            "0.2",
+            "--vip",
+            "198.18.3.100/24",
+        ],
+    );
+    let me = ours(&lan, &["--track-interface", "t0"]);
+    lan.settle(true, Duration::from_millis(600), &[&me, &peer]);
+
+    lan.ours.ip(&["link", "set", "t0", "down"]);
+    // Priority 0 lets the peer take over after its skew time (under 0.2 s).
+    lan.settle(false, Duration::from_millis(600), &[&me, &peer]);
+    assert!(me.log().contains("state=\"FAULT\""), "{}", me.log());
+
+    lan.ours.ip(&["link", "set", "t0", "up"]);
+    lan.settle(true, Duration::from_millis(400), &[&me, &peer]);
+}
+
+/// (c) `notify_master`, `notify_backup`, `notify_fault` and `notify_stop` get no arguments; `notify` gets its configured words
+/// and then INSTANCE, the name, the state and the priority, in the order states happen.
+#[test]
+fn notify_scripts_get_keepalived_arguments_in_order() {
+    require_root!();
+    let lan = lan();
+    let dir = ScriptDir::new("notify");
+    let trace = dir.path("trace");
+    let record = |name: &str| {
+        dir.script(
+            &format!("{name}.sh"),
+            &format!(
+                "line='{name}'\nfor a in \"$@\"; do line=\"$line [$a]\"; done\necho \"$line\" >> '{}'",
+                trace.display()
+            ),
+        )
+    };
+    let (master, backup, fault, stop) = (
+        record("master"),
+        record("backup"),
+        record("fault"),
+        record("stop"),
+    );
+    let generic = format!("{} 'first word'", record("notify"));
+    let mut me = ours(
+        &lan,
+        &[
+            "--name",
+            "VI_track",
+            "--track-interface",
+            "t0",
+            "--enable-script-security",
+            "--script-user",
+            "root",
+            "--notify-master",
+            &master,
+            "--notify-backup",
+            &backup,
+            "--notify-fault",
+            &fault,
+            "--notify-stop",
+            &stop,
+            "--notify",
+            &generic,
+        ],
+    );
+    let lines = || {
+        std::fs::read_to_string(&trace)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let notify = |state: &str| format!("notify [first word] [INSTANCE] [VI_track] [{state}] [150]");
+    let mut expected = Vec::new();
+    let mut expect = |states: &[&str], me: &Daemon| {
+        for state in states {
+            expected.push(state.to_lowercase());
+            expected.push(notify(state));
+        }
+        assert!(
+            wait_until(HANDOVER, || lines() == expected),
+            "notify trace {:?}, expected {expected:?}\n{}",
+            lines(),
+            me.log()
+        );
+    };
+    expect(&["BACKUP", "MASTER"], &me);
+    lan.ours.ip(&["link", "set", "t0", "down"]);
+    expect(&["FAULT"], &me);
+    lan.ours.ip(&["link", "set", "t0", "up"]);
+    expect(&["BACKUP", "MASTER"], &me);
+    assert!(me.stop().success(), "{}", me.log());
+    // The stop scripts ran before the process exited.
+    expected.push("stop".to_owned());
+    expected.push(notify("STOP"));
+    assert_eq!(lines(), expected, "{}", me.log());
+}
+
+/// Scripts run as `--script-user`: an unweighted track script that succeeds only as
+/// nobody:nogroup lets the instance out of FAULT and make itself master.
+#[test]
+fn track_scripts_run_as_the_script_user() {
+    require_root!();
+    let lan = lan();
+    let check = "/usr/bin/sh -c 'test \"$(id -u):$(id -g)\" = 65534:65534'";
+    let me = ours(
+        &lan,
+        &[
+            "--script-user",
+            "nobody:nogroup",
+            "--track-script",
+            check,
+            "--script-interval",
+            "0.2",
+        ],
+    );
+    lan.settle(true, Duration::from_millis(400), &[&me]);
+    assert!(!me.log().contains("state=\"FAULT\""), "{}", me.log());
+}
+
+/// With `--enable-script-security`, a script that would run as root from a directory anyone
+/// can write to is refused at start, naming the directory.
+#[test]
+fn script_security_refuses_a_replaceable_root_script() {
+    require_root!();
+    let lan = lan();
+    let dir = ScriptDir::new("insecure");
+    let script = dir.script("up.sh", "exit 0");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let mut me = ours(
+        &lan,
+        &[
+            "--enable-script-security",
+            "--script-user",
+            "root",
+            "--notify-master",
+            &script,
+        ],
+    );
+    assert!(
+        wait_until(HANDOVER, || me
+            .log()
+            .contains("can be changed by a user other than root")),
+        "{}",
+        me.log()
+    );
+    assert!(!me.stop().success(), "{}", me.log());
+    assert!(
+        me.log().contains(&dir.0.to_string_lossy().into_owned()),
+        "{}",
+        me.log()
+    );
+    assert!(!has_addr(&lan.ours, VIP));
+}
+
+/// `track_file` with weight 0: any value but 0 is FAULT (the VIP goes), 0 again recovers.
+#[test]
+fn track_file_with_weight_zero_faults_on_a_non_zero_value() {
+    require_root!();
+    let lan = lan();
+    let dir = ScriptDir::new("track-file");
+    let file = dir.path("status");
+    std::fs::write(&file, "0\n").expect("status");
+    let tracked = format!("{}:0", file.display());
+    let me = ours(&lan, &["--track-file", &tracked]);
+    lan.settle(true, Duration::from_millis(300), &[&me]);
+    std::fs::write(&file, "1\n").expect("status");
+    // Polled every second.
+    assert!(
+        wait_until(HANDOVER, || !has_addr(&lan.ours, VIP)),
+        "{}",
+        me.log()
+    );
+    assert!(me.log().contains("state=\"FAULT\""), "{}", me.log());
+    std::fs::write(&file, "0\n").expect("status");
+    lan.settle(true, Duration::ZERO, &[&me]);
+}
