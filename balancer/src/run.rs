@@ -4,14 +4,21 @@
 //! The maps are pinned per instance under `/sys/fs/bpf/balancer/INSTANCE`, so a restart adopts
 //! the services, real indexes and established connections of the run before. Every interval
 //! the connection table is swept (expiry, active counts) and the counters are reported.
-//! VRRP and health checkers are not wired in yet: every configured real carries its weight.
+//! The configured VRRP instances run beside it (with their `track_interface`s); on SIGTERM
+//! they advertise priority 0 and remove their VIPs before the data plane detaches.
+//! Not wired in yet: health checkers (every real keeps its configured weight), `track_script`
+//! and notify scripts.
 
 use std::{
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::watch,
+    task::JoinSet,
+};
 
 use crate::{
     config::{ConfigError, load_any},
@@ -19,7 +26,11 @@ use crate::{
         Dataplane, DataplaneError,
         xdp::{LoadOptions, PinError, ProtoCounters, XdpError, XdpProgram, ensure_bpffs},
     },
-    model::{Protocol, VirtualService},
+    model::{Protocol, VirtualService, VrrpInstance},
+    vrrp::{
+        net::{NetError, run_instance},
+        track::TrackInterface,
+    },
 };
 
 /// Where the bpf filesystem is normally mounted; mounted there when it is not.
@@ -118,6 +129,14 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
         tracing::info!(interface, %mode, "XDP program attached");
     }
 
+    // The data plane is programmed on master and backup alike, as keepalived programs IPVS on
+    // both, so a failover needs no reprogramming.
+    let (stop, stopped) = watch::channel(false);
+    let mut vrrp = JoinSet::new();
+    for instance in &loaded.validated.model.vrrp {
+        spawn_instance(&mut vrrp, instance, stopped.clone());
+    }
+
     let mut ticker = tokio::time::interval(options.interval);
     ticker.tick().await;
     let mut last = program.proto_counters()?;
@@ -129,9 +148,15 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
                 report(&now.since(&last), options.interval, sweep.live);
                 last = now;
             }
+            Some(ended) = vrrp.join_next() => log_instance_end(ended),
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
+    }
+    tracing::info!("stopping: VRRP instances advertise priority 0 and release their addresses");
+    let _ = stop.send(true);
+    while let Some(ended) = vrrp.join_next().await {
+        log_instance_end(ended);
     }
     tracing::info!("stopping: detaching from every interface");
     program.detach_all()?;
@@ -139,6 +164,51 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
         program.unpin()?;
     }
     Ok(())
+}
+
+type InstanceEnd = (String, Result<(), NetError>);
+
+/// Runs one configured VRRP instance until `stopped` turns true.
+fn spawn_instance(
+    set: &mut JoinSet<InstanceEnd>,
+    instance: &VrrpInstance,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut spec = instance.spec.clone();
+    spec.track
+        .interfaces
+        .extend(instance.track_interfaces.iter().map(|name| TrackInterface {
+            name: name.clone(),
+            weight: None,
+        }));
+    if !instance.track_scripts.is_empty() {
+        tracing::warn!(
+            instance = instance.name,
+            scripts = ?instance.track_scripts,
+            "track_script is not run by balancer run yet; the instance runs without it"
+        );
+    }
+    let name = instance.name.clone();
+    tracing::info!(
+        instance = name,
+        interface = spec.interface,
+        "VRRP instance starting"
+    );
+    set.spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let result = run_instance(spec, shutdown, None).await.map(|_| ());
+        (name, result)
+    });
+}
+
+fn log_instance_end(ended: Result<InstanceEnd, tokio::task::JoinError>) {
+    match ended {
+        Ok((name, Ok(()))) => tracing::info!(instance = name, "VRRP instance stopped"),
+        Ok((name, Err(e))) => tracing::error!(instance = name, error = %e, "VRRP instance failed"),
+        Err(e) => tracing::error!(error = %e, "VRRP instance task failed"),
+    }
 }
 
 fn report(delta: &ProtoCounters, interval: Duration, flows: u64) {

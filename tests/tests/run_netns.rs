@@ -41,15 +41,45 @@ port = 80
 weight = 1
 "#;
 
-fn xdp_attached(ns: &Netns, dev: &str) -> bool {
-    let out = ns.output("ip", &["-d", "link", "show", dev]);
-    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+/// The same services as keepalived.conf, with a VRRP instance owning the VIP on the
+/// balancer's interface (VRRPv3 at 0.1 s adverts, so it becomes master within half a second).
+const KEEPALIVED_CONF: &str = r"
+global_defs {
+    vrrp_version 3
+}
+vrrp_instance VI_1 {
+    interface l0
+    virtual_router_id 51
+    priority 150
+    advert_int 0.1
+    virtual_ipaddress {
+        198.18.0.100/24
+    }
+}
+virtual_server 198.18.0.100 80 {
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    real_server 198.18.0.11 80 {
+        weight 1
+    }
+    real_server 198.18.0.12 80 {
+        weight 1
+    }
+}
+";
+
+/// A client, a balancer and two DR reals on one bridge, the reals serving their address.
+struct Lab {
+    client: Netns,
+    lb: Netns,
+    _reals: Vec<Netns>,
+    servers: Vec<NsThread>,
+    _peer: balancer::dataplane::xdp::XdpProgram,
+    _switch: Netns,
 }
 
-#[test]
-fn balancer_run_forwards_the_configured_services_and_detaches_on_sigterm() {
-    const CONNECTIONS: usize = 30;
-    require_root!();
+fn lab() -> Lab {
     let sw = Netns::new("rsw");
     sw.ip(&["link", "add", "br0", "type", "bridge"]);
     sw.ip(&["link", "set", "br0", "up"]);
@@ -81,46 +111,109 @@ fn balancer_run_forwards_the_configured_services_and_detaches_on_sigterm() {
     let mut peer = load_program(16);
     sw.run(|| peer.attach("p-l", AttachMode::Driver))
         .expect("attach to the veth peer");
+    Lab {
+        client,
+        lb,
+        _reals: reals,
+        servers,
+        _peer: peer,
+        _switch: sw,
+    }
+}
 
-    let dir = std::env::temp_dir().join(format!("blt-run-{}", std::process::id()));
+/// Starts `balancer run` on `config` (written to a temporary file named `file`) in the
+/// balancer namespace and waits until the XDP program is attached.
+fn start(lab: &Lab, file: &str, config: &str) -> (Daemon, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("blt-run-{}-{file}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("lb.toml");
-    std::fs::write(&config, LB_TOML).unwrap();
-    let mut daemon = Daemon::balancer(
-        &lb,
+    let path = dir.join(file);
+    std::fs::write(&path, config).unwrap();
+    let daemon = Daemon::balancer(
+        &lab.lb,
         &[
             "run",
             "--config",
-            config.to_str().unwrap(),
+            path.to_str().unwrap(),
             "--interval",
             "0.2",
         ],
     );
     for _ in 0..250 {
-        if xdp_attached(&lb, "l0") {
+        if xdp_attached(&lab.lb, "l0") {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(xdp_attached(&lb, "l0"), "not attached: {}", daemon.log());
-    let targets: Vec<IpAddr> = REALS.iter().map(|&a| IpAddr::V4(a)).collect();
-    warm_neighbours(&lb, "198.18.0.2".parse().unwrap(), &targets, "l0");
+    assert!(
+        xdp_attached(&lab.lb, "l0"),
+        "not attached: {}",
+        daemon.log()
+    );
+    (daemon, dir)
+}
 
-    let answers = connect_many(&client, SocketAddr::from((VIP, 80)), CONNECTIONS, 3);
-    drop(servers);
+/// Connections from the client reach both reals.
+fn traffic_reaches_both_reals(lab: &Lab, daemon: &Daemon) {
+    const CONNECTIONS: usize = 30;
+    let targets: Vec<IpAddr> = REALS.iter().map(|&a| IpAddr::V4(a)).collect();
+    warm_neighbours(&lab.lb, "198.18.0.2".parse().unwrap(), &targets, "l0");
+    let answers = connect_many(&lab.client, SocketAddr::from((VIP, 80)), CONNECTIONS, 3);
     assert_eq!(answers.len(), CONNECTIONS);
     for a in REALS {
         let n = answers.iter().filter(|(_, x)| *x == a.to_string()).count();
         assert!(n > 0, "{a} answered none: {answers:?}\n{}", daemon.log());
     }
+}
 
+fn has_vip(ns: &Netns) -> bool {
+    let out = ns.output("ip", &["addr", "show", "dev", "l0"]);
+    String::from_utf8_lossy(&out.stdout).contains("198.18.0.100/24")
+}
+
+fn xdp_attached(ns: &Netns, dev: &str) -> bool {
+    let out = ns.output("ip", &["-d", "link", "show", dev]);
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+#[test]
+fn balancer_run_forwards_the_configured_services_and_detaches_on_sigterm() {
+    require_root!();
+    let lab = lab();
+    let (mut daemon, dir) = start(&lab, "lb.toml", LB_TOML);
+    traffic_reaches_both_reals(&lab, &daemon);
     let status = daemon.stop();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "{status}: {}", daemon.log());
-    assert!(!xdp_attached(&lb, "l0"), "SIGTERM detaches");
+    assert!(!xdp_attached(&lab.lb, "l0"), "SIGTERM detaches");
     assert!(
         daemon.log().contains("service programmed"),
         "{}",
         daemon.log()
     );
+    drop(lab.servers);
+}
+
+#[test]
+fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
+    require_root!();
+    let lab = lab();
+    let (mut daemon, dir) = start(&lab, "keepalived.conf", KEEPALIVED_CONF);
+    for _ in 0..150 {
+        if has_vip(&lab.lb) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        has_vip(&lab.lb),
+        "the VRRP instance became master: {}",
+        daemon.log()
+    );
+    traffic_reaches_both_reals(&lab, &daemon);
+    let status = daemon.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{status}: {}", daemon.log());
+    assert!(!has_vip(&lab.lb), "SIGTERM releases the VIP");
+    assert!(!xdp_attached(&lab.lb, "l0"), "and detaches");
+    drop(lab.servers);
 }
