@@ -6,8 +6,9 @@
 //! the connection table is swept (expiry, active counts) and the counters are reported.
 //! The configured VRRP instances run beside it (with their `track_interface`s); on SIGTERM
 //! they advertise priority 0 and remove their VIPs before the data plane detaches.
-//! Not wired in yet: health checkers (every real keeps its configured weight), `track_script`
-//! and notify scripts.
+//! Their `track_script`s and notify scripts run with keepalived's semantics (`script_user`,
+//! `enable_script_security`). Not wired in yet: health checkers, so every real keeps its
+//! configured weight.
 
 use std::{
     path::{Path, PathBuf},
@@ -21,15 +22,16 @@ use tokio::{
 };
 
 use crate::{
-    config::{ConfigError, load_any},
+    config::{Config, ConfigError, load_any},
     dataplane::{
         Dataplane, DataplaneError,
         xdp::{LoadOptions, PinError, ProtoCounters, XdpError, XdpProgram, ensure_bpffs},
     },
     model::{Protocol, VirtualService, VrrpInstance},
+    notify::{InstanceScripts, Script, ScriptUser},
     vrrp::{
         net::{NetError, run_instance},
-        track::TrackInterface,
+        track::{TrackInterface, script::TrackScript},
     },
 };
 
@@ -46,6 +48,17 @@ pub enum RunError {
     Dataplane(#[from] DataplaneError),
     #[error(transparent)]
     Pin(#[from] PinError),
+    #[error("vrrp_instance {instance}: {source}")]
+    Script {
+        instance: String,
+        #[source]
+        source: crate::notify::ScriptError,
+    },
+    #[error("global_defs.script_user: {source}")]
+    ScriptUser {
+        #[source]
+        source: crate::notify::SecurityError,
+    },
     #[error("installing the {signal} handler")]
     Signal {
         signal: &'static str,
@@ -134,7 +147,8 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     let (stop, stopped) = watch::channel(false);
     let mut vrrp = JoinSet::new();
     for instance in &loaded.validated.model.vrrp {
-        spawn_instance(&mut vrrp, instance, stopped.clone());
+        let scripts = instance_scripts(&loaded.config, &instance.name)?;
+        spawn_instance(&mut vrrp, instance, scripts, stopped.clone());
     }
 
     let mut ticker = tokio::time::interval(options.interval);
@@ -168,10 +182,94 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
 
 type InstanceEnd = (String, Result<(), NetError>);
 
-/// Runs one configured VRRP instance until `stopped` turns true.
+/// The script user and security setting of `global_defs`, as keepalived chooses them.
+fn script_user(config: &Config, spec: Option<&str>) -> Result<ScriptUser, RunError> {
+    let security = config.global_defs.enable_script_security;
+    let result = match spec.or(config.global_defs.script_user.as_deref()) {
+        Some(spec) => {
+            let (user, group) = match spec.split_once(':') {
+                Some((u, g)) => (u, Some(g)),
+                None => (spec, None),
+            };
+            ScriptUser::named(user, group)
+        }
+        None => ScriptUser::default_for(security),
+    };
+    result.map_err(|source| RunError::ScriptUser { source })
+}
+
+/// An instance's `track_script`s (from their `vrrp_script` blocks) and notify scripts, split
+/// and checked now, so a script keepalived would refuse stops the start with its reason.
+fn instance_scripts(
+    config: &Config,
+    instance: &str,
+) -> Result<(Vec<TrackScript>, InstanceScripts), RunError> {
+    let none = (Vec::new(), InstanceScripts::default());
+    let Some(inst) = config.vrrp_instance.get(instance) else {
+        return Ok(none);
+    };
+    let security = config.global_defs.enable_script_security;
+    let script_err = |source| RunError::Script {
+        instance: instance.to_owned(),
+        source,
+    };
+    let notify = [
+        &inst.notify_master,
+        &inst.notify_backup,
+        &inst.notify_fault,
+        &inst.notify_stop,
+        &inst.notify,
+    ];
+    if inst.track_script.is_empty() && notify.iter().all(|n| n.is_none()) {
+        return Ok(none);
+    }
+    let default_user = script_user(config, None)?;
+    let mut tracked = Vec::new();
+    // validate() has checked that every name is a vrrp_script.
+    for s in inst
+        .track_script
+        .iter()
+        .filter_map(|n| config.vrrp_script.get(n))
+    {
+        let user = match &s.user {
+            Some(u) => script_user(config, Some(u))?,
+            None => default_user.clone(),
+        };
+        tracked.push(TrackScript {
+            script: Script::prepare(&s.script, user, security).map_err(script_err)?,
+            interval: Duration::from_secs_f64(s.interval.max(0.0)),
+            timeout: s.timeout.map(|t| Duration::from_secs_f64(t.max(0.0))),
+            weight: s.weight,
+            rise: s.rise,
+            fall: s.fall,
+            init_fail: s.init_fail,
+        });
+    }
+    let prepare = |command: &Option<String>| {
+        command
+            .as_ref()
+            .map(|c| Script::prepare(c, default_user.clone(), security))
+            .transpose()
+            .map_err(script_err)
+    };
+    let scripts = InstanceScripts {
+        name: instance.to_owned(),
+        master: prepare(&inst.notify_master)?,
+        backup: prepare(&inst.notify_backup)?,
+        fault: prepare(&inst.notify_fault)?,
+        stop: prepare(&inst.notify_stop)?,
+        generic: prepare(&inst.notify)?,
+        master_rx_lower_pri: None,
+    };
+    Ok((tracked, scripts))
+}
+
+/// Runs one configured VRRP instance until `stopped` turns true; its notify scripts run on
+/// their own task, which is awaited so `notify_stop` completes before the daemon exits.
 fn spawn_instance(
     set: &mut JoinSet<InstanceEnd>,
     instance: &VrrpInstance,
+    (tracked, scripts): (Vec<TrackScript>, InstanceScripts),
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut spec = instance.spec.clone();
@@ -181,13 +279,7 @@ fn spawn_instance(
             name: name.clone(),
             weight: None,
         }));
-    if !instance.track_scripts.is_empty() {
-        tracing::warn!(
-            instance = instance.name,
-            scripts = ?instance.track_scripts,
-            "track_script is not run by balancer run yet; the instance runs without it"
-        );
-    }
+    spec.track.scripts = tracked;
     let name = instance.name.clone();
     tracing::info!(
         instance = name,
@@ -195,10 +287,19 @@ fn spawn_instance(
         "VRRP instance starting"
     );
     set.spawn(async move {
+        let (tx, notifier) = if scripts.is_empty() {
+            (None, None)
+        } else {
+            let (tx, task) = crate::notify::spawn(scripts);
+            (Some(tx), Some(task))
+        };
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        let result = run_instance(spec, shutdown, None).await.map(|_| ());
+        let result = run_instance(spec, shutdown, tx).await.map(|_| ());
+        if let Some(task) = notifier {
+            let _ = task.await;
+        }
         (name, result)
     });
 }

@@ -42,10 +42,15 @@ weight = 1
 "#;
 
 /// The same services as keepalived.conf, with a VRRP instance owning the VIP on the
-/// balancer's interface (VRRPv3 at 0.1 s adverts, so it becomes master within half a second).
+/// balancer's interface (VRRPv3 at 0.1 s adverts, so it becomes master within half a second),
+/// a `track_script` that succeeds and a `notify` script (paths filled in by the test).
 const KEEPALIVED_CONF: &str = r"
 global_defs {
     vrrp_version 3
+}
+vrrp_script always_ok {
+    script /usr/bin/true
+    interval 0.2
 }
 vrrp_instance VI_1 {
     interface l0
@@ -55,6 +60,10 @@ vrrp_instance VI_1 {
     virtual_ipaddress {
         198.18.0.100/24
     }
+    track_script {
+        always_ok
+    }
+    notify NOTIFY_SCRIPT
 }
 virtual_server 198.18.0.100 80 {
     lb_algo rr
@@ -197,7 +206,18 @@ fn balancer_run_forwards_the_configured_services_and_detaches_on_sigterm() {
 fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
     require_root!();
     let lab = lab();
-    let (mut daemon, dir) = start(&lab, "keepalived.conf", KEEPALIVED_CONF);
+    let scripts = std::env::temp_dir().join(format!("blt-run-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&scripts).unwrap();
+    let trace = scripts.join("trace");
+    let script = scripts.join("notify.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", trace.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let conf = KEEPALIVED_CONF.replace("NOTIFY_SCRIPT", script.to_str().unwrap());
+    let (mut daemon, dir) = start(&lab, "keepalived.conf", &conf);
     for _ in 0..150 {
         if has_vip(&lab.lb) {
             break;
@@ -215,5 +235,16 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
     assert!(status.success(), "{status}: {}", daemon.log());
     assert!(!has_vip(&lab.lb), "SIGTERM releases the VIP");
     assert!(!xdp_attached(&lab.lb, "l0"), "and detaches");
+    let calls = std::fs::read_to_string(&trace).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&scripts);
+    // keepalived's convention: INSTANCE NAME STATE PRIORITY.
+    assert!(
+        calls.lines().any(|l| l == "INSTANCE VI_1 MASTER 150"),
+        "{calls}"
+    );
+    assert!(
+        calls.lines().any(|l| l == "INSTANCE VI_1 STOP 150"),
+        "{calls}"
+    );
     drop(lab.servers);
 }
