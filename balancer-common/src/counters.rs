@@ -122,7 +122,8 @@ pub enum Reason {
     PassMalformed,
     /// No service for this destination, protocol and port: the kernel's.
     PassNoService,
-    /// To a VIP, but neither TCP nor UDP (ICMP echo, VRRP, ...): the kernel's.
+    /// Neither TCP nor UDP (ICMP echo, VRRP, ...), to any address, and ICMP errors about no
+    /// flow the balancer forwards: the kernel's.
     PassOtherProto,
     /// Forwarded out of the interface it came in on.
     Tx,

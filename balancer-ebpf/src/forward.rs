@@ -171,7 +171,22 @@ fn write_macs(ctx: &XdpContext, e: &Egress) -> Result<(), Reason> {
 /// of the incoming frame are not carried over: the outer frame is plain Ethernet.
 #[inline(always)]
 fn encapsulate(ctx: &XdpContext, h: &Headers, real: &Real, e: &Egress) -> Result<(), Reason> {
-    let inner_len = ctx.data_end() - ctx.data() - h.l3;
+    // The inner packet's own length (Ethernet padding after it stays outside the count), and
+    // its DF bit, read before the headers move.
+    let Some(ip) = crate::parse::ptr_at::<[u8; 8]>(ctx, h.l3).map(crate::parse::View) else {
+        return Err(Reason::PassMalformed);
+    };
+    let (inner_len, df) = if h.family == FAMILY_V4 {
+        (
+            usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+            ip[6] & 0x40 != 0,
+        )
+    } else {
+        (
+            usize::from(u16::from_be_bytes([ip[4], ip[5]])) + IPV6_HLEN,
+            false,
+        )
+    };
     let outer_len = if real.family == FAMILY_V6 {
         IPV6_HLEN
     } else {
@@ -215,6 +230,11 @@ fn encapsulate(ctx: &XdpContext, h: &Headers, real: &Real, e: &Egress) -> Result
         b[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
         b[14] = 0x45;
         b[16..18].copy_from_slice(&((IPV4_HLEN + inner_len) as u16).to_be_bytes());
+        // The inner packet's DF carries over (as IPVS's tunnels do), so a hop that would have
+        // to fragment answers the client's path MTU discovery instead.
+        if df {
+            b[20] = 0x40;
+        }
         b[22] = TUN_TTL;
         b[23] = inner_proto;
         b[26..30].copy_from_slice(&real.tun_src[0].to_ne_bytes());

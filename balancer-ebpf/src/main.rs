@@ -32,7 +32,7 @@ use balancer_common::{
     ProtoCounter, Reason,
     maps::{
         FAMILY_V4, FAMILY_V6, Flow, FlowKey, Globals, Real, SVC_F_OPS, Service, ServiceKey,
-        flow_state,
+        flow_state, method,
     },
 };
 use parse::{Headers, IPPROTO_TCP, IPPROTO_UDP, NOT_FRAGMENT};
@@ -74,11 +74,15 @@ fn process(ctx: &XdpContext) -> Reason {
         return Reason::PassNotIp;
     }
     if h.fragment != NOT_FRAGMENT {
-        // Later fragments carry no ports: any fragment to a VIP is refused, not half-balanced.
-        return if maps::is_vip(&h.dst, h.family) {
+        // Later fragments carry no ports: a TCP or UDP fragment to a VIP is refused, not
+        // half-balanced. Other protocols' fragments are the kernel's, as their whole packets.
+        let balanced = h.proto == IPPROTO_TCP || h.proto == IPPROTO_UDP;
+        return if balanced && maps::is_vip(&h.dst, h.family) {
             Reason::DropFragment
-        } else {
+        } else if balanced {
             Reason::PassNoService
+        } else {
+            Reason::PassOtherProto
         };
     }
     if h.proto != IPPROTO_TCP && h.proto != IPPROTO_UDP {
@@ -109,16 +113,21 @@ fn to_service(ctx: &XdpContext, h: &Headers, service: &Service) -> Reason {
         family: h.family,
         _pad: [0; 2],
     };
-    let (real_index, real) = match existing_flow(&key, h, now, &globals) {
+    let (real_index, real) = match existing_flow(&key, h, service, now, &globals) {
         Some(found) => found,
         None => match new_flow(&key, h, service, now) {
             Ok(found) => found,
             Err(reason) => return reason,
         },
     };
+    // Measured before forwarding, which may grow the frame.
     let len = (ctx.data_end() - ctx.data()) as u64;
-    maps::add_stats(service.id, real_index, len);
-    forward::forward(ctx, h, &real)
+    let reason = forward::forward(ctx, h, &real);
+    // Only what actually left towards the real counts as its traffic.
+    if reason == Reason::Tx || reason == Reason::Redirect {
+        maps::add_stats(service.id, real_index, len);
+    }
+    reason
 }
 
 /// An ICMP error about a balanced flow goes to the flow's real, which sent the quoted packet
@@ -147,11 +156,16 @@ fn icmp_error(ctx: &XdpContext, h: &Headers) -> Reason {
     };
     // SAFETY: from a successful lookup; only read.
     let index = unsafe { (*flow).real };
-    let Some(real) = maps::real(index) else {
+    // A NAT real would need the quoted packet translated too (as IPVS does); until then the
+    // error is the kernel's rather than sent on corrupted.
+    let Some(real) = maps::real(index).filter(|r| r.method != method::NAT) else {
         return Reason::PassOtherProto;
     };
-    maps::count_proto(ProtoCounter::IcmpErrorToReal);
-    forward::forward(ctx, h, &real)
+    let reason = forward::forward(ctx, h, &real);
+    if reason == Reason::Tx || reason == Reason::Redirect {
+        maps::count_proto(ProtoCounter::IcmpErrorToReal);
+    }
+    reason
 }
 
 /// The service for this destination: exact (VIP, port, protocol), then the all-port service.
@@ -200,7 +214,13 @@ fn new_flow(
 /// not know, which the client notices at once, where IPVS would drop its packets until the
 /// entry expired).
 #[inline(always)]
-fn existing_flow(key: &FlowKey, h: &Headers, now: u64, g: &Globals) -> Option<(u32, Real)> {
+fn existing_flow(
+    key: &FlowKey,
+    h: &Headers,
+    service: &Service,
+    now: u64,
+    g: &Globals,
+) -> Option<(u32, Real)> {
     let flow = maps::flow_mut(key)?;
     // SAFETY: the pointer comes from a successful map lookup; a concurrent update of the same
     // flow on another CPU can at worst lose one timestamp or state refresh.
@@ -217,7 +237,8 @@ fn existing_flow(key: &FlowKey, h: &Headers, now: u64, g: &Globals) -> Option<(u
     if f.state == flow_state::CLOSING && h.tcp_flags & TCP_SYN != 0 && h.tcp_flags & TCP_ACK == 0 {
         return None;
     }
-    let real = maps::real(f.real)?;
+    // The index may have been freed and handed to another service's real since.
+    let real = maps::real(f.real).filter(|r| r.owner == service.id + 1)?;
     f.last_seen_ns = now;
     f.state = next_state(f.state, h);
     Some((f.real, real))

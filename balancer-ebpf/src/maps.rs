@@ -170,8 +170,12 @@ pub fn nat_origin(key: &NatKey) -> Option<NatOrigin> {
 
 #[inline(always)]
 pub fn remember_nat(key: &NatKey, origin: &NatOrigin) {
-    // Already there is the common case: a lookup is cheaper than rewriting the entry.
-    if NAT_REVERSE.get_ptr(key).is_none() {
+    // Already there and the same is the common case: a lookup is cheaper than a rewrite. A
+    // different origin (the client reused its port towards another VIP) is replaced.
+    // SAFETY: read at once.
+    let known = unsafe { NAT_REVERSE.get(key) }
+        .is_some_and(|o| o.vip == origin.vip && o.vport_be == origin.vport_be);
+    if !known {
         let _ = NAT_REVERSE.insert(key, origin, 0);
     }
 }

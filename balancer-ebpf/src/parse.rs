@@ -63,7 +63,7 @@ pub fn ptr_at_mut<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
 /// Bytes of the frame that `ptr_at` checked, read in place: indexing loads one byte from the
 /// packet instead of copying the whole header onto the 512-byte BPF stack.
 #[derive(Clone, Copy)]
-pub struct View<const N: usize>(*const [u8; N]);
+pub struct View<const N: usize>(pub *const [u8; N]);
 
 impl<const N: usize> core::ops::Index<usize> for View<N> {
     type Output = u8;

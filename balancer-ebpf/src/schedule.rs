@@ -31,7 +31,11 @@ pub fn new_connection(h: &Headers, s: &Service, now: u64) -> Result<u32, Reason>
         let p = unsafe { &mut *p };
         // IPVS keeps sending a live template's clients to a quiescent (weight 0) real; only a
         // removed real breaks the template.
-        if now.saturating_sub(p.last_seen_ns) <= timeout && maps::real(p.real).is_some() {
+        // A template to the sorry server lapses once a real is back (keepalived then removes
+        // the sorry server); one to a reused index belongs to another service.
+        let to_sorry = s.table_len > 0 && p.real + 1 == s.sorry_real;
+        let alive = maps::real(p.real).is_some_and(|r| r.owner == s.id + 1);
+        if now.saturating_sub(p.last_seen_ns) <= timeout && alive && !to_sorry {
             p.last_seen_ns = now;
             return Ok(p.real);
         }

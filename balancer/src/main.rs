@@ -68,6 +68,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// `balancer run`'s runtime: two workers, so a long connection-table sweep on one never
+/// delays a VRRP advert on the other (a late advert is a failover).
+fn daemon_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
@@ -86,7 +95,7 @@ fn main() -> ExitCode {
             interval,
             instance,
             keep_state,
-        } => runtime().and_then(|rt| {
+        } => daemon_runtime().and_then(|rt| {
             rt.block_on(balancer::run::run(&balancer::run::RunOptions {
                 config,
                 interval: Duration::from_secs_f64(interval),

@@ -157,10 +157,22 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                let sweep = program.sweep()?;
-                let now = program.proto_counters()?;
-                report(&now.since(&last), options.interval, sweep.live);
-                last = now;
+                // A failed read is reported and retried next time: leaving here would skip
+                // the orderly stop (priority 0, VIPs released) below.
+                let live = match program.sweep() {
+                    Ok(sweep) => sweep.live,
+                    Err(e) => {
+                        tracing::error!(error = %e, "connection table sweep failed");
+                        0
+                    }
+                };
+                match program.proto_counters() {
+                    Ok(now) => {
+                        report(&now.since(&last), options.interval, live);
+                        last = now;
+                    }
+                    Err(e) => tracing::error!(error = %e, "reading the counters failed"),
+                }
             }
             Some(ended) = vrrp.join_next() => log_instance_end(ended),
             _ = sigint.recv() => break,

@@ -1037,3 +1037,70 @@ fn every_method_family_and_protocol_is_forwarded() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn draining_one_mh_real_moves_only_its_clients() {
+    require_root!();
+    let mut prog = load();
+    let reals: Vec<_> = (1..=3).map(|i| dr_real(i, 1)).collect();
+    prog.apply("web", &service(Scheduler::Mh, reals)).unwrap();
+    let client = |i: u32| IpAddr::V4(Ipv4Addr::from(0xc612_0000 + i));
+    let before: Vec<IpAddr> = (0..600)
+        .map(|i| prog.predict("web", client(i), 0).unwrap())
+        .collect();
+    // Three live reals become two: the table size must not change with it, or nearly every
+    // client would move. Maglev keeps the others in place but for a few (paper, §3.4).
+    prog.set_weight("web", real_addr(2), 80, 0).unwrap();
+    let (mut survivors, mut moved) = (0, 0);
+    for i in 0..600u32 {
+        let now = prog.predict("web", client(i), 0).unwrap();
+        let was = before[i as usize];
+        assert_ne!(now, real_addr(2));
+        if was != real_addr(2) {
+            survivors += 1;
+            moved += usize::from(now != was);
+        }
+    }
+    assert!(
+        moved * 20 < survivors,
+        "{moved} of {survivors} clients of surviving reals moved"
+    );
+}
+
+#[test]
+fn persistence_to_the_sorry_server_lapses_when_a_real_returns() {
+    require_root!();
+    let mut prog = load();
+    let mut svc = service(Scheduler::Rr, vec![dr_real(1, 0)]);
+    svc.sorry_server = Some(dr_real(9, 1));
+    svc.persistence = Some(Persistence {
+        timeout_s: 300,
+        prefix: 32,
+    });
+    prog.apply("web", &svc).unwrap();
+    assert_eq!(
+        dr_target(&run(&mut prog, &tcp4(CLIENT, 1, VIP, 80, SYN)).out),
+        9
+    );
+    prog.set_weight("web", real_addr(1), 80, 1).unwrap();
+    assert_eq!(
+        dr_target(&run(&mut prog, &tcp4(CLIENT, 2, VIP, 80, SYN)).out),
+        1,
+        "back on the real, not held on the sorry server by the template"
+    );
+}
+
+#[test]
+fn icmp_errors_about_nat_flows_are_left_to_the_kernel() {
+    require_root!();
+    let mut prog = load();
+    prog.apply("web", &service(Scheduler::Rr, vec![nat_real(7, 8080)]))
+        .unwrap();
+    run(
+        &mut prog,
+        &with_tcp_checksum_v4(tcp4(CLIENT, 7400, VIP, 80, SYN)),
+    );
+    let r = run(&mut prog, &icmp_error_v4(3, 4, 7400));
+    assert_eq!(r.action, XDP_PASS, "not sent on untranslated");
+    only_reason(&r.reasons, Reason::PassOtherProto);
+}

@@ -37,13 +37,20 @@ pub fn wrr_ring(weights: &[u32]) -> Vec<usize> {
                 }
             })
             .collect();
+        // Every live real keeps one entry at least; if that alone overflows the ring (more
+        // live reals than entries), the ring lists each live real once.
+        let total_scaled: u64 = scaled.iter().map(|&w| u64::from(w)).sum();
+        if total_scaled > MAX_RING as u64 || scaled == weights {
+            return (0..weights.len()).filter(|&i| weights[i] > 0).collect();
+        }
         return wrr_ring(&scaled);
     }
     let max = weights.iter().copied().max().unwrap_or(0);
     let n = weights.len();
-    let mut ring = Vec::with_capacity(usize::try_from(cycle).unwrap_or(MAX_RING));
+    let cycle = usize::try_from(cycle).unwrap_or(MAX_RING);
+    let mut ring = Vec::with_capacity(cycle);
     let (mut i, mut cw) = (n - 1, 0i64);
-    while ring.len() < ring.capacity() {
+    while ring.len() < cycle {
         i = (i + 1) % n;
         if i == 0 {
             cw -= i64::from(g);

@@ -20,7 +20,8 @@ use balancer_common::{
     ProtoCounter, Reason,
     counters::{PROTO_COUNTERS_MAP, REASONS_MAP},
     maps::{
-        DEFAULT_FLOWS, DEFAULT_PERSIST, FLOWS_MAP, GLOBALS_MAP, Globals, PERSIST_MAP, SERVICES_MAP,
+        DEFAULT_FLOWS, DEFAULT_PERSIST, FLOWS_MAP, GLOBALS_MAP, Globals, NAT_REVERSE_MAP,
+        PERSIST_MAP, SERVICES_MAP,
     },
 };
 use serde::Deserialize;
@@ -154,6 +155,8 @@ impl XdpProgram {
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries(FLOWS_MAP, options.flows)
+            // One reverse entry per NAT flow at most.
+            .map_max_entries(NAT_REVERSE_MAP, options.flows)
             .map_max_entries(PERSIST_MAP, options.persist);
         let mut adopting = false;
         let pin_paths: Vec<(&str, std::path::PathBuf)> = match &options.pin_dir {

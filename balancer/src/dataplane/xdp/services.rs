@@ -13,11 +13,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{Array, HashMap as BpfHashMap, MapData};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuValues};
 use balancer_common::maps::{
-    FAMILY_V4, FAMILY_V6, MAX_LC_REALS, MAX_REALS, MAX_SCHED_SLOTS, MAX_SERVICES, REALS_MAP, Real,
-    SCHED_SLOTS_MAP, SERVICES_MAP, SVC_F_HASH_PORT, SVC_F_OPS, SVC_F_PERSIST, Service, ServiceKey,
-    VIPS_MAP, method, sched,
+    FAMILY_V4, FAMILY_V6, MAX_LC_REALS, MAX_REALS, MAX_SCHED_SLOTS, MAX_SERVICES, REAL_ACTIVE_MAP,
+    REAL_STATS_MAP, REALS_MAP, RR_CURSOR_MAP, Real, SCHED_SLOTS_MAP, SERVICE_STATS_MAP,
+    SERVICES_MAP, SVC_F_HASH_PORT, SVC_F_OPS, SVC_F_PERSIST, Service, ServiceKey, Stats, VIPS_MAP,
+    method, sched,
 };
 
 use super::XdpProgram;
@@ -352,8 +353,9 @@ fn table_positions(svc: &VirtualService) -> Vec<u32> {
                 .zip(&weights)
                 .map(|(id, &w)| (id.as_bytes(), w))
                 .collect();
-            let live = weights.iter().filter(|&&w| w > 0).count();
-            maglev_table(&reals, maglev_size(live))
+            // Sized by the configured reals, not the live ones: a size change would reshuffle
+            // every permutation and move nearly every flow when one real drains.
+            maglev_table(&reals, maglev_size(svc.reals.len()))
         }
         Scheduler::Lc | Scheduler::Wlc | Scheduler::Sed | Scheduler::Nq => {
             if weights.iter().all(|&w| w == 0) {
@@ -443,7 +445,7 @@ impl Dataplane for XdpProgram {
         };
         let id = match &old {
             Some(o) => o.id,
-            None => self.table.alloc_id()?,
+            None => self.fresh_service_id()?,
         };
         // Reals that stay keep their index; new ones get a fresh one.
         let mut reals = Vec::with_capacity(svc.reals.len());
@@ -457,7 +459,7 @@ impl Dataplane for XdpProgram {
             });
             let index = match kept {
                 Some(i) => i,
-                None => self.table.alloc_real()?,
+                None => self.fresh_real_index()?,
             };
             self.write_real(index, &real_entry(r, id))?;
             reals.push(index);
@@ -466,7 +468,7 @@ impl Dataplane for XdpProgram {
             Some(s) => {
                 let index = match old.as_ref().and_then(|o| o.sorry) {
                     Some(i) => i,
-                    None => self.table.alloc_real()?,
+                    None => self.fresh_real_index()?,
                 };
                 self.write_real(index, &real_entry(s, id))?;
                 Some(index)
@@ -604,6 +606,44 @@ impl Dataplane for XdpProgram {
 }
 
 impl XdpProgram {
+    /// A real index with its counters zeroed: a reused index must not inherit another real's
+    /// statistics or active connections.
+    fn fresh_real_index(&mut self) -> Result<u32, DataplaneError> {
+        let index = self.table.alloc_real()?;
+        self.zero_per_cpu::<Stats>(REAL_STATS_MAP, index)?;
+        let mut active: Array<&mut MapData, u64> =
+            Array::try_from(self.map_mut(REAL_ACTIVE_MAP)?).map_err(map_err(REAL_ACTIVE_MAP))?;
+        active.set(index, 0, 0).map_err(map_err(REAL_ACTIVE_MAP))?;
+        Ok(index)
+    }
+
+    /// The same for a service id: statistics and round-robin cursors.
+    fn fresh_service_id(&mut self) -> Result<u32, DataplaneError> {
+        let id = self.table.alloc_id()?;
+        self.zero_per_cpu::<Stats>(SERVICE_STATS_MAP, id)?;
+        self.zero_per_cpu::<u32>(RR_CURSOR_MAP, id)?;
+        Ok(id)
+    }
+
+    fn zero_per_cpu<T: aya::Pod + Default + Clone>(
+        &mut self,
+        map: &'static str,
+        index: u32,
+    ) -> Result<(), DataplaneError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Map {
+            map,
+            source: aya::maps::MapError::IoError(e),
+        })?;
+        let mut array: PerCpuArray<&mut MapData, T> =
+            PerCpuArray::try_from(self.map_mut(map)?).map_err(map_err(map))?;
+        let zeros =
+            PerCpuValues::try_from(vec![T::default(); cpus]).map_err(|e| DataplaneError::Map {
+                map,
+                source: aya::maps::MapError::IoError(e),
+            })?;
+        array.set(index, zeros, 0).map_err(map_err(map))
+    }
+
     /// Removes the services adopted from pinned maps that no `apply` claimed since the load
     /// (they are gone from the configuration); returns how many.
     ///
