@@ -33,6 +33,7 @@ use crate::{
 /// How long freed table slots wait before reuse: far longer than any packet's processing.
 const QUARANTINE: Duration = Duration::from_secs(2);
 
+#[derive(Clone)]
 struct Installed {
     id: u32,
     model: VirtualService,
@@ -273,6 +274,22 @@ impl ServiceTable {
             .partition(|(at, _)| now.duration_since(*at) >= QUARANTINE);
         self.quarantine = waiting;
         self.free_slots.extend(ready.into_iter().map(|(_, r)| r));
+        // Neighbouring free ranges join, so tables of changing sizes do not fragment the
+        // slots until nothing fits; a free range at the end gives its slots back.
+        self.free_slots.sort_by_key(|r| r.start);
+        let mut merged: Vec<Range<u32>> = Vec::with_capacity(self.free_slots.len());
+        for r in self.free_slots.drain(..) {
+            match merged.last_mut() {
+                Some(last) if last.end == r.start => last.end = r.end,
+                _ => merged.push(r),
+            }
+        }
+        if merged.last().is_some_and(|r| r.end == self.next_slot)
+            && let Some(r) = merged.pop()
+        {
+            self.next_slot = r.start;
+        }
+        self.free_slots = merged;
         if len == 0 {
             return Ok(0..0);
         }
@@ -419,10 +436,6 @@ impl XdpProgram {
 }
 
 impl Dataplane for XdpProgram {
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one ordered sequence: reals, table, service entry, then releases"
-    )]
     fn apply(&mut self, name: &str, svc: &VirtualService) -> Result<(), DataplaneError> {
         validate(name, svc)?;
         let keys: Vec<ServiceKey> = svc
@@ -443,6 +456,45 @@ impl Dataplane for XdpProgram {
             Some(o) => Some(o),
             None => self.table.claim_adopted(&keys),
         };
+        // On failure the service stays known as it was, so a retry or a removal finds it.
+        let result = self.apply_over(name, svc, keys, old.clone());
+        if result.is_err()
+            && let Some(o) = old
+        {
+            self.table.services.insert(name.to_owned(), o);
+        }
+        result
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(), DataplaneError> {
+        self.remove_installed(name)
+    }
+
+    fn set_weight(
+        &mut self,
+        name: &str,
+        addr: IpAddr,
+        port: u16,
+        weight: u32,
+    ) -> Result<(), DataplaneError> {
+        self.set_real_weight(name, addr, port, weight)
+    }
+}
+
+impl XdpProgram {
+    /// `apply` once the previous installation (if any) is known: reals, table, service entry,
+    /// then releases of what is no longer used.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one ordered sequence: reals, table, service entry, then releases"
+    )]
+    fn apply_over(
+        &mut self,
+        name: &str,
+        svc: &VirtualService,
+        keys: Vec<ServiceKey>,
+        old: Option<Installed>,
+    ) -> Result<(), DataplaneError> {
         let id = match &old {
             Some(o) => o.id,
             None => self.fresh_service_id()?,
@@ -553,7 +605,7 @@ impl Dataplane for XdpProgram {
         Ok(())
     }
 
-    fn remove(&mut self, name: &str) -> Result<(), DataplaneError> {
+    fn remove_installed(&mut self, name: &str) -> Result<(), DataplaneError> {
         let Some(o) = self.table.services.remove(name) else {
             return Err(DataplaneError::UnknownService {
                 service: name.to_owned(),
@@ -576,7 +628,7 @@ impl Dataplane for XdpProgram {
         Ok(())
     }
 
-    fn set_weight(
+    fn set_real_weight(
         &mut self,
         name: &str,
         addr: IpAddr,
@@ -714,5 +766,23 @@ impl XdpProgram {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServiceTable;
+
+    #[test]
+    fn free_slot_ranges_merge_and_return_to_the_end() {
+        let mut t = ServiceTable {
+            next_slot: 40,
+            ..ServiceTable::default()
+        };
+        t.free_slots = vec![10..20, 0..10, 30..40];
+        // A request that fits nowhere before the merge: 0..20 is one range after it.
+        assert_eq!(t.alloc_slots(15).unwrap(), 0..15);
+        assert_eq!(t.free_slots, vec![15..20]);
+        assert_eq!(t.next_slot, 30, "the free range at the end went back");
     }
 }
