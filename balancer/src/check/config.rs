@@ -1,0 +1,344 @@
+//! From `lb.toml`'s checker blocks to running checkers, with keepalived's defaults and the
+//! virtual server's values where a checker leaves a keyword out (`keepalived/check/check_api.c`
+//! `queue_checker` and the `*_end` handlers of each kind): `connect_timeout` 5 s, `retry` 1
+//! (`MISC_CHECK` 0), `delay_before_retry` 1 s (`HTTP_GET` 3 s), `warmup` none, `delay_loop`
+//! the virtual server's, `misc_timeout` the `delay_loop`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::check::http::{HttpCheck, HttpProtocol, UrlCheck, UrlError};
+use crate::check::misc::MiscCheck;
+use crate::check::tcp::{Connect, TcpCheck};
+use crate::check::{Probe, RealChecks, Timing};
+use crate::config::schema::lvs::{Checker, RealServer, VirtualServer};
+use crate::notify::{Script, ScriptError, ScriptUser, SecurityError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("real server {real}: {kind} is not supported yet")]
+    Unsupported {
+        real: SocketAddr,
+        kind: &'static str,
+    },
+    #[error("real server {real}: {key} = {value}: expected a non-negative number of seconds")]
+    Seconds {
+        real: SocketAddr,
+        key: &'static str,
+        value: f64,
+    },
+    #[error("real server {real}: weight {weight}: expected 0..=65535")]
+    Weight { real: SocketAddr, weight: i64 },
+    #[error("real server {real}: HTTP_GET url {index}: no path")]
+    NoPath { real: SocketAddr, index: usize },
+    #[error("real server {real}: HTTP_GET url {index}")]
+    Url {
+        real: SocketAddr,
+        index: usize,
+        source: UrlError,
+    },
+    #[error("real server {real}: http_protocol {value:?}: expected 1.0, 1.0C or 1.1")]
+    HttpProtocol { real: SocketAddr, value: String },
+    #[error("real server {real}: MISC_CHECK without misc_path")]
+    NoMiscPath { real: SocketAddr },
+    #[error("real server {real}: MISC_CHECK user")]
+    User {
+        real: SocketAddr,
+        source: SecurityError,
+    },
+    #[error("real server {real}: MISC_CHECK")]
+    Script {
+        real: SocketAddr,
+        source: ScriptError,
+    },
+}
+
+/// Where scripts run: `global_defs`' `script_user` and `enable_script_security`.
+#[derive(Clone, Debug)]
+pub struct ScriptPolicy {
+    pub user: ScriptUser,
+    pub security: bool,
+}
+
+/// The checkers of `rs` in `vs`, named `service` in the data plane.
+///
+/// # Errors
+/// A checker kind that is not implemented yet (`SSL_GET`, `SMTP_CHECK`, `DNS_CHECK`), or a
+/// value that validation should have refused.
+pub fn checks_for(
+    service: &str,
+    vs: &VirtualServer,
+    rs: &RealServer,
+    scripts: &ScriptPolicy,
+) -> Result<RealChecks, ConfigError> {
+    let port = rs.port.or(vs.port).unwrap_or(0);
+    let real = SocketAddr::new(rs.ip, port);
+    for (blocks, kind) in [
+        (&rs.ssl_get, "SSL_GET"),
+        (&rs.smtp_check, "SMTP_CHECK"),
+        (&rs.dns_check, "DNS_CHECK"),
+    ] {
+        if !blocks.is_empty() {
+            return Err(ConfigError::Unsupported { real, kind });
+        }
+    }
+    let weight = u32::try_from(rs.weight)
+        .ok()
+        .filter(|w| *w <= 65535)
+        .ok_or(ConfigError::Weight {
+            real,
+            weight: rs.weight,
+        })?;
+    let mut checkers: Vec<(Arc<dyn Probe>, Timing)> = Vec::new();
+    for c in &rs.tcp_check {
+        let timing = timing(vs, c, real, Defaults::OTHER)?;
+        let connect = connect(vs, c, real)?;
+        checkers.push((Arc::new(TcpCheck { connect }), timing));
+    }
+    for c in &rs.http_get {
+        let timing = timing(vs, c, real, Defaults::HTTP)?;
+        checkers.push((Arc::new(http(vs, c, real)?), timing));
+    }
+    for c in &rs.misc_check {
+        let timing = timing(vs, c, real, Defaults::MISC)?;
+        checkers.push((Arc::new(misc(c, real, timing, scripts)?), timing));
+    }
+    Ok(RealChecks {
+        service: service.to_owned(),
+        addr: rs.ip,
+        port,
+        weight,
+        alpha: vs.alpha,
+        inhibit_on_failure: rs.inhibit_on_failure.unwrap_or(vs.inhibit_on_failure),
+        checkers,
+    })
+}
+
+/// The defaults that differ between kinds.
+#[derive(Clone, Copy)]
+struct Defaults {
+    retry: u32,
+    delay_before_retry: f64,
+}
+
+impl Defaults {
+    const OTHER: Self = Self {
+        retry: 1,
+        delay_before_retry: 1.0,
+    };
+    const HTTP: Self = Self {
+        retry: 1,
+        delay_before_retry: 3.0,
+    };
+    const MISC: Self = Self {
+        retry: 0,
+        delay_before_retry: 1.0,
+    };
+}
+
+fn seconds(real: SocketAddr, key: &'static str, value: f64) -> Result<Duration, ConfigError> {
+    Duration::try_from_secs_f64(value).map_err(|_| ConfigError::Seconds { real, key, value })
+}
+
+fn timing(
+    vs: &VirtualServer,
+    c: &Checker,
+    real: SocketAddr,
+    defaults: Defaults,
+) -> Result<Timing, ConfigError> {
+    Ok(Timing {
+        delay_loop: seconds(real, "delay_loop", c.delay_loop.unwrap_or(vs.delay_loop))?,
+        retry: c.retry.or(vs.retry).unwrap_or(defaults.retry),
+        delay_before_retry: seconds(
+            real,
+            "delay_before_retry",
+            c.delay_before_retry
+                .or(vs.delay_before_retry)
+                .unwrap_or(defaults.delay_before_retry),
+        )?,
+        warmup: seconds(real, "warmup", c.warmup.or(vs.warmup).unwrap_or(0.0))?,
+    })
+}
+
+fn connect(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<Connect, ConfigError> {
+    Ok(Connect {
+        to: SocketAddr::new(
+            c.connect_ip.unwrap_or(real.ip()),
+            c.connect_port.unwrap_or(real.port()),
+        ),
+        bind_ip: c.bindto,
+        bind_port: c.bind_port,
+        timeout: seconds(
+            real,
+            "connect_timeout",
+            c.connect_timeout.or(vs.connect_timeout).unwrap_or(5.0),
+        )?,
+    })
+}
+
+fn http(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<HttpCheck, ConfigError> {
+    let protocol = match c.http_protocol.as_deref() {
+        None | Some("1.0") => HttpProtocol::Http10,
+        Some("1.0C" | "1.0c") => HttpProtocol::Http10Close,
+        Some("1.1") => HttpProtocol::Http11,
+        Some(other) => {
+            return Err(ConfigError::HttpProtocol {
+                real,
+                value: other.to_owned(),
+            });
+        }
+    };
+    let urls = c
+        .url
+        .iter()
+        .enumerate()
+        .map(|(index, u)| {
+            let path = u.path.clone().ok_or(ConfigError::NoPath { real, index })?;
+            UrlCheck::new(
+                path,
+                &u.status_code,
+                u.digest.as_deref(),
+                u.virtualhost.clone().or_else(|| vs.virtualhost.clone()),
+            )
+            .map_err(|source| ConfigError::Url {
+                real,
+                index,
+                source,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(HttpCheck {
+        connect: connect(vs, c, real)?,
+        urls,
+        protocol,
+    })
+}
+
+fn misc(
+    c: &Checker,
+    real: SocketAddr,
+    timing: Timing,
+    scripts: &ScriptPolicy,
+) -> Result<MiscCheck, ConfigError> {
+    let path = c
+        .misc_path
+        .as_deref()
+        .ok_or(ConfigError::NoMiscPath { real })?;
+    let user = match &c.user {
+        Some(name) => {
+            let (user, group) = match name.split_once(':') {
+                Some((u, g)) => (u, Some(g)),
+                None => (name.as_str(), None),
+            };
+            ScriptUser::named(user, group).map_err(|source| ConfigError::User { real, source })?
+        }
+        None => scripts.user.clone(),
+    };
+    let script = Script::prepare(path, user, scripts.security)
+        .map_err(|source| ConfigError::Script { real, source })?;
+    Ok(MiscCheck {
+        script,
+        timeout: c
+            .misc_timeout
+            .map_or(timing.delay_loop, |s| Duration::from_secs(s.into())),
+        dynamic: c.misc_dynamic,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml: &str) -> VirtualServer {
+        toml::from_str(toml).unwrap()
+    }
+
+    fn policy() -> ScriptPolicy {
+        ScriptPolicy {
+            user: ScriptUser::current(),
+            security: false,
+        }
+    }
+
+    #[test]
+    fn keepalived_defaults_and_virtual_server_values_apply() {
+        let vs = parse(
+            r#"
+            ip = "198.18.0.100"
+            port = 80
+            delay_loop = 6
+            delay_before_retry = 2
+            alpha = true
+            [[real_server]]
+            ip = "198.18.0.11"
+            [[real_server.TCP_CHECK]]
+            connect_port = 8080
+            [[real_server.HTTP_GET]]
+            retry = 4
+            url = [{ path = "/h", status_code = ["200-204"] }]
+            [[real_server.MISC_CHECK]]
+            misc_path = "/usr/bin/true"
+            misc_dynamic = true
+            "#,
+        );
+        let checks = checks_for("web", &vs, &vs.real_server[0], &policy()).unwrap();
+        assert_eq!((checks.port, checks.weight, checks.alpha), (80, 1, true));
+        let timings: Vec<Timing> = checks.checkers.iter().map(|(_, t)| *t).collect();
+        let six = Duration::from_secs(6);
+        let two = Duration::from_secs(2);
+        assert_eq!(
+            timings[0],
+            Timing {
+                delay_loop: six,
+                retry: 1,
+                delay_before_retry: two,
+                warmup: Duration::ZERO
+            }
+        );
+        assert_eq!(timings[1].retry, 4);
+        assert_eq!(timings[2].retry, 0, "MISC_CHECK retries nothing by default");
+        let names: Vec<String> = checks.checkers.iter().map(|(p, _)| p.describe()).collect();
+        assert_eq!(names[0], "TCP_CHECK 198.18.0.11:8080");
+        assert_eq!(names[1], "HTTP_GET 198.18.0.11:80");
+    }
+
+    #[test]
+    fn unsupported_kinds_and_bad_values_are_errors() {
+        let vs = parse(
+            r#"
+            ip = "198.18.0.100"
+            port = 443
+            [[real_server]]
+            ip = "198.18.0.11"
+            [[real_server.SSL_GET]]
+            url = [{ path = "/" }]
+            [[real_server]]
+            ip = "198.18.0.12"
+            [[real_server.TCP_CHECK]]
+            connect_timeout = -1
+            [[real_server]]
+            ip = "198.18.0.13"
+            [[real_server.HTTP_GET]]
+            url = [{ path = "/", status_code = ["2xx"] }]
+            "#,
+        );
+        let errors: Vec<String> = vs
+            .real_server
+            .iter()
+            .map(|rs| {
+                checks_for("s", &vs, rs, &policy())
+                    .err()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert!(
+            errors[0].contains("SSL_GET is not supported"),
+            "{}",
+            errors[0]
+        );
+        assert!(errors[1].contains("connect_timeout = -1"), "{}", errors[1]);
+        assert!(errors[2].contains("url 0"), "{}", errors[2]);
+    }
+}
