@@ -9,6 +9,7 @@
 pub mod config;
 pub mod http;
 pub mod misc;
+pub mod quorum;
 pub mod runner;
 pub mod state;
 pub mod tcp;
@@ -17,8 +18,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-pub use config::{ConfigError, ScriptPolicy, checks_for};
-pub use runner::{CheckHandle, RealChecks, spawn};
+pub use config::{ConfigError, ScriptPolicy, checks_for, service_checks};
+pub use runner::{CheckHandle, RealChecks, ServiceChecks, SharedDataplane, spawn};
 
 /// What one attempt of a checker saw.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use std::{
 };
 
 use balancer::{
-    check::{self, ScriptPolicy, runner::SharedDataplane},
+    check::{self, ScriptPolicy, SharedDataplane},
     config::schema::lvs::VirtualServer,
     dataplane::{Dataplane, DataplaneError},
     model::VirtualService,
@@ -149,8 +149,8 @@ fn checkers_drain_a_broken_real_and_restore_it() {
         user: ScriptUser::current(),
         security: false,
     };
-    let checks = check::checks_for("web", &vs, &vs.real_server[0], &policy).unwrap();
-    assert_eq!(checks.checkers.len(), 2);
+    let checks = check::service_checks("web", &vs, &policy).unwrap();
+    assert_eq!(checks.reals[0].checkers.len(), 2);
     let recorder = Arc::new(Mutex::new(Recorder::default()));
     let dataplane: SharedDataplane = recorder.clone();
     // The checkers run on a runtime of a thread inside the checker namespace, so every socket

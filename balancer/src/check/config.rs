@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::check::http::{HttpCheck, HttpProtocol, UrlCheck, UrlError};
 use crate::check::misc::MiscCheck;
 use crate::check::tcp::{Connect, TcpCheck};
-use crate::check::{Probe, RealChecks, Timing};
+use crate::check::{Probe, RealChecks, ServiceChecks, Timing};
 use crate::config::schema::lvs::{Checker, RealServer, VirtualServer};
 use crate::notify::{Script, ScriptError, ScriptUser, SecurityError};
 
@@ -61,13 +61,34 @@ pub struct ScriptPolicy {
     pub security: bool,
 }
 
-/// The checkers of `rs` in `vs`, named `service` in the data plane.
+/// The checkers of every real of `vs`, named `name` in the data plane, with its quorum.
+///
+/// # Errors
+/// As [`checks_for`], for the first real that fails.
+pub fn service_checks(
+    name: &str,
+    vs: &VirtualServer,
+    scripts: &ScriptPolicy,
+) -> Result<ServiceChecks, ConfigError> {
+    Ok(ServiceChecks {
+        name: name.to_owned(),
+        quorum: vs.quorum,
+        hysteresis: vs.hysteresis,
+        sorry_server: vs.sorry_server.is_some(),
+        reals: vs
+            .real_server
+            .iter()
+            .map(|rs| checks_for(vs, rs, scripts))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// The checkers of `rs` in `vs`.
 ///
 /// # Errors
 /// A checker kind that is not implemented yet (`SSL_GET`, `SMTP_CHECK`, `DNS_CHECK`), or a
 /// value that validation should have refused.
 pub fn checks_for(
-    service: &str,
     vs: &VirtualServer,
     rs: &RealServer,
     scripts: &ScriptPolicy,
@@ -105,7 +126,6 @@ pub fn checks_for(
         checkers.push((Arc::new(misc(c, real, timing, scripts)?), timing));
     }
     Ok(RealChecks {
-        service: service.to_owned(),
         addr: rs.ip,
         port,
         weight,
@@ -282,7 +302,7 @@ mod tests {
             misc_dynamic = true
             "#,
         );
-        let checks = checks_for("web", &vs, &vs.real_server[0], &policy()).unwrap();
+        let checks = checks_for(&vs, &vs.real_server[0], &policy()).unwrap();
         assert_eq!((checks.port, checks.weight, checks.alpha), (80, 1, true));
         let timings: Vec<Timing> = checks.checkers.iter().map(|(_, t)| *t).collect();
         let six = Duration::from_secs(6);
@@ -301,6 +321,37 @@ mod tests {
         let names: Vec<String> = checks.checkers.iter().map(|(p, _)| p.describe()).collect();
         assert_eq!(names[0], "TCP_CHECK 198.18.0.11:8080");
         assert_eq!(names[1], "HTTP_GET 198.18.0.11:80");
+    }
+
+    #[test]
+    fn a_service_carries_its_quorum_and_sorry_server() {
+        let vs = parse(
+            r#"
+            ip = "198.18.0.100"
+            port = 80
+            quorum = 3
+            hysteresis = 1
+            sorry_server = { ip = "198.18.0.50" }
+            [[real_server]]
+            ip = "198.18.0.11"
+            weight = 2
+            inhibit_on_failure = true
+            [[real_server]]
+            ip = "198.18.0.12"
+            port = 8080
+            "#,
+        );
+        let s = service_checks("web", &vs, &policy()).unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.quorum, s.hysteresis, s.sorry_server),
+            ("web", 3, 1, true)
+        );
+        let reals: Vec<_> = s
+            .reals
+            .iter()
+            .map(|r| (r.port, r.weight, r.inhibit_on_failure))
+            .collect();
+        assert_eq!(reals, [(80, 2, true), (8080, 1, false)]);
     }
 
     #[test]
@@ -326,12 +377,7 @@ mod tests {
         let errors: Vec<String> = vs
             .real_server
             .iter()
-            .map(|rs| {
-                checks_for("s", &vs, rs, &policy())
-                    .err()
-                    .unwrap()
-                    .to_string()
-            })
+            .map(|rs| checks_for(&vs, rs, &policy()).err().unwrap().to_string())
             .collect();
         assert!(
             errors[0].contains("SSL_GET is not supported"),

@@ -2,11 +2,15 @@
 //! reals are thousands of tasks, never threads), attempts bounded by one semaphore.
 //!
 //! A real is up while every one of its checkers is up, as keepalived counts
-//! `num_failed_checkers` (`keepalived/check/ipwrapper.c` `update_svr_checker_state`). Its
-//! weight is then the configured one, moved by `misc_dynamic` results as keepalived moves
-//! `effective_weight` (configured + the sum of each dynamic checker's status - 2 - configured);
-//! while down its weight is 0. Every change goes to [`Dataplane::set_weight`] as it happens,
-//! with a log line naming the checker and what it saw.
+//! `num_failed_checkers` (`keepalived/check/ipwrapper.c` `update_svr_checker_state`); a real
+//! without checkers is always up. An up real's weight is the configured one, moved by
+//! `misc_dynamic` results as keepalived moves `effective_weight` (configured + the sum of each
+//! dynamic checker's status - 2 - configured); a down real's is 0. The service's [`Quorum`]
+//! is judged on the sum of those weights after every change; while it is lost and the service
+//! has a `sorry_server`, every real is set to 0 so that the data plane sends new connections
+//! to the sorry server, as keepalived takes the live reals out of IPVS and adds the sorry
+//! server (`update_quorum_state`). Every write goes to [`Dataplane::set_weight`] as the change
+//! happens, logged with the checker and what it saw.
 //!
 //! keepalived removes a failed real from IPVS unless `inhibit_on_failure` keeps it with
 //! weight 0. In our data plane a real with weight 0 already takes no new connections while
@@ -20,6 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::check::quorum::Quorum;
 use crate::check::state::{Change, CheckerState};
 use crate::check::{Probe, Timing};
 use crate::dataplane::Dataplane;
@@ -31,11 +36,23 @@ pub type SharedDataplane = Arc<Mutex<dyn Dataplane + Send>>;
 /// `delay_loop` of seconds, few enough that a burst does not exhaust file descriptors.
 pub const DEFAULT_CONCURRENCY: usize = 256;
 
+/// One virtual service's reals and what is judged over all of them.
+#[derive(Clone)]
+pub struct ServiceChecks {
+    /// The data plane's name of the service.
+    pub name: String,
+    /// `quorum`: the live weight the service needs. keepalived's default is 1.
+    pub quorum: u32,
+    /// `hysteresis`.
+    pub hysteresis: u32,
+    /// Whether the service has a `sorry_server`, which takes over while the quorum is lost.
+    pub sorry_server: bool,
+    pub reals: Vec<RealChecks>,
+}
+
 /// One real and its checkers.
 #[derive(Clone)]
 pub struct RealChecks {
-    /// The data plane's name of the service.
-    pub service: String,
     pub addr: IpAddr,
     pub port: u16,
     /// The configured weight, given back when the checks pass.
@@ -70,48 +87,54 @@ impl CheckHandle {
     }
 }
 
-/// Starts the checkers of `reals` on the current tokio runtime, at most `concurrency`
-/// attempts at a time. A real with `alpha` is set to weight 0 at once; the others keep the
-/// weight the data plane was given until a checker fails.
+/// Starts the checkers of `services` on the current tokio runtime, at most `concurrency`
+/// attempts at a time. Starting weights are written at once where they differ from the
+/// configured ones: `alpha` reals at 0, and every real at 0 when the quorum is lost from the
+/// start and a sorry server waits.
 #[must_use]
 pub fn spawn(
-    reals: Vec<RealChecks>,
+    services: Vec<ServiceChecks>,
     dataplane: &SharedDataplane,
     concurrency: usize,
 ) -> CheckHandle {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = JoinSet::new();
-    for real in reals {
-        if real.checkers.is_empty() {
-            continue;
-        }
-        let checkers = real.checkers.clone();
-        let shared = Arc::new(RealState::new(real, dataplane));
-        for (index, (probe, timing)) in checkers.into_iter().enumerate() {
-            tasks.spawn(run_checker(
-                probe,
-                timing,
-                index,
-                shared.clone(),
-                permits.clone(),
-                dataplane.clone(),
-            ));
+    for spec in services {
+        let service = Arc::new(ServiceState::new(spec, dataplane));
+        for (real, spec) in service.spec.reals.iter().enumerate() {
+            for (checker, (probe, timing)) in spec.checkers.iter().enumerate() {
+                tasks.spawn(run_checker(
+                    probe.clone(),
+                    *timing,
+                    Slot { real, checker },
+                    service.clone(),
+                    permits.clone(),
+                    dataplane.clone(),
+                ));
+            }
         }
     }
     CheckHandle { tasks }
 }
 
+/// Which checker of which real a task runs.
+#[derive(Clone, Copy)]
+struct Slot {
+    real: usize,
+    checker: usize,
+}
+
 async fn run_checker(
     probe: Arc<dyn Probe>,
     timing: Timing,
-    index: usize,
-    real: Arc<RealState>,
+    slot: Slot,
+    service: Arc<ServiceState>,
     permits: Arc<Semaphore>,
     dataplane: SharedDataplane,
 ) {
     // keepalived's warmup: a random start, so that checks of one real do not coincide.
     tokio::time::sleep(timing.warmup.mul_f64(fastrand::f64())).await;
-    let mut state = CheckerState::new(timing, real.spec.alpha);
+    let mut state = CheckerState::new(timing, service.spec.reals[slot.real].alpha);
     loop {
         let verdict = {
             let Ok(_permit) = permits.acquire().await else {
@@ -121,16 +144,21 @@ async fn run_checker(
         };
         let (change, delay) = state.observe(verdict);
         if let Some(change) = change {
-            real.apply(index, &change, &probe.describe(), &dataplane);
+            service.apply(slot, &change, &probe.describe(), &dataplane);
         }
         tokio::time::sleep(delay).await;
     }
 }
 
-/// What the checkers of one real last said, and the weight the data plane holds.
-struct RealState {
-    spec: RealChecks,
-    inner: Mutex<Verdicts>,
+/// What the checkers of one service last said, and the weights the data plane holds.
+struct ServiceState {
+    spec: ServiceChecks,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    reals: Vec<Verdicts>,
+    quorum: Quorum,
 }
 
 struct Verdicts {
@@ -140,67 +168,63 @@ struct Verdicts {
     applied: u32,
 }
 
-impl RealState {
-    fn new(spec: RealChecks, dataplane: &SharedDataplane) -> Self {
-        let n = spec.checkers.len();
+impl ServiceState {
+    fn new(spec: ServiceChecks, dataplane: &SharedDataplane) -> Self {
+        let reals = spec
+            .reals
+            .iter()
+            .map(|r| Verdicts {
+                up: vec![!r.alpha; r.checkers.len()],
+                dynamic: vec![None; r.checkers.len()],
+                applied: r.weight,
+            })
+            .collect();
         let state = Self {
-            inner: Mutex::new(Verdicts {
-                up: vec![!spec.alpha; n],
-                dynamic: vec![None; n],
-                applied: spec.weight,
+            inner: Mutex::new(Inner {
+                reals,
+                quorum: Quorum::new(spec.quorum, spec.hysteresis),
             }),
             spec,
         };
-        if state.spec.alpha {
+        {
             let mut inner = state.inner.lock().unwrap_or_else(PoisonError::into_inner);
-            state.write(
+            state.settle(
                 &mut inner,
-                0,
-                "alpha: down until the checks pass",
+                "checkers starting (alpha reals start down)",
                 dataplane,
             );
         }
         state
     }
 
-    fn apply(&self, index: usize, change: &Change, checker: &str, dataplane: &SharedDataplane) {
+    fn apply(&self, slot: Slot, change: &Change, checker: &str, dataplane: &SharedDataplane) {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let verdicts = &mut inner.reals[slot.real];
         let reason = match change {
             Change::Up { weight } => {
-                inner.up[index] = true;
-                inner.dynamic[index] = *weight;
+                verdicts.up[slot.checker] = true;
+                verdicts.dynamic[slot.checker] = *weight;
                 match weight {
                     Some(w) => format!("{checker} passed, dynamic weight {w}"),
                     None => format!("{checker} passed"),
                 }
             }
             Change::Down { reason } => {
-                inner.up[index] = false;
-                inner.dynamic[index] = None;
+                verdicts.up[slot.checker] = false;
+                verdicts.dynamic[slot.checker] = None;
                 format!("{checker} failed: {reason}")
             }
         };
-        let weight = self.effective(&inner);
-        if weight == inner.applied {
-            tracing::debug!(
-                service = self.spec.service,
-                real = %self.spec.addr,
-                port = self.spec.port,
-                weight,
-                reason,
-                "checker state changed, real's weight did not"
-            );
-        } else {
-            self.write(&mut inner, weight, &reason, dataplane);
-        }
+        self.settle(&mut inner, &reason, dataplane);
     }
 
-    fn effective(&self, inner: &Verdicts) -> u32 {
-        if inner.up.iter().any(|up| !up) {
+    /// The weight real `index` has by its own checks.
+    fn checked_weight(&self, index: usize, verdicts: &Verdicts) -> u32 {
+        if verdicts.up.iter().any(|up| !up) {
             return 0;
         }
-        let configured = i64::from(self.spec.weight);
-        let moved = inner
+        let configured = i64::from(self.spec.reals[index].weight);
+        let moved = verdicts
             .dynamic
             .iter()
             .flatten()
@@ -209,31 +233,69 @@ impl RealState {
         u32::try_from((configured + moved).max(0)).unwrap_or(u32::MAX)
     }
 
-    fn write(&self, inner: &mut Verdicts, weight: u32, reason: &str, dataplane: &SharedDataplane) {
-        let spec = &self.spec;
+    /// Judges the quorum on the reals' checked weights and writes every weight that changed.
+    fn settle(&self, inner: &mut Inner, reason: &str, dataplane: &SharedDataplane) {
+        let checked: Vec<u32> = inner
+            .reals
+            .iter()
+            .enumerate()
+            .map(|(i, v)| self.checked_weight(i, v))
+            .collect();
+        let live = checked.iter().map(|&w| u64::from(w)).sum::<u64>();
+        let threshold = inner.quorum.threshold();
+        if let Some(up) = inner.quorum.update(live) {
+            tracing::info!(
+                service = self.spec.name,
+                live_weight = live,
+                threshold,
+                sorry_server = self.spec.sorry_server,
+                reason,
+                "{}",
+                if up { "quorum gained" } else { "quorum lost" }
+            );
+        }
+        let sorry = self.spec.sorry_server && !inner.quorum.is_up();
+        for (index, (verdicts, weight)) in inner.reals.iter_mut().zip(checked).enumerate() {
+            let weight = if sorry { 0 } else { weight };
+            if weight != verdicts.applied {
+                self.write(index, verdicts, weight, reason, dataplane);
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        index: usize,
+        verdicts: &mut Verdicts,
+        weight: u32,
+        reason: &str,
+        dataplane: &SharedDataplane,
+    ) {
+        let service = &self.spec.name;
+        let real = &self.spec.reals[index];
         let result = dataplane
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .set_weight(&spec.service, spec.addr, spec.port, weight);
+            .set_weight(service, real.addr, real.port, weight);
         match result {
             Ok(()) => {
                 tracing::info!(
-                    service = spec.service,
-                    real = %spec.addr,
-                    port = spec.port,
-                    from = inner.applied,
+                    service,
+                    real = %real.addr,
+                    port = real.port,
+                    from = verdicts.applied,
                     weight,
-                    inhibit_on_failure = spec.inhibit_on_failure,
+                    inhibit_on_failure = real.inhibit_on_failure,
                     reason,
                     "real's weight changed"
                 );
-                inner.applied = weight;
+                verdicts.applied = weight;
             }
             // `applied` stays as it was, so the next change tries again.
             Err(e) => tracing::warn!(
-                service = spec.service,
-                real = %spec.addr,
-                port = spec.port,
+                service,
+                real = %real.addr,
+                port = real.port,
                 weight,
                 reason,
                 error = %e,

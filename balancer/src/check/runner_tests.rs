@@ -9,11 +9,11 @@ use crate::check::{Attempt, Verdict};
 use crate::dataplane::DataplaneError;
 use crate::model::VirtualService;
 
-/// Records every `set_weight` with the (paused) time it came at.
-#[derive(Default)]
+/// Records every `set_weight`: which real (last byte of its address), the weight, and the
+/// (paused) time since the lab started.
 struct Recorder {
-    calls: Vec<(u32, Duration)>,
-    start: Option<Instant>,
+    calls: Vec<(u8, u32, Duration)>,
+    start: Instant,
 }
 
 impl Dataplane for Recorder {
@@ -30,14 +30,15 @@ impl Dataplane for Recorder {
         port: u16,
         weight: u32,
     ) -> Result<(), DataplaneError> {
-        assert_eq!((name, addr, port), ("web", REAL, 80));
-        let start = *self.start.get_or_insert_with(Instant::now);
-        self.calls.push((weight, start.elapsed()));
+        let IpAddr::V4(v4) = addr else {
+            panic!("unexpected real {addr}");
+        };
+        assert_eq!((name, port), ("web", 80));
+        self.calls
+            .push((v4.octets()[3], weight, self.start.elapsed()));
         Ok(())
     }
 }
-
-const REAL: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 11));
 
 /// A checker whose verdict the test sets: 0 passes, 1 fails, 2.. passes with weight n - 2.
 #[derive(Default)]
@@ -71,47 +72,97 @@ const TIMING: Timing = Timing {
 };
 
 struct Lab {
+    t0: Instant,
     recorder: Arc<Mutex<Recorder>>,
-    probes: Vec<Arc<Scripted>>,
+    /// `probes[real][checker]`; real `i` is 198.18.0.(11 + i).
+    probes: Vec<Vec<Arc<Scripted>>>,
     handle: CheckHandle,
 }
 
+struct Setup {
+    alpha: bool,
+    /// Checkers per real, one entry per real.
+    checkers: Vec<usize>,
+    weight: u32,
+    quorum: u32,
+    hysteresis: u32,
+    sorry_server: bool,
+}
+
+const ONE_REAL: Setup = Setup {
+    alpha: false,
+    checkers: Vec::new(),
+    weight: 5,
+    quorum: 1,
+    hysteresis: 0,
+    sorry_server: false,
+};
+
 impl Lab {
-    fn start(alpha: bool, checkers: usize) -> Self {
+    fn start(setup: Setup) -> Self {
+        let t0 = Instant::now();
         let recorder = Arc::new(Mutex::new(Recorder {
-            start: Some(Instant::now()),
-            ..Recorder::default()
+            calls: Vec::new(),
+            start: t0,
         }));
-        let probes: Vec<_> = (0..checkers)
-            .map(|_| Arc::new(Scripted::default()))
+        let counts = if setup.checkers.is_empty() {
+            vec![1]
+        } else {
+            setup.checkers
+        };
+        let probes: Vec<Vec<Arc<Scripted>>> = counts
+            .iter()
+            .map(|&n| (0..n).map(|_| Arc::new(Scripted::default())).collect())
             .collect();
-        let real = RealChecks {
-            service: "web".into(),
-            addr: REAL,
-            port: 80,
-            weight: 5,
-            alpha,
-            inhibit_on_failure: false,
-            checkers: probes
-                .iter()
-                .map(|p| (p.clone() as Arc<dyn Probe>, TIMING))
-                .collect(),
+        let reals = probes
+            .iter()
+            .zip(11u8..)
+            .map(|(probes, last)| RealChecks {
+                addr: IpAddr::V4(Ipv4Addr::new(198, 18, 0, last)),
+                port: 80,
+                weight: setup.weight,
+                alpha: setup.alpha,
+                inhibit_on_failure: false,
+                checkers: probes
+                    .iter()
+                    .map(|p| (p.clone() as Arc<dyn Probe>, TIMING))
+                    .collect(),
+            })
+            .collect();
+        let service = ServiceChecks {
+            name: "web".into(),
+            quorum: setup.quorum,
+            hysteresis: setup.hysteresis,
+            sorry_server: setup.sorry_server,
+            reals,
         };
         let dataplane: SharedDataplane = recorder.clone();
-        let handle = spawn(vec![real], &dataplane, 4);
+        let handle = spawn(vec![service], &dataplane, 4);
         Self {
+            t0,
             recorder,
             probes,
             handle,
         }
     }
 
-    fn calls(&self) -> Vec<(u32, Duration)> {
+    fn calls(&self) -> Vec<(u8, u32, Duration)> {
         self.recorder.lock().unwrap().calls.clone()
     }
 
-    fn set(&self, checker: usize, answer: u32) {
-        self.probes[checker].answer.store(answer, Ordering::Relaxed);
+    fn set(&self, real: usize, checker: usize, answer: u32) {
+        self.probes[real][checker]
+            .answer
+            .store(answer, Ordering::Relaxed);
+    }
+
+    fn attempts(&self, real: usize, checker: usize) -> u32 {
+        self.probes[real][checker].attempts.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps on the paused clock (tokio advances it) until `at` seconds after the start.
+    async fn until(&self, at: u64) {
+        tokio::time::sleep_until(self.t0 + secs(at)).await;
     }
 }
 
@@ -119,91 +170,134 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-/// Sleeps on the paused clock until `at` seconds after the lab started (tokio advances it).
-async fn until(lab_start: Instant, at: u64) {
-    tokio::time::sleep_until(lab_start + secs(at)).await;
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_failure_is_retried_then_drains_the_real_and_a_pass_restores_it() {
-    let t0 = Instant::now();
-    let lab = Lab::start(false, 1);
+    let lab = Lab::start(ONE_REAL);
     // Attempts at 0, 10, 20...: all pass, nothing is written.
-    until(t0, 5).await;
+    lab.until(5).await;
     assert_eq!(lab.calls(), []);
-    lab.set(0, 1);
-    // Attempt at 10 fails (retry 1 of 1), its retry at 11 fails: weight 0 at 11.
-    until(t0, 15).await;
-    assert_eq!(lab.calls(), [(0, secs(11))]);
-    assert_eq!(lab.probes[0].attempts.load(Ordering::Relaxed), 3);
-    lab.set(0, 0);
+    lab.set(0, 0, 1);
+    // The attempt at 10 fails (retry 1 of 1), its retry at 11 fails: weight 0 at 11.
+    lab.until(15).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(11))]);
+    assert_eq!(lab.attempts(0, 0), 3);
+    lab.set(0, 0, 0);
     // Down, so the next attempt waits a full loop: 21; it passes, weight 5 again.
-    until(t0, 25).await;
-    assert_eq!(lab.calls(), [(0, secs(11)), (5, secs(21))]);
+    lab.until(25).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(11)), (11, 5, secs(21))]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn one_failure_within_the_retries_changes_nothing() {
-    let t0 = Instant::now();
-    let lab = Lab::start(false, 1);
-    until(t0, 5).await;
-    lab.set(0, 1);
-    until(t0, 10).await;
+    let lab = Lab::start(ONE_REAL);
+    lab.until(5).await;
+    lab.set(0, 0, 1);
+    lab.until(10).await;
     tokio::task::yield_now().await;
-    lab.set(0, 0);
-    until(t0, 40).await;
+    lab.set(0, 0, 0);
+    lab.until(40).await;
     assert_eq!(lab.calls(), []);
-    assert_eq!(
-        lab.probes[0].attempts.load(Ordering::Relaxed),
-        5,
-        "0, 10, 11, 21, 31"
-    );
+    assert_eq!(lab.attempts(0, 0), 5, "0, 10, 11, 21, 31");
 }
 
 #[tokio::test(start_paused = true)]
 async fn alpha_starts_at_weight_0_until_the_first_pass() {
-    let t0 = Instant::now();
-    let lab = Lab::start(true, 1);
-    lab.set(0, 1);
-    until(t0, 25).await;
-    assert_eq!(lab.calls(), [(0, secs(0))]);
-    lab.set(0, 0);
-    until(t0, 35).await;
-    assert_eq!(lab.calls(), [(0, secs(0)), (5, secs(30))]);
+    let lab = Lab::start(Setup {
+        alpha: true,
+        ..ONE_REAL
+    });
+    lab.set(0, 0, 1);
+    lab.until(25).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(0))]);
+    lab.set(0, 0, 0);
+    lab.until(35).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(0)), (11, 5, secs(30))]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_real_is_up_only_while_every_checker_passes() {
-    let t0 = Instant::now();
-    let lab = Lab::start(false, 2);
-    lab.set(0, 1);
-    lab.set(1, 1);
-    until(t0, 5).await;
+    let lab = Lab::start(Setup {
+        checkers: vec![2],
+        ..ONE_REAL
+    });
+    lab.set(0, 0, 1);
+    lab.set(0, 1, 1);
+    lab.until(5).await;
     // Both fail their first attempt and its retry: one write of 0, at 1 s.
-    assert_eq!(lab.calls(), [(0, secs(1))]);
-    lab.set(0, 0);
-    until(t0, 15).await;
-    assert_eq!(lab.calls(), [(0, secs(1))], "checker 1 still fails");
-    lab.set(1, 0);
-    until(t0, 25).await;
-    assert_eq!(lab.calls(), [(0, secs(1)), (5, secs(21))]);
+    assert_eq!(lab.calls(), [(11, 0, secs(1))]);
+    lab.set(0, 0, 0);
+    lab.until(15).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(1))], "checker 1 still fails");
+    lab.set(0, 1, 0);
+    lab.until(25).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(1)), (11, 5, secs(21))]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn misc_dynamic_weights_replace_the_configured_one() {
-    let t0 = Instant::now();
-    let lab = Lab::start(false, 1);
-    lab.set(0, 2 + 40);
-    until(t0, 5).await;
-    assert_eq!(lab.calls(), [(40, secs(0))]);
-    lab.set(0, 0);
-    until(t0, 15).await;
-    assert_eq!(lab.calls(), [(40, secs(0)), (5, secs(10))]);
+    let lab = Lab::start(ONE_REAL);
+    lab.set(0, 0, 2 + 40);
+    lab.until(5).await;
+    assert_eq!(lab.calls(), [(11, 40, secs(0))]);
+    lab.set(0, 0, 0);
+    lab.until(15).await;
+    assert_eq!(lab.calls(), [(11, 40, secs(0)), (11, 5, secs(10))]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_quorum_hands_the_service_to_the_sorry_server() {
+    // Three reals of weight 2, quorum 5 with hysteresis 1: lost below 4, regained at 6.
+    let lab = Lab::start(Setup {
+        checkers: vec![1, 1, 1],
+        weight: 2,
+        quorum: 5,
+        hysteresis: 1,
+        sorry_server: true,
+        ..ONE_REAL
+    });
+    lab.set(0, 0, 1);
+    lab.until(5).await;
+    // Live weight 4: still held.
+    assert_eq!(lab.calls(), [(11, 0, secs(1))]);
+    lab.set(1, 0, 1);
+    lab.until(15).await;
+    // Live weight 2: lost; the last live real is set to 0 too, for the sorry server.
+    assert_eq!(
+        lab.calls()[1..],
+        [(12, 0, secs(11)), (13, 0, secs(11))],
+        "{:?}",
+        lab.calls()
+    );
+    lab.set(0, 0, 0);
+    lab.until(25).await;
+    // Live weight 4 < 6: still lost, nothing written.
+    assert_eq!(lab.calls().len(), 3, "{:?}", lab.calls());
+    lab.set(1, 0, 0);
+    lab.until(35).await;
+    assert_eq!(
+        lab.calls()[3..],
+        [(11, 2, secs(31)), (12, 2, secs(31)), (13, 2, secs(31))]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_sorry_server_the_quorum_moves_no_weight() {
+    let lab = Lab::start(Setup {
+        checkers: vec![1, 1],
+        quorum: 10,
+        ..ONE_REAL
+    });
+    lab.set(0, 0, 1);
+    lab.until(5).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(1))]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn stop_ends_every_task() {
-    let lab = Lab::start(false, 3);
+    let lab = Lab::start(Setup {
+        checkers: vec![3],
+        ..ONE_REAL
+    });
     assert_eq!(lab.handle.len(), 3);
     lab.handle.stop().await;
 }
