@@ -41,7 +41,7 @@ connect_port = 8080
 connect_timeout = 1
 retry = 1
 delay_before_retry = 0.1
-url = [{ path = "/health", status_code = ["200-299"] }]
+url = [{ path = "/health", status_code = ["200-299"], digest = "444bcb3a3fcf8389296c49467f27e1d6" }]
 "#;
 
 /// The weights the checkers set, by real.
@@ -85,7 +85,8 @@ fn tcp_server(ns: &Netns, port: u16) -> NsThread {
     })
 }
 
-/// Answers every HTTP request on `port` with the status `status` holds.
+/// Answers every HTTP request on `port` with the status `status` holds and the body `ok`
+/// (MD5 444bcb3a3fcf8389296c49467f27e1d6).
 fn http_server(ns: &Netns, port: u16, status: Arc<AtomicU16>) -> NsThread {
     ns.spawn_thread(move |stop: &AtomicBool| {
         let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).expect("listen");
@@ -179,8 +180,8 @@ fn checkers_drain_a_broken_real_and_restore_it() {
 
     status.store(500, Ordering::Relaxed);
     wait_weight(&recorder, Some(0), "HTTP_GET answered 500");
-    status.store(204, Ordering::Relaxed);
-    wait_weight(&recorder, Some(5), "HTTP_GET answers 204 again");
+    status.store(202, Ordering::Relaxed);
+    wait_weight(&recorder, Some(5), "HTTP_GET answers 202 again");
 
     drop(tcp.take());
     wait_weight(&recorder, Some(0), "nothing listens on port 80");

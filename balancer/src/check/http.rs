@@ -5,7 +5,8 @@
 //!
 //! keepalived writes the request by hand; we let hyper speak HTTP/1 over the socket that
 //! [`Connect`] opened, so `bindto` and `bind_port` apply as for `TCP_CHECK`. Unlike keepalived,
-//! a chunked body is digested after de-chunking (keepalived hashes the bytes on the wire).
+//! the digest is of the body as HTTP defines it: de-chunked, and empty for a 204 or 304 answer
+//! whatever bytes follow the head (keepalived hashes whatever it reads after the head).
 
 use std::fmt::Write as _;
 use std::ops::RangeInclusive;
@@ -145,14 +146,14 @@ impl HttpCheck {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("HTTP handshake: {e}"))?;
-        // The connection task ends with the response (the request says close) or when the
-        // sender is dropped; it needs no handle.
-        tokio::spawn(conn);
         let host = url
             .virtualhost
             .clone()
             .unwrap_or_else(|| self.connect.to.to_string());
-        let mut request = Request::get(url.path.as_str()).header(header::HOST, host);
+        // keepalived's request: its User-Agent, and `Connection: close` except for plain 1.0.
+        let mut request = Request::get(url.path.as_str())
+            .header(header::USER_AGENT, "KeepAliveClient")
+            .header(header::HOST, host);
         request = match self.protocol {
             HttpProtocol::Http10 => request.version(Version::HTTP_10),
             HttpProtocol::Http10Close => request
@@ -165,29 +166,39 @@ impl HttpCheck {
         let request = request
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("path {:?}: {e}", url.path))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("GET {}: {e}", url.path))?;
-        let status = response.status().as_u16();
-        if !url.status.contains(status) {
-            return Err(format!("GET {}: status {status}", url.path));
-        }
-        if let Some(expected) = &url.digest {
-            let body = Limited::new(response.into_body(), MAX_BODY)
-                .collect()
+        let exchange = async {
+            let response = sender
+                .send_request(request)
                 .await
-                .map_err(|e| format!("GET {}: reading the body: {e}", url.path))?
-                .to_bytes();
-            let seen = digest(&body);
-            if &seen != expected {
-                return Err(format!(
-                    "GET {}: digest {seen}, expected {expected}",
-                    url.path
-                ));
+                .map_err(|e| format!("GET {}: {e}", url.path))?;
+            let status = response.status().as_u16();
+            if !url.status.contains(status) {
+                return Err(format!("GET {}: status {status}", url.path));
             }
+            if let Some(expected) = &url.digest {
+                let body = Limited::new(response.into_body(), MAX_BODY)
+                    .collect()
+                    .await
+                    .map_err(|e| format!("GET {}: reading the body: {e}", url.path))?
+                    .to_bytes();
+                let seen = digest(&body);
+                if &seen != expected {
+                    return Err(format!(
+                        "GET {}: digest {seen}, expected {expected}",
+                        url.path
+                    ));
+                }
+            }
+            Ok(())
+        };
+        // The connection is driven here rather than in a task of its own, so that the
+        // attempt's timeout ends it too. A connection that ends cleanly may do so before the
+        // exchange has read the last of the body: only its errors end the attempt early.
+        tokio::pin!(conn);
+        tokio::select! {
+            result = exchange => result,
+            Err(e) = &mut conn => Err(format!("GET {}: {e}", url.path)),
         }
-        Ok(())
     }
 }
 

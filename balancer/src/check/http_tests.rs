@@ -100,6 +100,8 @@ async fn status_and_digest_decide_and_the_host_header_is_sent() {
         "{}",
         heads[0]
     );
+    let head = heads[0].to_ascii_lowercase();
+    assert!(head.contains("user-agent: keepaliveclient\r\n"), "{head}");
     assert!(
         heads[0]
             .to_ascii_lowercase()
