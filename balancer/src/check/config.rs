@@ -1,8 +1,9 @@
 //! From `lb.toml`'s checker blocks to running checkers, with keepalived's defaults and the
 //! virtual server's values where a checker leaves a keyword out (`keepalived/check/check_api.c`
-//! `queue_checker` and the `*_end` handlers of each kind): `connect_timeout` 5 s, `retry` 1
-//! (`MISC_CHECK` 0), `delay_before_retry` 1 s (`HTTP_GET` 3 s), `warmup` none, `delay_loop`
-//! the virtual server's, `misc_timeout` the `delay_loop`.
+//! `queue_checker`, `check_data.c` `check_check_daemon_data`, and the handlers of each kind):
+//! `connect_timeout` 5 s, `retry` 1 (`MISC_CHECK` 0), `delay_before_retry` 1 s (`HTTP_GET`
+//! 3 s), `delay_loop` the virtual server's, `warmup` the `delay_loop` (so that by default the
+//! first checks spread over one loop), `misc_timeout` the virtual server's `delay_loop`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -123,7 +124,7 @@ pub fn checks_for(
     }
     for c in &rs.misc_check {
         let timing = timing(vs, c, real, Defaults::MISC)?;
-        checkers.push((Arc::new(misc(c, real, timing, scripts)?), timing));
+        checkers.push((Arc::new(misc(vs, c, real, scripts)?), timing));
     }
     Ok(RealChecks {
         addr: rs.ip,
@@ -167,8 +168,9 @@ fn timing(
     real: SocketAddr,
     defaults: Defaults,
 ) -> Result<Timing, ConfigError> {
+    let delay_loop = c.delay_loop.unwrap_or(vs.delay_loop);
     Ok(Timing {
-        delay_loop: seconds(real, "delay_loop", c.delay_loop.unwrap_or(vs.delay_loop))?,
+        delay_loop: seconds(real, "delay_loop", delay_loop)?,
         retry: c.retry.or(vs.retry).unwrap_or(defaults.retry),
         delay_before_retry: seconds(
             real,
@@ -177,7 +179,7 @@ fn timing(
                 .or(vs.delay_before_retry)
                 .unwrap_or(defaults.delay_before_retry),
         )?,
-        warmup: seconds(real, "warmup", c.warmup.or(vs.warmup).unwrap_or(0.0))?,
+        warmup: seconds(real, "warmup", c.warmup.or(vs.warmup).unwrap_or(delay_loop))?,
     })
 }
 
@@ -236,9 +238,9 @@ fn http(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<HttpCheck, 
 }
 
 fn misc(
+    vs: &VirtualServer,
     c: &Checker,
     real: SocketAddr,
-    timing: Timing,
     scripts: &ScriptPolicy,
 ) -> Result<MiscCheck, ConfigError> {
     let path = c
@@ -259,9 +261,10 @@ fn misc(
         .map_err(|source| ConfigError::Script { real, source })?;
     Ok(MiscCheck {
         script,
-        timeout: c
-            .misc_timeout
-            .map_or(timing.delay_loop, |s| Duration::from_secs(s.into())),
+        timeout: match c.misc_timeout {
+            Some(s) => Duration::from_secs(s.into()),
+            None => seconds(real, "delay_loop", vs.delay_loop)?,
+        },
         dynamic: c.misc_dynamic,
     })
 }
@@ -313,7 +316,7 @@ mod tests {
                 delay_loop: six,
                 retry: 1,
                 delay_before_retry: two,
-                warmup: Duration::ZERO
+                warmup: six
             }
         );
         assert_eq!(timings[1].retry, 4);

@@ -2,7 +2,9 @@
 //! (`keepalived/check/check_tcp.c` `tcp_epilog`, the same rule in `check_http.c` and
 //! `check_misc.c` `misc_check_child_thread`; `check_api.c` `queue_checker` for the defaults):
 //!
-//! - a checker starts up (`is_up = true`) unless `alpha` is set;
+//! - a checker starts up (`is_up = true`) unless `alpha` is set, with its retries already
+//!   spent, so that a failure before the first pass counts at once (`check_data.c`
+//!   `check_check_daemon_data`: "for non alpha mode, one failure is enough initially");
 //! - a pass resets the retry count and, if the checker was down or has never run, brings it up;
 //! - a failure while the checker is up (or before its first result) is retried `retry` times,
 //!   `delay_before_retry` apart, and only then takes it down;
@@ -36,7 +38,7 @@ impl CheckerState {
             timing,
             is_up: !alpha,
             has_run: false,
-            retries: 0,
+            retries: timing.retry,
             weight: None,
         }
     }
@@ -67,13 +69,11 @@ impl CheckerState {
                     self.weight = None;
                     (Some(Change::Down { reason }), self.timing.delay_loop)
                 } else if self.is_up {
-                    // Not yet a failure: keepalived retries sooner, and the first result is
-                    // still pending (`has_run` stays false until a verdict counts).
+                    // Not yet a failure: keepalived retries sooner.
                     self.retries += 1;
                     (None, self.timing.delay_before_retry)
                 } else {
-                    // Already down (or alpha before its first pass): nothing to retry.
-                    self.has_run = true;
+                    // Already down: nothing to retry.
                     (None, self.timing.delay_loop)
                 }
             }
@@ -134,11 +134,18 @@ mod tests {
     }
 
     #[test]
-    fn alpha_starts_down_and_a_failure_before_the_first_pass_is_not_retried() {
-        let mut s = CheckerState::new(TIMING, true);
-        assert!(!s.is_up());
-        assert_eq!(s.observe(down()), (None, TIMING.delay_loop));
-        assert_eq!(s.observe(Verdict::UP).0, Some(Change::Up { weight: None }));
+    fn a_failure_before_the_first_pass_is_not_retried() {
+        for alpha in [false, true] {
+            let mut s = CheckerState::new(TIMING, alpha);
+            assert_eq!(s.is_up(), !alpha);
+            let (change, delay) = s.observe(down());
+            assert!(matches!(change, Some(Change::Down { .. })), "alpha {alpha}");
+            assert_eq!(delay, TIMING.delay_loop);
+            assert_eq!(s.observe(down()), (None, TIMING.delay_loop));
+            assert_eq!(s.observe(Verdict::UP).0, Some(Change::Up { weight: None }));
+            // From now on failures are retried.
+            assert_eq!(s.observe(down()), (None, TIMING.delay_before_retry));
+        }
     }
 
     #[test]
