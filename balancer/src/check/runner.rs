@@ -215,6 +215,16 @@ impl ServiceState {
                 format!("{checker} failed: {reason}")
             }
         };
+        // Every checker transition is logged, as keepalived logs each (`tcp_epilog` ...),
+        // whether or not it moves the real's weight.
+        let real = &self.spec.reals[slot.real];
+        tracing::info!(
+            service = self.spec.name,
+            real = %real.addr,
+            port = real.port,
+            reason,
+            "checker state changed"
+        );
         self.settle(&mut inner, &reason, dataplane);
     }
 
