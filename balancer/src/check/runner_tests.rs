@@ -304,3 +304,62 @@ async fn stop_ends_every_task() {
     assert_eq!(lab.handle.len(), 3);
     lab.handle.stop().await;
 }
+
+/// Counts attempts in flight; each takes a second of (paused) time.
+#[derive(Default)]
+struct Slow {
+    in_flight: AtomicU32,
+    most: AtomicU32,
+    done: AtomicU32,
+}
+
+impl Probe for Slow {
+    fn attempt(&self) -> Attempt<'_> {
+        Box::pin(async move {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(secs(1)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.done.fetch_add(1, Ordering::SeqCst);
+            Verdict::UP
+        })
+    }
+    fn describe(&self) -> String {
+        "slow".into()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn thousands_of_checkers_share_a_bounded_number_of_attempts() {
+    let probe = Arc::new(Slow::default());
+    let reals = (0..2000u16)
+        .map(|i| RealChecks {
+            addr: IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)),
+            port: i,
+            weight: 1,
+            alpha: false,
+            inhibit_on_failure: false,
+            checkers: vec![(probe.clone() as Arc<dyn Probe>, TIMING)],
+        })
+        .collect();
+    let service = ServiceChecks {
+        name: "many".into(),
+        quorum: 1,
+        hysteresis: 0,
+        sorry_server: false,
+        reals,
+    };
+    let recorder: SharedDataplane = Arc::new(Mutex::new(Recorder {
+        calls: Vec::new(),
+        start: Instant::now(),
+    }));
+    let handle = spawn(vec![service], &recorder, 100);
+    assert_eq!(handle.len(), 2000);
+    // 2000 one-second attempts, 100 at a time: the first round takes 20 s.
+    tokio::time::sleep(Duration::from_millis(19_500)).await;
+    assert!(probe.done.load(Ordering::SeqCst) < 2000);
+    tokio::time::sleep(secs(1)).await;
+    assert_eq!(probe.done.load(Ordering::SeqCst), 2000);
+    assert_eq!(probe.most.load(Ordering::SeqCst), 100);
+    handle.stop().await;
+}
