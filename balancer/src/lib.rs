@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) is a thin CLI over this library; tests and benchmarks use the
 //! same pieces.
 
+pub mod check;
 pub mod config;
 pub mod dataplane;
 pub mod model;

@@ -1,0 +1,280 @@
+//! From `lb.toml`'s checker blocks to running checkers, with keepalived's defaults and the
+//! virtual server's values where a checker leaves a keyword out (`keepalived/check/check_api.c`
+//! `queue_checker`, `check_data.c` `check_check_daemon_data`, and the handlers of each kind):
+//! `connect_timeout` 5 s, `retry` 1 (`MISC_CHECK` 0), `delay_before_retry` 1 s (`HTTP_GET`
+//! 3 s), `delay_loop` the virtual server's, `warmup` the `delay_loop` (so that by default the
+//! first checks spread over one loop), `misc_timeout` the virtual server's `delay_loop`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::check::http::{HttpCheck, HttpProtocol, UrlCheck, UrlError};
+use crate::check::misc::MiscCheck;
+use crate::check::tcp::{Connect, TcpCheck};
+use crate::check::{Probe, RealChecks, ServiceChecks, Timing};
+use crate::config::schema::lvs::{Checker, RealServer, VirtualServer};
+use crate::notify::{Script, ScriptError, ScriptUser, SecurityError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("real server {real}: {kind} is not supported yet")]
+    Unsupported {
+        real: SocketAddr,
+        kind: &'static str,
+    },
+    #[error("real server {real}: {key} = {value}: expected a non-negative number of seconds")]
+    Seconds {
+        real: SocketAddr,
+        key: &'static str,
+        value: f64,
+    },
+    #[error("real server {real}: delay_loop 0: checks would run back to back; expected > 0")]
+    ZeroDelayLoop { real: SocketAddr },
+    #[error("real server {real}: weight {weight}: expected 0..=65535")]
+    Weight { real: SocketAddr, weight: i64 },
+    #[error("real server {real}: HTTP_GET url {index}: no path")]
+    NoPath { real: SocketAddr, index: usize },
+    #[error("real server {real}: HTTP_GET url {index}")]
+    Url {
+        real: SocketAddr,
+        index: usize,
+        source: UrlError,
+    },
+    #[error("real server {real}: http_protocol {value:?}: expected 1.0, 1.0C or 1.1")]
+    HttpProtocol { real: SocketAddr, value: String },
+    #[error("real server {real}: MISC_CHECK without misc_path")]
+    NoMiscPath { real: SocketAddr },
+    #[error("real server {real}: MISC_CHECK user")]
+    User {
+        real: SocketAddr,
+        source: SecurityError,
+    },
+    #[error("real server {real}: MISC_CHECK")]
+    Script {
+        real: SocketAddr,
+        source: ScriptError,
+    },
+}
+
+/// Where scripts run: `global_defs`' `script_user` and `enable_script_security`.
+#[derive(Clone, Debug)]
+pub struct ScriptPolicy {
+    pub user: ScriptUser,
+    pub security: bool,
+}
+
+/// The checkers of every real of `vs`, named `name` in the data plane, with its quorum.
+///
+/// # Errors
+/// As [`checks_for`], for the first real that fails.
+pub fn service_checks(
+    name: &str,
+    vs: &VirtualServer,
+    scripts: &ScriptPolicy,
+) -> Result<ServiceChecks, ConfigError> {
+    Ok(ServiceChecks {
+        name: name.to_owned(),
+        quorum: vs.quorum,
+        hysteresis: vs.hysteresis,
+        sorry_server: vs.sorry_server.is_some(),
+        reals: vs
+            .real_server
+            .iter()
+            .map(|rs| checks_for(vs, rs, scripts))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// The checkers of `rs` in `vs`.
+///
+/// # Errors
+/// A checker kind that is not implemented yet (`SSL_GET`, `SMTP_CHECK`, `DNS_CHECK`), or a
+/// value that validation should have refused.
+pub fn checks_for(
+    vs: &VirtualServer,
+    rs: &RealServer,
+    scripts: &ScriptPolicy,
+) -> Result<RealChecks, ConfigError> {
+    let port = rs.port.or(vs.port).unwrap_or(0);
+    let real = SocketAddr::new(rs.ip, port);
+    for (blocks, kind) in [
+        (&rs.ssl_get, "SSL_GET"),
+        (&rs.smtp_check, "SMTP_CHECK"),
+        (&rs.dns_check, "DNS_CHECK"),
+    ] {
+        if !blocks.is_empty() {
+            return Err(ConfigError::Unsupported { real, kind });
+        }
+    }
+    let weight = u32::try_from(rs.weight)
+        .ok()
+        .filter(|w| *w <= 65535)
+        .ok_or(ConfigError::Weight {
+            real,
+            weight: rs.weight,
+        })?;
+    let mut checkers: Vec<(Arc<dyn Probe>, Timing)> = Vec::new();
+    for c in &rs.tcp_check {
+        let timing = timing(vs, c, real, Defaults::OTHER)?;
+        let connect = connect(vs, c, real)?;
+        checkers.push((Arc::new(TcpCheck { connect }), timing));
+    }
+    for c in &rs.http_get {
+        let timing = timing(vs, c, real, Defaults::HTTP)?;
+        checkers.push((Arc::new(http(vs, c, real)?), timing));
+    }
+    for c in &rs.misc_check {
+        let timing = timing(vs, c, real, Defaults::MISC)?;
+        checkers.push((Arc::new(misc(vs, c, real, scripts)?), timing));
+    }
+    Ok(RealChecks {
+        addr: rs.ip,
+        port,
+        weight,
+        alpha: vs.alpha,
+        inhibit_on_failure: rs.inhibit_on_failure.unwrap_or(vs.inhibit_on_failure),
+        checkers,
+    })
+}
+
+/// The defaults that differ between kinds.
+#[derive(Clone, Copy)]
+struct Defaults {
+    retry: u32,
+    delay_before_retry: f64,
+}
+
+impl Defaults {
+    const OTHER: Self = Self {
+        retry: 1,
+        delay_before_retry: 1.0,
+    };
+    const HTTP: Self = Self {
+        retry: 1,
+        delay_before_retry: 3.0,
+    };
+    const MISC: Self = Self {
+        retry: 0,
+        delay_before_retry: 1.0,
+    };
+}
+
+fn seconds(real: SocketAddr, key: &'static str, value: f64) -> Result<Duration, ConfigError> {
+    Duration::try_from_secs_f64(value).map_err(|_| ConfigError::Seconds { real, key, value })
+}
+
+fn timing(
+    vs: &VirtualServer,
+    c: &Checker,
+    real: SocketAddr,
+    defaults: Defaults,
+) -> Result<Timing, ConfigError> {
+    let delay_loop = c.delay_loop.unwrap_or(vs.delay_loop);
+    let loop_duration = seconds(real, "delay_loop", delay_loop)?;
+    if loop_duration.is_zero() {
+        return Err(ConfigError::ZeroDelayLoop { real });
+    }
+    Ok(Timing {
+        delay_loop: loop_duration,
+        retry: c.retry.or(vs.retry).unwrap_or(defaults.retry),
+        delay_before_retry: seconds(
+            real,
+            "delay_before_retry",
+            c.delay_before_retry
+                .or(vs.delay_before_retry)
+                .unwrap_or(defaults.delay_before_retry),
+        )?,
+        warmup: seconds(real, "warmup", c.warmup.or(vs.warmup).unwrap_or(delay_loop))?,
+    })
+}
+
+fn connect(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<Connect, ConfigError> {
+    Ok(Connect {
+        to: SocketAddr::new(
+            c.connect_ip.unwrap_or(real.ip()),
+            c.connect_port.unwrap_or(real.port()),
+        ),
+        bind_ip: c.bindto,
+        bind_port: c.bind_port,
+        timeout: seconds(
+            real,
+            "connect_timeout",
+            c.connect_timeout.or(vs.connect_timeout).unwrap_or(5.0),
+        )?,
+    })
+}
+
+fn http(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<HttpCheck, ConfigError> {
+    let protocol = match c.http_protocol.as_deref() {
+        None | Some("1.0") => HttpProtocol::Http10,
+        Some("1.0C" | "1.0c") => HttpProtocol::Http10Close,
+        Some("1.1") => HttpProtocol::Http11,
+        Some(other) => {
+            return Err(ConfigError::HttpProtocol {
+                real,
+                value: other.to_owned(),
+            });
+        }
+    };
+    let urls = c
+        .url
+        .iter()
+        .enumerate()
+        .map(|(index, u)| {
+            let path = u.path.clone().ok_or(ConfigError::NoPath { real, index })?;
+            UrlCheck::new(
+                path,
+                &u.status_code,
+                u.digest.as_deref(),
+                u.virtualhost.clone().or_else(|| vs.virtualhost.clone()),
+            )
+            .map_err(|source| ConfigError::Url {
+                real,
+                index,
+                source,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(HttpCheck {
+        connect: connect(vs, c, real)?,
+        urls,
+        protocol,
+    })
+}
+
+fn misc(
+    vs: &VirtualServer,
+    c: &Checker,
+    real: SocketAddr,
+    scripts: &ScriptPolicy,
+) -> Result<MiscCheck, ConfigError> {
+    let path = c
+        .misc_path
+        .as_deref()
+        .ok_or(ConfigError::NoMiscPath { real })?;
+    let user = match &c.user {
+        Some(name) => {
+            let (user, group) = match name.split_once(':') {
+                Some((u, g)) => (u, Some(g)),
+                None => (name.as_str(), None),
+            };
+            ScriptUser::named(user, group).map_err(|source| ConfigError::User { real, source })?
+        }
+        None => scripts.user.clone(),
+    };
+    let script = Script::prepare(path, user, scripts.security)
+        .map_err(|source| ConfigError::Script { real, source })?;
+    Ok(MiscCheck {
+        script,
+        timeout: match c.misc_timeout {
+            Some(s) => Duration::from_secs(s.into()),
+            None => seconds(real, "delay_loop", vs.delay_loop)?,
+        },
+        dynamic: c.misc_dynamic,
+    })
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,124 @@
+use super::*;
+
+fn parse(toml: &str) -> VirtualServer {
+    toml::from_str(toml).unwrap()
+}
+
+fn policy() -> ScriptPolicy {
+    ScriptPolicy {
+        user: ScriptUser::current(),
+        security: false,
+    }
+}
+
+#[test]
+fn keepalived_defaults_and_virtual_server_values_apply() {
+    let vs = parse(
+        r#"
+        ip = "198.18.0.100"
+        port = 80
+        delay_loop = 6
+        delay_before_retry = 2
+        alpha = true
+        [[real_server]]
+        ip = "198.18.0.11"
+        [[real_server.TCP_CHECK]]
+        connect_port = 8080
+        [[real_server.HTTP_GET]]
+        retry = 4
+        url = [{ path = "/h", status_code = ["200-204"] }]
+        [[real_server.MISC_CHECK]]
+        misc_path = "/usr/bin/true"
+        misc_dynamic = true
+        "#,
+    );
+    let checks = checks_for(&vs, &vs.real_server[0], &policy()).unwrap();
+    assert_eq!((checks.port, checks.weight, checks.alpha), (80, 1, true));
+    let timings: Vec<Timing> = checks.checkers.iter().map(|(_, t)| *t).collect();
+    let six = Duration::from_secs(6);
+    let two = Duration::from_secs(2);
+    assert_eq!(
+        timings[0],
+        Timing {
+            delay_loop: six,
+            retry: 1,
+            delay_before_retry: two,
+            warmup: six
+        }
+    );
+    assert_eq!(timings[1].retry, 4);
+    assert_eq!(timings[2].retry, 0, "MISC_CHECK retries nothing by default");
+    let names: Vec<String> = checks.checkers.iter().map(|(p, _)| p.describe()).collect();
+    assert_eq!(names[0], "TCP_CHECK 198.18.0.11:8080");
+    assert_eq!(names[1], "HTTP_GET 198.18.0.11:80");
+}
+
+#[test]
+fn a_service_carries_its_quorum_and_sorry_server() {
+    let vs = parse(
+        r#"
+        ip = "198.18.0.100"
+        port = 80
+        quorum = 3
+        hysteresis = 1
+        sorry_server = { ip = "198.18.0.50" }
+        [[real_server]]
+        ip = "198.18.0.11"
+        weight = 2
+        inhibit_on_failure = true
+        [[real_server]]
+        ip = "198.18.0.12"
+        port = 8080
+        "#,
+    );
+    let s = service_checks("web", &vs, &policy()).unwrap();
+    assert_eq!(
+        (s.name.as_str(), s.quorum, s.hysteresis, s.sorry_server),
+        ("web", 3, 1, true)
+    );
+    let reals: Vec<_> = s
+        .reals
+        .iter()
+        .map(|r| (r.port, r.weight, r.inhibit_on_failure))
+        .collect();
+    assert_eq!(reals, [(80, 2, true), (8080, 1, false)]);
+}
+
+#[test]
+fn unsupported_kinds_and_bad_values_are_errors() {
+    let vs = parse(
+        r#"
+        ip = "198.18.0.100"
+        port = 443
+        [[real_server]]
+        ip = "198.18.0.11"
+        [[real_server.SSL_GET]]
+        url = [{ path = "/" }]
+        [[real_server]]
+        ip = "198.18.0.12"
+        [[real_server.TCP_CHECK]]
+        connect_timeout = -1
+        [[real_server]]
+        ip = "198.18.0.13"
+        [[real_server.HTTP_GET]]
+        url = [{ path = "/", status_code = ["2xx"] }]
+        [[real_server]]
+        ip = "198.18.0.14"
+        [[real_server.TCP_CHECK]]
+        delay_loop = 0
+        "#,
+    );
+    let errors: Vec<String> = vs
+        .real_server
+        .iter()
+        .map(|rs| checks_for(&vs, rs, &policy()).err().unwrap().to_string())
+        .collect();
+    assert!(
+        errors[0].contains("SSL_GET is not supported"),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[1].contains("connect_timeout = -1"), "{}", errors[1]);
+    assert!(errors[2].contains("url 0"), "{}", errors[2]);
+    assert!(errors[3].contains("delay_loop 0"), "{}", errors[3]);
+}

@@ -1,0 +1,232 @@
+//! `HTTP_GET`: each `url` is fetched over a fresh connection and must answer with one of its
+//! status codes and, when a `digest` is given, a body whose MD5 is that digest, as keepalived's
+//! `genhash` prints it (`keepalived/check/check_http.c`: `http_handle_response`, the default
+//! status codes 200-299 of `url_handler_end`, the request of `http_request_thread`).
+//!
+//! keepalived writes the request by hand; we let hyper speak HTTP/1 over the socket that
+//! [`Connect`] opened, so `bindto` and `bind_port` apply as for `TCP_CHECK`. Unlike keepalived,
+//! the digest is of the body as HTTP defines it: de-chunked, and empty for a 204 or 304 answer
+//! whatever bytes follow the head (keepalived hashes whatever it reads after the head).
+
+use std::fmt::Write as _;
+use std::ops::RangeInclusive;
+
+use http_body_util::{BodyExt as _, Empty, Limited};
+use hyper::body::Bytes;
+use hyper::{Request, Version, header};
+use hyper_util::rt::TokioIo;
+use md5::{Digest as _, Md5};
+
+use crate::check::tcp::Connect;
+use crate::check::{Attempt, Probe, Verdict};
+
+/// keepalived reads whole bodies; we stop at this size so that a misbehaving real cannot
+/// make a checker allocate without bound.
+pub const MAX_BODY: usize = 16 << 20;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("status_code {value:?}: expected a code or a range CODE-CODE within 100-599")]
+    StatusCode { value: String },
+    #[error("digest {value:?}: expected 32 hexadecimal digits (the MD5 genhash prints)")]
+    Digest { value: String },
+}
+
+/// `status_code`: codes and ranges; empty means keepalived's default 200-299.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusCodes(Vec<RangeInclusive<u16>>);
+
+impl StatusCodes {
+    /// Parses `["200", "300-399"]`.
+    ///
+    /// # Errors
+    /// A value is not a code or range within 100-599 (keepalived's limits).
+    pub fn parse(values: &[String]) -> Result<Self, UrlError> {
+        if values.is_empty() {
+            return Ok(Self(vec![200..=299]));
+        }
+        let ranges = values
+            .iter()
+            .map(|value| {
+                let bad = || UrlError::StatusCode {
+                    value: value.clone(),
+                };
+                let (low, high) = value.split_once('-').unwrap_or((value, value));
+                let low: u16 = low.trim().parse().map_err(|_| bad())?;
+                let high: u16 = high.trim().parse().map_err(|_| bad())?;
+                if !(100..=599).contains(&low) || !(low..=599).contains(&high) {
+                    return Err(bad());
+                }
+                Ok(low..=high)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self(ranges))
+    }
+
+    #[must_use]
+    pub fn contains(&self, code: u16) -> bool {
+        self.0.iter().any(|r| r.contains(&code))
+    }
+}
+
+/// Lower-case hex of the MD5 of `body`, as genhash prints it.
+#[must_use]
+pub fn digest(body: &[u8]) -> String {
+    Md5::digest(body).iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// One `url { }` block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UrlCheck {
+    pub path: String,
+    pub status: StatusCodes,
+    /// Lower-case hex.
+    pub digest: Option<String>,
+    /// `Host:`; keepalived's default is the connected address and port.
+    pub virtualhost: Option<String>,
+}
+
+impl UrlCheck {
+    /// # Errors
+    /// A status code or the digest does not parse.
+    pub fn new(
+        path: String,
+        status_code: &[String],
+        digest: Option<&str>,
+        virtualhost: Option<String>,
+    ) -> Result<Self, UrlError> {
+        let digest = digest
+            .map(|d| {
+                if d.len() == 32 && d.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    Ok(d.to_ascii_lowercase())
+                } else {
+                    Err(UrlError::Digest { value: d.into() })
+                }
+            })
+            .transpose()?;
+        Ok(Self {
+            path,
+            status: StatusCodes::parse(status_code)?,
+            digest,
+            virtualhost,
+        })
+    }
+}
+
+/// `http_protocol`: which request line and connection handling.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HttpProtocol {
+    /// `1.0`: keepalived's default.
+    #[default]
+    Http10,
+    /// `1.0C`: 1.0 with `Connection: close`.
+    Http10Close,
+    /// `1.1`: with `Connection: close`, as keepalived sends it.
+    Http11,
+}
+
+/// `HTTP_GET`.
+#[derive(Clone, Debug)]
+pub struct HttpCheck {
+    pub connect: Connect,
+    pub urls: Vec<UrlCheck>,
+    pub protocol: HttpProtocol,
+}
+
+impl HttpCheck {
+    async fn fetch(&self, url: &UrlCheck) -> Result<(), String> {
+        let stream = self
+            .connect
+            .open()
+            .await
+            .map_err(|e| format!("connect to {}: {e}", self.connect.to))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP handshake: {e}"))?;
+        let host = url
+            .virtualhost
+            .clone()
+            .unwrap_or_else(|| self.connect.to.to_string());
+        // keepalived's request: its User-Agent, and `Connection: close` except for plain 1.0.
+        let mut request = Request::get(url.path.as_str())
+            .header(header::USER_AGENT, "KeepAliveClient")
+            .header(header::HOST, host);
+        request = match self.protocol {
+            HttpProtocol::Http10 => request.version(Version::HTTP_10),
+            HttpProtocol::Http10Close => request
+                .version(Version::HTTP_10)
+                .header(header::CONNECTION, "close"),
+            HttpProtocol::Http11 => request
+                .version(Version::HTTP_11)
+                .header(header::CONNECTION, "close"),
+        };
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("path {:?}: {e}", url.path))?;
+        let exchange = async {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| format!("GET {}: {e}", url.path))?;
+            let status = response.status().as_u16();
+            if !url.status.contains(status) {
+                return Err(format!("GET {}: status {status}", url.path));
+            }
+            if let Some(expected) = &url.digest {
+                let body = Limited::new(response.into_body(), MAX_BODY)
+                    .collect()
+                    .await
+                    .map_err(|e| format!("GET {}: reading the body: {e}", url.path))?
+                    .to_bytes();
+                let seen = digest(&body);
+                if &seen != expected {
+                    return Err(format!(
+                        "GET {}: digest {seen}, expected {expected}",
+                        url.path
+                    ));
+                }
+            }
+            Ok(())
+        };
+        // The connection is driven here rather than in a task of its own, so that the
+        // attempt's timeout ends it too. A connection that ends cleanly may do so before the
+        // exchange has read the last of the body: only its errors end the attempt early.
+        tokio::pin!(conn);
+        tokio::select! {
+            result = exchange => result,
+            Err(e) = &mut conn => Err(format!("GET {}: {e}", url.path)),
+        }
+    }
+}
+
+impl Probe for HttpCheck {
+    fn attempt(&self) -> Attempt<'_> {
+        Box::pin(async move {
+            for url in &self.urls {
+                // keepalived's connect_timeout bounds each step; one bound per url is as strict.
+                match tokio::time::timeout(self.connect.timeout, self.fetch(url)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(reason)) => return Verdict::down(reason),
+                    Err(_) => {
+                        return Verdict::down(format!(
+                            "GET {}: no complete answer within {:?}",
+                            url.path, self.connect.timeout
+                        ));
+                    }
+                }
+            }
+            Verdict::UP
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("HTTP_GET {}", self.connect.to)
+    }
+}
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

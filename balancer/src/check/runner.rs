@@ -1,0 +1,320 @@
+//! The tasks that run the checkers and set weights: one tokio task per checker (thousands of
+//! reals are thousands of tasks, never threads), attempts bounded by one semaphore.
+//!
+//! A real is up while every one of its checkers is up, as keepalived counts
+//! `num_failed_checkers` (`keepalived/check/ipwrapper.c` `update_svr_checker_state`); a real
+//! without checkers is always up. An up real's weight is the configured one, moved by
+//! `misc_dynamic` results as keepalived moves `effective_weight` (configured + the sum of each
+//! dynamic checker's status - 2 - configured); a down real's is 0. The service's [`Quorum`]
+//! is judged on the sum of those weights after every change; while it is lost and the service
+//! has a `sorry_server`, every real is set to 0 so that the data plane sends new connections
+//! to the sorry server, as keepalived takes the live reals out of IPVS and adds the sorry
+//! server (`update_quorum_state`). Every write goes to [`Dataplane::set_weight`] as the change
+//! happens, logged with the checker and what it saw.
+//!
+//! keepalived removes a failed real from IPVS unless `inhibit_on_failure` keeps it with
+//! weight 0. In our data plane a real with weight 0 already takes no new connections while
+//! its established ones continue, so both settings mean weight 0 here: the difference is
+//! only that keepalived without `inhibit_on_failure` also cuts the real's established
+//! connections (IPVS drops its connection entries with the real), which we do not.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::check::quorum::Quorum;
+use crate::check::state::{Change, CheckerState};
+use crate::check::{Probe, Timing};
+use crate::dataplane::Dataplane;
+
+/// The data plane the checkers write to, shared with whoever else programs it.
+pub type SharedDataplane = Arc<Mutex<dyn Dataplane + Send>>;
+
+/// How many attempts run at once by default: enough for thousands of reals at a
+/// `delay_loop` of seconds, few enough that a burst does not exhaust file descriptors.
+pub const DEFAULT_CONCURRENCY: usize = 256;
+
+/// One virtual service's reals and what is judged over all of them.
+#[derive(Clone)]
+pub struct ServiceChecks {
+    /// The data plane's name of the service.
+    pub name: String,
+    /// `quorum`: the live weight the service needs. keepalived's default is 1.
+    pub quorum: u32,
+    /// `hysteresis`.
+    pub hysteresis: u32,
+    /// Whether the service has a `sorry_server`, which takes over while the quorum is lost.
+    pub sorry_server: bool,
+    pub reals: Vec<RealChecks>,
+}
+
+/// One real and its checkers.
+#[derive(Clone)]
+pub struct RealChecks {
+    pub addr: IpAddr,
+    pub port: u16,
+    /// The configured weight, given back when the checks pass.
+    pub weight: u32,
+    /// `alpha`: start down until the checks pass.
+    pub alpha: bool,
+    /// `inhibit_on_failure`: logged; see the module documentation for why it changes nothing.
+    pub inhibit_on_failure: bool,
+    pub checkers: Vec<(Arc<dyn Probe>, Timing)>,
+}
+
+/// The running checkers; dropping it (or [`CheckHandle::stop`]) stops them all.
+pub struct CheckHandle {
+    tasks: JoinSet<()>,
+}
+
+impl CheckHandle {
+    /// How many checker tasks run.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Stops every checker and waits until they are gone.
+    pub async fn stop(mut self) {
+        self.tasks.shutdown().await;
+    }
+}
+
+/// Starts the checkers of `services` on the current tokio runtime, at most `concurrency`
+/// attempts at a time. Starting weights are written at once where they differ from the
+/// configured ones: `alpha` reals at 0, and every real at 0 when the quorum is lost from the
+/// start and a sorry server waits.
+#[must_use]
+pub fn spawn(
+    services: Vec<ServiceChecks>,
+    dataplane: &SharedDataplane,
+    concurrency: usize,
+) -> CheckHandle {
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    for spec in services {
+        let service = Arc::new(ServiceState::new(spec, dataplane));
+        for (real, spec) in service.spec.reals.iter().enumerate() {
+            for (checker, (probe, timing)) in spec.checkers.iter().enumerate() {
+                tasks.spawn(run_checker(
+                    probe.clone(),
+                    *timing,
+                    Slot { real, checker },
+                    service.clone(),
+                    permits.clone(),
+                    dataplane.clone(),
+                ));
+            }
+        }
+    }
+    CheckHandle { tasks }
+}
+
+/// Which checker of which real a task runs.
+#[derive(Clone, Copy)]
+struct Slot {
+    real: usize,
+    checker: usize,
+}
+
+async fn run_checker(
+    probe: Arc<dyn Probe>,
+    timing: Timing,
+    slot: Slot,
+    service: Arc<ServiceState>,
+    permits: Arc<Semaphore>,
+    dataplane: SharedDataplane,
+) {
+    // keepalived's warmup: a random start, so that checks of one real do not coincide.
+    tokio::time::sleep(timing.warmup.mul_f64(fastrand::f64())).await;
+    let mut state = CheckerState::new(timing, service.spec.reals[slot.real].alpha);
+    loop {
+        let verdict = {
+            let Ok(_permit) = permits.acquire().await else {
+                return;
+            };
+            probe.attempt().await
+        };
+        let (change, delay) = state.observe(verdict);
+        if let Some(change) = change {
+            service.apply(slot, &change, &probe.describe(), &dataplane);
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// What the checkers of one service last said, and the weights the data plane holds.
+struct ServiceState {
+    spec: ServiceChecks,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    reals: Vec<Verdicts>,
+    quorum: Quorum,
+}
+
+struct Verdicts {
+    up: Vec<bool>,
+    dynamic: Vec<Option<u32>>,
+    /// The weight last written (or given to the data plane before the checkers started).
+    applied: u32,
+}
+
+impl ServiceState {
+    fn new(spec: ServiceChecks, dataplane: &SharedDataplane) -> Self {
+        let reals = spec
+            .reals
+            .iter()
+            .map(|r| Verdicts {
+                up: vec![!r.alpha; r.checkers.len()],
+                dynamic: vec![None; r.checkers.len()],
+                applied: r.weight,
+            })
+            .collect();
+        let state = Self {
+            inner: Mutex::new(Inner {
+                reals,
+                quorum: Quorum::new(spec.quorum, spec.hysteresis),
+            }),
+            spec,
+        };
+        {
+            let mut inner = state.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            state.settle(
+                &mut inner,
+                "checkers starting (alpha reals start down)",
+                dataplane,
+            );
+        }
+        state
+    }
+
+    fn apply(&self, slot: Slot, change: &Change, checker: &str, dataplane: &SharedDataplane) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let verdicts = &mut inner.reals[slot.real];
+        let reason = match change {
+            Change::Up { weight } => {
+                verdicts.up[slot.checker] = true;
+                verdicts.dynamic[slot.checker] = *weight;
+                match weight {
+                    Some(w) => format!("{checker} passed, dynamic weight {w}"),
+                    None => format!("{checker} passed"),
+                }
+            }
+            Change::Down { reason } => {
+                verdicts.up[slot.checker] = false;
+                verdicts.dynamic[slot.checker] = None;
+                format!("{checker} failed: {reason}")
+            }
+        };
+        // Every checker transition is logged, as keepalived logs each (`tcp_epilog` ...),
+        // whether or not it moves the real's weight.
+        let real = &self.spec.reals[slot.real];
+        tracing::info!(
+            service = self.spec.name,
+            real = %real.addr,
+            port = real.port,
+            reason,
+            "checker state changed"
+        );
+        self.settle(&mut inner, &reason, dataplane);
+    }
+
+    /// The weight real `index` has by its own checks.
+    fn checked_weight(&self, index: usize, verdicts: &Verdicts) -> u32 {
+        if verdicts.up.iter().any(|up| !up) {
+            return 0;
+        }
+        let configured = i64::from(self.spec.reals[index].weight);
+        let moved = verdicts
+            .dynamic
+            .iter()
+            .flatten()
+            .map(|&w| i64::from(w) - configured)
+            .sum::<i64>();
+        u32::try_from((configured + moved).max(0)).unwrap_or(u32::MAX)
+    }
+
+    /// Judges the quorum on the reals' checked weights and writes every weight that changed.
+    fn settle(&self, inner: &mut Inner, reason: &str, dataplane: &SharedDataplane) {
+        let checked: Vec<u32> = inner
+            .reals
+            .iter()
+            .enumerate()
+            .map(|(i, v)| self.checked_weight(i, v))
+            .collect();
+        let live = checked.iter().map(|&w| u64::from(w)).sum::<u64>();
+        let threshold = inner.quorum.threshold();
+        if let Some(up) = inner.quorum.update(live) {
+            tracing::info!(
+                service = self.spec.name,
+                live_weight = live,
+                threshold,
+                sorry_server = self.spec.sorry_server,
+                reason,
+                "{}",
+                if up { "quorum gained" } else { "quorum lost" }
+            );
+        }
+        let sorry = self.spec.sorry_server && !inner.quorum.is_up();
+        for (index, (verdicts, weight)) in inner.reals.iter_mut().zip(checked).enumerate() {
+            let weight = if sorry { 0 } else { weight };
+            if weight != verdicts.applied {
+                self.write(index, verdicts, weight, reason, dataplane);
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        index: usize,
+        verdicts: &mut Verdicts,
+        weight: u32,
+        reason: &str,
+        dataplane: &SharedDataplane,
+    ) {
+        let service = &self.spec.name;
+        let real = &self.spec.reals[index];
+        let result = dataplane
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_weight(service, real.addr, real.port, weight);
+        match result {
+            Ok(()) => {
+                tracing::info!(
+                    service,
+                    real = %real.addr,
+                    port = real.port,
+                    from = verdicts.applied,
+                    weight,
+                    inhibit_on_failure = real.inhibit_on_failure,
+                    reason,
+                    "real's weight changed"
+                );
+                verdicts.applied = weight;
+            }
+            // `applied` stays as it was, so the next change tries again.
+            Err(e) => tracing::warn!(
+                service,
+                real = %real.addr,
+                port = real.port,
+                weight,
+                reason,
+                error = %e,
+                "could not set the real's weight"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "runner_tests.rs"]
+mod tests;

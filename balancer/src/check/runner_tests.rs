@@ -1,0 +1,365 @@
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::*;
+use crate::check::{Attempt, Verdict};
+use crate::dataplane::DataplaneError;
+use crate::model::VirtualService;
+
+/// Records every `set_weight`: which real (last byte of its address), the weight, and the
+/// (paused) time since the lab started.
+struct Recorder {
+    calls: Vec<(u8, u32, Duration)>,
+    start: Instant,
+}
+
+impl Dataplane for Recorder {
+    fn apply(&mut self, _: &str, _: &VirtualService) -> Result<(), DataplaneError> {
+        Ok(())
+    }
+    fn remove(&mut self, _: &str) -> Result<(), DataplaneError> {
+        Ok(())
+    }
+    fn set_weight(
+        &mut self,
+        name: &str,
+        addr: IpAddr,
+        port: u16,
+        weight: u32,
+    ) -> Result<(), DataplaneError> {
+        let IpAddr::V4(v4) = addr else {
+            panic!("unexpected real {addr}");
+        };
+        assert_eq!((name, port), ("web", 80));
+        self.calls
+            .push((v4.octets()[3], weight, self.start.elapsed()));
+        Ok(())
+    }
+}
+
+/// A checker whose verdict the test sets: 0 passes, 1 fails, 2.. passes with weight n - 2.
+#[derive(Default)]
+struct Scripted {
+    answer: AtomicU32,
+    attempts: AtomicU32,
+}
+
+impl Probe for Scripted {
+    fn attempt(&self) -> Attempt<'_> {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        let verdict = match self.answer.load(Ordering::Relaxed) {
+            0 => Verdict::UP,
+            1 => Verdict::down("scripted failure"),
+            n => Verdict::Up {
+                weight: Some(n - 2),
+            },
+        };
+        Box::pin(async move { verdict })
+    }
+    fn describe(&self) -> String {
+        "scripted".into()
+    }
+}
+
+const TIMING: Timing = Timing {
+    delay_loop: Duration::from_secs(10),
+    retry: 1,
+    delay_before_retry: Duration::from_secs(1),
+    warmup: Duration::ZERO,
+};
+
+struct Lab {
+    t0: Instant,
+    recorder: Arc<Mutex<Recorder>>,
+    /// `probes[real][checker]`; real `i` is 198.18.0.(11 + i).
+    probes: Vec<Vec<Arc<Scripted>>>,
+    handle: CheckHandle,
+}
+
+struct Setup {
+    alpha: bool,
+    /// Checkers per real, one entry per real.
+    checkers: Vec<usize>,
+    weight: u32,
+    quorum: u32,
+    hysteresis: u32,
+    sorry_server: bool,
+}
+
+const ONE_REAL: Setup = Setup {
+    alpha: false,
+    checkers: Vec::new(),
+    weight: 5,
+    quorum: 1,
+    hysteresis: 0,
+    sorry_server: false,
+};
+
+impl Lab {
+    fn start(setup: Setup) -> Self {
+        let t0 = Instant::now();
+        let recorder = Arc::new(Mutex::new(Recorder {
+            calls: Vec::new(),
+            start: t0,
+        }));
+        let counts = if setup.checkers.is_empty() {
+            vec![1]
+        } else {
+            setup.checkers
+        };
+        let probes: Vec<Vec<Arc<Scripted>>> = counts
+            .iter()
+            .map(|&n| (0..n).map(|_| Arc::new(Scripted::default())).collect())
+            .collect();
+        let reals = probes
+            .iter()
+            .zip(11u8..)
+            .map(|(probes, last)| RealChecks {
+                addr: IpAddr::V4(Ipv4Addr::new(198, 18, 0, last)),
+                port: 80,
+                weight: setup.weight,
+                alpha: setup.alpha,
+                inhibit_on_failure: false,
+                checkers: probes
+                    .iter()
+                    .map(|p| (p.clone() as Arc<dyn Probe>, TIMING))
+                    .collect(),
+            })
+            .collect();
+        let service = ServiceChecks {
+            name: "web".into(),
+            quorum: setup.quorum,
+            hysteresis: setup.hysteresis,
+            sorry_server: setup.sorry_server,
+            reals,
+        };
+        let dataplane: SharedDataplane = recorder.clone();
+        let handle = spawn(vec![service], &dataplane, 4);
+        Self {
+            t0,
+            recorder,
+            probes,
+            handle,
+        }
+    }
+
+    fn calls(&self) -> Vec<(u8, u32, Duration)> {
+        self.recorder.lock().unwrap().calls.clone()
+    }
+
+    fn set(&self, real: usize, checker: usize, answer: u32) {
+        self.probes[real][checker]
+            .answer
+            .store(answer, Ordering::Relaxed);
+    }
+
+    fn attempts(&self, real: usize, checker: usize) -> u32 {
+        self.probes[real][checker].attempts.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps on the paused clock (tokio advances it) until `at` seconds after the start.
+    async fn until(&self, at: u64) {
+        tokio::time::sleep_until(self.t0 + secs(at)).await;
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_is_retried_then_drains_the_real_and_a_pass_restores_it() {
+    let lab = Lab::start(ONE_REAL);
+    // Attempts at 0, 10, 20...: all pass, nothing is written.
+    lab.until(5).await;
+    assert_eq!(lab.calls(), []);
+    lab.set(0, 0, 1);
+    // The attempt at 10 fails (retry 1 of 1), its retry at 11 fails: weight 0 at 11.
+    lab.until(15).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(11))]);
+    assert_eq!(lab.attempts(0, 0), 3);
+    lab.set(0, 0, 0);
+    // Down, so the next attempt waits a full loop: 21; it passes, weight 5 again.
+    lab.until(25).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(11)), (11, 5, secs(21))]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_failure_within_the_retries_changes_nothing() {
+    let lab = Lab::start(ONE_REAL);
+    lab.until(5).await;
+    lab.set(0, 0, 1);
+    lab.until(10).await;
+    tokio::task::yield_now().await;
+    lab.set(0, 0, 0);
+    lab.until(40).await;
+    assert_eq!(lab.calls(), []);
+    assert_eq!(lab.attempts(0, 0), 5, "0, 10, 11, 21, 31");
+}
+
+#[tokio::test(start_paused = true)]
+async fn alpha_starts_at_weight_0_until_the_first_pass() {
+    let lab = Lab::start(Setup {
+        alpha: true,
+        ..ONE_REAL
+    });
+    lab.set(0, 0, 1);
+    lab.until(25).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(0))]);
+    lab.set(0, 0, 0);
+    lab.until(35).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(0)), (11, 5, secs(30))]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_real_is_up_only_while_every_checker_passes() {
+    let lab = Lab::start(Setup {
+        checkers: vec![2],
+        ..ONE_REAL
+    });
+    lab.set(0, 0, 1);
+    lab.set(0, 1, 1);
+    lab.until(5).await;
+    // Both fail their first attempt, which counts at once (keepalived starts a checker with
+    // its retries spent): one write of 0.
+    assert_eq!(lab.calls(), [(11, 0, secs(0))]);
+    lab.set(0, 0, 0);
+    lab.until(15).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(0))], "checker 1 still fails");
+    lab.set(0, 1, 0);
+    lab.until(25).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(0)), (11, 5, secs(20))]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn misc_dynamic_weights_replace_the_configured_one() {
+    let lab = Lab::start(ONE_REAL);
+    lab.set(0, 0, 2 + 40);
+    lab.until(5).await;
+    assert_eq!(lab.calls(), [(11, 40, secs(0))]);
+    lab.set(0, 0, 0);
+    lab.until(15).await;
+    assert_eq!(lab.calls(), [(11, 40, secs(0)), (11, 5, secs(10))]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_quorum_hands_the_service_to_the_sorry_server() {
+    // Three reals of weight 2, quorum 5 with hysteresis 1: lost below 4, regained at 6.
+    let lab = Lab::start(Setup {
+        checkers: vec![1, 1, 1],
+        weight: 2,
+        quorum: 5,
+        hysteresis: 1,
+        sorry_server: true,
+        ..ONE_REAL
+    });
+    lab.set(0, 0, 1);
+    lab.until(5).await;
+    // Live weight 4: still held.
+    assert_eq!(lab.calls(), [(11, 0, secs(0))]);
+    lab.set(1, 0, 1);
+    lab.until(15).await;
+    // Live weight 2: lost; the last live real is set to 0 too, for the sorry server.
+    assert_eq!(
+        lab.calls()[1..],
+        [(12, 0, secs(11)), (13, 0, secs(11))],
+        "{:?}",
+        lab.calls()
+    );
+    lab.set(0, 0, 0);
+    lab.until(25).await;
+    // Live weight 4 < 6: still lost, nothing written.
+    assert_eq!(lab.calls().len(), 3, "{:?}", lab.calls());
+    lab.set(1, 0, 0);
+    lab.until(35).await;
+    assert_eq!(
+        lab.calls()[3..],
+        [(11, 2, secs(31)), (12, 2, secs(31)), (13, 2, secs(31))],
+        "{:?}",
+        lab.calls()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_sorry_server_the_quorum_moves_no_weight() {
+    let lab = Lab::start(Setup {
+        checkers: vec![1, 1],
+        quorum: 10,
+        ..ONE_REAL
+    });
+    lab.set(0, 0, 1);
+    lab.until(5).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(0))]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_ends_every_task() {
+    let lab = Lab::start(Setup {
+        checkers: vec![3],
+        ..ONE_REAL
+    });
+    assert_eq!(lab.handle.len(), 3);
+    lab.handle.stop().await;
+}
+
+/// Counts attempts in flight; each takes a second of (paused) time.
+#[derive(Default)]
+struct Slow {
+    in_flight: AtomicU32,
+    most: AtomicU32,
+    done: AtomicU32,
+}
+
+impl Probe for Slow {
+    fn attempt(&self) -> Attempt<'_> {
+        Box::pin(async move {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(secs(1)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.done.fetch_add(1, Ordering::SeqCst);
+            Verdict::UP
+        })
+    }
+    fn describe(&self) -> String {
+        "slow".into()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn thousands_of_checkers_share_a_bounded_number_of_attempts() {
+    let probe = Arc::new(Slow::default());
+    let reals = (0..2000u16)
+        .map(|i| RealChecks {
+            addr: IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)),
+            port: i,
+            weight: 1,
+            alpha: false,
+            inhibit_on_failure: false,
+            checkers: vec![(probe.clone() as Arc<dyn Probe>, TIMING)],
+        })
+        .collect();
+    let service = ServiceChecks {
+        name: "many".into(),
+        quorum: 1,
+        hysteresis: 0,
+        sorry_server: false,
+        reals,
+    };
+    let recorder: SharedDataplane = Arc::new(Mutex::new(Recorder {
+        calls: Vec::new(),
+        start: Instant::now(),
+    }));
+    let handle = spawn(vec![service], &recorder, 100);
+    assert_eq!(handle.len(), 2000);
+    // 2000 one-second attempts, 100 at a time: the first round takes 20 s.
+    tokio::time::sleep(Duration::from_millis(19_500)).await;
+    assert!(probe.done.load(Ordering::SeqCst) < 2000);
+    tokio::time::sleep(secs(1)).await;
+    assert_eq!(probe.done.load(Ordering::SeqCst), 2000);
+    assert_eq!(probe.most.load(Ordering::SeqCst), 100);
+    handle.stop().await;
+}
