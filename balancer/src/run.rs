@@ -7,11 +7,12 @@
 //! The configured VRRP instances run beside it (with their `track_interface`s); on SIGTERM
 //! they advertise priority 0 and remove their VIPs before the data plane detaches.
 //! Their `track_script`s and notify scripts run with keepalived's semantics (`script_user`,
-//! `enable_script_security`). Not wired in yet: health checkers, so every real keeps its
-//! configured weight.
+//! `enable_script_security`). The health checkers of the configured reals set their weights
+//! through the same data plane.
 
 use std::{
     path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -22,6 +23,10 @@ use tokio::{
 };
 
 use crate::{
+    check::{
+        config::ScriptPolicy,
+        runner::{DEFAULT_CONCURRENCY, ServiceChecks, SharedDataplane, spawn},
+    },
     config::{Config, ConfigError, load_any},
     dataplane::{
         Dataplane, DataplaneError,
@@ -59,6 +64,8 @@ pub enum RunError {
         #[source]
         source: crate::notify::SecurityError,
     },
+    #[error(transparent)]
+    Check(#[from] crate::check::config::ConfigError),
     #[error("installing the {signal} handler")]
     Signal {
         signal: &'static str,
@@ -151,22 +158,32 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
         spawn_instance(&mut vrrp, instance, scripts, stopped.clone());
     }
 
+    // Checkers and this loop share the program: checkers set weights, the loop sweeps.
+    let program = Arc::new(Mutex::new(program));
+    let shared: SharedDataplane = program.clone();
+    let checks = spawn(
+        service_checks(&loaded.config, &loaded.validated.model.services)?,
+        &shared,
+        DEFAULT_CONCURRENCY,
+    );
+    let lock = || program.lock().unwrap_or_else(PoisonError::into_inner);
+
     let mut ticker = tokio::time::interval(options.interval);
     ticker.tick().await;
-    let mut last = program.proto_counters()?;
+    let mut last = lock().proto_counters()?;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
                 // A failed read is reported and retried next time: leaving here would skip
                 // the orderly stop (priority 0, VIPs released) below.
-                let live = match program.sweep() {
+                let live = match lock().sweep() {
                     Ok(sweep) => sweep.live,
                     Err(e) => {
                         tracing::error!(error = %e, "connection table sweep failed");
                         0
                     }
                 };
-                match program.proto_counters() {
+                match lock().proto_counters() {
                     Ok(now) => {
                         report(&now.since(&last), options.interval, live);
                         last = now;
@@ -184,7 +201,9 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     while let Some(ended) = vrrp.join_next().await {
         log_instance_end(ended);
     }
+    checks.stop().await;
     tracing::info!("stopping: detaching from every interface");
+    let mut program = lock();
     program.detach_all()?;
     if !options.keep_state {
         program.unpin()?;
@@ -193,6 +212,65 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
 }
 
 type InstanceEnd = (String, Result<(), NetError>);
+
+/// The health checkers of every configured service that has any, named as the data plane
+/// knows the service. A model service is matched to its `virtual_server` by protocol and its
+/// set of reals (a `virtual_server_group` may give one block several services).
+fn service_checks(
+    config: &Config,
+    services: &[VirtualService],
+) -> Result<Vec<ServiceChecks>, RunError> {
+    let mut out = Vec::new();
+    let mut policy = None;
+    for svc in services {
+        let proto = match svc.protocol {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        };
+        let reals: std::collections::BTreeSet<(std::net::IpAddr, u16)> =
+            svc.reals.iter().map(|r| (r.addr, r.port)).collect();
+        let Some(vs) = config.virtual_server.iter().find(|vs| {
+            vs.protocol.eq_ignore_ascii_case(proto)
+                && vs
+                    .real_server
+                    .iter()
+                    .map(|rs| (rs.ip, rs.port.or(vs.port).unwrap_or(svc.port)))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    == reals
+        }) else {
+            continue;
+        };
+        let has_checks = vs.real_server.iter().any(|rs| {
+            [
+                &rs.tcp_check,
+                &rs.http_get,
+                &rs.misc_check,
+                &rs.ssl_get,
+                &rs.smtp_check,
+                &rs.dns_check,
+            ]
+            .iter()
+            .any(|c| !c.is_empty())
+        });
+        if !has_checks {
+            continue;
+        }
+        if policy.is_none() {
+            policy = Some(ScriptPolicy {
+                user: script_user(config, None)?,
+                security: config.global_defs.enable_script_security,
+            });
+        }
+        if let Some(p) = &policy {
+            out.push(crate::check::config::service_checks(
+                &service_name(svc),
+                vs,
+                p,
+            )?);
+        }
+    }
+    Ok(out)
+}
 
 /// The script user and security setting of `global_defs`, as keepalived chooses them.
 fn script_user(config: &Config, spec: Option<&str>) -> Result<ScriptUser, RunError> {

@@ -35,10 +35,22 @@ ip = "198.18.0.11"
 port = 80
 weight = 1
 
+[[virtual_server.real_server.TCP_CHECK]]
+connect_timeout = 0.5
+retry = 0
+delay_loop = 0.2
+warmup = 0.0
+
 [[virtual_server.real_server]]
 ip = "198.18.0.12"
 port = 80
 weight = 1
+
+[[virtual_server.real_server.TCP_CHECK]]
+connect_timeout = 0.5
+retry = 0
+delay_loop = 0.2
+warmup = 0.0
 "#;
 
 /// The same services as keepalived.conf, with a VRRP instance owning the VIP on the
@@ -187,9 +199,32 @@ fn xdp_attached(ns: &Netns, dev: &str) -> bool {
 #[test]
 fn balancer_run_forwards_the_configured_services_and_detaches_on_sigterm() {
     require_root!();
-    let lab = lab();
+    let mut lab = lab();
     let (mut daemon, dir) = start(&lab, "lb.toml", LB_TOML);
     traffic_reaches_both_reals(&lab, &daemon);
+
+    // The first real stops serving: its TCP_CHECK fails, its weight goes to 0, and new
+    // connections all go to the other one.
+    drop(lab.servers.remove(0));
+    let only_second = || {
+        connect_many(&lab.client, SocketAddr::from((VIP, 80)), 6, 2)
+            .iter()
+            .all(|(_, a)| *a == REALS[1].to_string())
+    };
+    let mut drained = false;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        // Connections to the stopped real would be refused: only try once it is drained.
+        let drained_in_log = daemon
+            .log()
+            .lines()
+            .any(|l| l.contains("real=198.18.0.11") && l.contains("weight=0"));
+        if drained_in_log {
+            drained = only_second();
+            break;
+        }
+    }
+    assert!(drained, "the failed real was not drained: {}", daemon.log());
     let status = daemon.stop();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "{status}: {}", daemon.log());
