@@ -274,18 +274,11 @@ fn service_checks(
 
 /// The script user and security setting of `global_defs`, as keepalived chooses them.
 fn script_user(config: &Config, spec: Option<&str>) -> Result<ScriptUser, RunError> {
-    let security = config.global_defs.enable_script_security;
-    let result = match spec.or(config.global_defs.script_user.as_deref()) {
-        Some(spec) => {
-            let (user, group) = match spec.split_once(':') {
-                Some((u, g)) => (u, Some(g)),
-                None => (spec, None),
-            };
-            ScriptUser::named(user, group)
-        }
-        None => ScriptUser::default_for(security),
-    };
-    result.map_err(|source| RunError::ScriptUser { source })
+    ScriptUser::from_spec(
+        spec.or(config.global_defs.script_user.as_deref()),
+        config.global_defs.enable_script_security,
+    )
+    .map_err(|source| RunError::ScriptUser { source })
 }
 
 /// An instance's `track_script`s (from their `vrrp_script` blocks) and notify scripts, split

@@ -46,8 +46,8 @@ fn web(reals: Vec<RealServer>) -> VirtualService {
     }
 }
 
-/// The real (last MAC byte) a TCP packet from `sport` with `flags` is sent to.
-fn target(prog: &mut XdpProgram, sport: u16, flags: u8) -> u8 {
+/// The action and output frame for a TCP packet from `sport` with `flags`.
+fn send(prog: &mut XdpProgram, sport: u16, flags: u8) -> (u32, Vec<u8>) {
     let t = tcp(sport, 80, flags, 5);
     let frame = concat(&[
         &eth(&[], ETH_P_IP),
@@ -64,7 +64,13 @@ fn target(prog: &mut XdpProgram, sport: u16, flags: u8) -> u8 {
             ..TestRunOptions::default()
         })
         .unwrap();
-    assert_eq!(r.return_value, 3, "XDP_TX");
+    (r.return_value, out)
+}
+
+/// The real (last MAC byte) a TCP packet from `sport` with `flags` is sent to.
+fn target(prog: &mut XdpProgram, sport: u16, flags: u8) -> u8 {
+    let (action, out) = send(prog, sport, flags);
+    assert_eq!(action, 3, "XDP_TX");
     out[5]
 }
 
@@ -127,22 +133,10 @@ fn services_gone_from_the_configuration_are_removed_after_adoption() {
 
     let mut second = load(&dir);
     assert_eq!(second.remove_unclaimed().unwrap(), 1);
-    let t = tcp(9000, 80, 0x10, 5);
-    let frame = concat(&[
-        &eth(&[], ETH_P_IP),
-        &ipv4(CLIENT, VIP, IPPROTO_TCP, &[], 0, t.len()),
-        &t,
-    ]);
-    let mut out = vec![0u8; frame.len() + 64];
-    let r = second
-        .program()
-        .unwrap()
-        .test_run(TestRunOptions {
-            data_in: Some(&frame),
-            data_out: Some(&mut out),
-            ..TestRunOptions::default()
-        })
-        .unwrap();
-    assert_eq!(r.return_value, 2, "XDP_PASS: no service any more");
+    assert_eq!(
+        send(&mut second, 9000, 0x10).0,
+        2,
+        "XDP_PASS: no service any more"
+    );
     second.unpin().unwrap();
 }

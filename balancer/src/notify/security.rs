@@ -110,6 +110,24 @@ impl ScriptUser {
         }
     }
 
+    /// The user of a `script_user` setting, `USER` or `USER:GROUP`; without one, keepalived's
+    /// default ([`ScriptUser::default_for`]).
+    ///
+    /// # Errors
+    /// The user or group does not exist, or no default applies.
+    pub fn from_spec(spec: Option<&str>, script_security: bool) -> Result<Self, SecurityError> {
+        match spec {
+            Some(spec) => {
+                let (user, group) = match spec.split_once(':') {
+                    Some((u, g)) => (u, Some(g)),
+                    None => (spec, None),
+                };
+                Self::named(user, group)
+            }
+            None => Self::default_for(script_security),
+        }
+    }
+
     /// keepalived's default: `keepalived_script` if that user exists, else the identity we run
     /// as; with `enable_script_security` a missing `keepalived_script` is an error instead
     /// (`get_default_script_user`).

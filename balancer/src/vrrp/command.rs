@@ -236,16 +236,7 @@ impl VrrpArgs {
     /// # Errors
     /// The user or group does not exist, or security is on without a default user.
     pub fn script_user(&self) -> Result<ScriptUser, SecurityError> {
-        match &self.script_user {
-            Some(spec) => {
-                let (user, group) = match spec.split_once(':') {
-                    Some((u, g)) => (u, Some(g)),
-                    None => (spec.as_str(), None),
-                };
-                ScriptUser::named(user, group)
-            }
-            None => ScriptUser::default_for(self.enable_script_security),
-        }
+        ScriptUser::from_spec(self.script_user.as_deref(), self.enable_script_security)
     }
 
     /// The tracked scripts and the notify scripts, split and checked.
