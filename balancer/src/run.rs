@@ -230,7 +230,10 @@ fn service_checks(
         let reals: std::collections::BTreeSet<(std::net::IpAddr, u16)> =
             svc.reals.iter().map(|r| (r.addr, r.port)).collect();
         let Some(vs) = config.virtual_server.iter().find(|vs| {
-            vs.protocol.eq_ignore_ascii_case(proto)
+            vs.protocol
+                .as_deref()
+                .unwrap_or("UDP")
+                .eq_ignore_ascii_case(proto)
                 && vs
                     .real_server
                     .iter()

@@ -86,7 +86,7 @@ pub(crate) fn virtual_server(cx: &mut Cx, key: &str, node: &Node) -> VirtualServ
         lb_kind: "NAT".into(),
         persistence_timeout: None,
         persistence_granularity: None,
-        protocol: "TCP".into(),
+        protocol: None,
         ops: false,
         sh_port: false,
         mh_port: false,
@@ -158,7 +158,7 @@ pub(crate) fn virtual_server(cx: &mut Cx, key: &str, node: &Node) -> VirtualServ
                 };
             }
             "persistence_granularity" => vs.persistence_granularity = cx.arg(&k, c, "a netmask"),
-            "protocol" => vs.protocol = cx.arg(&k, c, "TCP or UDP").unwrap_or_default(),
+            "protocol" => vs.protocol = cx.arg(&k, c, "TCP or UDP"),
             "ops" => vs.ops = cx.flag(&k, c),
             "sh-port" => vs.sh_port = cx.flag(&k, c),
             "mh-port" => vs.mh_port = cx.flag(&k, c),

@@ -68,9 +68,10 @@ pub struct VirtualServer {
     /// `persistence_granularity`: the netmask that groups clients, e.g. `255.255.255.0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence_granularity: Option<IpAddr>,
-    /// `protocol`: TCP or UDP. Default TCP.
-    #[serde(default = "default_protocol")]
-    pub protocol: String,
+    /// `protocol`: TCP or UDP. Without it keepalived (and so we) take UDP, with a warning:
+    /// the kernel's default for a service with no protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
     /// `ops`: one-packet scheduling (UDP): every datagram is scheduled on its own.
     #[serde(default, skip_serializing_if = "is_false")]
     pub ops: bool,
@@ -135,10 +136,6 @@ fn default_lb_algo() -> String {
 
 fn default_lb_kind() -> String {
     "NAT".into()
-}
-
-fn default_protocol() -> String {
-    "TCP".into()
 }
 
 /// keepalived's `real_server IPADDR [PORT] { }`.

@@ -67,8 +67,17 @@ fn service(
     let before = report.errors.len();
     let scheduler = scheduler(&format!("{key}.lb_algo"), &vs.lb_algo, report);
     let method = method(&format!("{key}.lb_kind"), &vs.lb_kind, report);
+    // keepalived's check_data.c: "no protocol set - defaulting to UDP".
+    let protocol_text = vs.protocol.clone().unwrap_or_else(|| {
+        report.warn(
+            &format!("{key}.protocol"),
+            "no protocol set: UDP, as keepalived defaults".into(),
+            "protocol = \"TCP\" for a TCP service",
+        );
+        "UDP".to_owned()
+    });
     let protocol = report
-        .one_of(&format!("{key}.protocol"), &vs.protocol, &["TCP", "UDP"])
+        .one_of(&format!("{key}.protocol"), &protocol_text, &["TCP", "UDP"])
         .map(|p| {
             if p == "TCP" {
                 Protocol::Tcp
@@ -114,13 +123,15 @@ fn service(
             "ip (with port), group or fwmark: one of them",
         ),
     }
-    let persistent = vs.persistence_timeout.is_some() || vs.persistence_granularity.is_some();
+    let mut persistent = vs.persistence_timeout.is_some() || vs.persistence_granularity.is_some();
     if vs.ip.is_some() && vs.port.unwrap_or(0) == 0 && !persistent {
-        report.error(
+        // keepalived's check_data.c: "zero port only valid for persistent services - setting".
+        report.warn(
             &format!("{key}.port"),
-            "no port on a service without persistence".into(),
-            "a port, or persistence_timeout for an all-port service (keepalived.conf(5))",
+            format!("no port on a service without persistence: persistent for {DEFAULT_PERSISTENCE_S} s, as keepalived makes it"),
+            "a port, or persistence_timeout for an all-port service",
         );
+        persistent = true;
     }
     let family_v4 = vips.iter().flat_map(|(_, a)| a).next().map(IpAddr::is_ipv4);
     let persistence = persistent.then(|| {

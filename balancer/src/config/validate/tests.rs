@@ -153,3 +153,37 @@ fn misspelt_keys_get_a_suggestion() {
     );
     assert!(err.contains("priority"), "{err}");
 }
+
+/// A valid configuration's warnings and its services.
+fn loaded(body: &str) -> crate::config::Loaded {
+    Config::load_text(Path::new("lb.toml"), &format!("{HEAD}{body}")).expect("valid")
+}
+
+#[test]
+fn keepalived_defaults_for_a_missing_protocol_and_a_missing_port() {
+    // keepalived's check_data.c: no protocol means UDP; no port means persistent (360 s).
+    let l = loaded(
+        "[[virtual_server]]\nip = \"198.18.0.10\"\n\n[[virtual_server.real_server]]\nip = \"198.18.0.11\"\n",
+    );
+    let svc = &l.validated.model.services[0];
+    assert_eq!(svc.protocol, crate::model::Protocol::Udp);
+    assert_eq!(svc.persistence.map(|p| p.timeout_s), Some(360));
+    let warnings: Vec<String> = l
+        .validated
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("virtual_server[0].protocol") && w.contains("UDP")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("virtual_server[0].port") && w.contains("360")),
+        "{warnings:?}"
+    );
+}
