@@ -17,6 +17,21 @@ pub mod netns;
 
 pub use netns::{Netns, NsThread, veth_pair};
 
+/// Polls `cond` every 20 ms until it holds (true) or `timeout` passes (false): every wait in
+/// a test is bounded.
+pub fn wait_until(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Whether the test process runs as root (CI does).
 #[must_use]
 pub fn is_root() -> bool {

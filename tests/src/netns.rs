@@ -63,6 +63,13 @@ impl Netns {
             .unwrap_or_else(|e| panic!("sysctl {key}={value} in {}: {e}", self.name));
     }
 
+    /// Whether `addr` is configured on any interface of the namespace.
+    #[must_use]
+    pub fn has_addr(&self, addr: &str) -> bool {
+        let out = self.output("ip", &["-o", "addr", "show"]);
+        String::from_utf8_lossy(&out.stdout).contains(&format!(" {addr}/"))
+    }
+
     /// Turns IPv6 off, so that no router solicitation, DAD or MLD packet appears on its links.
     pub fn disable_ipv6(&self) {
         self.sysctl("net.ipv6.conf.all.disable_ipv6", "1");

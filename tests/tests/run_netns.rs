@@ -12,7 +12,7 @@ use balancer_tests::{
     Netns, NsThread,
     daemon::Daemon,
     lab::{connect_many, ethtool, identity_server, load_program, warm_neighbours},
-    require_root, veth_pair,
+    require_root, veth_pair, wait_until,
 };
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
@@ -159,14 +159,8 @@ fn start(lab: &Lab, file: &str, config: &str) -> (Daemon, std::path::PathBuf) {
             "0.2",
         ],
     );
-    for _ in 0..250 {
-        if xdp_attached(&lab.lb, "l0") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
     assert!(
-        xdp_attached(&lab.lb, "l0"),
+        wait_until(Duration::from_secs(5), || xdp_attached(&lab.lb, "l0")),
         "not attached: {}",
         daemon.log()
     );
@@ -184,11 +178,6 @@ fn traffic_reaches_both_reals(lab: &Lab, daemon: &Daemon) {
         let n = answers.iter().filter(|(_, x)| *x == a.to_string()).count();
         assert!(n > 0, "{a} answered none: {answers:?}\n{}", daemon.log());
     }
-}
-
-fn has_vip(ns: &Netns) -> bool {
-    let out = ns.output("ip", &["addr", "show", "dev", "l0"]);
-    String::from_utf8_lossy(&out.stdout).contains("198.18.0.100/24")
 }
 
 fn xdp_attached(ns: &Netns, dev: &str) -> bool {
@@ -253,14 +242,8 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let conf = KEEPALIVED_CONF.replace("NOTIFY_SCRIPT", script.to_str().unwrap());
     let (mut daemon, dir) = start(&lab, "keepalived.conf", &conf);
-    for _ in 0..150 {
-        if has_vip(&lab.lb) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
     assert!(
-        has_vip(&lab.lb),
+        wait_until(Duration::from_secs(3), || lab.lb.has_addr("198.18.0.100")),
         "the VRRP instance became master: {}",
         daemon.log()
     );
@@ -268,7 +251,7 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
     let status = daemon.stop();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "{status}: {}", daemon.log());
-    assert!(!has_vip(&lab.lb), "SIGTERM releases the VIP");
+    assert!(!lab.lb.has_addr("198.18.0.100"), "SIGTERM releases the VIP");
     assert!(!xdp_attached(&lab.lb, "l0"), "and detaches");
     let calls = std::fs::read_to_string(&trace).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&scripts);

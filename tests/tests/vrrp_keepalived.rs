@@ -13,7 +13,7 @@ use balancer_tests::{
     Netns,
     capture::{Capture, is_gratuitous_arp, is_unsolicited_na},
     daemon::Daemon,
-    require_root, veth_pair,
+    require_root, veth_pair, wait_until,
 };
 
 const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 100);
@@ -44,14 +44,6 @@ fn lan() -> Lan {
     Lan { ours, ka }
 }
 
-fn has_addr(ns: &Netns, addr: &str) -> bool {
-    let out = Command::new("ip")
-        .args(["-n", ns.name(), "-o", "addr", "show"])
-        .output()
-        .expect("ip addr show");
-    String::from_utf8_lossy(&out.stdout).contains(&format!(" {addr}/"))
-}
-
 fn mac(ns: &Netns, interface: &str) -> [u8; 6] {
     let out = Command::new("ip")
         .args(["-n", ns.name(), "-o", "link", "show", interface])
@@ -70,19 +62,6 @@ fn mac(ns: &Netns, interface: &str) -> [u8; 6] {
     bytes.try_into().expect("6 bytes")
 }
 
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Side {
     Ours,
@@ -91,7 +70,7 @@ enum Side {
 
 impl Lan {
     fn holders(&self, vip: &str) -> (bool, bool) {
-        (has_addr(&self.ours, vip), has_addr(&self.ka, vip))
+        (self.ours.has_addr(vip), self.ka.has_addr(vip))
     }
 
     /// Waits until `vip` is on `side` only, then checks it stays so for `hold`: one master.

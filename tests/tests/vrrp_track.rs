@@ -7,11 +7,10 @@
 use std::{
     os::unix::fs::PermissionsExt as _,
     path::PathBuf,
-    process::Command,
     time::{Duration, Instant},
 };
 
-use balancer_tests::{Netns, daemon::Daemon, require_root, veth_pair};
+use balancer_tests::{Netns, daemon::Daemon, require_root, veth_pair, wait_until};
 
 const VIP: &str = "198.18.3.100";
 /// A handover at a 0.2 s advert interval takes about 0.8 s; process start and script
@@ -33,33 +32,12 @@ fn lan() -> Lan {
     Lan { ours, peer }
 }
 
-fn has_addr(ns: &Netns, addr: &str) -> bool {
-    let out = Command::new("ip")
-        .args(["-n", ns.name(), "-o", "addr", "show"])
-        .output()
-        .expect("ip addr show");
-    String::from_utf8_lossy(&out.stdout).contains(&format!(" {addr}/"))
-}
-
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 impl Lan {
     /// Waits until the VIP is on our side only (`ours`) or the peer's only, then checks that
     /// it stays there for `hold`.
     fn settle(&self, ours: bool, hold: Duration, logs: &[&Daemon]) {
         let want = (ours, !ours);
-        let holders = || (has_addr(&self.ours, VIP), has_addr(&self.peer, VIP));
+        let holders = || (self.ours.has_addr(VIP), self.peer.has_addr(VIP));
         let dump = || {
             logs.iter()
                 .map(|d| d.log())
@@ -340,7 +318,7 @@ fn script_security_refuses_a_replaceable_root_script() {
         "{}",
         me.log()
     );
-    assert!(!has_addr(&lan.ours, VIP));
+    assert!(!lan.ours.has_addr(VIP));
 }
 
 /// `track_file` with weight 0: any value but 0 is FAULT (the VIP goes), 0 again recovers.
@@ -357,7 +335,7 @@ fn track_file_with_weight_zero_faults_on_a_non_zero_value() {
     std::fs::write(&file, "1\n").expect("status");
     // Polled every second.
     assert!(
-        wait_until(HANDOVER, || !has_addr(&lan.ours, VIP)),
+        wait_until(HANDOVER, || !lan.ours.has_addr(VIP)),
         "{}",
         me.log()
     );
