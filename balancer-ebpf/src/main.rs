@@ -88,19 +88,6 @@ fn process(ctx: &XdpContext) -> Reason {
     if h.proto != IPPROTO_TCP && h.proto != IPPROTO_UDP {
         return icmp_error(ctx, &h);
     }
-    let Some(service) = lookup_service(&h) else {
-        // Not to a service: perhaps a reply from a NAT real on its way back to a client.
-        return match nat::reply_origin(&h) {
-            Some(origin) => forward::nat_reply(ctx, &h, &origin),
-            None => Reason::PassNoService,
-        };
-    };
-    to_service(ctx, &h, &service)
-}
-
-/// A packet to a service: its flow's real, or a newly scheduled one; then forwarded.
-#[inline(always)]
-fn to_service(ctx: &XdpContext, h: &Headers, service: &Service) -> Reason {
     // SAFETY: a plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
     let globals = maps::globals();
@@ -113,19 +100,32 @@ fn to_service(ctx: &XdpContext, h: &Headers, service: &Service) -> Reason {
         family: h.family,
         _pad: [0; 2],
     };
-    let (real_index, real) = match existing_flow(&key, h, service, now, &globals) {
-        Some(found) => found,
-        None => match new_flow(&key, h, service, now) {
-            Ok(found) => found,
-            Err(reason) => return reason,
-        },
+    // An established flow first: its real and service are in the entry, so the common case
+    // costs one hash lookup, not two.
+    if let Some((index, real, service_id)) = existing_flow(&key, &h, now, &globals) {
+        return send_to_real(ctx, &h, service_id, index, &real);
+    }
+    let Some(service) = lookup_service(&h) else {
+        // Not to a service: perhaps a reply from a NAT real on its way back to a client.
+        return match nat::reply_origin(&h) {
+            Some(origin) => forward::nat_reply(ctx, &h, &origin),
+            None => Reason::PassNoService,
+        };
     };
+    match new_flow(&key, &h, &service, now) {
+        Ok((index, real)) => send_to_real(ctx, &h, service.id, index, &real),
+        Err(reason) => reason,
+    }
+}
+
+/// Forwards to the real and counts the packet as its traffic when it actually left.
+#[inline(always)]
+fn send_to_real(ctx: &XdpContext, h: &Headers, service: u32, index: u32, real: &Real) -> Reason {
     // Measured before forwarding, which may grow the frame.
     let len = (ctx.data_end() - ctx.data()) as u64;
-    let reason = forward::forward(ctx, h, &real);
-    // Only what actually left towards the real counts as its traffic.
+    let reason = forward::forward(ctx, h, real);
     if reason == Reason::Tx || reason == Reason::Redirect {
-        maps::add_stats(service.id, real_index, len);
+        maps::add_stats(service, index, len);
     }
     reason
 }
@@ -214,13 +214,7 @@ fn new_flow(
 /// not know, which the client notices at once, where IPVS would drop its packets until the
 /// entry expired).
 #[inline(always)]
-fn existing_flow(
-    key: &FlowKey,
-    h: &Headers,
-    service: &Service,
-    now: u64,
-    g: &Globals,
-) -> Option<(u32, Real)> {
+fn existing_flow(key: &FlowKey, h: &Headers, now: u64, g: &Globals) -> Option<(u32, Real, u32)> {
     let flow = maps::flow_mut(key)?;
     // SAFETY: the pointer comes from a successful map lookup; a concurrent update of the same
     // flow on another CPU can at worst lose one timestamp or state refresh.
@@ -237,11 +231,12 @@ fn existing_flow(
     if f.state == flow_state::CLOSING && h.tcp_flags & TCP_SYN != 0 && h.tcp_flags & TCP_ACK == 0 {
         return None;
     }
-    // The index may have been freed and handed to another service's real since.
-    let real = maps::real(f.real).filter(|r| r.owner == service.id + 1)?;
+    // The index may have been freed and handed to another service's real since; a removed
+    // service's reals are gone, so its flows end here too.
+    let real = maps::real(f.real).filter(|r| r.owner == f.service + 1)?;
     f.last_seen_ns = now;
     f.state = next_state(f.state, h);
-    Some((f.real, real))
+    Some((f.real, real, f.service))
 }
 
 /// TCP state as far as a one-way (DR, TUN) observer can tell it.
