@@ -1,6 +1,7 @@
 //! The balancer XDP program.
 //!
-//! `XDP hook -> parse -> service lookup -> connection table -> scheduler -> forward -> stats`.
+//! `XDP hook -> parse -> connection table (established: forward) -> service lookup -> scheduler
+//! -> forward -> stats`.
 //! Every frame ends in exactly one [`Reason`], which also decides the XDP action, so each
 //! early exit is counted.
 #![no_std]
