@@ -102,8 +102,13 @@ impl XdpProgram {
         let mut flows: BpfHashMap<&mut MapData, FlowKey, Flow> =
             BpfHashMap::try_from(map).map_err(map_err(FLOWS_MAP))?;
         for key in &expired {
-            // Already gone (evicted, or replaced by a new connection) is fine.
-            if flows.remove(key).is_ok() {
+            // Looked at again just before: the same client may have opened a new connection
+            // on the same ports since the walk, and that one must stay. (A packet landing
+            // between this read and the delete is scheduled afresh.) Gone already is fine.
+            let still_expired = flows
+                .get(key, 0)
+                .is_ok_and(|flow| !live(key, &flow, &g, monotonic_ns()));
+            if still_expired && flows.remove(key).is_ok() {
                 sweep.expired += 1;
             }
         }
