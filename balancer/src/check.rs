@@ -13,6 +13,7 @@ pub mod quorum;
 pub mod runner;
 pub mod state;
 pub mod tcp;
+pub mod tls;
 
 use std::future::Future;
 use std::pin::Pin;

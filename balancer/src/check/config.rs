@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::check::http::{HttpCheck, HttpProtocol, UrlCheck, UrlError};
 use crate::check::misc::MiscCheck;
 use crate::check::tcp::{Connect, TcpCheck};
+use crate::check::tls::{Tls, TlsError};
 use crate::check::{Probe, RealChecks, ServiceChecks, Timing};
 use crate::config::schema::lvs::{Checker, RealServer, VirtualServer};
 use crate::notify::{Script, ScriptError, ScriptUser, SecurityError};
@@ -33,9 +34,9 @@ pub enum ConfigError {
     ZeroDelayLoop { real: SocketAddr },
     #[error("real server {real}: weight {weight}: expected 0..=65535")]
     Weight { real: SocketAddr, weight: i64 },
-    #[error("real server {real}: HTTP_GET url {index}: no path")]
+    #[error("real server {real}: url {index}: no path")]
     NoPath { real: SocketAddr, index: usize },
-    #[error("real server {real}: HTTP_GET url {index}")]
+    #[error("real server {real}: url {index}")]
     Url {
         real: SocketAddr,
         index: usize,
@@ -43,6 +44,8 @@ pub enum ConfigError {
     },
     #[error("real server {real}: http_protocol {value:?}: expected 1.0, 1.0C or 1.1")]
     HttpProtocol { real: SocketAddr, value: String },
+    #[error("real server {real}: SSL_GET")]
+    Tls { real: SocketAddr, source: TlsError },
     #[error("real server {real}: MISC_CHECK without misc_path")]
     NoMiscPath { real: SocketAddr },
     #[error("real server {real}: MISC_CHECK user")]
@@ -89,7 +92,7 @@ pub fn service_checks(
 /// The checkers of `rs` in `vs`.
 ///
 /// # Errors
-/// A checker kind that is not implemented yet (`SSL_GET`, `SMTP_CHECK`, `DNS_CHECK`), or a
+/// A checker kind that is not implemented yet (`SMTP_CHECK`, `DNS_CHECK`), or a
 /// value that validation should have refused.
 pub fn checks_for(
     vs: &VirtualServer,
@@ -98,11 +101,7 @@ pub fn checks_for(
 ) -> Result<RealChecks, ConfigError> {
     let port = rs.port.or(vs.port).unwrap_or(0);
     let real = SocketAddr::new(rs.ip, port);
-    for (blocks, kind) in [
-        (&rs.ssl_get, "SSL_GET"),
-        (&rs.smtp_check, "SMTP_CHECK"),
-        (&rs.dns_check, "DNS_CHECK"),
-    ] {
+    for (blocks, kind) in [(&rs.smtp_check, "SMTP_CHECK"), (&rs.dns_check, "DNS_CHECK")] {
         if !blocks.is_empty() {
             return Err(ConfigError::Unsupported { real, kind });
         }
@@ -122,7 +121,12 @@ pub fn checks_for(
     }
     for c in &rs.http_get {
         let timing = timing(vs, c, real, Defaults::HTTP)?;
-        checkers.push((Arc::new(http(vs, c, real)?), timing));
+        checkers.push((Arc::new(http(vs, c, real, None)?), timing));
+    }
+    for c in &rs.ssl_get {
+        let timing = timing(vs, c, real, Defaults::HTTP)?;
+        let tls = Tls::new(c.enable_sni).map_err(|source| ConfigError::Tls { real, source })?;
+        checkers.push((Arc::new(http(vs, c, real, Some(tls))?), timing));
     }
     for c in &rs.misc_check {
         let timing = timing(vs, c, real, Defaults::MISC)?;
@@ -205,7 +209,14 @@ fn connect(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<Connect,
     })
 }
 
-fn http(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<HttpCheck, ConfigError> {
+/// `HTTP_GET`, or `SSL_GET` with `tls`: keepalived parses both with the same keywords and
+/// defaults (`check_http.c` `install_http_ssl_check_keyword`).
+fn http(
+    vs: &VirtualServer,
+    c: &Checker,
+    real: SocketAddr,
+    tls: Option<Tls>,
+) -> Result<HttpCheck, ConfigError> {
     let protocol = match c.http_protocol.as_deref() {
         None | Some("1.0") => HttpProtocol::Http10,
         Some("1.0C" | "1.0c") => HttpProtocol::Http10Close,
@@ -240,6 +251,7 @@ fn http(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<HttpCheck, 
         connect: connect(vs, c, real)?,
         urls,
         protocol,
+        tls,
     })
 }
 

@@ -92,8 +92,7 @@ fn unsupported_kinds_and_bad_values_are_errors() {
         port = 443
         [[real_server]]
         ip = "198.18.0.11"
-        [[real_server.SSL_GET]]
-        url = [{ path = "/" }]
+        [[real_server.SMTP_CHECK]]
         [[real_server]]
         ip = "198.18.0.12"
         [[real_server.TCP_CHECK]]
@@ -114,11 +113,45 @@ fn unsupported_kinds_and_bad_values_are_errors() {
         .map(|rs| checks_for(&vs, rs, &policy()).err().unwrap().to_string())
         .collect();
     assert!(
-        errors[0].contains("SSL_GET is not supported"),
+        errors[0].contains("SMTP_CHECK is not supported"),
         "{}",
         errors[0]
     );
     assert!(errors[1].contains("connect_timeout = -1"), "{}", errors[1]);
     assert!(errors[2].contains("url 0"), "{}", errors[2]);
     assert!(errors[3].contains("delay_loop 0"), "{}", errors[3]);
+}
+
+#[test]
+fn ssl_get_takes_http_get_defaults_and_enable_sni() {
+    let vs = parse(
+        r#"
+        ip = "198.18.0.100"
+        port = 443
+        delay_loop = 10
+        virtualhost = "www.example"
+        [[real_server]]
+        ip = "198.18.0.11"
+        [[real_server.SSL_GET]]
+        enable_sni = true
+        http_protocol = "1.1"
+        url = [{ path = "/h", digest = "5d41402abc4b2a76b9719d911017c592" }]
+        "#,
+    );
+    let rs = &vs.real_server[0];
+    let checks = checks_for(&vs, rs, &policy()).unwrap();
+    let (probe, timing) = &checks.checkers[0];
+    assert_eq!(probe.describe(), "SSL_GET 198.18.0.11:443");
+    assert_eq!(timing.retry, 1);
+    assert_eq!(timing.delay_before_retry, Duration::from_secs(3));
+    let check = http(
+        &vs,
+        &rs.ssl_get[0],
+        "198.18.0.11:443".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(check.protocol, HttpProtocol::Http11);
+    assert_eq!(check.urls[0].virtualhost.as_deref(), Some("www.example"));
+    assert_eq!(check.connect.timeout, Duration::from_secs(5));
 }
