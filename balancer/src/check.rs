@@ -11,6 +11,7 @@ pub mod http;
 pub mod misc;
 pub mod quorum;
 pub mod runner;
+pub mod smtp;
 pub mod state;
 pub mod tcp;
 pub mod tls;

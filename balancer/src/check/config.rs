@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::check::http::{HttpCheck, HttpProtocol, UrlCheck, UrlError};
 use crate::check::misc::MiscCheck;
+use crate::check::smtp::{DEFAULT_HELO, SmtpCheck};
 use crate::check::tcp::{Connect, TcpCheck};
 use crate::check::tls::{Tls, TlsError};
 use crate::check::{Probe, RealChecks, ServiceChecks, Timing};
@@ -92,7 +93,7 @@ pub fn service_checks(
 /// The checkers of `rs` in `vs`.
 ///
 /// # Errors
-/// A checker kind that is not implemented yet (`SMTP_CHECK`, `DNS_CHECK`), or a
+/// A checker kind that is not implemented yet (`DNS_CHECK`), or a
 /// value that validation should have refused.
 pub fn checks_for(
     vs: &VirtualServer,
@@ -101,10 +102,11 @@ pub fn checks_for(
 ) -> Result<RealChecks, ConfigError> {
     let port = rs.port.or(vs.port).unwrap_or(0);
     let real = SocketAddr::new(rs.ip, port);
-    for (blocks, kind) in [(&rs.smtp_check, "SMTP_CHECK"), (&rs.dns_check, "DNS_CHECK")] {
-        if !blocks.is_empty() {
-            return Err(ConfigError::Unsupported { real, kind });
-        }
+    if !rs.dns_check.is_empty() {
+        return Err(ConfigError::Unsupported {
+            real,
+            kind: "DNS_CHECK",
+        });
     }
     let weight = u32::try_from(rs.weight)
         .ok()
@@ -127,6 +129,10 @@ pub fn checks_for(
         let timing = timing(vs, c, real, Defaults::HTTP)?;
         let tls = Tls::new(c.enable_sni).map_err(|source| ConfigError::Tls { real, source })?;
         checkers.push((Arc::new(http(vs, c, real, Some(tls))?), timing));
+    }
+    for c in &rs.smtp_check {
+        let timing = timing(vs, c, real, Defaults::OTHER)?;
+        checkers.push((Arc::new(smtp(vs, c, real)?), timing));
     }
     for c in &rs.misc_check {
         let timing = timing(vs, c, real, Defaults::MISC)?;
@@ -252,6 +258,16 @@ fn http(
         urls,
         protocol,
         tls,
+    })
+}
+
+fn smtp(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<SmtpCheck, ConfigError> {
+    Ok(SmtpCheck {
+        connect: connect(vs, c, real)?,
+        helo_name: c
+            .helo_name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_HELO.to_owned()),
     })
 }
 

@@ -92,7 +92,7 @@ fn unsupported_kinds_and_bad_values_are_errors() {
         port = 443
         [[real_server]]
         ip = "198.18.0.11"
-        [[real_server.SMTP_CHECK]]
+        [[real_server.DNS_CHECK]]
         [[real_server]]
         ip = "198.18.0.12"
         [[real_server.TCP_CHECK]]
@@ -113,7 +113,7 @@ fn unsupported_kinds_and_bad_values_are_errors() {
         .map(|rs| checks_for(&vs, rs, &policy()).err().unwrap().to_string())
         .collect();
     assert!(
-        errors[0].contains("SMTP_CHECK is not supported"),
+        errors[0].contains("DNS_CHECK is not supported"),
         "{}",
         errors[0]
     );
@@ -154,4 +154,41 @@ fn ssl_get_takes_http_get_defaults_and_enable_sni() {
     assert_eq!(check.protocol, HttpProtocol::Http11);
     assert_eq!(check.urls[0].virtualhost.as_deref(), Some("www.example"));
     assert_eq!(check.connect.timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn smtp_check_takes_its_helo_name_or_keepaliveds() {
+    let vs = parse(
+        r#"
+        ip = "198.18.0.100"
+        port = 25
+        connect_timeout = 3
+        [[real_server]]
+        ip = "198.18.0.11"
+        [[real_server.SMTP_CHECK]]
+        [[real_server.SMTP_CHECK]]
+        helo_name = "lb1.example"
+        connect_port = 587
+        "#,
+    );
+    let checks = checks_for(&vs, &vs.real_server[0], &policy()).unwrap();
+    let names: Vec<String> = checks.checkers.iter().map(|(p, _)| p.describe()).collect();
+    assert_eq!(
+        names,
+        ["SMTP_CHECK 198.18.0.11:25", "SMTP_CHECK 198.18.0.11:587"]
+    );
+    let (_, timing) = &checks.checkers[0];
+    assert_eq!(
+        (timing.retry, timing.delay_before_retry),
+        (1, Duration::from_secs(1))
+    );
+    let real = "198.18.0.11:25".parse().unwrap();
+    let rs = &vs.real_server[0];
+    let default = smtp(&vs, &rs.smtp_check[0], real).unwrap();
+    assert_eq!(default.helo_name, "smtpchecker.keepalived.org");
+    assert_eq!(default.connect.timeout, Duration::from_secs(3));
+    assert_eq!(
+        smtp(&vs, &rs.smtp_check[1], real).unwrap().helo_name,
+        "lb1.example"
+    );
 }
