@@ -7,6 +7,7 @@
 //! and the runner against a scripted probe on tokio's paused clock.
 
 pub mod config;
+pub mod dns;
 pub mod http;
 pub mod misc;
 pub mod quorum;

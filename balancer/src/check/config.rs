@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::check::dns::{self, DnsCheck, DnsError};
 use crate::check::http::{HttpCheck, HttpProtocol, UrlCheck, UrlError};
 use crate::check::misc::MiscCheck;
 use crate::check::smtp::{DEFAULT_HELO, SmtpCheck};
@@ -20,11 +21,6 @@ use crate::notify::{Script, ScriptError, ScriptUser, SecurityError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("real server {real}: {kind} is not supported yet")]
-    Unsupported {
-        real: SocketAddr,
-        kind: &'static str,
-    },
     #[error("real server {real}: {key} = {value}: expected a non-negative number of seconds")]
     Seconds {
         real: SocketAddr,
@@ -47,6 +43,8 @@ pub enum ConfigError {
     HttpProtocol { real: SocketAddr, value: String },
     #[error("real server {real}: SSL_GET")]
     Tls { real: SocketAddr, source: TlsError },
+    #[error("real server {real}: DNS_CHECK")]
+    Dns { real: SocketAddr, source: DnsError },
     #[error("real server {real}: MISC_CHECK without misc_path")]
     NoMiscPath { real: SocketAddr },
     #[error("real server {real}: MISC_CHECK user")]
@@ -93,7 +91,7 @@ pub fn service_checks(
 /// The checkers of `rs` in `vs`.
 ///
 /// # Errors
-/// A checker kind that is not implemented yet (`DNS_CHECK`), or a
+/// A
 /// value that validation should have refused.
 pub fn checks_for(
     vs: &VirtualServer,
@@ -102,12 +100,6 @@ pub fn checks_for(
 ) -> Result<RealChecks, ConfigError> {
     let port = rs.port.or(vs.port).unwrap_or(0);
     let real = SocketAddr::new(rs.ip, port);
-    if !rs.dns_check.is_empty() {
-        return Err(ConfigError::Unsupported {
-            real,
-            kind: "DNS_CHECK",
-        });
-    }
     let weight = u32::try_from(rs.weight)
         .ok()
         .filter(|w| *w <= 65535)
@@ -134,6 +126,10 @@ pub fn checks_for(
         let timing = timing(vs, c, real, Defaults::OTHER)?;
         checkers.push((Arc::new(smtp(vs, c, real)?), timing));
     }
+    for c in &rs.dns_check {
+        let timing = timing(vs, c, real, Defaults::DNS)?;
+        checkers.push((Arc::new(dns(vs, c, real)?), timing));
+    }
     for c in &rs.misc_check {
         let timing = timing(vs, c, real, Defaults::MISC)?;
         checkers.push((Arc::new(misc(vs, c, real, scripts)?), timing));
@@ -152,21 +148,27 @@ pub fn checks_for(
 #[derive(Clone, Copy)]
 struct Defaults {
     retry: u32,
-    delay_before_retry: f64,
+    /// Seconds; `None` is the checker's `delay_loop`.
+    delay_before_retry: Option<f64>,
 }
 
 impl Defaults {
     const OTHER: Self = Self {
         retry: 1,
-        delay_before_retry: 1.0,
+        delay_before_retry: Some(1.0),
     };
     const HTTP: Self = Self {
         retry: 1,
-        delay_before_retry: 3.0,
+        delay_before_retry: Some(3.0),
     };
     const MISC: Self = Self {
         retry: 0,
-        delay_before_retry: 1.0,
+        delay_before_retry: Some(1.0),
+    };
+    /// `check_dns.c` `dns_check_handler`: `DNS_DEFAULT_RETRY`, and a retry a loop later.
+    const DNS: Self = Self {
+        retry: 3,
+        delay_before_retry: None,
     };
 }
 
@@ -193,7 +195,8 @@ fn timing(
             "delay_before_retry",
             c.delay_before_retry
                 .or(vs.delay_before_retry)
-                .unwrap_or(defaults.delay_before_retry),
+                .or(defaults.delay_before_retry)
+                .unwrap_or(delay_loop),
         )?,
         warmup: seconds(real, "warmup", c.warmup.or(vs.warmup).unwrap_or(delay_loop))?,
     })
@@ -258,6 +261,19 @@ fn http(
         urls,
         protocol,
         tls,
+    })
+}
+
+fn dns(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<DnsCheck, ConfigError> {
+    let invalid = |source| ConfigError::Dns { real, source };
+    Ok(DnsCheck {
+        connect: connect(vs, c, real)?,
+        query_type: c
+            .query_type
+            .as_deref()
+            .map_or(Ok(dns::DEFAULT_TYPE), dns::query_type)
+            .map_err(invalid)?,
+        name: dns::query_name(c.name.as_deref().unwrap_or("")).map_err(invalid)?,
     })
 }
 

@@ -84,8 +84,19 @@ fn a_service_carries_its_quorum_and_sorry_server() {
     assert_eq!(reals, [(80, 2, true), (8080, 1, false)]);
 }
 
+/// The error and its sources, as the log shows them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
 #[test]
-fn unsupported_kinds_and_bad_values_are_errors() {
+fn bad_values_are_errors() {
     let vs = parse(
         r#"
         ip = "198.18.0.100"
@@ -93,6 +104,7 @@ fn unsupported_kinds_and_bad_values_are_errors() {
         [[real_server]]
         ip = "198.18.0.11"
         [[real_server.DNS_CHECK]]
+        type = "PTR"
         [[real_server]]
         ip = "198.18.0.12"
         [[real_server.TCP_CHECK]]
@@ -110,10 +122,10 @@ fn unsupported_kinds_and_bad_values_are_errors() {
     let errors: Vec<String> = vs
         .real_server
         .iter()
-        .map(|rs| checks_for(&vs, rs, &policy()).err().unwrap().to_string())
+        .map(|rs| chain(&checks_for(&vs, rs, &policy()).err().unwrap()))
         .collect();
     assert!(
-        errors[0].contains("DNS_CHECK is not supported"),
+        errors[0].contains("DNS_CHECK") && errors[0].contains("PTR"),
         "{}",
         errors[0]
     );
@@ -191,4 +203,42 @@ fn smtp_check_takes_its_helo_name_or_keepaliveds() {
         smtp(&vs, &rs.smtp_check[1], real).unwrap().helo_name,
         "lb1.example"
     );
+}
+
+#[test]
+fn dns_check_retries_three_times_a_loop_apart_and_asks_soa_for_the_root() {
+    let vs = parse(
+        r#"
+        ip = "198.18.0.100"
+        port = 53
+        protocol = "UDP"
+        delay_loop = 7
+        [[real_server]]
+        ip = "198.18.0.11"
+        [[real_server.DNS_CHECK]]
+        [[real_server.DNS_CHECK]]
+        type = "aaaa"
+        name = "www.example"
+        delay_before_retry = 2
+        "#,
+    );
+    let rs = &vs.real_server[0];
+    let checks = checks_for(&vs, rs, &policy()).unwrap();
+    let (probe, timing) = &checks.checkers[0];
+    assert_eq!(probe.describe(), "DNS_CHECK 198.18.0.11:53");
+    assert_eq!(
+        (timing.retry, timing.delay_before_retry),
+        (3, Duration::from_secs(7))
+    );
+    assert_eq!(
+        checks.checkers[1].1.delay_before_retry,
+        Duration::from_secs(2)
+    );
+    let real = "198.18.0.11:53".parse().unwrap();
+    let default = dns(&vs, &rs.dns_check[0], real).unwrap();
+    assert_eq!(default.query_type, dns::DEFAULT_TYPE);
+    assert!(default.name.is_root());
+    let named = dns(&vs, &rs.dns_check[1], real).unwrap();
+    assert_eq!(named.name.to_string(), "www.example.");
+    assert_eq!(named.query_type.to_string(), "AAAA");
 }
