@@ -41,6 +41,12 @@ pub enum ConfigError {
     },
     #[error("real server {real}: http_protocol {value:?}: expected 1.0, 1.0C or 1.1")]
     HttpProtocol { real: SocketAddr, value: String },
+    #[error("real server {real}: SSL_GET url {index}: {reason}")]
+    Sni {
+        real: SocketAddr,
+        index: usize,
+        reason: String,
+    },
     #[error("real server {real}: SSL_GET")]
     Tls { real: SocketAddr, source: TlsError },
     #[error("real server {real}: DNS_CHECK")]
@@ -120,7 +126,18 @@ pub fn checks_for(
     for c in &rs.ssl_get {
         let timing = timing(vs, c, real, Defaults::HTTP)?;
         let tls = Tls::new(c.enable_sni).map_err(|source| ConfigError::Tls { real, source })?;
-        checkers.push((Arc::new(http(vs, c, real, Some(tls))?), timing));
+        let check = http(vs, c, real, Some(tls.clone()))?;
+        // A virtual host that cannot be a server name is a configuration error, found here
+        // rather than as a real that never comes up.
+        for (index, url) in check.urls.iter().enumerate() {
+            tls.server_name(url.virtualhost.as_deref(), check.connect.to.ip())
+                .map_err(|reason| ConfigError::Sni {
+                    real,
+                    index,
+                    reason,
+                })?;
+        }
+        checkers.push((Arc::new(check), timing));
     }
     for c in &rs.smtp_check {
         let timing = timing(vs, c, real, Defaults::OTHER)?;

@@ -169,6 +169,30 @@ fn ssl_get_takes_http_get_defaults_and_enable_sni() {
 }
 
 #[test]
+fn with_enable_sni_a_virtual_host_must_be_a_server_name() {
+    let toml = |sni| {
+        format!(
+            r#"
+            ip = "198.18.0.100"
+            port = 443
+            [[real_server]]
+            ip = "198.18.0.11"
+            [[real_server.SSL_GET]]
+            enable_sni = {sni}
+            url = [{{ path = "/", virtualhost = "not a name" }}]
+            "#
+        )
+    };
+    let vs = parse(&toml(true));
+    let error = checks_for(&vs, &vs.real_server[0], &policy())
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("url 0: virtualhost"), "{error}");
+    let vs = parse(&toml(false));
+    assert!(checks_for(&vs, &vs.real_server[0], &policy()).is_ok());
+}
+
+#[test]
 fn smtp_check_takes_its_helo_name_or_keepaliveds() {
     let vs = parse(
         r#"
