@@ -7,12 +7,15 @@
 //! and the runner against a scripted probe on tokio's paused clock.
 
 pub mod config;
+pub mod dns;
 pub mod http;
 pub mod misc;
 pub mod quorum;
 pub mod runner;
+pub mod smtp;
 pub mod state;
 pub mod tcp;
+pub mod tls;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -9,20 +9,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::check::dns::{self, DnsCheck, DnsError};
 use crate::check::http::{HttpCheck, HttpProtocol, UrlCheck, UrlError};
 use crate::check::misc::MiscCheck;
+use crate::check::smtp::{DEFAULT_HELO, SmtpCheck};
 use crate::check::tcp::{Connect, TcpCheck};
+use crate::check::tls::{Tls, TlsError};
 use crate::check::{Probe, RealChecks, ServiceChecks, Timing};
 use crate::config::schema::lvs::{Checker, RealServer, VirtualServer};
 use crate::notify::{Script, ScriptError, ScriptUser, SecurityError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("real server {real}: {kind} is not supported yet")]
-    Unsupported {
-        real: SocketAddr,
-        kind: &'static str,
-    },
     #[error("real server {real}: {key} = {value}: expected a non-negative number of seconds")]
     Seconds {
         real: SocketAddr,
@@ -33,9 +31,9 @@ pub enum ConfigError {
     ZeroDelayLoop { real: SocketAddr },
     #[error("real server {real}: weight {weight}: expected 0..=65535")]
     Weight { real: SocketAddr, weight: i64 },
-    #[error("real server {real}: HTTP_GET url {index}: no path")]
+    #[error("real server {real}: url {index}: no path")]
     NoPath { real: SocketAddr, index: usize },
-    #[error("real server {real}: HTTP_GET url {index}")]
+    #[error("real server {real}: url {index}")]
     Url {
         real: SocketAddr,
         index: usize,
@@ -43,6 +41,16 @@ pub enum ConfigError {
     },
     #[error("real server {real}: http_protocol {value:?}: expected 1.0, 1.0C or 1.1")]
     HttpProtocol { real: SocketAddr, value: String },
+    #[error("real server {real}: SSL_GET url {index}: {reason}")]
+    Sni {
+        real: SocketAddr,
+        index: usize,
+        reason: String,
+    },
+    #[error("real server {real}: SSL_GET")]
+    Tls { real: SocketAddr, source: TlsError },
+    #[error("real server {real}: DNS_CHECK")]
+    Dns { real: SocketAddr, source: DnsError },
     #[error("real server {real}: MISC_CHECK without misc_path")]
     NoMiscPath { real: SocketAddr },
     #[error("real server {real}: MISC_CHECK user")]
@@ -89,7 +97,7 @@ pub fn service_checks(
 /// The checkers of `rs` in `vs`.
 ///
 /// # Errors
-/// A checker kind that is not implemented yet (`SSL_GET`, `SMTP_CHECK`, `DNS_CHECK`), or a
+/// A
 /// value that validation should have refused.
 pub fn checks_for(
     vs: &VirtualServer,
@@ -98,15 +106,6 @@ pub fn checks_for(
 ) -> Result<RealChecks, ConfigError> {
     let port = rs.port.or(vs.port).unwrap_or(0);
     let real = SocketAddr::new(rs.ip, port);
-    for (blocks, kind) in [
-        (&rs.ssl_get, "SSL_GET"),
-        (&rs.smtp_check, "SMTP_CHECK"),
-        (&rs.dns_check, "DNS_CHECK"),
-    ] {
-        if !blocks.is_empty() {
-            return Err(ConfigError::Unsupported { real, kind });
-        }
-    }
     let weight = u32::try_from(rs.weight)
         .ok()
         .filter(|w| *w <= 65535)
@@ -122,7 +121,31 @@ pub fn checks_for(
     }
     for c in &rs.http_get {
         let timing = timing(vs, c, real, Defaults::HTTP)?;
-        checkers.push((Arc::new(http(vs, c, real)?), timing));
+        checkers.push((Arc::new(http(vs, c, real, None)?), timing));
+    }
+    for c in &rs.ssl_get {
+        let timing = timing(vs, c, real, Defaults::HTTP)?;
+        let tls = Tls::new(c.enable_sni).map_err(|source| ConfigError::Tls { real, source })?;
+        let check = http(vs, c, real, Some(tls.clone()))?;
+        // A virtual host that cannot be a server name is a configuration error, found here
+        // rather than as a real that never comes up.
+        for (index, url) in check.urls.iter().enumerate() {
+            tls.server_name(url.virtualhost.as_deref(), check.connect.to.ip())
+                .map_err(|reason| ConfigError::Sni {
+                    real,
+                    index,
+                    reason,
+                })?;
+        }
+        checkers.push((Arc::new(check), timing));
+    }
+    for c in &rs.smtp_check {
+        let timing = timing(vs, c, real, Defaults::OTHER)?;
+        checkers.push((Arc::new(smtp(vs, c, real)?), timing));
+    }
+    for c in &rs.dns_check {
+        let timing = timing(vs, c, real, Defaults::DNS)?;
+        checkers.push((Arc::new(dns(vs, c, real)?), timing));
     }
     for c in &rs.misc_check {
         let timing = timing(vs, c, real, Defaults::MISC)?;
@@ -142,21 +165,27 @@ pub fn checks_for(
 #[derive(Clone, Copy)]
 struct Defaults {
     retry: u32,
-    delay_before_retry: f64,
+    /// Seconds; `None` is the checker's `delay_loop`.
+    delay_before_retry: Option<f64>,
 }
 
 impl Defaults {
     const OTHER: Self = Self {
         retry: 1,
-        delay_before_retry: 1.0,
+        delay_before_retry: Some(1.0),
     };
     const HTTP: Self = Self {
         retry: 1,
-        delay_before_retry: 3.0,
+        delay_before_retry: Some(3.0),
     };
     const MISC: Self = Self {
         retry: 0,
-        delay_before_retry: 1.0,
+        delay_before_retry: Some(1.0),
+    };
+    /// `check_dns.c` `dns_check_handler`: `DNS_DEFAULT_RETRY`, and a retry a loop later.
+    const DNS: Self = Self {
+        retry: 3,
+        delay_before_retry: None,
     };
 }
 
@@ -183,7 +212,8 @@ fn timing(
             "delay_before_retry",
             c.delay_before_retry
                 .or(vs.delay_before_retry)
-                .unwrap_or(defaults.delay_before_retry),
+                .or(defaults.delay_before_retry)
+                .unwrap_or(delay_loop),
         )?,
         warmup: seconds(real, "warmup", c.warmup.or(vs.warmup).unwrap_or(delay_loop))?,
     })
@@ -205,7 +235,14 @@ fn connect(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<Connect,
     })
 }
 
-fn http(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<HttpCheck, ConfigError> {
+/// `HTTP_GET`, or `SSL_GET` with `tls`: keepalived parses both with the same keywords and
+/// defaults (`check_http.c` `install_http_ssl_check_keyword`).
+fn http(
+    vs: &VirtualServer,
+    c: &Checker,
+    real: SocketAddr,
+    tls: Option<Tls>,
+) -> Result<HttpCheck, ConfigError> {
     let protocol = match c.http_protocol.as_deref() {
         None | Some("1.0") => HttpProtocol::Http10,
         Some("1.0C" | "1.0c") => HttpProtocol::Http10Close,
@@ -240,6 +277,30 @@ fn http(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<HttpCheck, 
         connect: connect(vs, c, real)?,
         urls,
         protocol,
+        tls,
+    })
+}
+
+fn dns(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<DnsCheck, ConfigError> {
+    let invalid = |source| ConfigError::Dns { real, source };
+    Ok(DnsCheck {
+        connect: connect(vs, c, real)?,
+        query_type: c
+            .query_type
+            .as_deref()
+            .map_or(Ok(dns::DEFAULT_TYPE), dns::query_type)
+            .map_err(invalid)?,
+        name: dns::query_name(c.name.as_deref().unwrap_or("")).map_err(invalid)?,
+    })
+}
+
+fn smtp(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<SmtpCheck, ConfigError> {
+    Ok(SmtpCheck {
+        connect: connect(vs, c, real)?,
+        helo_name: c
+            .helo_name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_HELO.to_owned()),
     })
 }
 

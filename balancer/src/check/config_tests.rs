@@ -84,16 +84,27 @@ fn a_service_carries_its_quorum_and_sorry_server() {
     assert_eq!(reals, [(80, 2, true), (8080, 1, false)]);
 }
 
+/// The error and its sources, as the log shows them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
 #[test]
-fn unsupported_kinds_and_bad_values_are_errors() {
+fn bad_values_are_errors() {
     let vs = parse(
         r#"
         ip = "198.18.0.100"
         port = 443
         [[real_server]]
         ip = "198.18.0.11"
-        [[real_server.SSL_GET]]
-        url = [{ path = "/" }]
+        [[real_server.DNS_CHECK]]
+        type = "PTR"
         [[real_server]]
         ip = "198.18.0.12"
         [[real_server.TCP_CHECK]]
@@ -111,14 +122,147 @@ fn unsupported_kinds_and_bad_values_are_errors() {
     let errors: Vec<String> = vs
         .real_server
         .iter()
-        .map(|rs| checks_for(&vs, rs, &policy()).err().unwrap().to_string())
+        .map(|rs| chain(&checks_for(&vs, rs, &policy()).err().unwrap()))
         .collect();
     assert!(
-        errors[0].contains("SSL_GET is not supported"),
+        errors[0].contains("DNS_CHECK") && errors[0].contains("PTR"),
         "{}",
         errors[0]
     );
     assert!(errors[1].contains("connect_timeout = -1"), "{}", errors[1]);
     assert!(errors[2].contains("url 0"), "{}", errors[2]);
     assert!(errors[3].contains("delay_loop 0"), "{}", errors[3]);
+}
+
+#[test]
+fn ssl_get_takes_http_get_defaults_and_enable_sni() {
+    let vs = parse(
+        r#"
+        ip = "198.18.0.100"
+        port = 443
+        delay_loop = 10
+        virtualhost = "www.example"
+        [[real_server]]
+        ip = "198.18.0.11"
+        [[real_server.SSL_GET]]
+        enable_sni = true
+        http_protocol = "1.1"
+        url = [{ path = "/h", digest = "5d41402abc4b2a76b9719d911017c592" }]
+        "#,
+    );
+    let rs = &vs.real_server[0];
+    let checks = checks_for(&vs, rs, &policy()).unwrap();
+    let (probe, timing) = &checks.checkers[0];
+    assert_eq!(probe.describe(), "SSL_GET 198.18.0.11:443");
+    assert_eq!(timing.retry, 1);
+    assert_eq!(timing.delay_before_retry, Duration::from_secs(3));
+    let check = http(
+        &vs,
+        &rs.ssl_get[0],
+        "198.18.0.11:443".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(check.protocol, HttpProtocol::Http11);
+    assert_eq!(check.urls[0].virtualhost.as_deref(), Some("www.example"));
+    assert_eq!(check.connect.timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn with_enable_sni_a_virtual_host_must_be_a_server_name() {
+    let toml = |sni| {
+        format!(
+            r#"
+            ip = "198.18.0.100"
+            port = 443
+            [[real_server]]
+            ip = "198.18.0.11"
+            [[real_server.SSL_GET]]
+            enable_sni = {sni}
+            url = [{{ path = "/", virtualhost = "not a name" }}]
+            "#
+        )
+    };
+    let vs = parse(&toml(true));
+    let error = checks_for(&vs, &vs.real_server[0], &policy())
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("url 0: virtualhost"), "{error}");
+    let vs = parse(&toml(false));
+    assert!(checks_for(&vs, &vs.real_server[0], &policy()).is_ok());
+}
+
+#[test]
+fn smtp_check_takes_its_helo_name_or_keepaliveds() {
+    let vs = parse(
+        r#"
+        ip = "198.18.0.100"
+        port = 25
+        connect_timeout = 3
+        [[real_server]]
+        ip = "198.18.0.11"
+        [[real_server.SMTP_CHECK]]
+        [[real_server.SMTP_CHECK]]
+        helo_name = "lb1.example"
+        connect_port = 587
+        "#,
+    );
+    let checks = checks_for(&vs, &vs.real_server[0], &policy()).unwrap();
+    let names: Vec<String> = checks.checkers.iter().map(|(p, _)| p.describe()).collect();
+    assert_eq!(
+        names,
+        ["SMTP_CHECK 198.18.0.11:25", "SMTP_CHECK 198.18.0.11:587"]
+    );
+    let (_, timing) = &checks.checkers[0];
+    assert_eq!(
+        (timing.retry, timing.delay_before_retry),
+        (1, Duration::from_secs(1))
+    );
+    let real = "198.18.0.11:25".parse().unwrap();
+    let rs = &vs.real_server[0];
+    let default = smtp(&vs, &rs.smtp_check[0], real).unwrap();
+    assert_eq!(default.helo_name, "smtpchecker.keepalived.org");
+    assert_eq!(default.connect.timeout, Duration::from_secs(3));
+    assert_eq!(
+        smtp(&vs, &rs.smtp_check[1], real).unwrap().helo_name,
+        "lb1.example"
+    );
+}
+
+#[test]
+fn dns_check_retries_three_times_a_loop_apart_and_asks_soa_for_the_root() {
+    let vs = parse(
+        r#"
+        ip = "198.18.0.100"
+        port = 53
+        protocol = "UDP"
+        delay_loop = 7
+        [[real_server]]
+        ip = "198.18.0.11"
+        [[real_server.DNS_CHECK]]
+        [[real_server.DNS_CHECK]]
+        type = "aaaa"
+        name = "www.example"
+        delay_before_retry = 2
+        "#,
+    );
+    let rs = &vs.real_server[0];
+    let checks = checks_for(&vs, rs, &policy()).unwrap();
+    let (probe, timing) = &checks.checkers[0];
+    assert_eq!(probe.describe(), "DNS_CHECK 198.18.0.11:53");
+    assert_eq!(
+        (timing.retry, timing.delay_before_retry),
+        (3, Duration::from_secs(7))
+    );
+    assert_eq!(
+        checks.checkers[1].1.delay_before_retry,
+        Duration::from_secs(2)
+    );
+    let real = "198.18.0.11:53".parse().unwrap();
+    let default = dns(&vs, &rs.dns_check[0], real).unwrap();
+    assert_eq!(default.query_type, dns::DEFAULT_TYPE);
+    assert!(default.name.is_root());
+    let named = dns(&vs, &rs.dns_check[1], real).unwrap();
+    assert_eq!(named.name.to_string(), "www.example.");
+    assert_eq!(named.query_type.to_string(), "AAAA");
 }

@@ -7,6 +7,9 @@
 //! [`Connect`] opened, so `bindto` and `bind_port` apply as for `TCP_CHECK`. Unlike keepalived,
 //! the digest is of the body as HTTP defines it: de-chunked, and empty for a 204 or 304 answer
 //! whatever bytes follow the head (keepalived hashes whatever it reads after the head).
+//!
+//! `SSL_GET` is the same check over TLS (`check_http.c` serves both): an [`HttpCheck`] with
+//! [`Tls`] set.
 
 use std::fmt::Write as _;
 use std::ops::RangeInclusive;
@@ -16,8 +19,10 @@ use hyper::body::Bytes;
 use hyper::{Request, Version, header};
 use hyper_util::rt::TokioIo;
 use md5::{Digest as _, Md5};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::check::tcp::Connect;
+use crate::check::tls::Tls;
 use crate::check::{Attempt, Probe, Verdict};
 
 /// keepalived reads whole bodies; we stop at this size so that a misbehaving real cannot
@@ -128,12 +133,13 @@ pub enum HttpProtocol {
     Http11,
 }
 
-/// `HTTP_GET`.
+/// `HTTP_GET`, or `SSL_GET` when `tls` is set.
 #[derive(Clone, Debug)]
 pub struct HttpCheck {
     pub connect: Connect,
     pub urls: Vec<UrlCheck>,
     pub protocol: HttpProtocol,
+    pub tls: Option<Tls>,
 }
 
 impl HttpCheck {
@@ -143,6 +149,25 @@ impl HttpCheck {
             .open()
             .await
             .map_err(|e| format!("connect to {}: {e}", self.connect.to))?;
+        match &self.tls {
+            None => self.exchange(url, stream).await,
+            Some(tls) => {
+                let name = tls.server_name(url.virtualhost.as_deref(), self.connect.to.ip())?;
+                let stream = tls
+                    .connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| format!("TLS handshake with {}: {e}", self.connect.to))?;
+                self.exchange(url, stream).await
+            }
+        }
+    }
+
+    /// One request and its answer over an open connection, plain or TLS.
+    async fn exchange<S>(&self, url: &UrlCheck, stream: S) -> Result<(), String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("HTTP handshake: {e}"))?;
@@ -223,10 +248,19 @@ impl Probe for HttpCheck {
     }
 
     fn describe(&self) -> String {
-        format!("HTTP_GET {}", self.connect.to)
+        let kind = if self.tls.is_some() {
+            "SSL_GET"
+        } else {
+            "HTTP_GET"
+        };
+        format!("{kind} {}", self.connect.to)
     }
 }
 
 #[cfg(test)]
 #[path = "http_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "ssl_tests.rs"]
+mod ssl_tests;

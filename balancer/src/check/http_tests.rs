@@ -41,6 +41,7 @@ fn check(to: SocketAddr, url: UrlCheck) -> HttpCheck {
         },
         urls: vec![url],
         protocol: HttpProtocol::default(),
+        tls: None,
     }
 }
 

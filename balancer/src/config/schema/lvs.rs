@@ -233,10 +233,10 @@ pub struct Checker {
     /// `SSL_GET` `enable_sni`: send the virtual host as SNI.
     #[serde(default, skip_serializing_if = "is_false")]
     pub enable_sni: bool,
-    /// `SMTP_CHECK` `helo_name`. Default the local host name.
+    /// `SMTP_CHECK` `helo_name`. Default keepalived's, `smtpchecker.keepalived.org`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helo_name: Option<String>,
-    /// `DNS_CHECK` `type`: A, NS, CNAME, SOA, MX, TXT or AAAA. Default SOA.
+    /// `DNS_CHECK` `type`: A, NS, CNAME, SOA, MX, TXT, AAAA, RRSIG or DNSKEY. Default SOA.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub query_type: Option<String>,
     /// `DNS_CHECK` `name`: the name queried. Default `.`.

@@ -1,0 +1,158 @@
+//! The TLS client of `SSL_GET`, with keepalived's semantics (`keepalived/check/check_ssl.c`
+//! `build_ssl_ctx`, `ssl_connect`): keepalived never asks OpenSSL to verify the real's
+//! certificate (it sets no `SSL_VERIFY_PEER`, so even a configured `SSL { ca }` is not
+//! enforced), and it sends SNI only when `enable_sni` is set. A health check asks "does this
+//! real answer", not "is this the real we meant": any certificate is accepted, and `lb.toml`
+//! has no key to ask for more. The handshake's signatures are still checked, so the peer must
+//! hold the key of the certificate it presents.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio_rustls::TlsConnector;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS client configuration")]
+    Config { source: rustls::Error },
+}
+
+/// How `SSL_GET` wraps its connection.
+#[derive(Clone)]
+pub struct Tls {
+    pub connector: TlsConnector,
+    /// `enable_sni`: send the url's virtual host as the server name.
+    pub sni: bool,
+}
+
+// By hand: rustls's connector does not implement Debug, and its configuration says nothing
+// a log reader needs.
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("sni", &self.sni)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// keepalived's client: any certificate, SNI as `sni` says.
+    ///
+    /// # Errors
+    /// The TLS library refuses its configuration (it offers no protocol version).
+    pub fn new(sni: bool) -> Result<Self, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|source| TlsError::Config { source })?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth();
+        Ok(Self {
+            connector: TlsConnector::from(Arc::new(config)),
+            sni,
+        })
+    }
+
+    /// The name the handshake is for. rustls never sends an IP address as SNI, so the
+    /// connected address stands for "no SNI".
+    ///
+    /// # Errors
+    /// With `enable_sni`, the virtual host's name is not a DNS name.
+    pub fn server_name(
+        &self,
+        virtualhost: Option<&str>,
+        to: IpAddr,
+    ) -> Result<ServerName<'static>, String> {
+        match virtualhost.filter(|_| self.sni) {
+            Some(host) => ServerName::try_from(host_part(host).to_owned())
+                .map_err(|e| format!("virtualhost {host:?} as SNI: {e}")),
+            None => Ok(ServerName::IpAddress(to.into())),
+        }
+    }
+}
+
+/// The host of a `Host:` value, without its port (`www.example:8443`, `[2001:db8::1]:443`).
+fn host_part(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split_once(']').map_or(host, |(ip, _)| ip);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+}
+
+/// Accepts any certificate, as keepalived does; see the module's comment.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sni_is_the_virtual_host_without_its_port_and_only_when_enabled() {
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let on = Tls::new(true).unwrap();
+        let off = Tls::new(false).unwrap();
+        let name = |t: &Tls, h| t.server_name(h, ip).unwrap().to_str().into_owned();
+        assert_eq!(name(&on, Some("www.example:8443")), "www.example");
+        assert_eq!(name(&on, Some("www.example")), "www.example");
+        assert_eq!(name(&on, None), "127.0.0.1");
+        assert_eq!(name(&off, Some("www.example")), "127.0.0.1");
+        assert_eq!(name(&on, Some("[2001:db8::1]:443")), "2001:db8::1");
+        assert!(on.server_name(Some("bad name"), ip).is_err());
+    }
+}
