@@ -170,3 +170,48 @@ impl Drop for Bpffs {
         let _ = std::fs::remove_dir(&self.root);
     }
 }
+
+/// A directory for one test's files, removed on drop (also while the test panics).
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// A fresh `blt-PID-N-ROLE` directory under the system's temporary directory.
+    #[must_use]
+    pub fn new(role: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("blt-{}-{n}-{role}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        // Scripts run from here under script security: root-owned, not writable by others.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        Self(dir)
+    }
+
+    #[must_use]
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// The path of `name` inside.
+    #[must_use]
+    pub fn file(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes a `#!/bin/sh` script `name` with `body`, mode 0755, and returns its path.
+    #[must_use]
+    pub fn script(&self, name: &str, body: &str) -> String {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.file(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

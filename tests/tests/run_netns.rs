@@ -11,7 +11,7 @@ use balancer::dataplane::xdp::AttachMode;
 use balancer_tests::{
     Netns, NsThread,
     daemon::Daemon,
-    lab::{connect_many, ethtool, identity_server, load_program, warm_neighbours},
+    lab::{TempDir, connect_many, ethtool, identity_server, load_program, warm_neighbours},
     require_root, veth_pair, wait_until,
 };
 
@@ -144,10 +144,9 @@ fn lab() -> Lab {
 
 /// Starts `balancer run` on `config` (written to a temporary file named `file`) in the
 /// balancer namespace and waits until the XDP program is attached.
-fn start(lab: &Lab, file: &str, config: &str) -> (Daemon, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("blt-run-{}-{file}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(file);
+fn start(lab: &Lab, file: &str, config: &str) -> (Daemon, TempDir) {
+    let dir = TempDir::new("run");
+    let path = dir.path().join(file);
     std::fs::write(&path, config).unwrap();
     let daemon = Daemon::balancer(
         &lab.lb,
@@ -215,7 +214,7 @@ fn balancer_run_forwards_the_configured_services_and_detaches_on_sigterm() {
     }
     assert!(drained, "the failed real was not drained: {}", daemon.log());
     let status = daemon.stop();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     assert!(status.success(), "{status}: {}", daemon.log());
     assert!(!xdp_attached(&lab.lb, "l0"), "SIGTERM detaches");
     assert!(
@@ -230,17 +229,10 @@ fn balancer_run_forwards_the_configured_services_and_detaches_on_sigterm() {
 fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
     require_root!();
     let lab = lab();
-    let scripts = std::env::temp_dir().join(format!("blt-run-notify-{}", std::process::id()));
-    std::fs::create_dir_all(&scripts).unwrap();
-    let trace = scripts.join("trace");
-    let script = scripts.join("notify.sh");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\necho \"$@\" >> {}\n", trace.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let conf = KEEPALIVED_CONF.replace("NOTIFY_SCRIPT", script.to_str().unwrap());
+    let scripts = TempDir::new("notify");
+    let trace = scripts.file("trace");
+    let script = scripts.script("notify.sh", &format!("echo \"$@\" >> {}", trace.display()));
+    let conf = KEEPALIVED_CONF.replace("NOTIFY_SCRIPT", &script);
     let (mut daemon, dir) = start(&lab, "keepalived.conf", &conf);
     assert!(
         wait_until(Duration::from_secs(3), || lab.lb.has_addr("198.18.0.100")),
@@ -249,12 +241,11 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
     );
     traffic_reaches_both_reals(&lab, &daemon);
     let status = daemon.stop();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     assert!(status.success(), "{status}: {}", daemon.log());
     assert!(!lab.lb.has_addr("198.18.0.100"), "SIGTERM releases the VIP");
     assert!(!xdp_attached(&lab.lb, "l0"), "and detaches");
     let calls = std::fs::read_to_string(&trace).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&scripts);
     // keepalived's convention: INSTANCE NAME STATE PRIORITY.
     assert!(
         calls.lines().any(|l| l == "INSTANCE VI_1 MASTER 150"),

@@ -6,11 +6,10 @@
 
 use std::{
     os::unix::fs::PermissionsExt as _,
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
-use balancer_tests::{Netns, daemon::Daemon, require_root, veth_pair, wait_until};
+use balancer_tests::{Netns, daemon::Daemon, lab::TempDir, require_root, veth_pair, wait_until};
 
 const VIP: &str = "198.18.3.100";
 /// A handover at a 0.2 s advert interval takes about 0.8 s; process start and script
@@ -58,37 +57,6 @@ impl Lan {
     }
 }
 
-/// A root-owned 0755 directory for scripts and their traces, removed on drop.
-struct ScriptDir(PathBuf);
-
-impl ScriptDir {
-    fn new(role: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("blt-{}-{role}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).expect("script dir");
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// A `#!/bin/sh` script, mode 0755.
-    fn script(&self, name: &str, body: &str) -> String {
-        let path = self.path(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        path.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for ScriptDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn ours(lan: &Lan, extra: &[&str]) -> Daemon {
     let mut args = vec![
         "vrrp",
@@ -115,8 +83,8 @@ fn ours(lan: &Lan, extra: &[&str]) -> Daemon {
 fn failing_track_script_hands_the_vip_to_keepalived_and_back() {
     require_root!();
     let lan = lan();
-    let dir = ScriptDir::new("track-script");
-    let flag = dir.path("fail");
+    let dir = TempDir::new("track-script");
+    let flag = dir.file("fail");
     let conf = "global_defs {\n  router_id blt\n}\nvrrp_instance VI {\n  state BACKUP\n  \
                 interface k0\n  priority 100\n  virtual_router_id 61\n  version 3\n  \
                 advert_int 0.2\n  virtual_ipaddress {\n    198.18.3.100/24\n  }\n}\n";
@@ -191,8 +159,8 @@ fn tracked_interface_down_is_fault_and_the_peer_takes_over() {
 fn notify_scripts_get_keepalived_arguments_in_order() {
     require_root!();
     let lan = lan();
-    let dir = ScriptDir::new("notify");
-    let trace = dir.path("trace");
+    let dir = TempDir::new("notify");
+    let trace = dir.file("trace");
     let record = |name: &str| {
         dir.script(
             &format!("{name}.sh"),
@@ -292,9 +260,9 @@ fn track_scripts_run_as_the_script_user() {
 fn script_security_refuses_a_replaceable_root_script() {
     require_root!();
     let lan = lan();
-    let dir = ScriptDir::new("insecure");
+    let dir = TempDir::new("insecure");
     let script = dir.script("up.sh", "exit 0");
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let mut me = ours(
         &lan,
         &[
@@ -314,7 +282,8 @@ fn script_security_refuses_a_replaceable_root_script() {
     );
     assert!(!me.stop().success(), "{}", me.log());
     assert!(
-        me.log().contains(&dir.0.to_string_lossy().into_owned()),
+        me.log()
+            .contains(&dir.path().to_string_lossy().into_owned()),
         "{}",
         me.log()
     );
@@ -326,8 +295,8 @@ fn script_security_refuses_a_replaceable_root_script() {
 fn track_file_with_weight_zero_faults_on_a_non_zero_value() {
     require_root!();
     let lan = lan();
-    let dir = ScriptDir::new("track-file");
-    let file = dir.path("status");
+    let dir = TempDir::new("track-file");
+    let file = dir.file("status");
     std::fs::write(&file, "0\n").expect("status");
     let tracked = format!("{}:0", file.display());
     let me = ours(&lan, &["--track-file", &tracked]);
