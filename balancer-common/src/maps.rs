@@ -212,6 +212,24 @@ pub struct Globals {
 }
 const _: () = assert!(size_of::<Globals>() == 24);
 
+impl Globals {
+    /// Whether a flow of protocol `proto` last seen at `last_seen_ns` (in `state`) is still
+    /// live at `now_ns`: the one rule the XDP program and the userspace sweep both apply.
+    #[inline(always)]
+    #[must_use]
+    pub const fn flow_live(&self, proto: u8, state: u32, last_seen_ns: u64, now_ns: u64) -> bool {
+        const IPPROTO_UDP: u8 = 17;
+        let timeout = if proto == IPPROTO_UDP {
+            self.udp_timeout_ns
+        } else if state == flow_state::CLOSING {
+            self.tcpfin_timeout_ns
+        } else {
+            self.tcp_timeout_ns
+        };
+        now_ns.saturating_sub(last_seen_ns) <= timeout
+    }
+}
+
 impl Default for Globals {
     /// IPVS's defaults: tcp 900 s, tcpfin 120 s, udp 300 s.
     fn default() -> Self {
@@ -252,4 +270,26 @@ mod pod {
     unsafe impl aya::Pod for NatKey {}
     unsafe impl aya::Pod for NatOrigin {}
     unsafe impl aya::Pod for Stats {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Globals, flow_state};
+
+    #[test]
+    fn flow_liveness_follows_ipvs_timeouts_by_protocol_and_state() {
+        let g = Globals {
+            tcp_timeout_ns: 900,
+            tcpfin_timeout_ns: 120,
+            udp_timeout_ns: 300,
+        };
+        assert!(g.flow_live(6, flow_state::ESTABLISHED, 0, 900));
+        assert!(!g.flow_live(6, flow_state::ESTABLISHED, 0, 901));
+        assert!(!g.flow_live(6, flow_state::CLOSING, 0, 121));
+        assert!(
+            g.flow_live(17, flow_state::CLOSING, 0, 300),
+            "UDP ignores TCP states"
+        );
+        assert!(!g.flow_live(17, flow_state::NEW, 0, 301));
+    }
 }

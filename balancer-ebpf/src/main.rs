@@ -220,12 +220,7 @@ fn existing_flow(key: &FlowKey, h: &Headers, now: u64, g: &Globals) -> Option<(u
     // SAFETY: the pointer comes from a successful map lookup; a concurrent update of the same
     // flow on another CPU can at worst lose one timestamp or state refresh.
     let f = unsafe { &mut *flow };
-    let timeout = match (h.proto, f.state) {
-        (IPPROTO_UDP, _) => g.udp_timeout_ns,
-        (_, flow_state::CLOSING) => g.tcpfin_timeout_ns,
-        _ => g.tcp_timeout_ns,
-    };
-    if now.saturating_sub(f.last_seen_ns) > timeout {
+    if !g.flow_live(h.proto, f.state, f.last_seen_ns, now) {
         return None;
     }
     // A SYN on a closing flow is a new connection on a reused port: schedule it afresh.

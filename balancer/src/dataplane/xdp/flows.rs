@@ -16,8 +16,6 @@ use balancer_common::maps::{
 
 use super::{XdpError, XdpProgram};
 
-const IPPROTO_UDP: u8 = 17;
-
 /// What one sweep found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sweep {
@@ -38,16 +36,9 @@ fn monotonic_ns() -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
-/// Whether the XDP program would still use this flow at `now` (the same rules as its lookup).
+/// Whether the XDP program would still use this flow at `now` (the same rule as its lookup).
 fn live(key: &FlowKey, flow: &Flow, g: &Globals, now: u64) -> bool {
-    let timeout = if key.proto == IPPROTO_UDP {
-        g.udp_timeout_ns
-    } else if flow.state == flow_state::CLOSING {
-        g.tcpfin_timeout_ns
-    } else {
-        g.tcp_timeout_ns
-    };
-    now.saturating_sub(flow.last_seen_ns) <= timeout
+    g.flow_live(key.proto, flow.state, flow.last_seen_ns, now)
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> XdpError {
