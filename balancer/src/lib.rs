@@ -9,4 +9,5 @@ pub mod dataplane;
 pub mod model;
 pub mod notify;
 pub mod run;
+pub mod status;
 pub mod vrrp;

@@ -65,6 +65,7 @@ impl XdpProgram {
         let now = monotonic_ns();
         let mut expired = Vec::new();
         let mut active = std::collections::HashMap::<u32, u64>::new();
+        let mut inactive = std::collections::HashMap::<u32, u64>::new();
         let mut sweep = Sweep::default();
         {
             let map = self.ebpf.map(FLOWS_MAP).ok_or(XdpError::Missing {
@@ -78,9 +79,12 @@ impl XdpProgram {
                 let Ok((key, flow)) = entry else { continue };
                 if live(&key, &flow, &g, now) {
                     sweep.live += 1;
-                    if flow.state != flow_state::CLOSING {
-                        *active.entry(flow.real).or_default() += 1;
-                    }
+                    let counts = if flow.state == flow_state::CLOSING {
+                        &mut inactive
+                    } else {
+                        &mut active
+                    };
+                    *counts.entry(flow.real).or_default() += 1;
                 } else {
                     expired.push(key);
                 }
@@ -103,6 +107,7 @@ impl XdpProgram {
                 sweep.expired += 1;
             }
         }
+        self.inactive = inactive;
         let reals: Vec<u32> = self.table.real_indexes().collect();
         let map = self
             .ebpf
@@ -149,7 +154,7 @@ impl XdpProgram {
         }
     }
 
-    fn stats(&self, map: &'static str, index: u32) -> Result<Stats, XdpError> {
+    pub(super) fn stats(&self, map: &'static str, index: u32) -> Result<Stats, XdpError> {
         let m = self.ebpf.map(map).ok_or(XdpError::Missing {
             what: "map",
             name: map,

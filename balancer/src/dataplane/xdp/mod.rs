@@ -3,6 +3,7 @@
 mod flows;
 mod pin;
 mod services;
+mod status;
 
 pub use flows::Sweep;
 pub use pin::{PINNED_MAPS, PinError, ensure_bpffs};
@@ -136,6 +137,10 @@ pub struct XdpProgram {
     attachments: Vec<Attachment>,
     table: services::ServiceTable,
     pin_dir: Option<std::path::PathBuf>,
+    /// The connection table's size.
+    flow_capacity: u32,
+    /// Live closing connections per real index at the last sweep (`InActConn`).
+    inactive: std::collections::HashMap<u32, u64>,
 }
 
 impl XdpProgram {
@@ -190,6 +195,8 @@ impl XdpProgram {
             attachments: Vec::new(),
             table: services::ServiceTable::default(),
             pin_dir: options.pin_dir.clone(),
+            flow_capacity: options.flows,
+            inactive: std::collections::HashMap::new(),
         };
         if adopting {
             program.adopt()?;

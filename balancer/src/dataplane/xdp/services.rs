@@ -46,6 +46,17 @@ struct Installed {
     positions: Vec<u32>,
 }
 
+/// One installed service as [`ServiceTable::installed`] lists it.
+pub struct InstalledService<'a> {
+    pub name: &'a str,
+    pub id: u32,
+    /// The model as last applied (weights as the checkers last set them).
+    pub model: &'a VirtualService,
+    /// The real index of each of `model.reals`.
+    pub reals: &'a [u32],
+    pub sorry: Option<u32>,
+}
+
 /// Allocation state of the maps; the maps themselves live in the loaded program.
 #[derive(Default)]
 pub struct ServiceTable {
@@ -193,6 +204,24 @@ impl ServiceTable {
             table: service.table_base..service.table_base + service.table_len,
             positions: Vec::new(),
         })
+    }
+
+    /// Every installed service by name, in name order: its model (weights as last set), its
+    /// id, the real index of each of `model.reals`, and the sorry server's index.
+    pub fn installed(&self) -> Vec<InstalledService<'_>> {
+        let mut out: Vec<_> = self
+            .services
+            .iter()
+            .map(|(name, s)| InstalledService {
+                name,
+                id: s.id,
+                model: &s.model,
+                reals: &s.reals,
+                sorry: s.sorry,
+            })
+            .collect();
+        out.sort_by_key(|s| s.name);
+        out
     }
 
     /// Every real index in use, sorry servers included.
