@@ -53,6 +53,27 @@ impl Status {
             }
         }
     }
+
+    /// Copies the rates of `from` (an earlier, rated reading) onto the matching services and
+    /// reals of this one.
+    pub fn copy_rates(&mut self, from: &[ServiceStatus]) {
+        for s in &mut self.services {
+            let Some(f) = from.iter().find(|f| f.name == s.name) else {
+                continue;
+            };
+            s.rates = f.rates;
+            for r in s.reals.iter_mut().chain(&mut s.sorry_server) {
+                if let Some(fr) = f
+                    .reals
+                    .iter()
+                    .chain(&f.sorry_server)
+                    .find(|fr| fr.addr == r.addr && fr.port == r.port)
+                {
+                    r.rates = fr.rates;
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use balancer::dataplane::xdp::AttachMode;
+use balancer::{dataplane::xdp::AttachMode, status::Status};
 use balancer_tests::{
     Netns, NsThread,
     daemon::Daemon,
@@ -145,19 +145,22 @@ fn lab() -> Lab {
 /// Starts `balancer run` on `config` (written to a temporary file named `file`) in the
 /// balancer namespace and waits until the XDP program is attached.
 fn start(lab: &Lab, file: &str, config: &str) -> (Daemon, TempDir) {
+    start_with(lab, file, config, &[])
+}
+
+fn start_with(lab: &Lab, file: &str, config: &str, extra: &[&str]) -> (Daemon, TempDir) {
     let dir = TempDir::new("run");
     let path = dir.path().join(file);
     std::fs::write(&path, config).unwrap();
-    let daemon = Daemon::balancer(
-        &lab.lb,
-        &[
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--interval",
-            "0.2",
-        ],
-    );
+    let mut args = vec![
+        "run",
+        "--config",
+        path.to_str().unwrap(),
+        "--interval",
+        "0.2",
+    ];
+    args.extend(extra);
+    let daemon = Daemon::balancer(&lab.lb, &args);
     assert!(
         wait_until(Duration::from_secs(5), || xdp_attached(&lab.lb, "l0")),
         "not attached: {}",
@@ -255,5 +258,191 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
         calls.lines().any(|l| l == "INSTANCE VI_1 STOP 150"),
         "{calls}"
     );
+    drop(lab.servers);
+}
+
+/// `balancer status --json`, parsed.
+fn status(daemon: &Daemon) -> Status {
+    let (ok, out) = daemon.client(&["status", "--json"]);
+    assert!(ok, "status failed: {out}\n{}", daemon.log());
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn weights(s: &Status) -> Vec<(String, u32)> {
+    s.services
+        .iter()
+        .flat_map(|svc| svc.reals.iter().map(|r| (r.addr.to_string(), r.weight)))
+        .collect()
+}
+
+/// What `balancer status` says matches what the data plane did, a reload applies only the
+/// difference (a failed real stays drained, the scheduler changes), an invalid reload keeps
+/// the old configuration, SIGHUP reloads, SIGUSR2 dumps, and metrics are served.
+#[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one daemon's life, step by step: each step builds on the one before"
+)]
+fn status_reload_dumps_and_metrics_of_a_running_daemon() {
+    require_root!();
+    let mut lab = lab();
+    let metrics: SocketAddr = "127.0.0.1:9108".parse().unwrap();
+    lab.lb.ip(&["link", "set", "lo", "up"]);
+    let (mut daemon, dir) = start_with(&lab, "lb.toml", LB_TOML, &["--metrics", "127.0.0.1:9108"]);
+    let config = dir.path().join("lb.toml");
+    traffic_reaches_both_reals(&lab, &daemon);
+
+    // The list view, as ipvsadm -Ln lays it out, with every real's weight and connections.
+    let (ok, text) = daemon.client(&["status"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("TCP  198.18.0.100:80 rr\n"), "{text}");
+    for real in REALS {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("  -> {real}:80 ")))
+            .unwrap_or_else(|| panic!("{real} not listed: {text}"));
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(columns[2..4], ["Route", "1"], "{line}");
+    }
+    let s = status(&daemon);
+    assert_eq!(s.generation, 1);
+    let svc = &s.services[0];
+    let conns: u64 = svc.reals.iter().map(|r| r.counters.conns).sum();
+    assert_eq!(svc.counters.conns, conns);
+    assert!(conns >= 30, "{svc:?}");
+    assert!(
+        s.checkers.iter().all(|c| c.up) && s.checkers.len() == 2,
+        "{s:?}"
+    );
+    let (ok, text) = daemon.client(&["status", "--stats"]);
+    assert!(ok && text.contains("Conns   InPkts"), "{text}");
+
+    // The first real stops: its checker fails and status says so.
+    drop(lab.servers.remove(0));
+    assert!(
+        wait_until(Duration::from_secs(5), || weights(&status(&daemon))
+            == [("198.18.0.11".into(), 0), ("198.18.0.12".into(), 1)]),
+        "{:?}\n{}",
+        status(&daemon),
+        daemon.log()
+    );
+    let s = status(&daemon);
+    let down = s
+        .checkers
+        .iter()
+        .find(|c| !c.up)
+        .expect("a checker is down");
+    assert_eq!(down.real.to_string(), "198.18.0.11");
+    assert!(down.last.contains("TCP_CHECK"), "{down:?}");
+
+    // A reload that changes the scheduler: the drained real stays drained (its checker state
+    // carries over), and new connections still all go to the live one.
+    std::fs::write(
+        &config,
+        LB_TOML.replace("lb_algo = \"rr\"", "lb_algo = \"wrr\""),
+    )
+    .unwrap();
+    let (ok, out) = daemon.client(&["reload"]);
+    assert!(ok, "{out}\n{}", daemon.log());
+    assert!(out.contains("changed TCP 198.18.0.100:80"), "{out}");
+    let s = status(&daemon);
+    assert_eq!(s.generation, 2);
+    assert_eq!(s.services[0].scheduler, balancer::model::Scheduler::Wrr);
+    assert_eq!(
+        weights(&s),
+        [("198.18.0.11".into(), 0), ("198.18.0.12".into(), 1)]
+    );
+    let answers = connect_many(&lab.client, SocketAddr::from((VIP, 80)), 6, 2);
+    assert!(
+        answers.iter().all(|(_, a)| *a == REALS[1].to_string()),
+        "{answers:?}"
+    );
+
+    // An unchanged reload changes nothing.
+    let (ok, out) = daemon.client(&["reload"]);
+    assert!(ok && out.contains("nothing changed"), "{out}");
+
+    // An invalid configuration is refused with its line; the old one keeps running.
+    std::fs::write(
+        &config,
+        LB_TOML.replace("lb_algo = \"rr\"", "lb_algo = \"fastest\""),
+    )
+    .unwrap();
+    let (ok, out) = daemon.client(&["reload"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("lb_algo") && out.contains("lb.toml:"), "{out}");
+    let s = status(&daemon);
+    assert_eq!(s.generation, 3);
+    assert!(
+        s.last_reload
+            .as_ref()
+            .and_then(|r| r.error.as_ref())
+            .is_some()
+    );
+    assert_eq!(s.services[0].scheduler, balancer::model::Scheduler::Wrr);
+    let answers = connect_many(&lab.client, SocketAddr::from((VIP, 80)), 4, 2);
+    assert_eq!(answers.len(), 4);
+
+    // SIGHUP: the configuration without the failed real.
+    let second_only = {
+        let start = LB_TOML.find("[[virtual_server.real_server]]").unwrap();
+        let second = LB_TOML.rfind("[[virtual_server.real_server]]").unwrap();
+        format!("{}{}", &LB_TOML[..start], &LB_TOML[second..])
+    };
+    std::fs::write(&config, &second_only).unwrap();
+    daemon.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(5), || status(&daemon).generation == 4),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(weights(&status(&daemon)), [("198.18.0.12".into(), 1)]);
+    assert_eq!(status(&daemon).checkers.len(), 1);
+
+    // SIGUSR2: the stats dump, private to root.
+    let dump = daemon.dir().join("default.stats.json");
+    daemon.signal(libc::SIGUSR2);
+    assert!(
+        wait_until(Duration::from_secs(5), || dump.exists()),
+        "{}",
+        daemon.log()
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dump).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let dumped: Status = serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
+    assert_eq!(dumped.generation, 4);
+
+    // Metrics, from inside the balancer's namespace where they are served.
+    let body = lab.lb.run(|| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect_timeout(&metrics, Duration::from_secs(2))
+            .expect("connect to the metrics endpoint");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        let _ = stream.read_to_string(&mut body);
+        body
+    });
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains(
+            "balancer_real_weight{service=\"TCP 198.18.0.100:80\",real=\"198.18.0.12:80\"} 1"
+        ),
+        "{body}"
+    );
+    assert!(body.contains("balancer_config_generation 4"), "{body}");
+
+    let exit = daemon.stop();
+    assert!(exit.success(), "{exit}: {}", daemon.log());
+    assert!(
+        !daemon.dir().join("default.sock").exists(),
+        "the socket is removed"
+    );
+    drop(dir);
     drop(lab.servers);
 }

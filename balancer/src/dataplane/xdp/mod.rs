@@ -274,6 +274,27 @@ impl XdpProgram {
         Ok(attached)
     }
 
+    /// Detaches from one interface (a reload dropped it); not attached there is no error.
+    ///
+    /// # Errors
+    /// The kernel refused to detach.
+    pub fn detach(&mut self, interface: &str) -> Result<(), XdpError> {
+        let Some(at) = self
+            .attachments
+            .iter()
+            .position(|a| a.interface == interface)
+        else {
+            return Ok(());
+        };
+        let a = self.attachments.remove(at);
+        program(&mut self.ebpf)?
+            .detach(a.link)
+            .map_err(|source| XdpError::Detach {
+                interface: a.interface,
+                source,
+            })
+    }
+
     /// Detaches from every interface; also what `Drop` does, but reporting errors.
     ///
     /// # Errors
