@@ -122,9 +122,15 @@ pub struct Real {
     /// TUN: outer source address.
     pub tun_src: [u32; 4],
     /// Service id + 1 of the service that lists this real (also as its sorry server), so a
-    /// restarted daemon can tell whose real an index is; unused by the XDP program.
+    /// restarted daemon can tell whose real an index is and a flow whose real index was
+    /// reused ends; with [`OWNER_DRAINING`] set, the real was removed and only serves the
+    /// connections it already has (as IPVS keeps a removed destination's connections).
     pub owner: u32,
 }
+
+/// Set in [`Real::owner`] of a removed real that still has connections: their packets go on
+/// reaching it, but no new connection nor persistence template does.
+pub const OWNER_DRAINING: u32 = 1 << 31;
 const _: () = assert!(size_of::<Real>() == 60);
 
 #[repr(C)]

@@ -32,8 +32,8 @@ use aya_ebpf::{
 use balancer_common::{
     ProtoCounter, Reason,
     maps::{
-        FAMILY_V4, FAMILY_V6, Flow, FlowKey, Globals, Real, SVC_F_OPS, Service, ServiceKey,
-        flow_state, method,
+        FAMILY_V4, FAMILY_V6, Flow, FlowKey, Globals, OWNER_DRAINING, Real, SVC_F_OPS, Service,
+        ServiceKey, flow_state, method,
     },
 };
 use parse::{Headers, IPPROTO_TCP, IPPROTO_UDP, NOT_FRAGMENT};
@@ -227,9 +227,9 @@ fn existing_flow(key: &FlowKey, h: &Headers, now: u64, g: &Globals) -> Option<(u
     if f.state == flow_state::CLOSING && h.tcp_flags & TCP_SYN != 0 && h.tcp_flags & TCP_ACK == 0 {
         return None;
     }
-    // The index may have been freed and handed to another service's real since; a removed
-    // service's reals are gone, so its flows end here too.
-    let real = maps::real(f.real).filter(|r| r.owner == f.service + 1)?;
+    // The index may have been freed and handed to another service's real since. A removed
+    // real keeps its index (marked draining) while it has connections, so they go on.
+    let real = maps::real(f.real).filter(|r| r.owner & !OWNER_DRAINING == f.service + 1)?;
     f.last_seen_ns = now;
     f.state = next_state(f.state, h);
     Some((f.real, real, f.service))

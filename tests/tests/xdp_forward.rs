@@ -549,22 +549,58 @@ fn tun_ipv6_encapsulates_in_ip6ip6() {
     assert_eq!(r.out, want);
 }
 
+/// As IPVS keeps a removed destination's connections (`expire_nodest_conn` 0): the flow goes
+/// on to its real, new connections do not reach it, a re-added real takes its index back, and
+/// a sweep frees the index once its flows have ended.
 #[test]
-fn a_flow_whose_real_was_removed_is_scheduled_afresh() {
+fn a_removed_real_keeps_its_connections_until_they_end() {
     require_root!();
-    let mut prog = load();
-    prog.apply(
-        "web",
-        &service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]),
-    )
+    let mut prog = XdpProgram::load_with(&LoadOptions {
+        flows: 4096,
+        persist: 64,
+        timeouts: Globals {
+            tcp_timeout_ns: 300_000_000,
+            tcpfin_timeout_ns: 300_000_000,
+            udp_timeout_ns: 300_000_000,
+        },
+        pin_dir: None,
+    })
     .unwrap();
+    let both = service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]);
+    prog.apply("web", &both).unwrap();
     let first = dr_target(&run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, SYN)).out);
     let other = if first == 1 { 2 } else { 1 };
     prog.apply("web", &service(Scheduler::Rr, vec![dr_real(other, 1)]))
         .unwrap();
+    assert_eq!(prog.draining(), 1);
     let r = run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, ACK));
-    assert_eq!(dr_target(&r.out), other);
+    assert_eq!(dr_target(&r.out), first, "the established flow goes on");
     only_reason(&r.reasons, Reason::Tx);
+    for port in 7001..7005 {
+        let r = run(&mut prog, &tcp4(CLIENT, port, VIP, 80, SYN));
+        assert_eq!(dr_target(&r.out), other, "no new connection reaches it");
+    }
+    // Listed again: the same index, so the flow is its own again.
+    prog.apply("web", &both).unwrap();
+    assert_eq!(prog.draining(), 0);
+    let r = run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, ACK));
+    assert_eq!(dr_target(&r.out), first);
+
+    // Removed again; once its flows have expired (and the table swap is long past), a sweep
+    // frees the index.
+    prog.apply("web", &service(Scheduler::Rr, vec![dr_real(other, 1)]))
+        .unwrap();
+    prog.sweep().unwrap();
+    assert_eq!(prog.draining(), 1, "its flow is live");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    prog.sweep().unwrap();
+    assert_eq!(prog.draining(), 0, "freed once no flow uses it");
+    let r = run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, ACK));
+    assert_eq!(
+        dr_target(&r.out),
+        other,
+        "the expired flow is scheduled afresh"
+    );
 }
 
 /// An ICMP error from a router on the client's path, quoting a packet the real sent (VIP:80 ->

@@ -107,7 +107,10 @@ impl XdpProgram {
                 sweep.expired += 1;
             }
         }
+        let live: std::collections::HashSet<u32> =
+            active.keys().chain(inactive.keys()).copied().collect();
         self.inactive = inactive;
+        self.release_drained(&live)?;
         let reals: Vec<u32> = self.table.real_indexes().collect();
         let map = self
             .ebpf

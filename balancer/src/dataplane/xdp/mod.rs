@@ -97,6 +97,8 @@ pub enum XdpError {
         map: &'static str,
         source: aya::maps::MapError,
     },
+    #[error(transparent)]
+    Dataplane(#[from] crate::dataplane::DataplaneError),
 }
 
 struct Attachment {
