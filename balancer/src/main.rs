@@ -40,9 +40,15 @@ enum Command {
         /// Seconds between connection-table sweeps and counter reports.
         #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
         interval: f64,
-        /// On stop, leave the data plane's maps pinned so the next run adopts its connections.
+        /// On stop, leave the XDP program attached and its maps pinned: it goes on forwarding
+        /// established and new connections until the next run adopts it without a gap.
         #[arg(long)]
         keep_state: bool,
+        /// The bpf filesystem to pin under. Under `ip netns exec` /sys is private to the
+        /// process, so pins there die with it: give a bpffs mounted outside (e.g. `mount -t
+        /// bpf bpf /run/balancer/bpf` beforehand) for a restart to adopt them.
+        #[arg(long, default_value = balancer::run::PIN_ROOT)]
+        pin_root: PathBuf,
         /// Serve Prometheus metrics at `http://ADDR/metrics` (off unless given here or in the
         /// configuration).
         #[arg(long, value_name = "ADDR")]
@@ -152,6 +158,7 @@ fn main() -> ExitCode {
             config,
             interval,
             keep_state,
+            pin_root,
             metrics,
         } => daemon_runtime().and_then(|rt| {
             rt.block_on(balancer::run::run(&balancer::run::RunOptions {
@@ -160,6 +167,7 @@ fn main() -> ExitCode {
                 instance: cli.instance,
                 keep_state,
                 run_dir: cli.run_dir,
+                pin_root,
                 metrics,
             }))
             .map_err(anyhow::Error::from)

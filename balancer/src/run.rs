@@ -93,10 +93,13 @@ pub struct RunOptions {
     pub interval: Duration,
     /// Separates the pinned maps of daemons side by side (one per network namespace).
     pub instance: String,
-    /// On stop, leave the maps pinned for the next run to adopt (instead of removing them).
+    /// On stop, leave the program attached and its maps pinned, so it goes on forwarding
+    /// until the next run adopts them (instead of detaching and removing them).
     pub keep_state: bool,
     /// Where the control socket, the pid file and the SIGUSR dumps go.
     pub run_dir: PathBuf,
+    /// The bpf filesystem the maps and links are pinned under (`PIN_ROOT/balancer/INSTANCE`).
+    pub pin_root: PathBuf,
     /// Serve Prometheus metrics on this address; `None` for none.
     pub metrics: Option<SocketAddr>,
 }
@@ -148,7 +151,7 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
         None => None,
     };
 
-    let root = Path::new(PIN_ROOT);
+    let root = options.pin_root.as_path();
     ensure_bpffs(root)?;
     let program = XdpProgram::load_with(&LoadOptions {
         pin_dir: Some(pin_dir(root, &options.instance)),
@@ -340,6 +343,12 @@ impl Daemon {
                 // already attached.
                 let mode = program.attach(interface, config.xdp.mode)?;
                 tracing::info!(interface, %mode, "XDP program attached");
+            }
+            for interface in program.release_stale_links() {
+                tracing::info!(
+                    interface,
+                    "detached: attached by the previous run, no longer configured"
+                );
             }
         }
         // The data plane is programmed on master and backup alike, as keepalived programs
@@ -712,10 +721,14 @@ impl Daemon {
             CheckHandle::new(&(self.program.clone() as SharedDataplane), 1),
         );
         checks.stop().await;
-        tracing::info!("stopping: detaching from every interface");
         let mut program = self.lock();
-        program.detach_all()?;
-        if !self.options.keep_state {
+        if self.options.keep_state {
+            // The pinned program goes on forwarding until the next run swaps itself in.
+            program.keep_attached();
+            tracing::info!("stopping: the data plane stays attached and pinned for the next run");
+        } else {
+            tracing::info!("stopping: detaching from every interface");
+            program.detach_all()?;
             program.unpin()?;
         }
         Ok(())

@@ -58,6 +58,42 @@ pub fn identity_server(ns: &Netns, port: u16, me: IpAddr) -> NsThread {
     })
 }
 
+/// A TCP server on `port` that answers each line it reads with `me` and the line, for as
+/// long as the client keeps the connection open: a long-lived connection whose real can be
+/// asked at any time.
+#[must_use]
+pub fn echo_server(ns: &Netns, port: u16, me: IpAddr) -> NsThread {
+    ns.spawn_thread(move |stop: &AtomicBool| {
+        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).expect("listen");
+        listener.set_nonblocking(true).unwrap();
+        std::thread::scope(|scope| {
+            while !NsThread::stopping(stop) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        scope.spawn(move || {
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+                            let mut reader = std::io::BufReader::new(&s);
+                            let mut line = String::new();
+                            while !NsThread::stopping(stop) {
+                                match std::io::BufRead::read_line(&mut reader, &mut line) {
+                                    Ok(0) => break,
+                                    Ok(_) => {
+                                        let _ = (&s).write_all(format!("{me} {line}").as_bytes());
+                                        line.clear();
+                                    }
+                                    Err(_) => {}
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+    })
+}
+
 /// `total` TCP connections to `to` from `ns`, `threads` at a time: each one's local port and
 /// the answer as text.
 #[must_use]

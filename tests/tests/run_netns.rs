@@ -11,7 +11,10 @@ use balancer::{dataplane::xdp::AttachMode, status::Status};
 use balancer_tests::{
     Netns, NsThread,
     daemon::Daemon,
-    lab::{TempDir, connect_many, ethtool, identity_server, load_program, warm_neighbours},
+    lab::{
+        Bpffs, TempDir, connect_many, echo_server, ethtool, identity_server, load_program,
+        warm_neighbours,
+    },
     require_root, veth_pair, wait_until,
 };
 
@@ -94,7 +97,7 @@ virtual_server 198.18.0.100 80 {
 struct Lab {
     client: Netns,
     lb: Netns,
-    _reals: Vec<Netns>,
+    reals: Vec<Netns>,
     servers: Vec<NsThread>,
     _peer: balancer::dataplane::xdp::XdpProgram,
     _switch: Netns,
@@ -135,7 +138,7 @@ fn lab() -> Lab {
     Lab {
         client,
         lb,
-        _reals: reals,
+        reals,
         servers,
         _peer: peer,
         _switch: sw,
@@ -445,4 +448,109 @@ fn status_reload_dumps_and_metrics_of_a_running_daemon() {
     );
     drop(dir);
     drop(lab.servers);
+}
+
+/// A connection that stays open: asks its real through it.
+struct Held(std::net::TcpStream);
+
+impl Held {
+    fn open(lab: &Lab, port: u16) -> Self {
+        Self(lab.client.run(|| {
+            let s = std::net::TcpStream::connect_timeout(
+                &SocketAddr::from((VIP, port)),
+                Duration::from_secs(3),
+            )
+            .expect("connect through the balancer");
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            s
+        }))
+    }
+
+    /// Sends `word` and returns which real echoed it.
+    fn ask(&mut self, word: &str) -> String {
+        use std::io::{BufRead, Write};
+        self.0.write_all(format!("{word}\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(&self.0)
+            .read_line(&mut line)
+            .expect("an echo");
+        let (real, echoed) = line.trim_end().split_once(' ').expect("REAL WORD");
+        assert_eq!(echoed, word);
+        real.to_owned()
+    }
+}
+
+/// `--keep-state`: the stopped daemon leaves the program attached, so an established
+/// connection and new ones are forwarded while no daemon runs; the next run adopts the
+/// attached program (no gap) and the connection stays on its real throughout.
+#[test]
+fn a_restart_with_keep_state_never_stops_forwarding() {
+    require_root!();
+    let lab = lab();
+    let _echo: Vec<_> = lab
+        .reals
+        .iter()
+        .zip(REALS)
+        .map(|(ns, addr)| echo_server(ns, 7, IpAddr::V4(addr)))
+        .collect();
+    let config = format!(
+        "{LB_TOML}\n[[virtual_server]]\nip = \"198.18.0.100\"\nport = 7\nlb_algo = \"rr\"\nlb_kind = \"DR\"\nprotocol = \"TCP\"\n\n[[virtual_server.real_server]]\nip = \"198.18.0.11\"\n\n[[virtual_server.real_server]]\nip = \"198.18.0.12\"\n"
+    );
+    // Pins under the daemon's own /sys would die with its `ip netns exec` mount namespace: a
+    // bpffs mounted here, outside, outlives it as /sys/fs/bpf outlives a daemon on a host.
+    let bpffs = Bpffs::new();
+    let root = bpffs.path().to_str().unwrap().to_owned();
+    let (mut first, dir) = start_with(
+        &lab,
+        "lb.toml",
+        &config,
+        &["--keep-state", "--pin-root", &root],
+    );
+    traffic_reaches_both_reals(&lab, &first);
+    let mut held = Held::open(&lab, 7);
+    let real = held.ask("before");
+
+    let exit = first.stop();
+    assert!(exit.success(), "{exit}: {}", first.log());
+    assert!(
+        xdp_attached(&lab.lb, "l0"),
+        "left attached: {}",
+        first.log()
+    );
+    // No daemon runs: the pinned program forwards the held connection and new ones.
+    assert_eq!(held.ask("between"), real);
+    let answers = connect_many(&lab.client, SocketAddr::from((VIP, 80)), 4, 2);
+    assert_eq!(answers.len(), 4);
+
+    let path = dir.path().join("lb.toml");
+    let mut second = Daemon::balancer(
+        &lab.lb,
+        &[
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--interval",
+            "0.2",
+            "--pin-root",
+            &root,
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || second
+            .log()
+            .contains("adopted the attached XDP link")),
+        "{}",
+        second.log()
+    );
+    assert_eq!(held.ask("after"), real, "the connection stayed on its real");
+    traffic_reaches_both_reals(&lab, &second);
+    let exit = second.stop();
+    assert!(exit.success(), "{exit}: {}", second.log());
+    assert!(!xdp_attached(&lab.lb, "l0"), "a plain stop detaches");
+    assert!(
+        !bpffs.path().join("balancer/default").exists(),
+        "and removes its pins"
+    );
+    drop(held);
+    drop(dir);
 }
