@@ -219,3 +219,30 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The systemd unit in contrib/ runs commands this binary accepts.
+    #[test]
+    fn the_systemd_unit_runs_valid_commands() {
+        let unit = include_str!("../../contrib/balancer.service");
+        let mut checked = 0;
+        for line in unit.lines() {
+            let Some(command) = line
+                .strip_prefix("ExecStart=")
+                .or_else(|| line.strip_prefix("ExecStartPre="))
+            else {
+                continue;
+            };
+            let args: Vec<&str> = command.split_whitespace().collect();
+            assert!(args[0].ends_with("/balancer"), "{line}");
+            if let Err(e) = Cli::try_parse_from(&args) {
+                panic!("{line}: {e}");
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 2);
+    }
+}
