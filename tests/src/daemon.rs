@@ -171,10 +171,18 @@ impl Daemon {
     /// # Panics
     /// The daemon does not exit within five seconds (it is then killed).
     pub fn stop(&mut self) -> ExitStatus {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Sends `sig` (SIGTERM, or SIGKILL for a crash) and waits (bounded) for the exit.
+    ///
+    /// # Panics
+    /// The daemon does not exit within five seconds (it is then killed).
+    pub fn stop_with(&mut self, sig: i32) -> ExitStatus {
         if let Ok(Some(status)) = self.child.try_wait() {
             return status;
         }
-        signal(self.child.id(), libc::SIGTERM);
+        signal(self.child.id(), sig);
         let end = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -184,7 +192,7 @@ impl Daemon {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 panic!(
-                    "did not stop within {STOP_TIMEOUT:?} of SIGTERM:\n{}",
+                    "did not stop within {STOP_TIMEOUT:?} of signal {sig}:\n{}",
                     self.log()
                 );
             }

@@ -12,7 +12,7 @@ use balancer_tests::{
     Netns, NsThread,
     daemon::Daemon,
     lab::{
-        Bpffs, TempDir, connect_many, echo_server, ethtool, identity_server, load_program,
+        Bpffs, Held, TempDir, connect_many, echo_server, ethtool, identity_server, load_program,
         warm_neighbours,
     },
     require_root, veth_pair, wait_until,
@@ -450,36 +450,6 @@ fn status_reload_dumps_and_metrics_of_a_running_daemon() {
     drop(lab.servers);
 }
 
-/// A connection that stays open: asks its real through it.
-struct Held(std::net::TcpStream);
-
-impl Held {
-    fn open(lab: &Lab, port: u16) -> Self {
-        Self(lab.client.run(|| {
-            let s = std::net::TcpStream::connect_timeout(
-                &SocketAddr::from((VIP, port)),
-                Duration::from_secs(3),
-            )
-            .expect("connect through the balancer");
-            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-            s
-        }))
-    }
-
-    /// Sends `word` and returns which real echoed it.
-    fn ask(&mut self, word: &str) -> String {
-        use std::io::{BufRead, Write};
-        self.0.write_all(format!("{word}\n").as_bytes()).unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(&self.0)
-            .read_line(&mut line)
-            .expect("an echo");
-        let (real, echoed) = line.trim_end().split_once(' ').expect("REAL WORD");
-        assert_eq!(echoed, word);
-        real.to_owned()
-    }
-}
-
 /// `--keep-state`: the stopped daemon leaves the program attached, so an established
 /// connection and new ones are forwarded while no daemon runs; the next run adopts the
 /// attached program (no gap) and the connection stays on its real throughout.
@@ -507,7 +477,7 @@ fn a_restart_with_keep_state_never_stops_forwarding() {
         &["--keep-state", "--pin-root", &root],
     );
     traffic_reaches_both_reals(&lab, &first);
-    let mut held = Held::open(&lab, 7);
+    let mut held = Held::open(&lab.client, SocketAddr::from((VIP, 7)));
     let real = held.ask("before");
 
     let exit = first.stop();
