@@ -33,7 +33,7 @@ use balancer_common::{
     ProtoCounter, Reason,
     maps::{
         FAMILY_V4, FAMILY_V6, Flow, FlowKey, Globals, OWNER_DRAINING, Real, SVC_F_OPS, Service,
-        ServiceKey, flow_state, method,
+        ServiceKey, conn_count, flow_state, method,
     },
 };
 use parse::{Headers, IPPROTO_TCP, IPPROTO_UDP, NOT_FRAGMENT};
@@ -195,25 +195,25 @@ fn new_flow(
 ) -> Result<(u32, Real), Reason> {
     let index = schedule::new_connection(h, service, now)?;
     let real = maps::real(index).ok_or(Reason::DropBadTable)?;
+    let state = next_state(flow_state::NEW, h);
     // One-packet scheduling (ops) keeps no state for UDP.
     if service.flags & SVC_F_OPS == 0 || h.proto != IPPROTO_UDP {
         let flow = Flow {
             real: index,
             service: service.id,
             last_seen_ns: now,
-            state: next_state(flow_state::NEW, h),
+            state,
             _pad: 0,
         };
         maps::insert_flow(key, &flow);
     }
-    maps::add_stats_conn(service.id, index);
+    maps::add_stats_conn(service.id, index, state == flow_state::ESTABLISHED);
     Ok((index, real))
 }
 
 /// The real of a live flow, refreshing it; `None` when there is none, it has timed out, or its
-/// real was removed (the flow is scheduled afresh: the new real resets a TCP connection it does
-/// not know, which the client notices at once, where IPVS would drop its packets until the
-/// entry expired).
+/// real's index now belongs to another service (the flow is scheduled afresh). A removed real
+/// keeps serving its flows while it drains, as IPVS keeps a removed destination's.
 #[inline(always)]
 fn existing_flow(key: &FlowKey, h: &Headers, now: u64, g: &Globals) -> Option<(u32, Real, u32)> {
     let flow = maps::flow_mut(key)?;
@@ -231,7 +231,13 @@ fn existing_flow(key: &FlowKey, h: &Headers, now: u64, g: &Globals) -> Option<(u
     // real keeps its index (marked draining) while it has connections, so they go on.
     let real = maps::real(f.real).filter(|r| r.owner & !OWNER_DRAINING == f.service + 1)?;
     f.last_seen_ns = now;
-    f.state = next_state(f.state, h);
+    let state = next_state(f.state, h);
+    // The handshake completed: IPVS moves the connection from inactive to active. Only the
+    // active count is raised; the sweep takes the stale inactive one back.
+    if f.state == flow_state::NEW && state == flow_state::ESTABLISHED {
+        maps::count_conn(f.real, conn_count::ACTIVE);
+    }
+    f.state = state;
     Some((f.real, real, f.service))
 }
 

@@ -478,6 +478,31 @@ fn least_connection_prefers_the_idle_real() {
     assert_eq!(hits[2], 5, "{hits:?}");
 }
 
+/// IPVS's lc weighs an established connection as 256 that have not completed their
+/// handshake: a real with one established connection gets the next 256 SYNs' worth of
+/// inactive ones elsewhere first.
+#[test]
+fn least_connection_weighs_established_as_ipvs_does() {
+    require_root!();
+    let mut prog = load();
+    prog.apply(
+        "web",
+        &service(Scheduler::Lc, vec![dr_real(1, 1), dr_real(2, 1)]),
+    )
+    .unwrap();
+    let busy = dr_target(&run(&mut prog, &tcp4(CLIENT, 100, VIP, 80, SYN)).out);
+    run(&mut prog, &tcp4(CLIENT, 100, VIP, 80, ACK));
+    let other = if busy == 1 { 2 } else { 1 };
+    for port in 101..121 {
+        let r = run(&mut prog, &tcp4(CLIENT, port, VIP, 80, SYN));
+        assert_eq!(
+            dr_target(&r.out),
+            other,
+            "20 handshakes weigh less than one established connection"
+        );
+    }
+}
+
 #[test]
 fn tun_ipv4_encapsulates_in_ipip() {
     require_root!();
@@ -680,29 +705,41 @@ fn sweep_expires_flows_and_recounts_active_connections() {
         ]);
         assert_eq!(run(&mut prog, &f).action, XDP_TX);
     }
-    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, SYN));
-    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, 0x11)); // FIN|ACK: closing
     let active = |p: &XdpProgram, i: u8, svc: &str, port: u16| {
         p.active_connections(svc, real_addr(i), port)
             .unwrap()
             .unwrap()
     };
+    let counts = |p: &XdpProgram, i: u8, svc: &str, port: u16| {
+        p.connection_counts(svc, real_addr(i), port)
+            .unwrap()
+            .unwrap()
+    };
+    // As IPVS counts them: SYN_RECV is inactive, established active, closing inactive.
+    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, SYN));
+    assert_eq!(
+        counts(&prog, 3, "tcp", 80),
+        (0, 1),
+        "inactive until established"
+    );
+    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, ACK));
+    assert_eq!(active(&prog, 3, "tcp", 80), 1, "active once established");
+    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, 0x11)); // FIN|ACK: closing
     assert_eq!(
         (active(&prog, 1, "udp", 80), active(&prog, 2, "udp", 80)),
         (2, 2)
     );
-    assert_eq!(active(&prog, 3, "tcp", 80), 1, "counted when scheduled");
 
     let s = prog.sweep().unwrap();
     assert_eq!((s.live, s.expired), (5, 0));
     assert_eq!(
-        (active(&prog, 1, "udp", 80), active(&prog, 2, "udp", 80)),
-        (2, 2)
+        (counts(&prog, 1, "udp", 80), counts(&prog, 2, "udp", 80)),
+        ((2, 0), (2, 0))
     );
     assert_eq!(
-        active(&prog, 3, "tcp", 80),
-        0,
-        "a closing connection is not active"
+        counts(&prog, 3, "tcp", 80),
+        (0, 1),
+        "a closing connection is inactive"
     );
 
     std::thread::sleep(std::time::Duration::from_millis(300));

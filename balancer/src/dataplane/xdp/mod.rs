@@ -150,8 +150,6 @@ pub struct XdpProgram {
     pin_dir: Option<std::path::PathBuf>,
     /// The connection table's size.
     flow_capacity: u32,
-    /// Live closing connections per real index at the last sweep (`InActConn`).
-    inactive: std::collections::HashMap<u32, u64>,
     /// Leave pinned links attached when dropped (see [`XdpProgram::keep_attached`]).
     keep_attached: bool,
 }
@@ -223,7 +221,6 @@ impl XdpProgram {
             table: services::ServiceTable::default(),
             pin_dir: options.pin_dir.clone(),
             flow_capacity: options.flows,
-            inactive: std::collections::HashMap::new(),
             keep_attached: false,
         };
         if adopting {

@@ -2,7 +2,9 @@
 //! weight, connection counts and counters the maps hold now.
 
 use aya::maps::{Array, MapData};
-use balancer_common::maps::{REAL_ACTIVE_MAP, REAL_STATS_MAP, SERVICE_STATS_MAP, Stats};
+use balancer_common::maps::{
+    REAL_ACTIVE_MAP, REAL_STATS_MAP, SERVICE_STATS_MAP, Stats, conn_count,
+};
 
 use super::{XdpError, XdpProgram};
 use crate::{
@@ -41,13 +43,14 @@ impl XdpProgram {
                 source,
             })?;
         let real = |r: &RealServer, index: u32| -> Result<RealStatus, XdpError> {
+            let counts = active.get(&index, 0).unwrap_or(0);
             Ok(RealStatus {
                 addr: r.addr,
                 port: r.port,
                 method: r.method,
                 weight: r.weight,
-                active: active.get(&index, 0).unwrap_or(0),
-                inactive: self.inactive.get(&index).copied().unwrap_or(0),
+                active: conn_count::active(counts),
+                inactive: conn_count::inactive(counts),
                 counters: counters(self.stats(REAL_STATS_MAP, index)?),
                 rates: Rates::default(),
             })
