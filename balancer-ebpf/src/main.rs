@@ -193,6 +193,11 @@ fn new_flow(
     service: &Service,
     now: u64,
 ) -> Result<(u32, Real), Reason> {
+    // A mid-stream segment with no flow: evicted from a full table, expired, or opened through
+    // another node. Scheduled afresh all the same (sloppy TCP), but counted.
+    if h.proto == IPPROTO_TCP && h.tcp_flags & TCP_SYN == 0 {
+        maps::count_proto(ProtoCounter::FlowMissMidStream);
+    }
     let index = schedule::new_connection(h, service, now)?;
     let real = maps::real(index).ok_or(Reason::DropBadTable)?;
     let state = next_state(flow_state::NEW, h);

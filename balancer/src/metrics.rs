@@ -90,6 +90,12 @@ pub fn render(status: &Status) -> String {
         "Size of the connection table.",
     );
     f.sample("balancer_flow_capacity", &[], status.flow_capacity);
+    f.head(
+        "balancer_flow_misses_total",
+        "counter",
+        "TCP segments other than SYNs that found no flow: evicted from a full table, expired, or opened through another node.",
+    );
+    f.sample("balancer_flow_misses_total", &[], status.flow_misses);
 
     f.head(
         "balancer_frames_total",

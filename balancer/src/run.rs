@@ -418,7 +418,17 @@ impl Daemon {
         };
         let sample = program.service_status();
         let counters = program.proto_counters();
+        let capacity = u64::from(program.flow_capacity());
         drop(program);
+        // An LRU evicts silently: say so when the table nears full, once per crossing.
+        let near_full = flows * 10 >= capacity * 9;
+        if near_full && self.flows * 10 < capacity * 9 {
+            tracing::warn!(
+                flows,
+                capacity,
+                "connection table over 90% full: the least recently used flows will be evicted (flow_miss_mid_stream counts what that costs); raise its size"
+            );
+        }
         self.flows = flows;
         match sample {
             Ok(services) => {
@@ -448,6 +458,9 @@ impl Daemon {
             })
             .unwrap_or_default();
         let flow_capacity = program.flow_capacity();
+        let flow_misses = program.proto_counters().map_or(0, |c| {
+            c.get(balancer_common::ProtoCounter::FlowMissMidStream)
+        });
         drop(program);
         let mut status = Status {
             instance: self.options.instance.clone(),
@@ -456,6 +469,7 @@ impl Daemon {
             last_reload: self.last_reload.clone(),
             flows: self.flows,
             flow_capacity,
+            flow_misses,
             services,
             vrrp: {
                 let mut v: Vec<VrrpStatus> = self

@@ -25,6 +25,9 @@ pub struct Status {
     pub flows: u64,
     /// The connection table's size.
     pub flow_capacity: u32,
+    /// TCP segments other than SYNs that found no flow (evicted from a full table, expired,
+    /// or opened through another node), since load.
+    pub flow_misses: u64,
     pub services: Vec<ServiceStatus>,
     pub vrrp: Vec<VrrpStatus>,
     pub checkers: Vec<CheckerStatus>,
@@ -281,8 +284,8 @@ fn rate(v: f64) -> String {
 #[must_use]
 pub fn render_services(status: &Status, view: View) -> String {
     let mut out = format!(
-        "balancer XDP data plane (connection table size={}, live={})\n",
-        status.flow_capacity, status.flows
+        "balancer XDP data plane (connection table size={}, live={}, mid-stream misses={})\n",
+        status.flow_capacity, status.flows, status.flow_misses
     );
     out.push_str(match view {
         View::List => {

@@ -12,7 +12,7 @@ use balancer::{
     },
     model::{Egress, Method, Persistence, Protocol, RealServer, Scheduler, VirtualService},
 };
-use balancer_common::{Reason, maps::Globals};
+use balancer_common::{ProtoCounter, Reason, maps::Globals};
 use balancer_tests::{Netns, frame::*, require_root, veth_pair};
 
 const XDP_DROP: u32 = 1;
@@ -620,11 +620,29 @@ fn a_removed_real_keeps_its_connections_until_they_end() {
     std::thread::sleep(std::time::Duration::from_millis(2100));
     prog.sweep().unwrap();
     assert_eq!(prog.draining(), 0, "freed once no flow uses it");
+    let misses = |p: &XdpProgram| {
+        p.proto_counters()
+            .unwrap()
+            .get(ProtoCounter::FlowMissMidStream)
+    };
+    let before = misses(&prog);
     let r = run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, ACK));
     assert_eq!(
         dr_target(&r.out),
         other,
         "the expired flow is scheduled afresh"
+    );
+    assert_eq!(
+        misses(&prog),
+        before + 1,
+        "and counted as a mid-stream miss"
+    );
+    run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, ACK));
+    run(&mut prog, &tcp4(CLIENT, 7001, VIP, 80, SYN));
+    assert_eq!(
+        misses(&prog),
+        before + 1,
+        "a flow found, or a SYN, is no miss"
     );
 }
 
