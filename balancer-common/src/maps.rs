@@ -200,6 +200,38 @@ pub struct PersistKey {
 }
 const _: () = assert!(size_of::<PersistKey>() == 20);
 
+/// A client address (`family`, words in network order) masked to `prefix` bits, as a
+/// persistence template's key holds it (`persistence_granularity`).
+#[inline(always)]
+#[must_use]
+#[expect(
+    clippy::inline_always,
+    reason = "per new connection in the XDP program, where calls cost stack"
+)]
+pub fn persist_mask(addr: &[u32; 4], family: u8, prefix: u32) -> [u32; 4] {
+    let bits = if family == FAMILY_V4 {
+        prefix.min(32)
+    } else {
+        prefix.min(128)
+    };
+    let mut out = [0u32; 4];
+    let mut i = 0;
+    while i < 4 {
+        #[expect(clippy::cast_possible_truncation, reason = "i < 4")]
+        let start = (i as u32) * 32;
+        let keep = bits.saturating_sub(start);
+        let keep = if keep > 32 { 32 } else { keep };
+        let m = if keep == 0 {
+            0
+        } else {
+            (u32::MAX << (32 - keep)).to_be()
+        };
+        out[i] = addr[i] & m;
+        i += 1;
+    }
+    out
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Persist {
@@ -357,6 +389,23 @@ mod tests {
         assert!(g.flow_live(6, flow_state::NEW, 0, 60 * s));
         assert!(!g.flow_live(6, flow_state::NEW, 0, 61 * s));
         assert!(g.flow_live(6, flow_state::ESTABLISHED, 0, 61 * s));
+    }
+
+    #[test]
+    fn persistence_masks_keep_the_prefix_in_network_order() {
+        use super::{FAMILY_V4, FAMILY_V6, persist_mask};
+        let v4 = [u32::from_ne_bytes([198, 18, 7, 9]), 0, 0, 0];
+        assert_eq!(
+            persist_mask(&v4, FAMILY_V4, 24),
+            [u32::from_ne_bytes([198, 18, 7, 0]), 0, 0, 0]
+        );
+        assert_eq!(persist_mask(&v4, FAMILY_V4, 32), v4);
+        assert_eq!(persist_mask(&v4, FAMILY_V4, 0), [0; 4]);
+        let v6 = [u32::MAX; 4];
+        assert_eq!(
+            persist_mask(&v6, FAMILY_V6, 72),
+            [u32::MAX, u32::MAX, u32::from_ne_bytes([255, 0, 0, 0]), 0]
+        );
     }
 
     #[test]

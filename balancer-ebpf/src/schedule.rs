@@ -7,8 +7,8 @@ use balancer_common::{
     Reason,
     hash::addr_hash,
     maps::{
-        FAMILY_V4, MAX_LC_REALS, Persist, PersistKey, SVC_F_HASH_PORT, SVC_F_PERSIST, Service,
-        conn_count, sched,
+        MAX_LC_REALS, Persist, PersistKey, SVC_F_HASH_PORT, SVC_F_PERSIST, Service, conn_count,
+        persist_mask, sched,
     },
 };
 
@@ -22,7 +22,7 @@ pub fn new_connection(h: &Headers, s: &Service, now: u64) -> Result<u32, Reason>
         return pick(h, s);
     }
     let key = PersistKey {
-        client: mask(&h.src, h.family, s.persist_prefix),
+        client: persist_mask(&h.src, h.family, s.persist_prefix),
         service: s.id,
     };
     let timeout = u64::from(s.persist_timeout_s) * 1_000_000_000;
@@ -165,26 +165,4 @@ extern "C" fn lc_step(i: u64, ctx: *mut c_void) -> i64 {
         scan.best_weight = weight;
     }
     0
-}
-
-/// `addr` masked to `prefix` bits (`persistence_granularity`).
-#[inline(always)]
-fn mask(addr: &[u32; 4], family: u8, prefix: u32) -> [u32; 4] {
-    let bits = if family == FAMILY_V4 {
-        prefix.min(32)
-    } else {
-        prefix.min(128)
-    };
-    let mut out = [0u32; 4];
-    for (i, word) in out.iter_mut().enumerate() {
-        let start = (i as u32) * 32;
-        let keep = bits.saturating_sub(start).min(32);
-        let m = if keep == 0 {
-            0
-        } else {
-            (u32::MAX << (32 - keep)).to_be()
-        };
-        *word = addr[i] & m;
-    }
-    out
 }

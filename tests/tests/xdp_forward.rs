@@ -436,6 +436,37 @@ fn persistence_keeps_a_client_on_its_real() {
     }
 }
 
+/// As IPVS holds a template while connections it placed live, a client whose connection
+/// outlasts `persistence_timeout` keeps its real for new connections (the sweep moves the
+/// template's clock with the flow's packets), even once the real is quiescent.
+#[test]
+fn a_live_connection_keeps_its_persistence_template() {
+    require_root!();
+    let mut prog = load();
+    let mut svc = service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]);
+    svc.persistence = Some(Persistence {
+        timeout_s: 1,
+        prefix: 32,
+    });
+    prog.apply("web", &svc).unwrap();
+    let first = dr_target(&run(&mut prog, &tcp4(CLIENT, 1, VIP, 80, SYN)).out);
+    run(&mut prog, &tcp4(CLIENT, 1, VIP, 80, ACK));
+    // Quiescent: only a live template still sends new connections to it.
+    prog.set_weight("web", real_addr(first), 80, 0).unwrap();
+    for _ in 0..4 {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        run(&mut prog, &tcp4(CLIENT, 1, VIP, 80, ACK));
+        prog.sweep().unwrap();
+    }
+    // 1.6 s after the template was made, 0.4 s after the connection's last packet.
+    let r = run(&mut prog, &tcp4(CLIENT, 2, VIP, 80, SYN));
+    assert_eq!(
+        dr_target(&r.out),
+        first,
+        "the template outlived its timeout"
+    );
+}
+
 #[test]
 fn ops_schedules_every_udp_datagram() {
     require_root!();

@@ -10,8 +10,9 @@ use std::net::IpAddr;
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray};
 use balancer_common::maps::{
-    FLOWS_MAP, Flow, FlowKey, GLOBALS_MAP, Globals, REAL_ACTIVE_MAP, REAL_STATS_MAP,
-    SERVICE_STATS_MAP, Stats, conn_count, flow_state,
+    FLOWS_MAP, Flow, FlowKey, GLOBALS_MAP, Globals, PERSIST_MAP, Persist, PersistKey,
+    REAL_ACTIVE_MAP, REAL_STATS_MAP, SERVICE_STATS_MAP, Stats, conn_count, flow_state,
+    persist_mask,
 };
 
 use super::{XdpError, XdpProgram};
@@ -66,6 +67,9 @@ impl XdpProgram {
         let mut expired = Vec::new();
         let mut active = std::collections::HashMap::<u32, u64>::new();
         let mut inactive = std::collections::HashMap::<u32, u64>::new();
+        let persistent = self.table.persistent();
+        // The templates live flows keep alive: (template, real) -> latest packet.
+        let mut templates = std::collections::HashMap::<(PersistKey, u32), u64>::new();
         let mut sweep = Sweep::default();
         {
             let map = self.ebpf.map(FLOWS_MAP).ok_or(XdpError::Missing {
@@ -87,6 +91,14 @@ impl XdpProgram {
                         &mut inactive
                     };
                     *counts.entry(flow.real).or_default() += 1;
+                    if let Some(&prefix) = persistent.get(&flow.service) {
+                        let key = PersistKey {
+                            client: persist_mask(&key.src, key.family, prefix),
+                            service: flow.service,
+                        };
+                        let seen = templates.entry((key, flow.real)).or_default();
+                        *seen = (*seen).max(flow.last_seen_ns);
+                    }
                 } else {
                     expired.push(key);
                 }
@@ -109,6 +121,7 @@ impl XdpProgram {
                 sweep.expired += 1;
             }
         }
+        self.refresh_templates(&templates)?;
         let live: std::collections::HashSet<u32> =
             active.keys().chain(inactive.keys()).copied().collect();
         self.release_drained(&live)?;
@@ -130,6 +143,35 @@ impl XdpProgram {
             counts.set(index, n, 0).map_err(map_err(REAL_ACTIVE_MAP))?;
         }
         Ok(sweep)
+    }
+
+    /// IPVS keeps a persistence template while connections it placed are alive (they hold
+    /// it, `n_control`); here a live flow's last packet moves its template's clock forward,
+    /// so a client whose connection outlasts `persistence_timeout` keeps its real.
+    fn refresh_templates(
+        &mut self,
+        templates: &std::collections::HashMap<(PersistKey, u32), u64>,
+    ) -> Result<(), XdpError> {
+        if templates.is_empty() {
+            return Ok(());
+        }
+        let map = self.ebpf.map_mut(PERSIST_MAP).ok_or(XdpError::Missing {
+            what: "map",
+            name: PERSIST_MAP,
+        })?;
+        let mut persist: BpfHashMap<&mut MapData, PersistKey, Persist> =
+            BpfHashMap::try_from(map).map_err(map_err(PERSIST_MAP))?;
+        for ((key, real), &seen) in templates {
+            // A template since replaced (another real) or gone is left alone.
+            if let Ok(mut t) = persist.get(key, 0)
+                && t.real == *real
+                && t.last_seen_ns < seen
+            {
+                t.last_seen_ns = seen;
+                persist.insert(key, t, 0).map_err(map_err(PERSIST_MAP))?;
+            }
+        }
+        Ok(())
     }
 
     /// A service's counters (packets, bytes, new connections) summed over CPUs, or `None` for

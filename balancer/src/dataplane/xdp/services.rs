@@ -261,6 +261,14 @@ impl ServiceTable {
         out
     }
 
+    /// The persistence granularity (prefix length) of every persistent service, by id.
+    pub fn persistent(&self) -> HashMap<u32, u32> {
+        self.services
+            .values()
+            .filter_map(|s| s.model.persistence.map(|p| (s.id, u32::from(p.prefix))))
+            .collect()
+    }
+
     /// Every real index in use, sorry servers included.
     pub fn real_indexes(&self) -> impl Iterator<Item = u32> + '_ {
         self.services
