@@ -148,16 +148,21 @@ pub enum Reason {
     /// The real's egress is left to the kernel's FIB, which refuses lookups on an interface
     /// with forwarding disabled.
     DropFwdDisabled,
-    /// Encapsulation would exceed the egress MTU.
+    /// Encapsulation would exceed the egress MTU, and no ICMP answer was sent (tagged frame,
+    /// or answers turned off).
     DropTooBig,
     /// Growing the frame for encapsulation failed.
     DropAdjustHead,
     /// A scheduler table or real entry was missing: a userspace bug, never expected.
     DropBadTable,
+    /// Encapsulation would exceed the egress MTU: answered with ICMP "fragmentation needed"
+    /// (IPv4) or "packet too big" (IPv6) carrying the tunnel's MTU, as IPVS's tunnel does,
+    /// sent back out of the interface it came in on.
+    TxIcmpTooBig,
 }
 
 impl Reason {
-    pub const COUNT: u32 = Self::DropBadTable as u32 + 1;
+    pub const COUNT: u32 = Self::TxIcmpTooBig as u32 + 1;
 
     pub const ALL: [Self; Self::COUNT as usize] = [
         Self::PassNotIp,
@@ -174,6 +179,7 @@ impl Reason {
         Self::DropTooBig,
         Self::DropAdjustHead,
         Self::DropBadTable,
+        Self::TxIcmpTooBig,
     ];
 
     #[must_use]
@@ -193,6 +199,7 @@ impl Reason {
             Self::DropTooBig => "drop_too_big",
             Self::DropAdjustHead => "drop_adjust_head",
             Self::DropBadTable => "drop_bad_table",
+            Self::TxIcmpTooBig => "tx_icmp_too_big",
         }
     }
 }

@@ -6,6 +6,15 @@
 
 /// `family` values.
 pub const FAMILY_V4: u8 = 4;
+
+/// The program array the balancer program tail-calls into (not pinned: each loaded program
+/// fills its own).
+pub const TAIL_CALLS_MAP: &str = "TAIL_CALLS";
+/// Index in [`TAIL_CALLS_MAP`] of the program that answers a packet the tunnel would make too
+/// big; empty when the answers are turned off.
+pub const TAIL_TOO_BIG: u32 = 0;
+/// The `too_big` program's name in the object.
+pub const TOO_BIG_PROGRAM: &str = "too_big";
 pub const FAMILY_V6: u8 = 6;
 
 /// `ServiceKey` -> `Service`.

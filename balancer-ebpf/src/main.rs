@@ -25,6 +25,7 @@ mod maps;
 mod nat;
 mod parse;
 mod schedule;
+mod toobig;
 
 use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
@@ -60,6 +61,22 @@ pub fn balancer(ctx: XdpContext) -> u32 {
         Reason::Tx => xdp_action::XDP_TX,
         Reason::Redirect => xdp_action::XDP_REDIRECT,
         _ => xdp_action::XDP_DROP,
+    }
+}
+
+/// Answers a packet the tunnel would make too big (tail-called by `balancer`).
+#[xdp]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the #[xdp] macro fixes the signature"
+)]
+pub fn too_big(ctx: XdpContext) -> u32 {
+    let reason = toobig::answer(&ctx);
+    maps::count_reason(reason);
+    if reason == Reason::TxIcmpTooBig {
+        xdp_action::XDP_TX
+    } else {
+        xdp_action::XDP_DROP
     }
 }
 

@@ -21,6 +21,7 @@ pub fn load_program(flows: u32) -> XdpProgram {
         persist: 1024,
         timeouts: Globals::default(),
         pin_dir: None,
+        ..LoadOptions::default()
     })
     .expect("load the XDP program")
 }

@@ -71,6 +71,7 @@ fn load() -> XdpProgram {
         persist: 4096,
         timeouts: Globals::default(),
         pin_dir: None,
+        ..LoadOptions::default()
     })
     .expect("load the XDP program")
 }
@@ -620,6 +621,7 @@ fn a_removed_real_keeps_its_connections_until_they_end() {
             udp_timeout_ns: 300_000_000,
         },
         pin_dir: None,
+        ..LoadOptions::default()
     })
     .unwrap();
     let both = service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]);
@@ -737,6 +739,7 @@ fn sweep_expires_flows_and_recounts_active_connections() {
             udp_timeout_ns: 200_000_000,
         },
         pin_dir: None,
+        ..LoadOptions::default()
     })
     .unwrap();
     let mut udp_svc = service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]);
@@ -954,9 +957,8 @@ fn nat_ipv6_rewrites_the_destination_with_a_valid_checksum() {
     );
 }
 
-#[test]
-fn tun_drops_and_counts_what_would_exceed_the_egress_mtu() {
-    require_root!();
+/// A TUN real whose egress is a veth with MTU 1500 in a namespace: the IPIP header takes 20.
+fn mtu_lab(icmp_too_big: bool) -> (Netns, Netns, XdpProgram) {
     let ns = Netns::new("mtu");
     let peer = Netns::new("mtupeer");
     veth_pair(&ns, "t0", &peer, "t1");
@@ -967,7 +969,11 @@ fn tun_drops_and_counts_what_would_exceed_the_egress_mtu() {
         unsafe { libc::if_nametoindex(name.as_ptr()) }
     });
     assert_ne!(ifindex, 0);
-    let mut prog = load();
+    let mut prog = XdpProgram::load_with(&LoadOptions {
+        icmp_too_big,
+        ..LoadOptions::default()
+    })
+    .expect("load");
     let mut real = dr_real(4, 1);
     real.method = Method::Tun;
     real.tunnel_source = Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 254)));
@@ -976,21 +982,99 @@ fn tun_drops_and_counts_what_would_exceed_the_egress_mtu() {
         dmac: real_mac(4),
         smac: OUR_MAC,
     });
-    prog.apply("web", &service(Scheduler::Rr, vec![real]))
+    prog.apply("web", &service(Scheduler::Rr, vec![real.clone()]))
         .unwrap();
-    let packet = |payload: usize| {
-        let mut t = tcp(1234, 80, ACK, 5);
-        t.extend(std::iter::repeat_n(0u8, payload));
-        concat(&[
-            &eth(&[], ETH_P_IP),
-            &ipv4(CLIENT, VIP, IPPROTO_TCP, &[], 0, t.len()),
-            &t,
-        ])
-    };
-    // 1480 bytes of IP fit in 1500 with the 20-byte outer header; 1481 do not.
-    let r = ns.run(|| run(&mut prog, &packet(1480 - 40)));
+    let mut svc6 = service(Scheduler::Rr, vec![real]);
+    svc6.vips = vec![IpAddr::V6(VIP6)];
+    prog.apply("web6", &svc6).unwrap();
+    (ns, peer, prog)
+}
+
+fn big_v4(payload: usize) -> Vec<u8> {
+    let mut t = tcp(1234, 80, ACK, 5);
+    t.extend(std::iter::repeat_n(0xabu8, payload));
+    concat(&[
+        &eth(&[], ETH_P_IP),
+        &ipv4(CLIENT, VIP, IPPROTO_TCP, &[], 0, t.len()),
+        &t,
+    ])
+}
+
+/// IPVS answers what its tunnel cannot carry with ICMP fragmentation needed (the client's
+/// path MTU discovery then shrinks its packets); so do we, and the answer is exact: from the
+/// VIP to the client, MTU 1500 - 20, the original header and data quoted, checksums right.
+#[test]
+fn tun_answers_what_would_exceed_the_egress_mtu_with_icmp() {
+    require_root!();
+    let (ns, _peer, mut prog) = mtu_lab(true);
+    // 1480 bytes of IP fit in 1500 with the 20-byte outer header.
+    let r = ns.run(|| run(&mut prog, &big_v4(1480 - 40)));
     assert_eq!(r.action, XDP_REDIRECT, "{:?}", r.reasons);
-    let r = ns.run(|| run(&mut prog, &packet(1481 - 40)));
+    let frame = big_v4(1481 - 40);
+    let r = ns.run(|| run(&mut prog, &frame));
+    assert_eq!(r.action, XDP_TX, "{:?}", r.reasons);
+    only_reason(&r.reasons, Reason::TxIcmpTooBig);
+    let out = &r.out;
+    assert_eq!(out.len(), 14 + 20 + 8 + 56);
+    assert_eq!(out[..6], frame[6..12], "back to the sender's MAC");
+    assert_eq!(out[6..12], frame[..6]);
+    let ip = &out[14..34];
+    assert_eq!(checksum(ip), 0, "IPv4 header checksum");
+    assert_eq!((ip[0], ip[9]), (0x45, 1), "ICMP");
+    assert_eq!(u16::from_be_bytes([ip[2], ip[3]]), 20 + 8 + 56);
+    assert_eq!(ip[12..16], VIP.octets(), "from the VIP");
+    assert_eq!(ip[16..20], CLIENT.octets(), "to the client");
+    let icmp = &out[34..];
+    assert_eq!((icmp[0], icmp[1]), (3, 4), "fragmentation needed");
+    assert_eq!(
+        u16::from_be_bytes([icmp[6], icmp[7]]),
+        1480,
+        "the tunnel's MTU"
+    );
+    assert_eq!(checksum(icmp), 0, "ICMP checksum");
+    assert_eq!(icmp[8..], frame[14..14 + 56], "the original packet quoted");
+
+    // IPv6 in the same tunnel: packet too big (RFC 4443 §3.2).
+    let mut t = tcp(1234, 80, ACK, 5);
+    t.extend(std::iter::repeat_n(0xcdu8, 1481 - 40 - 20));
+    let frame6 = concat(&[
+        &eth(&[], 0x86dd),
+        &ipv6(CLIENT6, VIP6, IPPROTO_TCP, t.len()),
+        &t,
+    ]);
+    let r = ns.run(|| run(&mut prog, &frame6));
+    assert_eq!(r.action, XDP_TX, "{:?}", r.reasons);
+    only_reason(&r.reasons, Reason::TxIcmpTooBig);
+    let out = &r.out;
+    assert_eq!(out.len(), 14 + 40 + 8 + 200);
+    let ip = &out[14..54];
+    assert_eq!((ip[0] >> 4, ip[6]), (6, 58), "ICMPv6");
+    assert_eq!(ip[8..24], VIP6.octets());
+    assert_eq!(ip[24..40], CLIENT6.octets());
+    let icmp = &out[54..];
+    assert_eq!(icmp[0], 2, "packet too big");
+    assert_eq!(
+        u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]),
+        1480
+    );
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&ip[8..40]);
+    pseudo.extend_from_slice(&u32::try_from(icmp.len()).unwrap().to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    pseudo.extend_from_slice(icmp);
+    assert_eq!(
+        checksum(&pseudo),
+        0,
+        "ICMPv6 checksum with the pseudo-header"
+    );
+    assert_eq!(icmp[8..], frame6[14..14 + 200]);
+}
+
+#[test]
+fn tun_drops_and_counts_what_would_exceed_the_egress_mtu_when_told_to() {
+    require_root!();
+    let (ns, _peer, mut prog) = mtu_lab(false);
+    let r = ns.run(|| run(&mut prog, &big_v4(1481 - 40)));
     assert_eq!(r.action, XDP_DROP);
     only_reason(&r.reasons, Reason::DropTooBig);
 }
@@ -1036,6 +1120,7 @@ fn mh_flows_that_fall_out_of_a_full_table_keep_their_real() {
         persist: 16,
         timeouts: Globals::default(),
         pin_dir: None,
+        ..LoadOptions::default()
     })
     .unwrap();
     let mut svc = service(Scheduler::Mh, (1..=4).map(|i| dr_real(i, 1)).collect());

@@ -80,6 +80,7 @@ fn load(dir: &std::path::Path) -> XdpProgram {
         persist: 64,
         timeouts: Globals::default(),
         pin_dir: Some(dir.to_owned()),
+        ..LoadOptions::default()
     })
     .expect("load with pinned maps")
 }

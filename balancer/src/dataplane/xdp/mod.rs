@@ -15,7 +15,7 @@ pub use services::addr_words;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, PerCpuArray},
+    maps::{Array, PerCpuArray, ProgramArray},
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use balancer_common::{
@@ -23,7 +23,7 @@ use balancer_common::{
     counters::{PROTO_COUNTERS_MAP, REASONS_MAP},
     maps::{
         DEFAULT_FLOWS, DEFAULT_PERSIST, FLOWS_MAP, GLOBALS_MAP, Globals, NAT_REVERSE_MAP,
-        PERSIST_MAP, SERVICES_MAP,
+        PERSIST_MAP, SERVICES_MAP, TAIL_CALLS_MAP, TAIL_TOO_BIG, TOO_BIG_PROGRAM,
     },
 };
 use serde::Deserialize;
@@ -128,6 +128,9 @@ pub struct LoadOptions {
     /// Pin every map in this directory (on a bpf filesystem, see [`ensure_bpffs`]), and adopt
     /// the maps already pinned there by a previous run. `None`: the maps die with the program.
     pub pin_dir: Option<std::path::PathBuf>,
+    /// Answer a packet the tunnel would make too big with ICMP fragmentation needed / packet
+    /// too big (IPVS's behaviour); `false` drops it (counted as `drop_too_big`).
+    pub icmp_too_big: bool,
 }
 
 impl Default for LoadOptions {
@@ -137,6 +140,7 @@ impl Default for LoadOptions {
             persist: DEFAULT_PERSIST,
             timeouts: Globals::default(),
             pin_dir: None,
+            icmp_too_big: true,
         }
     }
 }
@@ -215,6 +219,9 @@ impl XdpProgram {
         program(&mut ebpf)?.load().map_err(|e| XdpError::Load {
             source: Box::new(e),
         })?;
+        if options.icmp_too_big {
+            load_too_big(&mut ebpf)?;
+        }
         let mut program = Self {
             ebpf,
             attachments: Vec::new(),
@@ -448,6 +455,48 @@ impl XdpProgram {
     pub fn program(&mut self) -> Result<&mut Xdp, XdpError> {
         program(&mut self.ebpf)
     }
+}
+
+/// Loads the `too_big` program and puts it where the balancer program tail-calls it.
+fn load_too_big(ebpf: &mut Ebpf) -> Result<(), XdpError> {
+    let load_err = |e: ProgramError| XdpError::Load {
+        source: Box::new(e),
+    };
+    let missing = XdpError::Missing {
+        what: "XDP program",
+        name: TOO_BIG_PROGRAM,
+    };
+    let prog: &mut Xdp = ebpf
+        .program_mut(TOO_BIG_PROGRAM)
+        .ok_or(XdpError::Missing {
+            what: "XDP program",
+            name: TOO_BIG_PROGRAM,
+        })?
+        .try_into()
+        .map_err(|_| missing)?;
+    prog.load().map_err(load_err)?;
+    let fd = prog
+        .fd()
+        .map_err(load_err)?
+        .try_clone()
+        .map_err(|e| XdpError::Load {
+            source: Box::new(e),
+        })?;
+    let map = ebpf.map_mut(TAIL_CALLS_MAP).ok_or(XdpError::Missing {
+        what: "map",
+        name: TAIL_CALLS_MAP,
+    })?;
+    let mut calls: ProgramArray<&mut aya::maps::MapData> =
+        ProgramArray::try_from(map).map_err(|source| XdpError::Map {
+            map: TAIL_CALLS_MAP,
+            source,
+        })?;
+    calls
+        .set(TAIL_TOO_BIG, &fd, 0)
+        .map_err(|source| XdpError::Map {
+            map: TAIL_CALLS_MAP,
+            source,
+        })
 }
 
 fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
