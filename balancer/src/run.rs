@@ -33,10 +33,11 @@ use crate::{
     control::{self, ControlError, Incoming, Request, Response},
     dataplane::{
         Dataplane, DataplaneError,
+        egress::Resolver,
         xdp::{LoadOptions, PinError, ProtoCounters, XdpError, XdpProgram, ensure_bpffs},
     },
     metrics,
-    model::{Protocol, VirtualService, VrrpInstance},
+    model::{Egress, Protocol, VirtualService, VrrpInstance},
     notify::{InstanceScripts, Script, ScriptUser},
     status::{ServiceStatus, Status, VrrpStatus},
     vrrp::{
@@ -168,9 +169,22 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
         last_reload: None,
         flows: 0,
         samples: (None, None),
+        resolver: match Resolver::connect() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "reals' egress left to the kernel's FIB");
+                None
+            }
+        },
+        egress: HashMap::new(),
         options: options.clone(),
     };
+    daemon.egress = daemon.resolve_egress().await;
+    daemon.log_egress("reals' egress");
     daemon.start()?;
+    // Neighbours are learnt (and change): the egress is looked at again every few seconds.
+    let mut egress_ticker = tokio::time::interval(EGRESS_REFRESH);
+    egress_ticker.tick().await;
 
     let mut ticker = tokio::time::interval(options.interval);
     ticker.tick().await;
@@ -183,6 +197,7 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
                     last = now;
                 }
             }
+            _ = egress_ticker.tick() => daemon.refresh_egress().await,
             Some((request, reply)) = requests.recv() => {
                 let response = match request {
                     Request::Status => Response {
@@ -306,6 +321,10 @@ struct Daemon {
     flows: u64,
     /// The services at the last two ticks, for rates.
     samples: (Option<Sample>, Option<Sample>),
+    /// Resolves the reals' egress (interface, MACs) so the XDP program needs no FIB lookup.
+    resolver: Option<Resolver>,
+    /// The egress of every real resolved so far.
+    egress: HashMap<std::net::IpAddr, Egress>,
 }
 
 type Sample = (Instant, Vec<ServiceStatus>);
@@ -328,7 +347,7 @@ impl Daemon {
             let mut program = self.lock();
             for service in &self.loaded.validated.model.services {
                 let name = service_name(service);
-                program.apply(&name, service)?;
+                program.apply(&name, &with_egress(service, &self.egress))?;
                 tracing::info!(service = %name, reals = service.reals.len(), "service programmed");
             }
             let removed = program.remove_unclaimed()?;
@@ -624,7 +643,7 @@ impl Daemon {
                 continue;
             }
             // Reals whose checks continue keep the weight their checkers gave them.
-            let mut programmed = service.clone();
+            let mut programmed = with_egress(service, &self.egress);
             if let Some(c) = &new_checks {
                 let current = self.checks.weights(&name);
                 for r in &mut programmed.reals {
@@ -697,6 +716,82 @@ impl Daemon {
         }
     }
 
+    /// Says how many reals are sent without a FIB lookup.
+    fn log_egress(&self, what: &str) {
+        let reals: Vec<_> = self
+            .loaded
+            .validated
+            .model
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().chain(&s.sorry_server))
+            .collect();
+        let resolved = reals
+            .iter()
+            .filter(|r| self.egress.contains_key(&r.addr))
+            .count();
+        tracing::info!(
+            resolved,
+            reals = reals.len(),
+            "{what}: resolved reals are sent without a FIB lookup, the others through it"
+        );
+    }
+
+    /// The egress of every configured real that resolves now.
+    async fn resolve_egress(&self) -> HashMap<std::net::IpAddr, Egress> {
+        let Some(resolver) = &self.resolver else {
+            return HashMap::new();
+        };
+        let mut addrs: Vec<std::net::IpAddr> = self
+            .loaded
+            .validated
+            .model
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().chain(&s.sorry_server).map(|r| r.addr))
+            .collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        match resolver.resolve(&addrs).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "resolving the reals' egress failed");
+                self.egress.clone()
+            }
+        }
+    }
+
+    /// Resolves the reals' egress again and re-applies the services whose reals' egress
+    /// changed (a neighbour learnt or moved), keeping the weights the data plane holds.
+    async fn refresh_egress(&mut self) {
+        let found = self.resolve_egress().await;
+        if found == self.egress {
+            return;
+        }
+        self.egress = found;
+        self.log_egress("reals' egress changed");
+        let names: Vec<String> = self
+            .loaded
+            .validated
+            .model
+            .services
+            .iter()
+            .map(service_name)
+            .collect();
+        let mut program = self.lock();
+        for name in names {
+            let Some(current) = program.installed_model(&name) else {
+                continue;
+            };
+            let updated = with_egress(&current, &self.egress);
+            if updated != current
+                && let Err(e) = program.apply(&name, &updated)
+            {
+                tracing::error!(service = name, error = %e, "applying the new egress failed");
+            }
+        }
+    }
+
     /// SIGUSR1 (`data`: the configuration and state) and SIGUSR2 (`stats`: the status with
     /// counters and rates), as JSON files in the run directory.
     fn dump(&self, kind: &str) {
@@ -747,6 +842,19 @@ impl Daemon {
         }
         Ok(())
     }
+}
+
+/// How often the reals' egress is resolved again.
+const EGRESS_REFRESH: Duration = Duration::from_secs(2);
+
+/// `svc` with each real's (and the sorry server's) egress as resolved; unresolved ones are
+/// left to the XDP program's FIB lookup.
+fn with_egress(svc: &VirtualService, egress: &HashMap<std::net::IpAddr, Egress>) -> VirtualService {
+    let mut out = svc.clone();
+    for r in out.reals.iter_mut().chain(&mut out.sorry_server) {
+        r.egress = egress.get(&r.addr).copied();
+    }
+    out
 }
 
 /// What a reload did, and what it could not do.

@@ -294,6 +294,15 @@ fn status_reload_dumps_and_metrics_of_a_running_daemon() {
     let (mut daemon, dir) = start_with(&lab, "lb.toml", LB_TOML, &["--metrics", "127.0.0.1:9108"]);
     let config = dir.path().join("lb.toml");
     traffic_reaches_both_reals(&lab, &daemon);
+    // With the neighbours learnt, both reals are sent without a FIB lookup.
+    assert!(
+        wait_until(Duration::from_secs(5), || daemon
+            .log()
+            .lines()
+            .any(|l| l.contains("resolved=2 reals=2"))),
+        "{}",
+        daemon.log()
+    );
 
     // The list view, as ipvsadm -Ln lays it out, with every real's weight and connections.
     let (ok, text) = daemon.client(&["status"]);

@@ -261,6 +261,11 @@ impl ServiceTable {
         out
     }
 
+    /// The model a service was last applied with (weights as the checkers last set them).
+    pub fn model(&self, service: &str) -> Option<&VirtualService> {
+        self.services.get(service).map(|s| &s.model)
+    }
+
     /// The persistence granularity (prefix length) of every persistent service, by id.
     pub fn persistent(&self) -> HashMap<u32, u32> {
         self.services

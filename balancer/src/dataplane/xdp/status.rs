@@ -27,6 +27,12 @@ impl XdpProgram {
         self.flow_capacity
     }
 
+    /// The model `service` was last applied with, weights as last set.
+    #[must_use]
+    pub fn installed_model(&self, service: &str) -> Option<crate::model::VirtualService> {
+        self.table.model(service).cloned()
+    }
+
     /// Every installed service as `balancer status` shows it, in name order. Rates are left
     /// at zero: they need two readings (see [`crate::status::Status::rates_since`]).
     ///
