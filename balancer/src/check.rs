@@ -10,7 +10,10 @@ pub mod config;
 pub mod dns;
 pub mod http;
 pub mod misc;
+pub mod notices;
 pub mod quorum;
+#[cfg(any(test, feature = "test-double"))]
+pub mod recording;
 pub mod runner;
 pub mod smtp;
 pub mod state;
@@ -22,7 +25,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub use config::{ConfigError, ScriptPolicy, checks_for, service_checks};
-pub use runner::{CheckHandle, RealChecks, ServiceChecks, SharedDataplane, spawn};
+pub use runner::{CheckHandle, RealChecks, ServiceChecks, SharedDataplane, spawn, spawn_notifying};
 
 /// What one attempt of a checker saw.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -58,6 +58,12 @@ pub enum ConfigError {
         real: SocketAddr,
         source: SecurityError,
     },
+    #[error("{owner}: {key}")]
+    Notify {
+        owner: String,
+        key: &'static str,
+        source: ScriptError,
+    },
     #[error("real server {real}: MISC_CHECK")]
     Script {
         real: SocketAddr,
@@ -81,11 +87,15 @@ pub fn service_checks(
     vs: &VirtualServer,
     scripts: &ScriptPolicy,
 ) -> Result<ServiceChecks, ConfigError> {
+    let owner = || format!("virtual server {name}");
     Ok(ServiceChecks {
         name: name.to_owned(),
         quorum: vs.quorum,
         hysteresis: vs.hysteresis,
         sorry_server: vs.sorry_server.is_some(),
+        omega: vs.omega,
+        quorum_up: notify_script(vs.quorum_up.as_deref(), scripts, owner, "quorum_up")?,
+        quorum_down: notify_script(vs.quorum_down.as_deref(), scripts, owner, "quorum_down")?,
         reals: vs
             .real_server
             .iter()
@@ -151,14 +161,38 @@ pub fn checks_for(
         let timing = timing(vs, c, real, Defaults::MISC)?;
         checkers.push((Arc::new(misc(vs, c, real, scripts)?), timing));
     }
+    let owner = || format!("real server {real}");
     Ok(RealChecks {
         addr: rs.ip,
         port,
         weight,
         alpha: vs.alpha,
         inhibit_on_failure: rs.inhibit_on_failure.unwrap_or(vs.inhibit_on_failure),
+        notify_up: notify_script(rs.notify_up.as_deref(), scripts, owner, "notify_up")?,
+        notify_down: notify_script(rs.notify_down.as_deref(), scripts, owner, "notify_down")?,
         checkers,
     })
+}
+
+/// A notify script, prepared for `global_defs`' `script_user` and script security as
+/// keepalived runs every checker notify script.
+fn notify_script(
+    command: Option<&str>,
+    scripts: &ScriptPolicy,
+    owner: impl Fn() -> String,
+    key: &'static str,
+) -> Result<Option<Script>, ConfigError> {
+    command
+        .map(|c| {
+            Script::prepare(c, scripts.user.clone(), scripts.security).map_err(|source| {
+                ConfigError::Notify {
+                    owner: owner(),
+                    key,
+                    source,
+                }
+            })
+        })
+        .transpose()
 }
 
 /// The defaults that differ between kinds.

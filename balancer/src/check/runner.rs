@@ -17,6 +17,10 @@
 //! its established ones continue, so both settings mean weight 0 here: the difference is
 //! only that keepalived without `inhibit_on_failure` also cuts the real's established
 //! connections (IPVS drops its connection entries with the real), which we do not.
+//! `sorry_server_inhibit` is the same choice for the sorry server and means nothing more here.
+//!
+//! Notify scripts (`notify_up`, `notify_down`, `quorum_up`, `quorum_down`, and `omega` at
+//! shutdown) are queued as [`Notice`]s; see [`notices`](crate::check::notices).
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,10 +28,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::check::notices::{self, Event, Notice, NoticeSender};
 use crate::check::quorum::Quorum;
 use crate::check::state::{Change, CheckerState};
 use crate::check::{Probe, Timing};
 use crate::dataplane::Dataplane;
+use crate::notify::{NOTIFY_TIMEOUT, STOP_TIMEOUT, Script};
 
 /// The data plane the checkers write to, shared with whoever else programs it.
 pub type SharedDataplane = Arc<Mutex<dyn Dataplane + Send>>;
@@ -47,6 +53,12 @@ pub struct ServiceChecks {
     pub hysteresis: u32,
     /// Whether the service has a `sorry_server`, which takes over while the quorum is lost.
     pub sorry_server: bool,
+    /// `omega`: run `notify_down` and `quorum_down` at shutdown too.
+    pub omega: bool,
+    /// `quorum_up`.
+    pub quorum_up: Option<Script>,
+    /// `quorum_down`.
+    pub quorum_down: Option<Script>,
     pub reals: Vec<RealChecks>,
 }
 
@@ -61,12 +73,19 @@ pub struct RealChecks {
     pub alpha: bool,
     /// `inhibit_on_failure`: logged; see the module documentation for why it changes nothing.
     pub inhibit_on_failure: bool,
+    /// `notify_up`.
+    pub notify_up: Option<Script>,
+    /// `notify_down`.
+    pub notify_down: Option<Script>,
     pub checkers: Vec<(Arc<dyn Probe>, Timing)>,
 }
 
 /// The running checkers; dropping it (or [`CheckHandle::stop`]) stops them all.
 pub struct CheckHandle {
     tasks: JoinSet<()>,
+    services: Vec<Arc<ServiceState>>,
+    /// The task that runs notify scripts, when [`spawn`] started it.
+    notifier: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl CheckHandle {
@@ -81,9 +100,17 @@ impl CheckHandle {
         self.tasks.is_empty()
     }
 
-    /// Stops every checker and waits until they are gone.
+    /// Stops every checker, queues the `omega` scripts, and waits until the checkers are
+    /// gone and every queued script has run.
     pub async fn stop(mut self) {
         self.tasks.shutdown().await;
+        for service in self.services.drain(..) {
+            service.shut_down();
+        }
+        if let Some(notifier) = self.notifier.take() {
+            // The services held the only senders: the notifier ends with the queue.
+            let _ = notifier.await;
+        }
     }
 }
 
@@ -97,10 +124,27 @@ pub fn spawn(
     dataplane: &SharedDataplane,
     concurrency: usize,
 ) -> CheckHandle {
+    let (notices, notifier) = notices::spawn();
+    let mut handle = spawn_notifying(services, dataplane, concurrency, &notices);
+    handle.notifier = Some(notifier);
+    handle
+}
+
+/// As [`spawn`], with the notify scripts queued on `notices` instead of run: for a caller
+/// (a test) that wants to see them.
+#[must_use]
+pub fn spawn_notifying(
+    services: Vec<ServiceChecks>,
+    dataplane: &SharedDataplane,
+    concurrency: usize,
+    notices: &NoticeSender,
+) -> CheckHandle {
+    let mut states = Vec::with_capacity(services.len());
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = JoinSet::new();
     for spec in services {
-        let service = Arc::new(ServiceState::new(spec, dataplane));
+        let service = Arc::new(ServiceState::new(spec, dataplane, notices.clone()));
+        states.push(service.clone());
         for (real, spec) in service.spec.reals.iter().enumerate() {
             for (checker, (probe, timing)) in spec.checkers.iter().enumerate() {
                 tasks.spawn(run_checker(
@@ -114,7 +158,11 @@ pub fn spawn(
             }
         }
     }
-    CheckHandle { tasks }
+    CheckHandle {
+        tasks,
+        services: states,
+        notifier: None,
+    }
 }
 
 /// Which checker of which real a task runs.
@@ -154,6 +202,7 @@ async fn run_checker(
 struct ServiceState {
     spec: ServiceChecks,
     inner: Mutex<Inner>,
+    notices: NoticeSender,
 }
 
 struct Inner {
@@ -163,18 +212,24 @@ struct Inner {
 
 struct Verdicts {
     up: Vec<bool>,
+    /// Whether each checker has had a result.
+    has_run: Vec<bool>,
+    /// keepalived's `rs->alive`: every checker up, for `notify_up` / `notify_down`.
+    alive: bool,
     dynamic: Vec<Option<u32>>,
     /// The weight last written (or given to the data plane before the checkers started).
     applied: u32,
 }
 
 impl ServiceState {
-    fn new(spec: ServiceChecks, dataplane: &SharedDataplane) -> Self {
+    fn new(spec: ServiceChecks, dataplane: &SharedDataplane, notices: NoticeSender) -> Self {
         let reals = spec
             .reals
             .iter()
             .map(|r| Verdicts {
                 up: vec![!r.alpha; r.checkers.len()],
+                has_run: vec![false; r.checkers.len()],
+                alive: !r.alpha || r.checkers.is_empty(),
                 dynamic: vec![None; r.checkers.len()],
                 applied: r.weight,
             })
@@ -185,6 +240,7 @@ impl ServiceState {
                 quorum: Quorum::new(spec.quorum, spec.hysteresis),
             }),
             spec,
+            notices,
         };
         {
             let mut inner = state.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -200,6 +256,7 @@ impl ServiceState {
     fn apply(&self, slot: Slot, change: &Change, checker: &str, dataplane: &SharedDataplane) {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let verdicts = &mut inner.reals[slot.real];
+        let first = !std::mem::replace(&mut verdicts.has_run[slot.checker], true);
         let reason = match change {
             Change::Up { weight } => {
                 verdicts.up[slot.checker] = true;
@@ -225,7 +282,70 @@ impl ServiceState {
             reason,
             "checker state changed"
         );
+        let alive = verdicts.up.iter().all(|&up| up);
+        if alive != verdicts.alive {
+            verdicts.alive = alive;
+            self.notify_real(slot.real, alive, NOTIFY_TIMEOUT);
+        } else if !alive && first && real.alpha {
+            // keepalived's `update_svr_checker_state`: an alpha checker's first failure
+            // notifies although the real was never up.
+            self.notify_real(slot.real, false, NOTIFY_TIMEOUT);
+        }
         self.settle(&mut inner, &reason, dataplane);
+    }
+
+    fn notify_real(&self, index: usize, up: bool, timeout: std::time::Duration) {
+        let real = &self.spec.reals[index];
+        let (script, event) = if up {
+            (&real.notify_up, Event::RealUp)
+        } else {
+            (&real.notify_down, Event::RealDown)
+        };
+        self.notify(
+            script.as_ref(),
+            Some((real.addr, real.port)),
+            event,
+            timeout,
+        );
+    }
+
+    fn notify(
+        &self,
+        script: Option<&Script>,
+        real: Option<(IpAddr, u16)>,
+        event: Event,
+        timeout: std::time::Duration,
+    ) {
+        if let Some(script) = script {
+            // The receiver is gone only once the handle stopped: nothing is left to tell.
+            let _ = self.notices.send(Notice {
+                service: self.spec.name.clone(),
+                real,
+                event,
+                script: script.clone(),
+                timeout,
+            });
+        }
+    }
+
+    /// keepalived's shutdown with `omega` (`clear_service_rs`, `update_vs_notifies`): every
+    /// live real's `notify_down`, then `quorum_down`, each with the stop timeout.
+    fn shut_down(&self) {
+        if !self.spec.omega {
+            return;
+        }
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        for (index, verdicts) in inner.reals.iter().enumerate() {
+            if verdicts.alive {
+                self.notify_real(index, false, STOP_TIMEOUT);
+            }
+        }
+        self.notify(
+            self.spec.quorum_down.as_ref(),
+            None,
+            Event::QuorumDown,
+            STOP_TIMEOUT,
+        );
     }
 
     /// The weight real `index` has by its own checks.
@@ -263,6 +383,12 @@ impl ServiceState {
                 "{}",
                 if up { "quorum gained" } else { "quorum lost" }
             );
+            let (script, event) = if up {
+                (&self.spec.quorum_up, Event::QuorumUp)
+            } else {
+                (&self.spec.quorum_down, Event::QuorumDown)
+            };
+            self.notify(script.as_ref(), None, event, NOTIFY_TIMEOUT);
         }
         let sorry = self.spec.sorry_server && !inner.quorum.is_up();
         for (index, (verdicts, weight)) in inner.reals.iter_mut().zip(checked).enumerate() {
