@@ -11,6 +11,7 @@ pub mod dns;
 pub mod http;
 pub mod misc;
 pub mod notices;
+pub mod ping;
 pub mod quorum;
 #[cfg(any(test, feature = "test-double"))]
 pub mod recording;
@@ -19,6 +20,7 @@ pub mod smtp;
 pub mod state;
 pub mod tcp;
 pub mod tls;
+pub mod udp;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -45,6 +47,16 @@ impl Verdict {
     pub fn down(reason: impl Into<String>) -> Self {
         Self::Down {
             reason: reason.into(),
+        }
+    }
+}
+
+/// A conversation's outcome: done, or what went wrong.
+impl From<Result<(), String>> for Verdict {
+    fn from(result: Result<(), String>) -> Self {
+        match result {
+            Ok(()) => Self::UP,
+            Err(reason) => Self::Down { reason },
         }
     }
 }

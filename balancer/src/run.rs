@@ -251,6 +251,8 @@ fn service_checks(
                 &rs.ssl_get,
                 &rs.smtp_check,
                 &rs.dns_check,
+                &rs.udp_check,
+                &rs.ping_check,
             ]
             .iter()
             .any(|c| !c.is_empty())

@@ -12,9 +12,11 @@ use std::time::Duration;
 use crate::check::dns::{self, DnsCheck, DnsError};
 use crate::check::http::{HttpCheck, HttpProtocol, UrlCheck, UrlError};
 use crate::check::misc::MiscCheck;
+use crate::check::ping::PingCheck;
 use crate::check::smtp::{DEFAULT_HELO, SmtpCheck};
 use crate::check::tcp::{Connect, TcpCheck};
 use crate::check::tls::{Tls, TlsError};
+use crate::check::udp::{HexError, Pattern, UdpCheck};
 use crate::check::{Probe, RealChecks, ServiceChecks, Timing};
 use crate::config::schema::lvs::{Checker, RealServer, VirtualServer};
 use crate::notify::{Script, ScriptError, ScriptUser, SecurityError};
@@ -51,6 +53,12 @@ pub enum ConfigError {
     Tls { real: SocketAddr, source: TlsError },
     #[error("real server {real}: DNS_CHECK")]
     Dns { real: SocketAddr, source: DnsError },
+    #[error("real server {real}: UDP_CHECK {key}")]
+    Udp {
+        real: SocketAddr,
+        key: &'static str,
+        source: HexError,
+    },
     #[error("real server {real}: MISC_CHECK without misc_path")]
     NoMiscPath { real: SocketAddr },
     #[error("real server {real}: MISC_CHECK user")]
@@ -157,6 +165,14 @@ pub fn checks_for(
         let timing = timing(vs, c, real, Defaults::DNS)?;
         checkers.push((Arc::new(dns(vs, c, real)?), timing));
     }
+    for c in &rs.udp_check {
+        let timing = timing(vs, c, real, Defaults::OTHER)?;
+        checkers.push((Arc::new(udp(vs, c, real)?), timing));
+    }
+    for c in &rs.ping_check {
+        let timing = timing(vs, c, real, Defaults::OTHER)?;
+        checkers.push((Arc::new(PingCheck::new(connect(vs, c, real)?)), timing));
+    }
     for c in &rs.misc_check {
         let timing = timing(vs, c, real, Defaults::MISC)?;
         checkers.push((Arc::new(misc(vs, c, real, scripts)?), timing));
@@ -261,6 +277,7 @@ fn connect(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<Connect,
         ),
         bind_ip: c.bindto,
         bind_port: c.bind_port,
+        fwmark: c.fwmark,
         timeout: seconds(
             real,
             "connect_timeout",
@@ -326,6 +343,33 @@ fn dns(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<DnsCheck, Co
             .map_err(invalid)?,
         name: dns::query_name(c.name.as_deref().unwrap_or("")).map_err(invalid)?,
     })
+}
+
+fn udp(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<UdpCheck, ConfigError> {
+    let hex = |key, value: &str, wildcards| {
+        Pattern::parse(value, wildcards).map_err(|source| ConfigError::Udp { real, key, source })
+    };
+    let mut check = UdpCheck::new(connect(vs, c, real)?);
+    if let Some(p) = &c.payload {
+        check.payload = hex("payload", p, false)?.octets;
+    }
+    check.reply = c
+        .reply
+        .as_deref()
+        .map(|r| hex("reply", r, true))
+        .transpose()?;
+    check.require_reply = c.require_reply || check.reply.is_some();
+    let min = c.min_reply_length.unwrap_or(*check.reply_len.start());
+    let max = c.max_reply_length.unwrap_or(*check.reply_len.end());
+    if min > max {
+        return Err(ConfigError::Udp {
+            real,
+            key: "min_reply_length",
+            source: HexError::Lengths { min, max },
+        });
+    }
+    check.reply_len = min..=max;
+    Ok(check)
 }
 
 fn smtp(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<SmtpCheck, ConfigError> {

@@ -60,6 +60,7 @@ fn ssl_check(to: SocketAddr, url: UrlCheck, sni: bool) -> HttpCheck {
             bind_ip: None,
             bind_port: None,
             timeout: Duration::from_secs(2),
+            fwmark: None,
         },
         urls: vec![url],
         protocol: HttpProtocol::default(),

@@ -292,7 +292,7 @@ fn real(
 }
 
 /// The fields each checker kind accepts besides the common connection options.
-const KIND_FIELDS: [(&str, &[&str]); 6] = [
+const KIND_FIELDS: [(&str, &[&str]); 8] = [
     ("TCP_CHECK", &[]),
     ("HTTP_GET", &["url", "http_protocol"]),
     ("SSL_GET", &["url", "http_protocol", "enable_sni"]),
@@ -302,16 +302,29 @@ const KIND_FIELDS: [(&str, &[&str]); 6] = [
         "MISC_CHECK",
         &["misc_path", "misc_timeout", "misc_dynamic", "user"],
     ),
+    (
+        "UDP_CHECK",
+        &[
+            "payload",
+            "require_reply",
+            "reply",
+            "min_reply_length",
+            "max_reply_length",
+        ],
+    ),
+    ("PING_CHECK", &[]),
 ];
 
 fn checkers(key: &str, rs: &RealServer, report: &mut Report<'_>) {
-    let lists: [(&str, &Vec<Checker>); 6] = [
+    let lists: [(&str, &Vec<Checker>); 8] = [
         ("TCP_CHECK", &rs.tcp_check),
         ("HTTP_GET", &rs.http_get),
         ("SSL_GET", &rs.ssl_get),
         ("SMTP_CHECK", &rs.smtp_check),
         ("DNS_CHECK", &rs.dns_check),
         ("MISC_CHECK", &rs.misc_check),
+        ("UDP_CHECK", &rs.udp_check),
+        ("PING_CHECK", &rs.ping_check),
     ];
     for ((kind, list), (_, allowed)) in lists.into_iter().zip(KIND_FIELDS) {
         for (i, c) in list.iter().enumerate() {
@@ -375,6 +388,7 @@ fn checkers(key: &str, rs: &RealServer, report: &mut Report<'_>) {
                         "misc_path, the command to run",
                     );
                 }
+                "UDP_CHECK" => udp_check(&ckey, c, report),
                 "DNS_CHECK" => {
                     if let Some(t) = &c.query_type {
                         report.one_of(
@@ -403,11 +417,48 @@ fn specific_fields(c: &Checker) -> Vec<&'static str> {
         ("misc_timeout", c.misc_timeout.is_some()),
         ("misc_dynamic", c.misc_dynamic),
         ("user", c.user.is_some()),
+        ("payload", c.payload.is_some()),
+        ("require_reply", c.require_reply),
+        ("reply", c.reply.is_some()),
+        ("min_reply_length", c.min_reply_length.is_some()),
+        ("max_reply_length", c.max_reply_length.is_some()),
     ];
     set.into_iter()
         .filter(|(_, on)| *on)
         .map(|(f, _)| f)
         .collect()
+}
+
+/// `UDP_CHECK`'s octet strings and reply lengths, as keepalived's `check_udp.c` handlers
+/// refuse them.
+fn udp_check(key: &str, c: &Checker, report: &mut Report<'_>) {
+    use crate::check::udp::Pattern;
+    for (field, value, wildcards) in [("payload", &c.payload, false), ("reply", &c.reply, true)] {
+        if let Some(v) = value
+            && Pattern::parse(v, wildcards).is_err()
+        {
+            report.error(
+                &format!("{key}.{field}"),
+                format!("{v:?}"),
+                if wildcards {
+                    "hexadecimal octets, x for any nibble, e.g. \"01 ax\""
+                } else {
+                    "hexadecimal octets, e.g. \"01 02 ff\""
+                },
+            );
+        }
+    }
+    let (min, max) = (
+        c.min_reply_length.unwrap_or(0),
+        c.max_reply_length.unwrap_or(255),
+    );
+    if min > max {
+        report.error(
+            &format!("{key}.min_reply_length"),
+            format!("{min} > max_reply_length {max}: every answer would fail"),
+            "min_reply_length <= max_reply_length (default 255)",
+        );
+    }
 }
 
 fn status_range(code: &str) -> bool {
