@@ -26,7 +26,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-pub use config::{ConfigError, ScriptPolicy, checks_for, service_checks};
+pub use config::{ConfigError, Globals, ScriptPolicy, checks_for, service_checks};
 pub use runner::{CheckHandle, RealChecks, ServiceChecks, SharedDataplane, spawn, spawn_notifying};
 
 /// What one attempt of a checker saw.

@@ -15,7 +15,7 @@ use std::{
 };
 
 use balancer::{
-    check::{self, ScriptPolicy, recording::RecordingDataplane},
+    check::{self, Globals, ScriptPolicy, recording::RecordingDataplane},
     config::schema::lvs::VirtualServer,
     notify::ScriptUser,
 };
@@ -77,11 +77,12 @@ notify_down = "{script} down 198.18.0.11"
     /// that every socket they open is that namespace's. Dropping the guard stops them (and
     /// runs the `omega` scripts).
     fn start(&self, vs: &VirtualServer) -> (Arc<Mutex<RecordingDataplane>>, NsThread) {
-        let policy = ScriptPolicy {
+        let scripts = ScriptPolicy {
             user: ScriptUser::current(),
             security: false,
         };
-        let checks = check::service_checks("web", vs, &policy).unwrap();
+        let globals = Globals::new(scripts, None).unwrap();
+        let checks = check::service_checks("web", vs, &globals).unwrap();
         let (recorder, dataplane) = RecordingDataplane::shared();
         let thread = self.lb.spawn_thread(move |stop: &AtomicBool| {
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -6,6 +6,7 @@
 //! first checks spread over one loop), `misc_timeout` the virtual server's `delay_loop`.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +16,10 @@ use crate::check::misc::MiscCheck;
 use crate::check::ping::PingCheck;
 use crate::check::smtp::{DEFAULT_HELO, SmtpCheck};
 use crate::check::tcp::{Connect, TcpCheck};
-use crate::check::tls::{Tls, TlsError};
+use crate::check::tls::{ClientIdentity, Tls, TlsError};
 use crate::check::udp::{HexError, Pattern, UdpCheck};
 use crate::check::{Probe, RealChecks, ServiceChecks, Timing};
-use crate::config::schema::lvs::{Checker, RealServer, VirtualServer};
+use crate::config::schema::lvs::{Checker, RealServer, Ssl, VirtualServer};
 use crate::notify::{Script, ScriptError, ScriptUser, SecurityError};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,8 @@ pub enum ConfigError {
         index: usize,
         reason: String,
     },
+    #[error("SSL block")]
+    Ssl { source: TlsError },
     #[error("real server {real}: SSL_GET")]
     Tls { real: SocketAddr, source: TlsError },
     #[error("real server {real}: DNS_CHECK")]
@@ -86,6 +89,35 @@ pub struct ScriptPolicy {
     pub security: bool,
 }
 
+/// What every checker shares: the script policy and keepalived's `SSL` block.
+#[derive(Clone, Debug)]
+pub struct Globals {
+    pub scripts: ScriptPolicy,
+    /// The `SSL` block's client certificate, read.
+    pub tls_client: Option<Arc<ClientIdentity>>,
+}
+
+impl Globals {
+    /// `scripts`, and the client certificate of `ssl` read from its files.
+    ///
+    /// # Errors
+    /// A file of the `SSL` block cannot be read as PEM.
+    pub fn new(scripts: ScriptPolicy, ssl: Option<&Ssl>) -> Result<Self, ConfigError> {
+        let tls_client = ssl
+            .and_then(|s| s.certificate.as_deref().map(|c| (c, s.key.as_deref())))
+            .map(|(certificate, key)| {
+                ClientIdentity::load(Path::new(certificate), key.map(Path::new))
+                    .map(Arc::new)
+                    .map_err(|source| ConfigError::Ssl { source })
+            })
+            .transpose()?;
+        Ok(Self {
+            scripts,
+            tls_client,
+        })
+    }
+}
+
 /// The checkers of every real of `vs`, named `name` in the data plane, with its quorum.
 ///
 /// # Errors
@@ -93,8 +125,9 @@ pub struct ScriptPolicy {
 pub fn service_checks(
     name: &str,
     vs: &VirtualServer,
-    scripts: &ScriptPolicy,
+    globals: &Globals,
 ) -> Result<ServiceChecks, ConfigError> {
+    let scripts = &globals.scripts;
     let owner = || format!("virtual server {name}");
     Ok(ServiceChecks {
         name: name.to_owned(),
@@ -107,7 +140,7 @@ pub fn service_checks(
         reals: vs
             .real_server
             .iter()
-            .map(|rs| checks_for(vs, rs, scripts))
+            .map(|rs| checks_for(vs, rs, globals))
             .collect::<Result<_, _>>()?,
     })
 }
@@ -120,8 +153,9 @@ pub fn service_checks(
 pub fn checks_for(
     vs: &VirtualServer,
     rs: &RealServer,
-    scripts: &ScriptPolicy,
+    globals: &Globals,
 ) -> Result<RealChecks, ConfigError> {
+    let scripts = &globals.scripts;
     let port = rs.port.or(vs.port).unwrap_or(0);
     let real = SocketAddr::new(rs.ip, port);
     let weight = u32::try_from(rs.weight)
@@ -143,7 +177,8 @@ pub fn checks_for(
     }
     for c in &rs.ssl_get {
         let timing = timing(vs, c, real, Defaults::HTTP)?;
-        let tls = Tls::new(c.enable_sni).map_err(|source| ConfigError::Tls { real, source })?;
+        let tls = Tls::new(c.enable_sni, globals.tls_client.as_deref())
+            .map_err(|source| ConfigError::Tls { real, source })?;
         let check = http(vs, c, real, Some(tls.clone()))?;
         // A virtual host that cannot be a server name is a configuration error, found here
         // rather than as a real that never comes up.

@@ -4,10 +4,13 @@ fn parse(toml: &str) -> VirtualServer {
     toml::from_str(toml).unwrap()
 }
 
-fn policy() -> ScriptPolicy {
-    ScriptPolicy {
-        user: ScriptUser::current(),
-        security: false,
+fn policy() -> Globals {
+    Globals {
+        scripts: ScriptPolicy {
+            user: ScriptUser::current(),
+            security: false,
+        },
+        tls_client: None,
     }
 }
 

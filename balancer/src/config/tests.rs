@@ -281,3 +281,42 @@ virtual_server 198.18.0.100 53 {
     let via_toml: Config = toml::from_str(&loaded.config.to_toml().unwrap()).unwrap();
     assert_eq!(via_toml, loaded.config);
 }
+
+#[test]
+fn the_ssl_block_imports_and_a_password_is_refused() {
+    let text = r"
+SSL {
+    certificate /etc/keepalived/client.pem
+    key /etc/keepalived/client.key
+    ca /etc/keepalived/ca.pem
+}
+";
+    let tree = keepalived::parse(Path::new("keepalived.conf"), text).unwrap();
+    let imported = keepalived::import(Path::new("keepalived.conf"), &tree);
+    let config = imported.map(|i| i.config).unwrap();
+    let ssl = config.ssl.clone().unwrap();
+    assert_eq!(
+        ssl.certificate.as_deref(),
+        Some("/etc/keepalived/client.pem")
+    );
+    assert_eq!(ssl.key.as_deref(), Some("/etc/keepalived/client.key"));
+    assert_eq!(ssl.ca.as_deref(), Some("/etc/keepalived/ca.pem"));
+    let via_toml: Config = toml::from_str(&config.to_toml().unwrap()).unwrap();
+    assert_eq!(via_toml, config);
+
+    let text = "[xdp]\ninterfaces = [\"eth0\"]\n[SSL]\nkey = \"k.pem\"\npassword = \"x\"\n";
+    let errors = match Config::load_text(Path::new("lb.toml"), text) {
+        Err(ConfigError::Invalid { diagnostics }) => diagnostics
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        other => panic!("expected errors, got {other:?}"),
+    };
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("SSL.key: a key without a certificate"),
+        "{errors:?}"
+    );
+    assert!(errors[1].contains("SSL.password"), "{errors:?}");
+}

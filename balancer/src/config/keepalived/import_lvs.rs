@@ -3,7 +3,7 @@
 use crate::config::keepalived::import::Cx;
 use crate::config::keepalived::tree::Node;
 use crate::config::schema::{
-    Checker, Endpoint, RealServer, Url, VirtualServer, VirtualServerGroup,
+    Checker, Endpoint, RealServer, Ssl, Url, VirtualServer, VirtualServerGroup,
 };
 use crate::config::validate::DEFAULT_PERSISTENCE_S;
 
@@ -374,6 +374,23 @@ fn checker(cx: &mut Cx, key: &str, node: &Node) -> Checker {
         }
     }
     ch
+}
+
+/// The top-level `SSL { }` block.
+pub(crate) fn ssl(cx: &mut Cx, node: &Node) -> Ssl {
+    cx.at("SSL", node);
+    let mut ssl = Ssl::default();
+    for c in &node.children {
+        let k = format!("SSL.{}", c.keyword);
+        match c.keyword.as_str() {
+            "password" => ssl.password = cx.text(&k, c),
+            "ca" => ssl.ca = cx.text(&k, c),
+            "certificate" => ssl.certificate = cx.text(&k, c),
+            "key" => ssl.key = cx.text(&k, c),
+            _ => cx.unknown("SSL", c, &["password", "ca", "certificate", "key"]),
+        }
+    }
+    ssl
 }
 
 fn url(cx: &mut Cx, key: &str, node: &Node) -> Url {

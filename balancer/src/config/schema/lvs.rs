@@ -143,6 +143,28 @@ fn default_lb_kind() -> String {
     "NAT".into()
 }
 
+/// keepalived's `SSL { }` (`keepalived/check/check_ssl.c` `build_ssl_ctx`): the client
+/// certificate `SSL_GET` presents to reals that ask for one.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Ssl {
+    /// `certificate`: a PEM file with the client certificate and its chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// `key`: a PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    /// Default: the key in the `certificate` file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `password`: the password of an encrypted key. Encrypted keys are not supported:
+    /// validation refuses this key, and the error says how to decrypt the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// `ca`: a PEM file of trusted certificates. keepalived loads it but never asks for the
+    /// real's certificate to be verified, so it changes nothing; accepted for imports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+}
+
 /// keepalived's `real_server IPADDR [PORT] { }`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -291,6 +291,25 @@ fn real(
     })
 }
 
+/// The `SSL` block: a key needs its certificate, and encrypted keys are not read.
+pub(crate) fn ssl(config: &Config, report: &mut Report<'_>) {
+    let Some(ssl) = &config.ssl else { return };
+    if ssl.password.is_some() {
+        report.error(
+            "SSL.password",
+            "a password for an encrypted key: encrypted keys are not supported".into(),
+            "an unencrypted key (`openssl pkey -in KEY -out PLAIN`), and no password",
+        );
+    }
+    if ssl.key.is_some() && ssl.certificate.is_none() {
+        report.error(
+            "SSL.key",
+            "a key without a certificate".into(),
+            "certificate, the PEM file the key belongs to",
+        );
+    }
+}
+
 /// The fields each checker kind accepts besides the common connection options.
 const KIND_FIELDS: [(&str, &[&str]); 8] = [
     ("TCP_CHECK", &[]),
