@@ -43,11 +43,15 @@ pub enum ProtoCounter {
     OtherL4v6,
     /// ICMP errors quoting a balanced flow, sent on to the flow's real (also counted by class).
     IcmpErrorToReal,
+    /// TCP segments to a service, other than a SYN, that found no flow (Katran's "LRU miss"):
+    /// the flow was evicted from a full connection table, timed out, or was opened through
+    /// another node before a failover. They are scheduled afresh (also counted by class).
+    FlowMissMidStream,
 }
 
 impl ProtoCounter {
     /// Number of counters, the size of [`PROTO_COUNTERS_MAP`].
-    pub const COUNT: u32 = Self::IcmpErrorToReal as u32 + 1;
+    pub const COUNT: u32 = Self::FlowMissMidStream as u32 + 1;
 
     /// Every counter, in index order.
     pub const ALL: [Self; Self::COUNT as usize] = [
@@ -67,6 +71,7 @@ impl ProtoCounter {
         Self::Icmp6,
         Self::OtherL4v6,
         Self::IcmpErrorToReal,
+        Self::FlowMissMidStream,
     ];
 
     /// A stable, lower-case name for logs, status output and metrics.
@@ -89,6 +94,7 @@ impl ProtoCounter {
             Self::Icmp6 => "icmp6",
             Self::OtherL4v6 => "other_l4_v6",
             Self::IcmpErrorToReal => "icmp_error_to_real",
+            Self::FlowMissMidStream => "flow_miss_mid_stream",
         }
     }
 }

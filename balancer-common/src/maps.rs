@@ -122,9 +122,15 @@ pub struct Real {
     /// TUN: outer source address.
     pub tun_src: [u32; 4],
     /// Service id + 1 of the service that lists this real (also as its sorry server), so a
-    /// restarted daemon can tell whose real an index is; unused by the XDP program.
+    /// restarted daemon can tell whose real an index is and a flow whose real index was
+    /// reused ends; with [`OWNER_DRAINING`] set, the real was removed and only serves the
+    /// connections it already has (as IPVS keeps a removed destination's connections).
     pub owner: u32,
 }
+
+/// Set in [`Real::owner`] of a removed real that still has connections: their packets go on
+/// reaching it, but no new connection nor persistence template does.
+pub const OWNER_DRAINING: u32 = 1 << 31;
 const _: () = assert!(size_of::<Real>() == 60);
 
 #[repr(C)]
@@ -142,7 +148,8 @@ const _: () = assert!(size_of::<FlowKey>() == 40);
 
 /// `Flow::state`.
 pub mod flow_state {
-    /// UDP, or TCP before the handshake completed.
+    /// TCP before the handshake completed (IPVS's `SYN_RECV`, 60 s at most); UDP flows are
+    /// `ESTABLISHED` from their first packet.
     pub const NEW: u32 = 0;
     pub const ESTABLISHED: u32 = 1;
     /// FIN or RST seen: the tcpfin timeout applies.
@@ -212,6 +219,50 @@ pub struct Globals {
 }
 const _: () = assert!(size_of::<Globals>() == 24);
 
+/// IPVS's timeout of a TCP connection in `SYN_RECV` (`ip_vs_proto_tcp.c`), which `ipvsadm
+/// --set` does not change: a SYN flood's entries go after a minute, not after the tcp timeout.
+pub const SYN_RECV_TIMEOUT_NS: u64 = 60_000_000_000;
+
+/// A real's connection counts in `REAL_ACTIVE`, as IPVS keeps `activeconns` and `inactconns`:
+/// active (TCP established, UDP) in the high 32 bits, inactive (TCP handshake not done, or
+/// closing) in the low 32. The XDP program adds as connections start and establish; the
+/// userspace sweep rewrites both from the connection table.
+#[expect(
+    clippy::inline_always,
+    reason = "called per new connection by the XDP program, where calls cost stack"
+)]
+pub mod conn_count {
+    /// One active connection.
+    pub const ACTIVE: u64 = 1 << 32;
+    /// One inactive connection.
+    pub const INACTIVE: u64 = 1;
+
+    #[inline(always)]
+    #[must_use]
+    pub const fn pack(active: u64, inactive: u64) -> u64 {
+        (active << 32) | (inactive & 0xffff_ffff)
+    }
+
+    #[inline(always)]
+    #[must_use]
+    pub const fn active(v: u64) -> u64 {
+        v >> 32
+    }
+
+    #[inline(always)]
+    #[must_use]
+    pub const fn inactive(v: u64) -> u64 {
+        v & 0xffff_ffff
+    }
+
+    /// IPVS's `ip_vs_dest_conn_overhead`, what lc and wlc compare: active × 256 + inactive.
+    #[inline(always)]
+    #[must_use]
+    pub const fn overhead(v: u64) -> u64 {
+        (active(v) << 8) + inactive(v)
+    }
+}
+
 impl Globals {
     /// Whether a flow of protocol `proto` last seen at `last_seen_ns` (in `state`) is still
     /// live at `now_ns`: the one rule the XDP program and the userspace sweep both apply.
@@ -223,6 +274,8 @@ impl Globals {
             self.udp_timeout_ns
         } else if state == flow_state::CLOSING {
             self.tcpfin_timeout_ns
+        } else if state == flow_state::NEW && self.tcp_timeout_ns > SYN_RECV_TIMEOUT_NS {
+            SYN_RECV_TIMEOUT_NS
         } else {
             self.tcp_timeout_ns
         };
@@ -291,5 +344,27 @@ mod tests {
             "UDP ignores TCP states"
         );
         assert!(!g.flow_live(17, flow_state::NEW, 0, 301));
+        assert!(
+            g.flow_live(6, flow_state::NEW, 0, 900),
+            "shorter than SYN_RECV's minute"
+        );
+    }
+
+    #[test]
+    fn a_handshake_that_never_completes_ends_after_ipvss_syn_recv_minute() {
+        let g = Globals::default();
+        let s = 1_000_000_000;
+        assert!(g.flow_live(6, flow_state::NEW, 0, 60 * s));
+        assert!(!g.flow_live(6, flow_state::NEW, 0, 61 * s));
+        assert!(g.flow_live(6, flow_state::ESTABLISHED, 0, 61 * s));
+    }
+
+    #[test]
+    fn connection_counts_pack_as_ipvs_weighs_them() {
+        use super::conn_count::{ACTIVE, INACTIVE, active, inactive, overhead, pack};
+        let v = pack(3, 7);
+        assert_eq!((active(v), inactive(v)), (3, 7));
+        assert_eq!(overhead(v), 3 * 256 + 7);
+        assert_eq!(v + ACTIVE + INACTIVE, pack(4, 8));
     }
 }

@@ -11,7 +11,7 @@ use balancer_common::{
     maps::{
         DEFAULT_FLOWS, DEFAULT_PERSIST, Flow, FlowKey, Globals, MAX_REALS, MAX_SCHED_SLOTS,
         MAX_SERVICE_KEYS, MAX_SERVICES, NatKey, NatOrigin, Persist, PersistKey, Real, Service,
-        ServiceKey, Stats,
+        ServiceKey, Stats, conn_count,
     },
 };
 
@@ -126,9 +126,10 @@ pub fn active(real: u32) -> u64 {
     REAL_ACTIVE.get(real).copied().unwrap_or(0)
 }
 
-/// Counts a new connection: per-service and per-real `conns`, and the real's active count.
+/// Counts a new connection: per-service and per-real `conns`, and the real's connection
+/// count (`established`: active, else inactive, as IPVS counts a connection in `SYN_RECV`).
 #[inline(always)]
-pub fn add_stats_conn(service: u32, real: u32) {
+pub fn add_stats_conn(service: u32, real: u32, established: bool) {
     if let Some(s) = SERVICE_STATS.get_ptr_mut(service) {
         // SAFETY: per-CPU slot, see `bump`.
         unsafe { (*s).conns += 1 };
@@ -137,10 +138,23 @@ pub fn add_stats_conn(service: u32, real: u32) {
         // SAFETY: per-CPU slot, see `bump`.
         unsafe { (*s).conns += 1 };
     }
+    count_conn(
+        real,
+        if established {
+            conn_count::ACTIVE
+        } else {
+            conn_count::INACTIVE
+        },
+    );
+}
+
+/// Adds `n` (see `conn_count`) to a real's connection counts.
+#[inline(always)]
+pub fn count_conn(real: u32, n: u64) {
     if let Some(a) = REAL_ACTIVE.get_ptr_mut(real) {
         // SAFETY: shared between CPUs, hence the atomic add (BPF_ATOMIC); userspace recounts
-        // it from the connection table as flows expire.
-        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(a, 1) };
+        // it from the connection table as flows establish, close and expire.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(a, n) };
     }
 }
 

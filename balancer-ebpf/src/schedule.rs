@@ -8,7 +8,7 @@ use balancer_common::{
     hash::addr_hash,
     maps::{
         FAMILY_V4, MAX_LC_REALS, Persist, PersistKey, SVC_F_HASH_PORT, SVC_F_PERSIST, Service,
-        sched,
+        conn_count, sched,
     },
 };
 
@@ -97,9 +97,10 @@ struct LcScan {
     best_weight: u64,
 }
 
-/// lc, wlc, sed and nq over the reals listed in the service's table (IPVS's formulas with
-/// active connections as the overhead). The scan runs under `bpf_loop`, so the verifier checks
-/// its body once instead of once per real.
+/// lc, wlc, sed and nq over the reals listed in the service's table, with IPVS's formulas: lc
+/// and wlc weigh active × 256 + inactive connections (`ip_vs_dest_conn_overhead`), sed and nq
+/// active + 1, and nq takes an idle real at once. The scan runs under `bpf_loop`, so the
+/// verifier checks its body once instead of once per real.
 #[inline(always)]
 fn least_connections(s: &Service) -> Result<u32, Reason> {
     let mut scan = LcScan {
@@ -137,8 +138,9 @@ extern "C" fn lc_step(i: u64, ctx: *mut c_void) -> i64 {
         return 0;
     }
     let weight = u64::from(real.weight);
-    let active = maps::active(index);
-    // nq: an idle real wins at once.
+    let counts = maps::active(index);
+    let active = conn_count::active(counts);
+    // nq: a real without active connections wins at once.
     if scan.sched == sched::NQ && active == 0 {
         scan.best = index + 1;
         return 1;
@@ -146,7 +148,7 @@ extern "C" fn lc_step(i: u64, ctx: *mut c_void) -> i64 {
     let cost = if scan.sched == sched::SED || scan.sched == sched::NQ {
         active + 1
     } else {
-        active
+        conn_count::overhead(counts)
     };
     let better = if scan.best == 0 {
         true

@@ -12,7 +12,7 @@ use balancer::{
     },
     model::{Egress, Method, Persistence, Protocol, RealServer, Scheduler, VirtualService},
 };
-use balancer_common::{Reason, maps::Globals};
+use balancer_common::{ProtoCounter, Reason, maps::Globals};
 use balancer_tests::{Netns, frame::*, require_root, veth_pair};
 
 const XDP_DROP: u32 = 1;
@@ -478,6 +478,31 @@ fn least_connection_prefers_the_idle_real() {
     assert_eq!(hits[2], 5, "{hits:?}");
 }
 
+/// IPVS's lc weighs an established connection as 256 that have not completed their
+/// handshake: a real with one established connection gets the next 256 SYNs' worth of
+/// inactive ones elsewhere first.
+#[test]
+fn least_connection_weighs_established_as_ipvs_does() {
+    require_root!();
+    let mut prog = load();
+    prog.apply(
+        "web",
+        &service(Scheduler::Lc, vec![dr_real(1, 1), dr_real(2, 1)]),
+    )
+    .unwrap();
+    let busy = dr_target(&run(&mut prog, &tcp4(CLIENT, 100, VIP, 80, SYN)).out);
+    run(&mut prog, &tcp4(CLIENT, 100, VIP, 80, ACK));
+    let other = if busy == 1 { 2 } else { 1 };
+    for port in 101..121 {
+        let r = run(&mut prog, &tcp4(CLIENT, port, VIP, 80, SYN));
+        assert_eq!(
+            dr_target(&r.out),
+            other,
+            "20 handshakes weigh less than one established connection"
+        );
+    }
+}
+
 #[test]
 fn tun_ipv4_encapsulates_in_ipip() {
     require_root!();
@@ -549,22 +574,76 @@ fn tun_ipv6_encapsulates_in_ip6ip6() {
     assert_eq!(r.out, want);
 }
 
+/// As IPVS keeps a removed destination's connections (`expire_nodest_conn` 0): the flow goes
+/// on to its real, new connections do not reach it, a re-added real takes its index back, and
+/// a sweep frees the index once its flows have ended.
 #[test]
-fn a_flow_whose_real_was_removed_is_scheduled_afresh() {
+fn a_removed_real_keeps_its_connections_until_they_end() {
     require_root!();
-    let mut prog = load();
-    prog.apply(
-        "web",
-        &service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]),
-    )
+    let mut prog = XdpProgram::load_with(&LoadOptions {
+        flows: 4096,
+        persist: 64,
+        timeouts: Globals {
+            tcp_timeout_ns: 300_000_000,
+            tcpfin_timeout_ns: 300_000_000,
+            udp_timeout_ns: 300_000_000,
+        },
+        pin_dir: None,
+    })
     .unwrap();
+    let both = service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]);
+    prog.apply("web", &both).unwrap();
     let first = dr_target(&run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, SYN)).out);
     let other = if first == 1 { 2 } else { 1 };
     prog.apply("web", &service(Scheduler::Rr, vec![dr_real(other, 1)]))
         .unwrap();
+    assert_eq!(prog.draining(), 1);
     let r = run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, ACK));
-    assert_eq!(dr_target(&r.out), other);
+    assert_eq!(dr_target(&r.out), first, "the established flow goes on");
     only_reason(&r.reasons, Reason::Tx);
+    for port in 7001..7005 {
+        let r = run(&mut prog, &tcp4(CLIENT, port, VIP, 80, SYN));
+        assert_eq!(dr_target(&r.out), other, "no new connection reaches it");
+    }
+    // Listed again: the same index, so the flow is its own again.
+    prog.apply("web", &both).unwrap();
+    assert_eq!(prog.draining(), 0);
+    let r = run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, ACK));
+    assert_eq!(dr_target(&r.out), first);
+
+    // Removed again; once its flows have expired (and the table swap is long past), a sweep
+    // frees the index.
+    prog.apply("web", &service(Scheduler::Rr, vec![dr_real(other, 1)]))
+        .unwrap();
+    prog.sweep().unwrap();
+    assert_eq!(prog.draining(), 1, "its flow is live");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    prog.sweep().unwrap();
+    assert_eq!(prog.draining(), 0, "freed once no flow uses it");
+    let misses = |p: &XdpProgram| {
+        p.proto_counters()
+            .unwrap()
+            .get(ProtoCounter::FlowMissMidStream)
+    };
+    let before = misses(&prog);
+    let r = run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, ACK));
+    assert_eq!(
+        dr_target(&r.out),
+        other,
+        "the expired flow is scheduled afresh"
+    );
+    assert_eq!(
+        misses(&prog),
+        before + 1,
+        "and counted as a mid-stream miss"
+    );
+    run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, ACK));
+    run(&mut prog, &tcp4(CLIENT, 7001, VIP, 80, SYN));
+    assert_eq!(
+        misses(&prog),
+        before + 1,
+        "a flow found, or a SYN, is no miss"
+    );
 }
 
 /// An ICMP error from a router on the client's path, quoting a packet the real sent (VIP:80 ->
@@ -644,29 +723,41 @@ fn sweep_expires_flows_and_recounts_active_connections() {
         ]);
         assert_eq!(run(&mut prog, &f).action, XDP_TX);
     }
-    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, SYN));
-    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, 0x11)); // FIN|ACK: closing
     let active = |p: &XdpProgram, i: u8, svc: &str, port: u16| {
         p.active_connections(svc, real_addr(i), port)
             .unwrap()
             .unwrap()
     };
+    let counts = |p: &XdpProgram, i: u8, svc: &str, port: u16| {
+        p.connection_counts(svc, real_addr(i), port)
+            .unwrap()
+            .unwrap()
+    };
+    // As IPVS counts them: SYN_RECV is inactive, established active, closing inactive.
+    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, SYN));
+    assert_eq!(
+        counts(&prog, 3, "tcp", 80),
+        (0, 1),
+        "inactive until established"
+    );
+    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, ACK));
+    assert_eq!(active(&prog, 3, "tcp", 80), 1, "active once established");
+    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, 0x11)); // FIN|ACK: closing
     assert_eq!(
         (active(&prog, 1, "udp", 80), active(&prog, 2, "udp", 80)),
         (2, 2)
     );
-    assert_eq!(active(&prog, 3, "tcp", 80), 1, "counted when scheduled");
 
     let s = prog.sweep().unwrap();
     assert_eq!((s.live, s.expired), (5, 0));
     assert_eq!(
-        (active(&prog, 1, "udp", 80), active(&prog, 2, "udp", 80)),
-        (2, 2)
+        (counts(&prog, 1, "udp", 80), counts(&prog, 2, "udp", 80)),
+        ((2, 0), (2, 0))
     );
     assert_eq!(
-        active(&prog, 3, "tcp", 80),
-        0,
-        "a closing connection is not active"
+        counts(&prog, 3, "tcp", 80),
+        (0, 1),
+        "a closing connection is inactive"
     );
 
     std::thread::sleep(std::time::Duration::from_millis(300));

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray};
 use balancer_common::maps::{
     FLOWS_MAP, Flow, FlowKey, GLOBALS_MAP, Globals, REAL_ACTIVE_MAP, REAL_STATS_MAP,
-    SERVICE_STATS_MAP, Stats, flow_state,
+    SERVICE_STATS_MAP, Stats, conn_count, flow_state,
 };
 
 use super::{XdpError, XdpProgram};
@@ -65,6 +65,7 @@ impl XdpProgram {
         let now = monotonic_ns();
         let mut expired = Vec::new();
         let mut active = std::collections::HashMap::<u32, u64>::new();
+        let mut inactive = std::collections::HashMap::<u32, u64>::new();
         let mut sweep = Sweep::default();
         {
             let map = self.ebpf.map(FLOWS_MAP).ok_or(XdpError::Missing {
@@ -78,9 +79,14 @@ impl XdpProgram {
                 let Ok((key, flow)) = entry else { continue };
                 if live(&key, &flow, &g, now) {
                     sweep.live += 1;
-                    if flow.state != flow_state::CLOSING {
-                        *active.entry(flow.real).or_default() += 1;
-                    }
+                    // IPVS: only an established connection is active (UDP flows are
+                    // established from their first packet).
+                    let counts = if flow.state == flow_state::ESTABLISHED {
+                        &mut active
+                    } else {
+                        &mut inactive
+                    };
+                    *counts.entry(flow.real).or_default() += 1;
                 } else {
                     expired.push(key);
                 }
@@ -103,6 +109,9 @@ impl XdpProgram {
                 sweep.expired += 1;
             }
         }
+        let live: std::collections::HashSet<u32> =
+            active.keys().chain(inactive.keys()).copied().collect();
+        self.release_drained(&live)?;
         let reals: Vec<u32> = self.table.real_indexes().collect();
         let map = self
             .ebpf
@@ -114,7 +123,10 @@ impl XdpProgram {
         let mut counts: Array<&mut MapData, u64> =
             Array::try_from(map).map_err(map_err(REAL_ACTIVE_MAP))?;
         for index in reals {
-            let n = active.get(&index).copied().unwrap_or(0);
+            let n = conn_count::pack(
+                active.get(&index).copied().unwrap_or(0),
+                inactive.get(&index).copied().unwrap_or(0),
+            );
             counts.set(index, n, 0).map_err(map_err(REAL_ACTIVE_MAP))?;
         }
         Ok(sweep)
@@ -149,7 +161,7 @@ impl XdpProgram {
         }
     }
 
-    fn stats(&self, map: &'static str, index: u32) -> Result<Stats, XdpError> {
+    pub(super) fn stats(&self, map: &'static str, index: u32) -> Result<Stats, XdpError> {
         let m = self.ebpf.map(map).ok_or(XdpError::Missing {
             what: "map",
             name: map,
@@ -174,6 +186,22 @@ impl XdpProgram {
         addr: IpAddr,
         port: u16,
     ) -> Result<Option<u64>, XdpError> {
+        Ok(self
+            .connection_counts(service, addr, port)?
+            .map(|(active, _)| active))
+    }
+
+    /// A real's (active, inactive) connections as the schedulers see them (`ipvsadm -Ln`'s
+    /// `ActiveConn` and `InActConn`), or `None` when the service has no such real.
+    ///
+    /// # Errors
+    /// The map cannot be read.
+    pub fn connection_counts(
+        &self,
+        service: &str,
+        addr: IpAddr,
+        port: u16,
+    ) -> Result<Option<(u64, u64)>, XdpError> {
         let Some(index) = self.table.real_index(service, addr, port) else {
             return Ok(None);
         };
@@ -185,7 +213,7 @@ impl XdpProgram {
             Array::try_from(map).map_err(map_err(REAL_ACTIVE_MAP))?;
         counts
             .get(&index, 0)
-            .map(Some)
+            .map(|v| Some((conn_count::active(v), conn_count::inactive(v))))
             .map_err(map_err(REAL_ACTIVE_MAP))
     }
 }
