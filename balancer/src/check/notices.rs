@@ -6,6 +6,8 @@
 //!   attempt gets `notify_down` too, though it was never up (`update_svr_checker_state`);
 //! - a virtual server's `quorum_up` runs when the quorum is gained, `quorum_down` when it is
 //!   lost, also when it is lost from the start;
+//! - on a reload, a live real that the new configuration drops gets its `notify_down`
+//!   (`clear_diff_rs`);
 //! - at shutdown, only with `omega`: every live real's `notify_down`, then `quorum_down`
 //!   (keepalived takes the quorum down at shutdown whatever it was), each killed after one
 //!   second as keepalived's `system_call_script(..., TIMER_HZ, ...)`.

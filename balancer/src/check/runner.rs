@@ -172,6 +172,13 @@ impl CheckHandle {
                 (v.up.len() == r.checkers.len()).then(|| v.clone())
             })
             .collect();
+        if let Some(old) = &previous {
+            old.state.retire(|r| {
+                spec.reals
+                    .iter()
+                    .any(|n| n.addr == r.addr && n.port == r.port)
+            });
+        }
         // Dropping the old set aborts its tasks.
         drop(previous);
         let service = Arc::new(ServiceState::new(
@@ -500,6 +507,17 @@ impl ServiceState {
                 script: script.clone(),
                 timeout,
             });
+        }
+    }
+
+    /// keepalived's reload (`clear_diff_rs` -> `clear_service_rs`): a live real that the new
+    /// configuration no longer has is taken out, with its `notify_down`.
+    fn retire(&self, kept: impl Fn(&RealChecks) -> bool) {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        for (index, verdicts) in inner.reals.iter().enumerate() {
+            if verdicts.alive && !kept(&self.spec.reals[index]) {
+                self.notify_real(index, false, NOTIFY_TIMEOUT);
+            }
         }
     }
 

@@ -523,3 +523,23 @@ async fn a_reload_carries_a_failed_real_down_with_its_last_result() {
     assert!(lab.handle.is_empty());
     assert!(lab.handle.status().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_that_drops_a_live_real_runs_its_notify_down() {
+    let mut lab = Lab::start(Setup {
+        checkers: vec![1, 1],
+        ..ONE_REAL
+    });
+    lab.until(5).await;
+    assert_eq!(lab.notices(), []);
+    let mut spec = lab.spec.clone();
+    spec.reals.remove(1);
+    lab.handle.replace(spec.clone(), |_| true);
+    assert_eq!(
+        lab.notices(),
+        [notice("down", 12)],
+        "198.18.0.12 left the service"
+    );
+    lab.handle.replace(spec, |_| true);
+    assert_eq!(lab.notices(), [], "nothing left the service");
+}
