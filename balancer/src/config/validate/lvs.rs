@@ -408,6 +408,21 @@ fn checkers(key: &str, rs: &RealServer, report: &mut Report<'_>) {
                     );
                 }
                 "UDP_CHECK" => udp_check(&ckey, c, report),
+                "PING_CHECK" => {
+                    // ICMP echo has no ports (`check_ping.c` uses only the addresses).
+                    for (field, set) in [
+                        ("connect_port", c.connect_port.is_some()),
+                        ("bind_port", c.bind_port.is_some()),
+                    ] {
+                        if set {
+                            report.warn(
+                                &format!("{ckey}.{field}"),
+                                format!("{field} in a PING_CHECK: ICMP has no ports; ignored"),
+                                "connect_ip and bindto only",
+                            );
+                        }
+                    }
+                }
                 "DNS_CHECK" => {
                     if let Some(t) = &c.query_type {
                         report.one_of(
