@@ -1,16 +1,18 @@
 //! `cargo xtask bench checkers`: 10,000 reals, each a TCP listener (4 namespaces x 50
 //! addresses x 50 ports), each with a `TCP_CHECK` at `delay_loop` 1 s and keepalived's
-//! default warmup (one loop), run by the checker runner on one current-thread tokio runtime
-//! in a checker namespace, as `balancer run` runs them with `DEFAULT_CONCURRENCY`.
+//! default warmup (one loop), run by the checker runner in a checker namespace on a tokio
+//! runtime of two workers with `DEFAULT_CONCURRENCY`, as `balancer run` runs them.
 //!
 //! Figures, over a window that starts once every checker has run (after the warmup):
 //! - checks per second: attempts that ended within the window, divided by its length;
 //! - drift: how late each attempt started against its schedule, which is the end of the
 //!   checker's previous attempt plus `delay_loop` (keepalived schedules the next check from
 //!   the end of the last): median, p99 and max;
-//! - CPU: user + system time of the checker runtime's thread (`RUSAGE_THREAD`) over the
-//!   window, as a share of one core; and of the whole bench process beside it, which also
-//!   holds the listeners' accept loops.
+//! - CPU: user and system time of the checker runtime's worker threads (from
+//!   `/proc/self/task/*/stat`) over the window, as a share of one core; and of the whole bench
+//!   process beside it (`getrusage`), which also holds the listeners' accept loops. The
+//!   system time includes the kernel's work for both ends of each handshake: over veth, the
+//!   real's side runs in the sender's context.
 //!
 //! Nothing is asserted on these figures; the bench fails only if a check fails (a real that
 //! goes down means the setup, not the runner, is what was measured).
@@ -196,7 +198,7 @@ fn services(tally: &Arc<Tally>) -> Vec<ServiceChecks> {
         .collect()
 }
 
-/// User and system CPU of `who` (`RUSAGE_SELF`, `RUSAGE_THREAD`).
+/// User and system CPU of `who` (`RUSAGE_SELF`).
 fn cpu(who: i32) -> [Duration; 2] {
     // SAFETY: getrusage fills the struct it is given; zeroed is a valid starting value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -210,9 +212,41 @@ fn cpu(who: i32) -> [Duration; 2] {
     [tv(usage.ru_utime), tv(usage.ru_stime)]
 }
 
-/// CPU used since `before`, per second of `wall`: user, system.
-fn share(who: i32, before: [Duration; 2], wall: f64) -> [f64; 2] {
-    let now = cpu(who);
+/// The checker runtime's worker threads are named so that their CPU can be told apart.
+const WORKER: &str = "bench-checker";
+
+/// User and system CPU of this process's threads named [`WORKER`].
+fn workers_cpu() -> [Duration; 2] {
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100);
+    let mut total = [0u64; 2];
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != WORKER {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // proc(5): after "(comm)", utime and stime are the 12th and 13th fields.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        for (i, n) in [11, 12].into_iter().enumerate() {
+            total[i] += fields
+                .get(n)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total.map(|ticks| Duration::from_secs(ticks) / u32::try_from(hz).unwrap_or(100))
+}
+
+/// CPU used since `before` (as `now` reads it now), per second of `wall`: user, system.
+fn share(now: [Duration; 2], before: [Duration; 2], wall: f64) -> [f64; 2] {
     [0, 1].map(|i| now[i].saturating_sub(before[i]).as_secs_f64() / wall)
 }
 
@@ -236,24 +270,30 @@ fn measure(lb: &Netns) -> Figures {
     let (tx, rx) = std::sync::mpsc::channel();
     let t = tally.clone();
     let _checker = lb.spawn_thread(move |_: &AtomicBool| {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // `balancer run`'s runtime: two workers (they inherit this thread's namespace).
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(WORKER)
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
-            let handle = check::spawn(services, &dataplane, DEFAULT_CONCURRENCY);
+            // Spawned, so that the checkers' tasks start on the workers.
+            let handle =
+                tokio::spawn(
+                    async move { check::spawn(services, &dataplane, DEFAULT_CONCURRENCY) },
+                )
+                .await
+                .unwrap();
             tokio::time::sleep(SETTLE).await;
-            let (thread0, process0, wall0) = (
-                cpu(libc::RUSAGE_THREAD),
-                cpu(libc::RUSAGE_SELF),
-                Instant::now(),
-            );
+            let (thread0, process0, wall0) =
+                (workers_cpu(), cpu(libc::RUSAGE_SELF), Instant::now());
             t.recording.store(true, Ordering::Relaxed);
             tokio::time::sleep(WINDOW).await;
             t.recording.store(false, Ordering::Relaxed);
             let wall = wall0.elapsed().as_secs_f64();
-            let thread = share(libc::RUSAGE_THREAD, thread0, wall);
-            let process = share(libc::RUSAGE_SELF, process0, wall);
+            let thread = share(workers_cpu(), thread0, wall);
+            let process = share(cpu(libc::RUSAGE_SELF), process0, wall);
             handle.stop().await;
             let _ = tx.send((wall, thread, process));
         });
@@ -316,7 +356,7 @@ pub fn run() {
         f.drift_ms[0], f.drift_ms[1], f.drift_ms[2]
     );
     println!(
-        "checker thread CPU       {:>9.1} % of one core ({:.1} user, {:.1} system)",
+        "checker workers CPU      {:>9.1} % of one core ({:.1} user, {:.1} system)",
         (f.checker_cpu[0] + f.checker_cpu[1]) * 100.0,
         f.checker_cpu[0] * 100.0,
         f.checker_cpu[1] * 100.0
@@ -328,7 +368,7 @@ pub fn run() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average during the run: {}", load.trim());
     let json = format!(
-        "{{\"reals\": {}, \"delay_loop_s\": {}, \"concurrency\": {DEFAULT_CONCURRENCY}, \"window_s\": {}, \"checks_per_s\": {:.1}, \"drift_ms\": {{\"median\": {:.3}, \"p99\": {:.3}, \"max\": {:.3}}}, \"checker_thread_cpu_cores\": {{\"user\": {:.4}, \"system\": {:.4}}}, \"process_cpu_cores\": {:.4}, \"loadavg\": \"{}\"}}\n",
+        "{{\"reals\": {}, \"delay_loop_s\": {}, \"concurrency\": {DEFAULT_CONCURRENCY}, \"window_s\": {}, \"checks_per_s\": {:.1}, \"drift_ms\": {{\"median\": {:.3}, \"p99\": {:.3}, \"max\": {:.3}}}, \"checker_workers_cpu_cores\": {{\"user\": {:.4}, \"system\": {:.4}}}, \"process_cpu_cores\": {:.4}, \"loadavg\": \"{}\"}}\n",
         f.reals,
         DELAY_LOOP.as_secs_f64(),
         WINDOW.as_secs_f64(),
