@@ -943,6 +943,8 @@ fn service_checks(
                 &rs.ssl_get,
                 &rs.smtp_check,
                 &rs.dns_check,
+                &rs.udp_check,
+                &rs.ping_check,
             ]
             .iter()
             .any(|c| !c.is_empty())
@@ -951,10 +953,11 @@ fn service_checks(
             continue;
         }
         if policy.is_none() {
-            policy = Some(ScriptPolicy {
+            let scripts = ScriptPolicy {
                 user: script_user(config, None)?,
                 security: config.global_defs.enable_script_security,
-            });
+            };
+            policy = Some(crate::check::Globals::new(scripts, config.ssl.as_ref())?);
         }
         if let Some(p) = &policy {
             out.push(crate::check::config::service_checks(

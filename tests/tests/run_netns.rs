@@ -194,8 +194,23 @@ fn xdp_attached(ns: &Netns, dev: &str) -> bool {
 fn balancer_run_forwards_the_configured_services_and_detaches_on_sigterm() {
     require_root!();
     let mut lab = lab();
-    let (mut daemon, dir) = start(&lab, "lb.toml", LB_TOML);
+    // Checker notify scripts, run by the daemon: notify_down of the first real, and with
+    // omega the second real's notify_down and quorum_down at shutdown.
+    let scripts = TempDir::new("cknotify");
+    let log = scripts.file("notify.log");
+    let script = scripts.script("notify.sh", &format!("echo \"$*\" >> {}", log.display()));
+    let config = LB_TOML
+        .replacen(
+            "protocol = \"TCP\"\n",
+            &format!("protocol = \"TCP\"\nomega = true\nquorum_down = \"{script} quorum_down\"\n"),
+            1,
+        )
+        .replace("port = 80\nweight = 1\n", "port = 80\nweight = 1\nNOTIFY\n")
+        .replacen("NOTIFY", &format!("notify_down = \"{script} down 11\""), 1)
+        .replacen("NOTIFY", &format!("notify_down = \"{script} down 12\""), 1);
+    let (mut daemon, dir) = start(&lab, "lb.toml", &config);
     traffic_reaches_both_reals(&lab, &daemon);
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
 
     // The first real stops serving: its TCP_CHECK fails, its weight goes to 0, and new
     // connections all go to the other one.
@@ -219,7 +234,17 @@ fn balancer_run_forwards_the_configured_services_and_detaches_on_sigterm() {
         }
     }
     assert!(drained, "the failed real was not drained: {}", daemon.log());
+    assert!(
+        wait_until(Duration::from_secs(5), || logged() == "down 11\n"),
+        "notify_down of the failed real: {:?}",
+        logged()
+    );
     let status = daemon.stop();
+    assert_eq!(
+        logged(),
+        "down 11\ndown 12\nquorum_down\n",
+        "omega: the live real's notify_down and quorum_down at shutdown"
+    );
     drop(dir);
     assert!(status.success(), "{status}: {}", daemon.log());
     assert!(!xdp_attached(&lab.lb, "l0"), "SIGTERM detaches");

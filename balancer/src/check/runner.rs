@@ -17,6 +17,10 @@
 //! its established ones continue, so both settings mean weight 0 here: the difference is
 //! only that keepalived without `inhibit_on_failure` also cuts the real's established
 //! connections (IPVS drops its connection entries with the real), which we do not.
+//! `sorry_server_inhibit` is the same choice for the sorry server and means nothing more here.
+//!
+//! Notify scripts (`notify_up`, `notify_down`, `quorum_up`, `quorum_down`, and `omega` at
+//! shutdown) are queued as [`Notice`]s; see [`notices`](crate::check::notices).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,10 +29,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::check::notices::{self, Event, Notice, NoticeSender};
 use crate::check::quorum::Quorum;
 use crate::check::state::{Change, CheckerState};
 use crate::check::{Probe, Timing};
 use crate::dataplane::Dataplane;
+use crate::notify::{NOTIFY_TIMEOUT, STOP_TIMEOUT, Script};
 use crate::status::{CheckerStatus, unix_now};
 
 /// The data plane the checkers write to, shared with whoever else programs it.
@@ -49,6 +55,12 @@ pub struct ServiceChecks {
     pub hysteresis: u32,
     /// Whether the service has a `sorry_server`, which takes over while the quorum is lost.
     pub sorry_server: bool,
+    /// `omega`: run `notify_down` and `quorum_down` at shutdown too.
+    pub omega: bool,
+    /// `quorum_up`.
+    pub quorum_up: Option<Script>,
+    /// `quorum_down`.
+    pub quorum_down: Option<Script>,
     pub reals: Vec<RealChecks>,
 }
 
@@ -63,6 +75,10 @@ pub struct RealChecks {
     pub alpha: bool,
     /// `inhibit_on_failure`: logged; see the module documentation for why it changes nothing.
     pub inhibit_on_failure: bool,
+    /// `notify_up`.
+    pub notify_up: Option<Script>,
+    /// `notify_down`.
+    pub notify_down: Option<Script>,
     pub checkers: Vec<(Arc<dyn Probe>, Timing)>,
 }
 
@@ -71,6 +87,9 @@ pub struct CheckHandle {
     services: HashMap<String, Running>,
     permits: Arc<Semaphore>,
     dataplane: SharedDataplane,
+    notices: NoticeSender,
+    /// The task that runs notify scripts, when [`CheckHandle::new`] started it.
+    notifier: Option<tokio::task::JoinHandle<()>>,
 }
 
 struct Running {
@@ -79,13 +98,30 @@ struct Running {
 }
 
 impl CheckHandle {
-    /// No checkers yet; [`CheckHandle::replace`] starts a service's.
+    /// No checkers yet; [`CheckHandle::replace`] starts a service's. Their notify scripts
+    /// run on a task started here (so this needs a tokio runtime).
     #[must_use]
     pub fn new(dataplane: &SharedDataplane, concurrency: usize) -> Self {
+        let (notices, notifier) = notices::spawn();
+        let mut handle = Self::notifying(dataplane, concurrency, &notices);
+        handle.notifier = Some(notifier);
+        handle
+    }
+
+    /// As [`CheckHandle::new`], with the notify scripts queued on `notices` instead of run:
+    /// for a caller (a test) that wants to see them.
+    #[must_use]
+    pub fn notifying(
+        dataplane: &SharedDataplane,
+        concurrency: usize,
+        notices: &NoticeSender,
+    ) -> Self {
         Self {
             services: HashMap::new(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             dataplane: dataplane.clone(),
+            notices: notices.clone(),
+            notifier: None,
         }
     }
 
@@ -136,9 +172,21 @@ impl CheckHandle {
                 (v.up.len() == r.checkers.len()).then(|| v.clone())
             })
             .collect();
+        if let Some(old) = &previous {
+            old.state.retire(|r| {
+                spec.reals
+                    .iter()
+                    .any(|n| n.addr == r.addr && n.port == r.port)
+            });
+        }
         // Dropping the old set aborts its tasks.
         drop(previous);
-        let service = Arc::new(ServiceState::new(spec, carried.clone(), &self.dataplane));
+        let service = Arc::new(ServiceState::new(
+            spec,
+            carried.clone(),
+            &self.dataplane,
+            self.notices.clone(),
+        ));
         let mut tasks = JoinSet::new();
         for (real, spec) in service.spec.reals.iter().enumerate() {
             for (checker, (probe, timing)) in spec.checkers.iter().enumerate() {
@@ -218,10 +266,19 @@ impl CheckHandle {
         out
     }
 
-    /// Stops every checker and waits until they are gone.
+    /// Stops every checker, queues the `omega` scripts, and waits until the checkers are
+    /// gone and every queued script has run.
     pub async fn stop(mut self) {
         for (_, mut running) in self.services.drain() {
             running.tasks.shutdown().await;
+            running.state.shut_down();
+        }
+        let notifier = self.notifier.take();
+        // The handle and the services held the only senders: the notifier ends once the
+        // queue is empty.
+        drop(self);
+        if let Some(notifier) = notifier {
+            let _ = notifier.await;
         }
     }
 }
@@ -235,6 +292,22 @@ pub fn spawn(
     concurrency: usize,
 ) -> CheckHandle {
     let mut handle = CheckHandle::new(dataplane, concurrency);
+    for spec in services {
+        handle.replace(spec, |_| false);
+    }
+    handle
+}
+
+/// As [`spawn`], with the notify scripts queued on `notices` instead of run: for a caller
+/// (a test) that wants to see them.
+#[must_use]
+pub fn spawn_notifying(
+    services: Vec<ServiceChecks>,
+    dataplane: &SharedDataplane,
+    concurrency: usize,
+    notices: &NoticeSender,
+) -> CheckHandle {
+    let mut handle = CheckHandle::notifying(dataplane, concurrency, notices);
     for spec in services {
         handle.replace(spec, |_| false);
     }
@@ -285,6 +358,7 @@ async fn run_checker(
 struct ServiceState {
     spec: ServiceChecks,
     inner: Mutex<Inner>,
+    notices: NoticeSender,
 }
 
 struct Inner {
@@ -295,6 +369,10 @@ struct Inner {
 #[derive(Clone)]
 struct Verdicts {
     up: Vec<bool>,
+    /// Whether each checker has had a result.
+    has_run: Vec<bool>,
+    /// keepalived's `rs->alive`: every checker up, for `notify_up` / `notify_down`.
+    alive: bool,
     dynamic: Vec<Option<u32>>,
     /// Each checker's last change in words, and when (Unix seconds).
     last: Vec<(String, u64)>,
@@ -308,6 +386,7 @@ impl ServiceState {
         spec: ServiceChecks,
         carried: Vec<Option<Verdicts>>,
         dataplane: &SharedDataplane,
+        notices: NoticeSender,
     ) -> Self {
         let now = unix_now();
         let reals = spec
@@ -317,6 +396,8 @@ impl ServiceState {
             .map(|(r, carried)| {
                 carried.unwrap_or_else(|| Verdicts {
                     up: vec![!r.alpha; r.checkers.len()],
+                    has_run: vec![false; r.checkers.len()],
+                    alive: !r.alpha || r.checkers.is_empty(),
                     dynamic: vec![None; r.checkers.len()],
                     last: vec![
                         (
@@ -340,6 +421,7 @@ impl ServiceState {
                 quorum: Quorum::new(spec.quorum, spec.hysteresis),
             }),
             spec,
+            notices,
         };
         {
             let mut inner = state.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -355,6 +437,7 @@ impl ServiceState {
     fn apply(&self, slot: Slot, change: &Change, checker: &str, dataplane: &SharedDataplane) {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let verdicts = &mut inner.reals[slot.real];
+        let first = !std::mem::replace(&mut verdicts.has_run[slot.checker], true);
         let reason = match change {
             Change::Up { weight } => {
                 verdicts.up[slot.checker] = true;
@@ -381,7 +464,81 @@ impl ServiceState {
             reason,
             "checker state changed"
         );
+        let alive = verdicts.up.iter().all(|&up| up);
+        if alive != verdicts.alive {
+            verdicts.alive = alive;
+            self.notify_real(slot.real, alive, NOTIFY_TIMEOUT);
+        } else if !alive && first && real.alpha {
+            // keepalived's `update_svr_checker_state`: an alpha checker's first failure
+            // notifies although the real was never up.
+            self.notify_real(slot.real, false, NOTIFY_TIMEOUT);
+        }
         self.settle(&mut inner, &reason, dataplane);
+    }
+
+    fn notify_real(&self, index: usize, up: bool, timeout: std::time::Duration) {
+        let real = &self.spec.reals[index];
+        let (script, event) = if up {
+            (&real.notify_up, Event::RealUp)
+        } else {
+            (&real.notify_down, Event::RealDown)
+        };
+        self.notify(
+            script.as_ref(),
+            Some((real.addr, real.port)),
+            event,
+            timeout,
+        );
+    }
+
+    fn notify(
+        &self,
+        script: Option<&Script>,
+        real: Option<(IpAddr, u16)>,
+        event: Event,
+        timeout: std::time::Duration,
+    ) {
+        if let Some(script) = script {
+            // The receiver is gone only once the handle stopped: nothing is left to tell.
+            let _ = self.notices.send(Notice {
+                service: self.spec.name.clone(),
+                real,
+                event,
+                script: script.clone(),
+                timeout,
+            });
+        }
+    }
+
+    /// keepalived's reload (`clear_diff_rs` -> `clear_service_rs`): a live real that the new
+    /// configuration no longer has is taken out, with its `notify_down`.
+    fn retire(&self, kept: impl Fn(&RealChecks) -> bool) {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        for (index, verdicts) in inner.reals.iter().enumerate() {
+            if verdicts.alive && !kept(&self.spec.reals[index]) {
+                self.notify_real(index, false, NOTIFY_TIMEOUT);
+            }
+        }
+    }
+
+    /// keepalived's shutdown with `omega` (`clear_service_rs`, `update_vs_notifies`): every
+    /// live real's `notify_down`, then `quorum_down`, each with the stop timeout.
+    fn shut_down(&self) {
+        if !self.spec.omega {
+            return;
+        }
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        for (index, verdicts) in inner.reals.iter().enumerate() {
+            if verdicts.alive {
+                self.notify_real(index, false, STOP_TIMEOUT);
+            }
+        }
+        self.notify(
+            self.spec.quorum_down.as_ref(),
+            None,
+            Event::QuorumDown,
+            STOP_TIMEOUT,
+        );
     }
 
     /// The weight real `index` has by its own checks.
@@ -419,6 +576,12 @@ impl ServiceState {
                 "{}",
                 if up { "quorum gained" } else { "quorum lost" }
             );
+            let (script, event) = if up {
+                (&self.spec.quorum_up, Event::QuorumUp)
+            } else {
+                (&self.spec.quorum_down, Event::QuorumDown)
+            };
+            self.notify(script.as_ref(), None, event, NOTIFY_TIMEOUT);
         }
         let sorry = self.spec.sorry_server && !inner.quorum.is_up();
         for (index, (verdicts, weight)) in inner.reals.iter_mut().zip(checked).enumerate() {

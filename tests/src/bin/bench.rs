@@ -11,6 +11,9 @@
 //!   carries a fresh source port) and TUN (the frame grows); it includes the kernel's
 //!   per-run timing overhead, so the floor is measured the same way for the ratios.
 
+#[path = "bench/checkers.rs"]
+mod checkers;
+
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::Duration,
@@ -179,14 +182,18 @@ fn main() {
         .nth(1)
         .unwrap_or_else(|| "dataplane".into());
     assert!(
-        what == "dataplane",
-        "unknown benchmark {what:?}; available: dataplane"
+        what == "dataplane" || what == "checkers",
+        "unknown benchmark {what:?}; available: dataplane, checkers"
     );
     // SAFETY: geteuid has no preconditions.
     assert!(
         unsafe { libc::geteuid() } == 0,
-        "the dataplane benchmark needs root (BPF)"
+        "the benchmarks need root (BPF, network namespaces)"
     );
+    if what == "checkers" {
+        checkers::run();
+        return;
+    }
 
     let (rows, floor_repeat, floor_single) = measure();
     report(&rows, floor_repeat, floor_single);
