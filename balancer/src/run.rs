@@ -677,7 +677,7 @@ impl Daemon {
             }
         }
         for name in old_services.keys().filter(|n| !kept.contains(*n)) {
-            self.checks.remove(name);
+            self.checks.delete(name);
             match self.lock().remove(name) {
                 Ok(()) => summary.push(format!("removed {name}")),
                 Err(e) => failures.push(format!("removing {name}: {e}")),

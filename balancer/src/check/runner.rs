@@ -214,9 +214,17 @@ impl CheckHandle {
         );
     }
 
-    /// Stops a service's checkers (the service was removed or lost its checkers).
+    /// Stops a service's checkers (the service lost its checkers).
     pub fn remove(&mut self, service: &str) {
         self.services.remove(service);
+    }
+
+    /// Stops the checkers of a service a reload deleted: its live reals are taken out with
+    /// their `notify_down`, as keepalived's reload does (`clear_service_rs`).
+    pub fn delete(&mut self, service: &str) {
+        if let Some(running) = self.services.remove(service) {
+            running.state.retire(|_| false);
+        }
     }
 
     /// The weight last written for each real of `service` by its checkers, if it has any.

@@ -543,3 +543,22 @@ async fn a_reload_that_drops_a_live_real_runs_its_notify_down() {
     lab.handle.replace(spec, |_| true);
     assert_eq!(lab.notices(), [], "nothing left the service");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_that_deletes_the_service_runs_its_live_reals_notify_down() {
+    let mut lab = Lab::start(Setup {
+        checkers: vec![1, 1],
+        ..ONE_REAL
+    });
+    lab.until(5).await;
+    lab.set(1, 0, 1);
+    lab.until(15).await;
+    assert_eq!(lab.notices(), [notice("down", 12)]);
+    lab.handle.delete("web");
+    assert_eq!(
+        lab.notices(),
+        [notice("down", 11)],
+        "only the real still alive is taken out"
+    );
+    assert!(lab.handle.is_empty());
+}
