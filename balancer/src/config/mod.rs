@@ -3,11 +3,15 @@
 
 pub mod address;
 pub mod diagnostic;
+pub mod fuzz;
 pub mod keepalived;
 pub mod locate;
+pub mod reference;
 pub mod schema;
 pub mod validate;
 
+#[cfg(test)]
+mod fuzz_tests;
 #[cfg(test)]
 mod test_dir;
 #[cfg(test)]

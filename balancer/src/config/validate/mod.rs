@@ -8,7 +8,7 @@ mod vrrp;
 
 use crate::config::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::config::locate::Locate;
-use crate::config::schema::Config;
+use crate::config::schema::{Config, DataplaneKind};
 use crate::model::Model;
 
 /// Which file format the configuration came from: some rules depend on what it can say.
@@ -38,6 +38,7 @@ pub fn validate(
 ) -> Result<Validated, Diagnostics> {
     let mut report = Report {
         locate,
+        dataplane: config.dataplane,
         errors: Vec::new(),
         warnings: Vec::new(),
     };
@@ -56,8 +57,26 @@ pub fn validate(
             ),
         }
     }
+    if config.dataplane == DataplaneKind::Ipvs {
+        report.error(
+            "dataplane",
+            "\"ipvs\": the IPVS backend is not implemented yet".into(),
+            "\"xdp\"",
+        );
+    }
+    let c = &config.connections;
+    for (field, value) in [
+        ("table_size", c.table_size),
+        ("tcp_timeout", c.tcp_timeout),
+        ("tcpfin_timeout", c.tcpfin_timeout),
+        ("udp_timeout", c.udp_timeout),
+    ] {
+        if value == 0 {
+            report.error(&format!("connections.{field}"), "0".into(), "1 or more");
+        }
+    }
     let vrrp = vrrp::instances(config, &mut report);
-    let services = lvs::services(config, &mut report);
+    let (services, fwmark_services) = lvs::services(config, &mut report);
     let mut errors = report.errors;
     errors.sort_by(|a, b| {
         (&a.location.file, a.location.line, a.location.column).cmp(&(
@@ -68,7 +87,11 @@ pub fn validate(
     });
     if errors.is_empty() {
         Ok(Validated {
-            model: Model { services, vrrp },
+            model: Model {
+                services,
+                fwmark_services,
+                vrrp,
+            },
             warnings: report.warnings,
         })
     } else {
@@ -79,6 +102,8 @@ pub fn validate(
 /// Collects problems as the rules find them.
 pub(crate) struct Report<'a> {
     locate: &'a dyn Locate,
+    /// Some rules depend on what the data plane can see.
+    dataplane: DataplaneKind,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
 }
