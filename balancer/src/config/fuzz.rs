@@ -61,7 +61,7 @@ pub fn keepalived_conf(dir: &Path, text: &str) {
     round_trip(loaded);
 }
 
-fn round_trip(loaded: Result<Loaded, ConfigError>) {
+pub(crate) fn round_trip(loaded: Result<Loaded, ConfigError>) {
     let loaded = match loaded {
         Ok(loaded) => loaded,
         Err(e) => {

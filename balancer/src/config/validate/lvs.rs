@@ -313,6 +313,28 @@ fn real(
         Some(kind) => method(&format!("{key}.lb_kind"), kind, report),
         None => vs_method,
     };
+    if method == Some(Method::Dr)
+        && let Some(attached) = &report.attached
+        && !attached.iter().any(|n| n.contains(rs.ip))
+    {
+        let mut on: Vec<String> = attached
+            .iter()
+            .filter(|n| n.addr.is_ipv4() == rs.ip.is_ipv4())
+            .map(ToString::to_string)
+            .collect();
+        on.dedup();
+        report.error(
+            &format!("{key}.ip"),
+            format!(
+                "{} is on no network directly attached to this host, and DR only rewrites the MAC address",
+                rs.ip
+            ),
+            &format!(
+                "a real on one of this host's networks ({}), or lb_kind TUN or NAT to reach it through a router",
+                if on.is_empty() { "none".into() } else { on.join(", ") }
+            ),
+        );
+    }
     if family_v4.is_some_and(|v4| v4 != rs.ip.is_ipv4()) {
         report.error(
             &format!("{key}.ip"),

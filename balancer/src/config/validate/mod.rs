@@ -6,7 +6,9 @@ mod lvs;
 pub use lvs::DEFAULT_PERSISTENCE_S;
 mod vrrp;
 
+use crate::config::address::vip_line;
 use crate::config::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::config::host::{Host, Network};
 use crate::config::locate::Locate;
 use crate::config::schema::{Config, DataplaneKind};
 use crate::model::Model;
@@ -27,7 +29,7 @@ pub struct Validated {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Checks `config` and builds its model.
+/// Checks `config` and builds its model, without the rules that need the host it runs on.
 ///
 /// # Errors
 /// Every problem found, in the order of the file.
@@ -36,9 +38,35 @@ pub fn validate(
     locate: &dyn Locate,
     origin: Origin,
 ) -> Result<Validated, Diagnostics> {
+    validate_on(config, locate, origin, &Host::default())
+}
+
+/// Checks `config` for `host` and builds its model.
+///
+/// # Errors
+/// Every problem found, in the order of the file.
+pub fn validate_on(
+    config: &Config,
+    locate: &dyn Locate,
+    origin: Origin,
+    host: &Host,
+) -> Result<Validated, Diagnostics> {
+    // The VIPs' networks are attached while the node is master.
+    let attached = host.networks.clone().map(|mut networks| {
+        let vips = config
+            .vrrp_instance
+            .values()
+            .flat_map(|i| &i.virtual_ipaddress);
+        networks.extend(vips.filter_map(|l| vip_line(l).ok()).map(|l| Network {
+            addr: l.vip.addr,
+            prefix: l.vip.prefix,
+        }));
+        networks
+    });
     let mut report = Report {
         locate,
         dataplane: config.dataplane,
+        attached,
         errors: Vec::new(),
         warnings: Vec::new(),
     };
@@ -104,6 +132,8 @@ pub(crate) struct Report<'a> {
     locate: &'a dyn Locate,
     /// Some rules depend on what the data plane can see.
     dataplane: DataplaneKind,
+    /// The networks directly attached to the host, when validating on the node.
+    attached: Option<Vec<Network>>,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
 }

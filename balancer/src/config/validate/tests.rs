@@ -245,6 +245,7 @@ fn fwmark_services_are_carried_into_the_model() {
     let mut report = super::Report {
         locate: &locator,
         dataplane: config.dataplane,
+        attached: None,
         errors: Vec::new(),
         warnings: Vec::new(),
     };
@@ -293,4 +294,39 @@ fn ipvs_is_refused_until_it_exists_and_connection_limits_are_checked() {
         e[2].starts_with("lb.toml:6:15: connections.udp_timeout: 0"),
         "{e:?}"
     );
+}
+
+#[test]
+fn a_dr_real_must_be_on_a_directly_attached_network() {
+    use crate::config::host::{Host, Network};
+
+    let host = Host {
+        networks: Some(vec![Network {
+            addr: "198.18.0.2".parse().unwrap(),
+            prefix: 24,
+        }]),
+    };
+    let text = format!(
+        "{HEAD}{}[[virtual_server]]\nip = \"198.18.0.100\"\nport = 80\nprotocol = \"TCP\"\nlb_kind = \"DR\"\n\
+         [[virtual_server.real_server]]\nip = \"198.18.0.11\"\n\
+         [[virtual_server.real_server]]\nip = \"198.18.7.1\"\n\
+         [[virtual_server.real_server]]\nip = \"198.18.5.1\"\n\
+         [[virtual_server.real_server]]\nip = \"198.18.9.9\"\nlb_kind = \"TUN\"\n",
+        // A VIP's network is attached too, while the node is master.
+        instance("A", "").replace("198.18.0.10/24", "198.18.7.10/24"),
+    );
+    let e: Vec<String> = match Config::load_text_on(Path::new("lb.toml"), &text, &|_| host.clone())
+    {
+        Err(ConfigError::Invalid { diagnostics }) => {
+            diagnostics.0.iter().map(ToString::to_string).collect()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("lb.toml:17:6: virtual_server[0].real_server[2].ip: 198.18.5.1 is on no network directly attached to this host, and DR only rewrites the MAC address; expected a real on one of this host's networks (198.18.0.2/24, 198.18.7.10/24), or lb_kind TUN or NAT"),
+        "{e:?}"
+    );
+    // Away from the node (its interfaces absent) the rule cannot be checked.
+    assert!(Config::load_text(Path::new("lb.toml"), &text).is_ok());
 }
