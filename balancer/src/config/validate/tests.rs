@@ -330,3 +330,24 @@ fn a_dr_real_must_be_on_a_directly_attached_network() {
     // Away from the node (its interfaces absent) the rule cannot be checked.
     assert!(Config::load_text(Path::new("lb.toml"), &text).is_ok());
 }
+
+#[test]
+fn script_weights_and_urls_without_path() {
+    let e = errors(
+        "[vrrp_script.chk]\nscript = \"/bin/true\"\nweight = 254\n\
+         [[virtual_server]]\nip = \"198.18.0.10\"\nport = 80\nprotocol = \"TCP\"\n\
+         [[virtual_server.real_server]]\nip = \"198.18.1.1\"\n\
+         [[virtual_server.real_server.HTTP_GET]]\nurl = [{ digest = \"ff20ad2481f97b1754ef3e12ecd3a9cc\" }]\n",
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with("lb.toml:5:10: vrrp_script.chk.weight: 254; expected -253 to 253"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with(
+            "lb.toml:13:8: virtual_server[0].real_server[0].HTTP_GET[0].url[0]: a url without path"
+        ),
+        "{e:?}"
+    );
+}
