@@ -5,7 +5,7 @@
 //! 3 s), `delay_loop` the virtual server's, `warmup` the `delay_loop` (so that by default the
 //! first checks spread over one loop), `misc_timeout` the virtual server's `delay_loop`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,11 +94,43 @@ pub fn service_checks(
     })
 }
 
+/// Whether the real at `addr`:`port` has the same checkers in `old` as in `new`: its
+/// `real_server` block is the same but for its weight, and so is every `virtual_server` key
+/// that [`checks_for`] reads. A reload then carries the real's checker state over.
+#[must_use]
+pub fn same_checks(old: &VirtualServer, new: &VirtualServer, addr: IpAddr, port: u16) -> bool {
+    let find = |vs: &VirtualServer| {
+        vs.real_server
+            .iter()
+            .find(|rs| rs.ip == addr && rs.port.or(vs.port).unwrap_or(0) == port)
+            .map(|rs| RealServer {
+                weight: 0,
+                ..rs.clone()
+            })
+    };
+    let service_keys = |vs: &VirtualServer| {
+        (
+            vs.port,
+            vs.alpha,
+            vs.inhibit_on_failure,
+            vs.delay_loop,
+            vs.retry,
+            vs.delay_before_retry,
+            vs.warmup,
+            vs.connect_timeout,
+            vs.virtualhost.clone(),
+        )
+    };
+    let (Some(o), Some(n)) = (find(old), find(new)) else {
+        return false;
+    };
+    o == n && service_keys(old) == service_keys(new)
+}
+
 /// The checkers of `rs` in `vs`.
 ///
 /// # Errors
-/// A
-/// value that validation should have refused.
+/// A value that validation should have refused.
 pub fn checks_for(
     vs: &VirtualServer,
     rs: &RealServer,

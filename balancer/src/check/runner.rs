@@ -18,6 +18,7 @@
 //! only that keepalived without `inhibit_on_failure` also cuts the real's established
 //! connections (IPVS drops its connection entries with the real), which we do not.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -28,6 +29,7 @@ use crate::check::quorum::Quorum;
 use crate::check::state::{Change, CheckerState};
 use crate::check::{Probe, Timing};
 use crate::dataplane::Dataplane;
+use crate::status::{CheckerStatus, unix_now};
 
 /// The data plane the checkers write to, shared with whoever else programs it.
 pub type SharedDataplane = Arc<Mutex<dyn Dataplane + Send>>;
@@ -64,57 +66,179 @@ pub struct RealChecks {
     pub checkers: Vec<(Arc<dyn Probe>, Timing)>,
 }
 
-/// The running checkers; dropping it (or [`CheckHandle::stop`]) stops them all.
+/// The running checkers, per service; dropping it (or [`CheckHandle::stop`]) stops them all.
 pub struct CheckHandle {
+    services: HashMap<String, Running>,
+    permits: Arc<Semaphore>,
+    dataplane: SharedDataplane,
+}
+
+struct Running {
+    state: Arc<ServiceState>,
     tasks: JoinSet<()>,
 }
 
 impl CheckHandle {
+    /// No checkers yet; [`CheckHandle::replace`] starts a service's.
+    #[must_use]
+    pub fn new(dataplane: &SharedDataplane, concurrency: usize) -> Self {
+        Self {
+            services: HashMap::new(),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            dataplane: dataplane.clone(),
+        }
+    }
+
     /// How many checker tasks run.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.tasks.len()
+        self.services.values().map(|r| r.tasks.len()).sum()
     }
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.len() == 0
+    }
+
+    /// The services that have checkers.
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        self.services.keys().map(String::as_str)
+    }
+
+    /// Starts the checkers of `spec`, stopping those the service had. A real for which
+    /// `carry` says yes (the same real with the same checkers, across a reload) continues
+    /// from its previous verdicts and weight instead of starting afresh, so a reload neither
+    /// resets a failed real to up nor an `alpha` real to down. Starting weights are written
+    /// at once where they differ from the ones the data plane holds: `alpha` reals at 0, and
+    /// every real at 0 when the quorum is lost from the start and a sorry server waits.
+    pub fn replace(&mut self, spec: ServiceChecks, carry: impl Fn(&RealChecks) -> bool) {
+        let previous = self.services.remove(&spec.name);
+        let carried: Vec<Option<Verdicts>> = spec
+            .reals
+            .iter()
+            .map(|r| {
+                let old = previous.as_ref()?;
+                if !carry(r) {
+                    return None;
+                }
+                let i = old
+                    .state
+                    .spec
+                    .reals
+                    .iter()
+                    .position(|o| o.addr == r.addr && o.port == r.port)?;
+                let inner = old
+                    .state
+                    .inner
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let v = &inner.reals[i];
+                (v.up.len() == r.checkers.len()).then(|| v.clone())
+            })
+            .collect();
+        // Dropping the old set aborts its tasks.
+        drop(previous);
+        let service = Arc::new(ServiceState::new(spec, carried.clone(), &self.dataplane));
+        let mut tasks = JoinSet::new();
+        for (real, spec) in service.spec.reals.iter().enumerate() {
+            for (checker, (probe, timing)) in spec.checkers.iter().enumerate() {
+                let state = match &carried[real] {
+                    Some(v) => CheckerState::resume(*timing, v.up[checker], v.dynamic[checker]),
+                    None => CheckerState::new(*timing, spec.alpha),
+                };
+                tasks.spawn(run_checker(
+                    probe.clone(),
+                    state,
+                    Slot { real, checker },
+                    service.clone(),
+                    self.permits.clone(),
+                    self.dataplane.clone(),
+                    carried[real].is_some(),
+                ));
+            }
+        }
+        self.services.insert(
+            service.spec.name.clone(),
+            Running {
+                state: service,
+                tasks,
+            },
+        );
+    }
+
+    /// Stops a service's checkers (the service was removed or lost its checkers).
+    pub fn remove(&mut self, service: &str) {
+        self.services.remove(service);
+    }
+
+    /// The weight last written for each real of `service` by its checkers, if it has any.
+    #[must_use]
+    pub fn weights(&self, service: &str) -> Vec<(IpAddr, u16, u32)> {
+        let Some(running) = self.services.get(service) else {
+            return Vec::new();
+        };
+        let inner = running
+            .state
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        running
+            .state
+            .spec
+            .reals
+            .iter()
+            .zip(&inner.reals)
+            .map(|(r, v)| (r.addr, r.port, v.applied))
+            .collect()
+    }
+
+    /// Every checker's state, last result and since when, by service name and real.
+    #[must_use]
+    pub fn status(&self) -> Vec<CheckerStatus> {
+        let mut names: Vec<&String> = self.services.keys().collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let state = &self.services[name].state;
+            let inner = state.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            for (real, v) in state.spec.reals.iter().zip(&inner.reals) {
+                for (i, (probe, _)) in real.checkers.iter().enumerate() {
+                    out.push(CheckerStatus {
+                        service: name.clone(),
+                        real: real.addr,
+                        port: real.port,
+                        checker: probe.describe(),
+                        up: v.up[i],
+                        last: v.last[i].0.clone(),
+                        since: v.last[i].1,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Stops every checker and waits until they are gone.
     pub async fn stop(mut self) {
-        self.tasks.shutdown().await;
+        for (_, mut running) in self.services.drain() {
+            running.tasks.shutdown().await;
+        }
     }
 }
 
 /// Starts the checkers of `services` on the current tokio runtime, at most `concurrency`
-/// attempts at a time. Starting weights are written at once where they differ from the
-/// configured ones: `alpha` reals at 0, and every real at 0 when the quorum is lost from the
-/// start and a sorry server waits.
+/// attempts at a time (see [`CheckHandle::replace`]).
 #[must_use]
 pub fn spawn(
     services: Vec<ServiceChecks>,
     dataplane: &SharedDataplane,
     concurrency: usize,
 ) -> CheckHandle {
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut tasks = JoinSet::new();
+    let mut handle = CheckHandle::new(dataplane, concurrency);
     for spec in services {
-        let service = Arc::new(ServiceState::new(spec, dataplane));
-        for (real, spec) in service.spec.reals.iter().enumerate() {
-            for (checker, (probe, timing)) in spec.checkers.iter().enumerate() {
-                tasks.spawn(run_checker(
-                    probe.clone(),
-                    *timing,
-                    Slot { real, checker },
-                    service.clone(),
-                    permits.clone(),
-                    dataplane.clone(),
-                ));
-            }
-        }
+        handle.replace(spec, |_| false);
     }
-    CheckHandle { tasks }
+    handle
 }
 
 /// Which checker of which real a task runs.
@@ -126,15 +250,22 @@ struct Slot {
 
 async fn run_checker(
     probe: Arc<dyn Probe>,
-    timing: Timing,
+    mut state: CheckerState,
     slot: Slot,
     service: Arc<ServiceState>,
     permits: Arc<Semaphore>,
     dataplane: SharedDataplane,
+    resumed: bool,
 ) {
-    // keepalived's warmup: a random start, so that checks of one real do not coincide.
-    tokio::time::sleep(timing.warmup.mul_f64(fastrand::f64())).await;
-    let mut state = CheckerState::new(timing, service.spec.reals[slot.real].alpha);
+    // keepalived's warmup: a random start, so that checks of one real do not coincide. A
+    // checker resumed across a reload starts within its delay_loop, as it was running.
+    let timing = service.spec.reals[slot.real].checkers[slot.checker].1;
+    let spread = if resumed {
+        timing.delay_loop
+    } else {
+        timing.warmup
+    };
+    tokio::time::sleep(spread.mul_f64(fastrand::f64())).await;
     loop {
         let verdict = {
             let Ok(_permit) = permits.acquire().await else {
@@ -161,22 +292,46 @@ struct Inner {
     quorum: Quorum,
 }
 
+#[derive(Clone)]
 struct Verdicts {
     up: Vec<bool>,
     dynamic: Vec<Option<u32>>,
+    /// Each checker's last change in words, and when (Unix seconds).
+    last: Vec<(String, u64)>,
     /// The weight last written (or given to the data plane before the checkers started).
     applied: u32,
 }
 
 impl ServiceState {
-    fn new(spec: ServiceChecks, dataplane: &SharedDataplane) -> Self {
+    /// `carried[i]` is real i's state from before a reload, if it continues.
+    fn new(
+        spec: ServiceChecks,
+        carried: Vec<Option<Verdicts>>,
+        dataplane: &SharedDataplane,
+    ) -> Self {
+        let now = unix_now();
         let reals = spec
             .reals
             .iter()
-            .map(|r| Verdicts {
-                up: vec![!r.alpha; r.checkers.len()],
-                dynamic: vec![None; r.checkers.len()],
-                applied: r.weight,
+            .zip(carried)
+            .map(|(r, carried)| {
+                carried.unwrap_or_else(|| Verdicts {
+                    up: vec![!r.alpha; r.checkers.len()],
+                    dynamic: vec![None; r.checkers.len()],
+                    last: vec![
+                        (
+                            if r.alpha {
+                                "alpha: down until the first pass"
+                            } else {
+                                "not run yet"
+                            }
+                            .to_owned(),
+                            now,
+                        );
+                        r.checkers.len()
+                    ],
+                    applied: r.weight,
+                })
             })
             .collect();
         let state = Self {
@@ -217,6 +372,7 @@ impl ServiceState {
         };
         // Every checker transition is logged, as keepalived logs each (`tcp_epilog` ...),
         // whether or not it moves the real's weight.
+        verdicts.last[slot.checker] = (reason.clone(), unix_now());
         let real = &self.spec.reals[slot.real];
         tracing::info!(
             service = self.spec.name,

@@ -77,6 +77,7 @@ struct Lab {
     /// `probes[real][checker]`; real `i` is 198.18.0.(11 + i).
     probes: Vec<Vec<Arc<Scripted>>>,
     handle: CheckHandle,
+    spec: ServiceChecks,
 }
 
 struct Setup {
@@ -137,12 +138,13 @@ impl Lab {
             reals,
         };
         let dataplane: SharedDataplane = recorder.clone();
-        let handle = spawn(vec![service], &dataplane, 4);
+        let handle = spawn(vec![service.clone()], &dataplane, 4);
         Self {
             t0,
             recorder,
             probes,
             handle,
+            spec: service,
         }
     }
 
@@ -362,4 +364,48 @@ async fn thousands_of_checkers_share_a_bounded_number_of_attempts() {
     assert_eq!(probe.done.load(Ordering::SeqCst), 2000);
     assert_eq!(probe.most.load(Ordering::SeqCst), 100);
     handle.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_carries_a_failed_real_down_with_its_last_result() {
+    let mut lab = Lab::start(ONE_REAL);
+    let real = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 11));
+    let status = lab.handle.status();
+    assert_eq!(status.len(), 1);
+    assert!(status[0].up);
+    assert_eq!(status[0].last, "not run yet");
+    lab.until(5).await;
+    lab.set(0, 0, 1);
+    lab.until(15).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(11))]);
+    let status = lab.handle.status();
+    assert!(!status[0].up);
+    assert_eq!(status[0].last, "scripted failed: scripted failure");
+    assert_eq!((status[0].service.as_str(), status[0].real), ("web", real));
+
+    // The same real with the same checkers: it stays down, nothing is rewritten, and the
+    // resumed checker brings it back on its next pass.
+    lab.handle.replace(lab.spec.clone(), |_| true);
+    assert_eq!(lab.handle.weights("web"), [(real, 80, 0)]);
+    assert!(!lab.handle.status()[0].up);
+    lab.until(30).await;
+    assert_eq!(lab.calls().len(), 1);
+    lab.set(0, 0, 0);
+    lab.until(45).await;
+    let calls = lab.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!((calls[1].0, calls[1].1), (11, 5));
+    assert_eq!(lab.handle.weights("web"), [(real, 80, 5)]);
+
+    // Not carried: the checker starts afresh (up, not yet run), as at daemon start.
+    lab.set(0, 0, 1);
+    lab.until(70).await;
+    assert_eq!(lab.handle.weights("web"), [(real, 80, 0)]);
+    lab.handle.replace(lab.spec.clone(), |_| false);
+    assert_eq!(lab.handle.weights("web"), [(real, 80, 5)]);
+    assert_eq!(lab.handle.status()[0].last, "not run yet");
+    assert_eq!(lab.handle.len(), 1);
+    lab.handle.remove("web");
+    assert!(lab.handle.is_empty());
+    assert!(lab.handle.status().is_empty());
 }

@@ -139,6 +139,7 @@ fn balancer(svc: &VirtualService) -> XdpProgram {
         persist: 1024,
         timeouts: Globals::default(),
         pin_dir: None,
+        ..LoadOptions::default()
     })
     .expect("load the balancer (needs root)");
     prog.apply("bench", svc).expect("install the service");

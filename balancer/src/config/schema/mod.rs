@@ -134,8 +134,9 @@ const fn default_udp_timeout() -> u32 {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Control {
-    /// The unix socket's path. Default `/run/balancer/INSTANCE.sock`, INSTANCE being
-    /// `balancer run --instance` (`default`), so daemons side by side do not collide.
+    /// The unix socket's path. Default `/run/balancer/INSTANCE.sock` (`--run-dir` moves the
+    /// directory), INSTANCE being `--instance` (`default`), so daemons side by side do not
+    /// collide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket: Option<PathBuf>,
 }
@@ -144,9 +145,9 @@ impl Control {
     /// The socket path for `instance`: the configured one, else the default.
     #[must_use]
     pub fn socket_path(&self, instance: &str) -> PathBuf {
-        self.socket
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("/run/balancer/{instance}.sock")))
+        self.socket.clone().unwrap_or_else(|| {
+            crate::control::socket_path(std::path::Path::new(crate::control::RUN_DIR), instance)
+        })
     }
 }
 
