@@ -78,9 +78,19 @@ enum Command {
     },
     /// Print the lb.toml equivalent of a keepalived.conf (or of an lb.toml, normalised).
     Convert { file: PathBuf },
+    /// The configuration's reference.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Run one VRRP instance (keepalived's `vrrp_instance` keywords as flags) until SIGINT or
     /// SIGTERM, then send priority 0 and remove the virtual addresses.
     Vrrp(Box<balancer::vrrp::command::VrrpArgs>),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print every lb.toml key with its meaning, type and default, as commented TOML
+    /// (generated from the schema the loader uses).
+    Schema,
 }
 
 fn parse_interval(s: &str) -> Result<f64, String> {
@@ -201,6 +211,10 @@ fn main() -> ExitCode {
                 println!("{}: valid", config.display());
             })
             .map_err(anyhow::Error::from),
+        Command::Config(ConfigCommand::Schema) => {
+            print!("{}", balancer::config::reference::reference());
+            Ok(())
+        }
         Command::Convert { file } => balancer::config::load_any(&file)
             .map_err(anyhow::Error::from)
             .and_then(|loaded| {

@@ -11,7 +11,19 @@ use crate::vrrp::net::InstanceSpec;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Model {
     pub services: Vec<VirtualService>,
+    /// Services that match packets by firewall mark (`virtual_server fwmark N`, a group's
+    /// `fwmark` entries). Only a data plane behind netfilter can see marks: IPVS can, the XDP
+    /// program (which runs before netfilter) cannot, so validation refuses them with XDP.
+    pub fwmark_services: Vec<FwmarkService>,
     pub vrrp: Vec<VrrpInstance>,
+}
+
+/// A virtual service selected by firewall mark instead of by address and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FwmarkService {
+    pub fwmark: u32,
+    /// The service's definition; `vips` is empty and `port` 0, the mark deciding both.
+    pub service: VirtualService,
 }
 
 /// One `vrrp_instance`, as the VRRP I/O layer runs it, with what it follows.

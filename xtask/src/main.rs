@@ -5,7 +5,9 @@
 //! - `test`: setup, `cargo fmt --check`, clippy on the host crates and on the XDP program, and
 //!   the whole test suite (the privileged tests need root, as CI is).
 //! - `bench [NAME]`: setup, then a benchmark in release (figures printed and saved as JSON).
+//! - `fuzz [SECONDS]`: setup and cargo-fuzz, then each configuration fuzz target for SECONDS.
 
+mod fuzz;
 mod setup;
 
 use std::{
@@ -40,6 +42,15 @@ enum Cmd {
         #[arg(default_value = "dataplane")]
         name: String,
     },
+    /// Setup (and cargo-fuzz), then fuzz the lb.toml and keepalived.conf readers for SECONDS
+    /// each (nightly, libFuzzer). Not part of `test`. Crashes land in fuzz/artifacts/TARGET/.
+    Fuzz {
+        #[arg(default_value_t = 60)]
+        seconds: u64,
+        /// Only this target (`lb_toml` or `keepalived_conf`).
+        #[arg(long, value_parser = fuzz::TARGETS)]
+        target: Option<String>,
+    },
     /// Setup, then formatting, lints and every test (privileged ones need root).
     Test {
         /// Passed to `cargo test` after `--` (a test name filter, `--nocapture`, ...).
@@ -72,6 +83,10 @@ fn main() -> Result<()> {
                 "--",
                 &name,
             ]))
+        }
+        Cmd::Fuzz { seconds, target } => {
+            setup::setup()?;
+            fuzz::fuzz(&root, seconds, target.as_deref())
         }
         Cmd::Test { args } => {
             setup::setup()?;

@@ -3,11 +3,16 @@
 
 pub mod address;
 pub mod diagnostic;
+pub mod fuzz;
+pub mod host;
 pub mod keepalived;
 pub mod locate;
+pub mod reference;
 pub mod schema;
 pub mod validate;
 
+#[cfg(test)]
+mod fuzz_tests;
 #[cfg(test)]
 mod test_dir;
 #[cfg(test)]
@@ -17,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
+pub use host::Host;
 pub use schema::{Config, DataplaneKind, XdpConfig};
 pub use validate::{Origin, Validated};
 
@@ -79,7 +85,11 @@ pub fn detect(path: &Path, text: &str) -> Origin {
     }
 }
 
-/// Reads `path` in either format, then validates it.
+/// The host a configuration is validated for, once its XDP interfaces are known.
+pub type HostOf<'a> = &'a dyn Fn(&Config) -> Host;
+
+/// Reads `path` in either format, then validates it for the host it runs on (a DR real must
+/// be on a network of this host, when the configuration's interfaces exist here).
 ///
 /// # Errors
 /// The file cannot be read or parsed, or fails validation.
@@ -88,11 +98,12 @@ pub fn load_any(path: &Path) -> Result<Loaded, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
+    let host: HostOf<'_> = &|config| Host::current(&config.xdp.interfaces);
     match detect(path, &text) {
-        Origin::LbToml => Config::load_text(path, &text),
+        Origin::LbToml => Config::load_text_on(path, &text, host),
         Origin::Keepalived => {
             let tree = keepalived::parse(path, &text)?;
-            from_keepalived(path, &tree)
+            from_keepalived_on(path, &tree, host)
         }
     }
 }
@@ -102,11 +113,27 @@ pub fn load_any(path: &Path) -> Result<Loaded, ConfigError> {
 /// # Errors
 /// A keyword's value does not fit, or validation fails.
 pub fn from_keepalived(path: &Path, tree: &keepalived::Tree) -> Result<Loaded, ConfigError> {
+    from_keepalived_on(path, tree, &|_| Host::default())
+}
+
+/// [`from_keepalived`] for the host `host` gives.
+///
+/// # Errors
+/// A keyword's value does not fit, or validation fails.
+pub fn from_keepalived_on(
+    path: &Path,
+    tree: &keepalived::Tree,
+    host: HostOf<'_>,
+) -> Result<Loaded, ConfigError> {
     let imported = keepalived::import(path, tree)
         .map_err(|diagnostics| ConfigError::Invalid { diagnostics })?;
-    let mut validated =
-        validate::validate(&imported.config, &imported.locations, Origin::Keepalived)
-            .map_err(|diagnostics| ConfigError::Invalid { diagnostics })?;
+    let mut validated = validate::validate_on(
+        &imported.config,
+        &imported.locations,
+        Origin::Keepalived,
+        &host(&imported.config),
+    )
+    .map_err(|diagnostics| ConfigError::Invalid { diagnostics })?;
     let mut warnings = tree.warnings.clone();
     warnings.extend(imported.warnings);
     warnings.append(&mut validated.warnings);
@@ -144,6 +171,14 @@ impl Config {
     /// # Errors
     /// `text` is not valid TOML for this schema, or fails validation.
     pub fn load_text(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
+        Self::load_text_on(path, text, &|_| Host::default())
+    }
+
+    /// [`Config::load_text`] for the host `host` gives.
+    ///
+    /// # Errors
+    /// `text` is not valid TOML for this schema, or fails validation.
+    pub fn load_text_on(path: &Path, text: &str, host: HostOf<'_>) -> Result<Loaded, ConfigError> {
         let config: Self = toml::from_str(text).map_err(|e| {
             let (line, column) = e
                 .span()
@@ -159,8 +194,13 @@ impl Config {
             file: Arc::from(path),
             text: text.to_owned(),
         };
-        let validated = validate::validate(&config, &locator as &dyn Locate, Origin::LbToml)
-            .map_err(|diagnostics| ConfigError::Invalid { diagnostics })?;
+        let validated = validate::validate_on(
+            &config,
+            &locator as &dyn Locate,
+            Origin::LbToml,
+            &host(&config),
+        )
+        .map_err(|diagnostics| ConfigError::Invalid { diagnostics })?;
         Ok(Loaded {
             config,
             validated,

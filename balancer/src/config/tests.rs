@@ -320,3 +320,150 @@ SSL {
     );
     assert!(errors[1].contains("SSL.password"), "{errors:?}");
 }
+
+/// keepalived's own examples (Debian's keepalived package, which `cargo xtask setup`
+/// installs): each parses; those of supported features validate and round-trip through
+/// lb.toml to the same model; the others fail for the documented reason only.
+#[test]
+fn keepalived_sample_configurations_convert_or_say_what_is_unsupported() {
+    const SAMPLES: &str = "/usr/share/doc/keepalived/samples";
+    // What we refuse on purpose, by sample.
+    let unsupported = [
+        ("SSL_GET", "auth_type: \"AH\""),
+        (
+            "conditional_conf",
+            "vrrp_script.check_VI_0.script: no script",
+        ),
+        ("fwmark", "the XDP data plane runs before netfilter"),
+        (
+            "virtual_server_group",
+            "the XDP data plane runs before netfilter",
+        ),
+        ("vrrp", "(`label` is not supported yet)"),
+    ];
+    let mut paths: Vec<_> = std::fs::read_dir(SAMPLES)
+        .unwrap_or_else(|e| panic!("{SAMPLES}: {e}: install keepalived (cargo xtask setup)"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("keepalived.conf."))
+        })
+        .collect();
+    paths.sort();
+    let mut valid = 0;
+    for path in &paths {
+        let name = path.extension().and_then(|e| e.to_str()).unwrap();
+        let tree = keepalived::read(path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let loaded = from_keepalived(path, &tree);
+        match unsupported.iter().find(|(n, _)| *n == name) {
+            None => {
+                assert!(loaded.is_ok(), "{name}: {loaded:?}");
+                valid += 1;
+                crate::config::fuzz::round_trip(loaded);
+            }
+            Some((_, why)) => {
+                let err = loaded.unwrap_err().to_string();
+                for line in err.lines() {
+                    assert!(line.contains(why), "{name}: {line}");
+                }
+            }
+        }
+    }
+    assert!(valid >= 18, "{valid} of {} samples valid", paths.len());
+}
+
+/// Every validation rule of the issue, written in keepalived.conf: each message names the
+/// keepalived.conf line and column of the keyword, and the key.
+#[test]
+fn every_validation_rule_names_the_keepalived_line_and_key() {
+    use crate::config::host::{Host, Network};
+
+    let text = r"vrrp_script chk {
+ script /bin/true
+}
+vrrp_instance A {
+ interface eth0
+ virtual_router_id 300
+ priority 0
+ virtual_ipaddress {
+  198.18.0.10/24
+  fd00::1/64
+ }
+ track_script {
+  chk_missing
+ }
+}
+vrrp_instance B {
+ interface eth0
+ virtual_router_id 51
+ priority 255
+ unicast_src_ip 198.18.0.2
+ virtual_ipaddress {
+  198.18.0.20/24
+ }
+}
+vrrp_instance C {
+ interface eth0
+ virtual_router_id 52
+ virtual_ipaddress {
+  198.18.0.30/24
+ }
+}
+vrrp_instance D {
+ interface eth0
+ virtual_router_id 52
+ virtual_ipaddress {
+  198.18.0.40/24
+ }
+}
+vrrp_sync_group G {
+ group {
+  A
+  Z
+ }
+}
+virtual_server 198.18.0.100 80 {
+ protocol TCP
+ lb_kind DR
+ real_server 198.18.0.11 80 {
+  weight 70000
+  HTTP_GET {
+   connect_timeout 3
+  }
+ }
+ real_server 198.18.5.1 80 {
+  MISC_CHECK {
+  }
+ }
+}
+";
+    let tree = keepalived::parse(Path::new("keepalived.conf"), text).unwrap();
+    let host = Host {
+        networks: Some(vec![Network {
+            addr: "198.18.0.2".parse().unwrap(),
+            prefix: 24,
+        }]),
+    };
+    let err = from_keepalived_on(Path::new("keepalived.conf"), &tree, &|_| host.clone())
+        .unwrap_err()
+        .to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    let expected = [
+        "keepalived.conf:6:2: vrrp_instance.A.virtual_router_id: 300; expected 1 to 255",
+        "keepalived.conf:7:2: vrrp_instance.A.priority: 0; expected 1 to 255",
+        "keepalived.conf:10:3: vrrp_instance.A.virtual_ipaddress[1]: \"fd00::1/64\" mixes address families",
+        "keepalived.conf:13:3: vrrp_instance.A.track_script[0]: \"chk_missing\" names no vrrp_script",
+        "keepalived.conf:19:2: vrrp_instance.B.priority: 255 (the address owner), but unicast_src_ip 198.18.0.2 is not among the virtual addresses",
+        "keepalived.conf:34:2: vrrp_instance.D.virtual_router_id: 52 is already used by vrrp_instance C on eth0",
+        "keepalived.conf:42:3: vrrp_sync_group.G.group[1]: \"Z\" names no vrrp_instance",
+        "keepalived.conf:49:3: virtual_server[0].real_server[0].weight: 70000; expected 0 to 65535",
+        "keepalived.conf:50:3: virtual_server[0].real_server[0].HTTP_GET[0]: a HTTP_GET without url",
+        "keepalived.conf:54:2: virtual_server[0].real_server[1].ip: 198.18.5.1 is on no network directly attached to this host",
+        "keepalived.conf:55:3: virtual_server[0].real_server[1].MISC_CHECK[0]: a MISC_CHECK without misc_path",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{err}");
+    for (line, want) in lines.iter().zip(expected) {
+        assert!(line.starts_with(want), "{line}\n  wanted {want}");
+    }
+}

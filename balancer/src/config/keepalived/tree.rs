@@ -13,6 +13,9 @@ pub const MAX_INCLUDE_DEPTH: usize = 16;
 /// Deeper nesting than any keepalived block has; the limit keeps hostile input from
 /// exhausting the stack.
 pub const MAX_NESTING: usize = 64;
+/// Larger than any configuration; an include that matches something bigger (a log, a core
+/// file) is a mistake, and reading it whole would take the daemon's memory.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
 /// One keyword with its arguments and, when it opened a `{ }` block, its children.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,11 +84,39 @@ pub enum ReadError {
 /// # Errors
 /// A file cannot be read, or is not keepalived.conf syntax.
 pub fn read(path: &Path) -> Result<Tree, ReadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
+    parse(path, &read_text(path)?)
+}
+
+/// A file's text, at most [`MAX_FILE_BYTES`].
+fn read_text(path: &Path) -> Result<String, ReadError> {
+    use std::io::Read as _;
+
+    let io = |source| ReadError::Io {
         path: path.to_owned(),
         source,
-    })?;
-    parse(path, &text)
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(io)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("larger than {MAX_FILE_BYTES} bytes"),
+        )));
+    }
+    Ok(text)
+}
+
+/// `**` (any number of stars) as the single `*` glob(3) reads it as.
+fn collapse_double_star(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        if !(c == '*' && out.ends_with('*')) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Parses `text` as if read from `path`: includes are relative to `path`'s directory.
@@ -323,8 +354,11 @@ impl Reader {
         }
         // keepalived.conf(5): relative paths are relative to the including file's directory.
         let base = node.file.parent().unwrap_or_else(|| Path::new(""));
-        let full = base.join(pattern);
-        let paths = glob::glob(&full.to_string_lossy()).map_err(|e| ReadError::IncludePattern {
+        let full = base.join(pattern).to_string_lossy().into_owned();
+        // glob(3), which keepalived calls, has no recursive `**`: there it is `*`. The glob
+        // crate would walk whole trees for it (`/**`).
+        let full = collapse_double_star(&full);
+        let paths = glob::glob(&full).map_err(|e| ReadError::IncludePattern {
             location: location.clone(),
             pattern: pattern.clone(),
             message: e.msg.to_owned(),
@@ -336,8 +370,17 @@ impl Reader {
                 path: e.path().to_owned(),
                 source: e.into(),
             })?;
-            if path.is_dir() {
+            let kind = std::fs::metadata(&path).map(|m| m.file_type());
+            if kind.as_ref().is_ok_and(std::fs::FileType::is_dir) {
                 continue;
+            }
+            if kind.as_ref().is_ok_and(|k| !k.is_file()) {
+                // A FIFO or a device would block or never end.
+                return Err(syntax(
+                    location,
+                    "an include of regular files",
+                    format!("{} (a device, FIFO or socket)", path.display()),
+                ));
             }
             matched = true;
             let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
@@ -353,10 +396,7 @@ impl Reader {
                     chain,
                 });
             }
-            let text = std::fs::read_to_string(&path).map_err(|source| ReadError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let text = read_text(&path)?;
             let mut inner = stack.to_vec();
             inner.push(canonical);
             nodes.extend(self.file(&path, &text, &inner)?);

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::schema::{is_false, one};
 
 /// keepalived's `virtual_server_group`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualServerGroup {
     /// Lines as keepalived writes them: `ADDR [PORT]`, a range `198.18.0.1-10 [PORT]`
@@ -20,7 +20,7 @@ pub struct VirtualServerGroup {
 }
 
 /// `IPADDR [PORT]`, as in `sorry_server`.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
     /// The address.
@@ -32,7 +32,7 @@ pub struct Endpoint {
 
 /// keepalived's `virtual_server`: exactly one of `ip`, `fwmark` and `group` says which
 /// packets it takes.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[expect(
     clippy::struct_excessive_bools,
@@ -145,7 +145,7 @@ fn default_lb_kind() -> String {
 
 /// keepalived's `SSL { }` (`keepalived/check/check_ssl.c` `build_ssl_ctx`): the client
 /// certificate `SSL_GET` presents to reals that ask for one.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ssl {
     /// `certificate`: a PEM file with the client certificate and its chain.
@@ -166,7 +166,7 @@ pub struct Ssl {
 }
 
 /// keepalived's `real_server IPADDR [PORT] { }`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RealServer {
     /// The real's address.
@@ -222,7 +222,7 @@ const fn default_weight() -> i64 {
 /// One checker block. The fields of every kind live in one table, as keepalived's parser
 /// has them; validation refuses those that do not belong to the block's kind (a `misc_path`
 /// in a `TCP_CHECK` is a mistake, not an option).
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Checker {
     /// `connect_ip`: default the real's address.
@@ -307,7 +307,7 @@ pub struct Checker {
 }
 
 /// `HTTP_GET` / `SSL_GET` `url { }`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Url {
     /// `path`: e.g. `/health` (required).

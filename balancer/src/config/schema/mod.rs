@@ -7,7 +7,8 @@ pub mod lvs;
 pub mod vrrp;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,15 +18,23 @@ pub use lvs::{Checker, Endpoint, RealServer, Ssl, Url, VirtualServer, VirtualSer
 pub use vrrp::{Authentication, SyncGroup, VrrpInstance, VrrpScript};
 
 /// The whole `lb.toml`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Which data plane forwards packets. Only `"xdp"` exists so far; `"ipvs"` will select the
-    /// kernel IPVS backend.
+    /// Which data plane forwards packets: `"xdp"` (default) or `"ipvs"`.
     #[serde(default)]
     pub dataplane: DataplaneKind,
     /// Where and how the XDP program attaches.
     pub xdp: XdpConfig,
+    /// The data plane's connection table: its size and how long idle flows live.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub connections: Connections,
+    /// The unix socket behind `balancer status` and `balancer stats`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub control: Control,
+    /// The Prometheus metrics endpoint. Off by default.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub metrics: Metrics,
     /// keepalived's `global_defs`: node-wide settings and defaults for every VRRP instance.
     #[serde(default)]
     pub global_defs: GlobalDefs,
@@ -52,16 +61,126 @@ pub struct Config {
 }
 
 /// The forwarding engine.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DataplaneKind {
     /// The balancer's own XDP program.
     #[default]
     Xdp,
+    /// The kernel's IPVS, programmed through netlink, as keepalived does. Not implemented yet:
+    /// validation refuses it rather than run the XDP program in its place.
+    Ipvs,
+}
+
+/// `[connections]`: the connection table (an LRU hash) and its idle timeouts, as
+/// `ipvsadm --set tcp tcpfin udp` sets IPVS's.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Connections {
+    /// Flows the table holds; the least recently used is evicted beyond it. Default 1048576.
+    #[serde(default = "default_table_size")]
+    pub table_size: u32,
+    /// Seconds an established TCP flow lives without packets. Default 900 (IPVS's).
+    #[serde(default = "default_tcp_timeout")]
+    pub tcp_timeout: u32,
+    /// Seconds a TCP flow lives after FIN or RST. Default 120 (IPVS's).
+    #[serde(default = "default_tcpfin_timeout")]
+    pub tcpfin_timeout: u32,
+    /// Seconds a UDP flow lives without packets. Default 300 (IPVS's).
+    #[serde(default = "default_udp_timeout")]
+    pub udp_timeout: u32,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Self {
+            table_size: default_table_size(),
+            tcp_timeout: default_tcp_timeout(),
+            tcpfin_timeout: default_tcpfin_timeout(),
+            udp_timeout: default_udp_timeout(),
+        }
+    }
+}
+
+impl Connections {
+    /// The timeouts as the XDP program reads them.
+    #[must_use]
+    pub fn globals(&self) -> balancer_common::maps::Globals {
+        const NS: u64 = 1_000_000_000;
+        balancer_common::maps::Globals {
+            tcp_timeout_ns: u64::from(self.tcp_timeout) * NS,
+            tcpfin_timeout_ns: u64::from(self.tcpfin_timeout) * NS,
+            udp_timeout_ns: u64::from(self.udp_timeout) * NS,
+        }
+    }
+}
+
+const fn default_table_size() -> u32 {
+    balancer_common::maps::DEFAULT_FLOWS
+}
+
+const fn default_tcp_timeout() -> u32 {
+    900
+}
+
+const fn default_tcpfin_timeout() -> u32 {
+    120
+}
+
+const fn default_udp_timeout() -> u32 {
+    300
+}
+
+/// `[control]`: the control socket.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// The unix socket's path. Default `/run/balancer/INSTANCE.sock` (`--run-dir` moves the
+    /// directory), INSTANCE being `--instance` (`default`), so daemons side by side do not
+    /// collide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<PathBuf>,
+}
+
+impl Control {
+    /// The socket path for `instance`: the configured one, else the default.
+    #[must_use]
+    pub fn socket_path(&self, instance: &str) -> PathBuf {
+        self.socket.clone().unwrap_or_else(|| {
+            crate::control::socket_path(std::path::Path::new(crate::control::RUN_DIR), instance)
+        })
+    }
+}
+
+/// `[metrics]`: Prometheus text exposition over HTTP.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Serve `/metrics`. Default false: nothing listens unless asked to.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub enabled: bool,
+    /// Where to listen when enabled. Default `127.0.0.1:9100`: this host only.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9100))
 }
 
 /// `[xdp]`: the interfaces the XDP program attaches to.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct XdpConfig {
     /// Interface names, e.g. `["eth0", "eth1"]`. At least one.
@@ -73,7 +192,7 @@ pub struct XdpConfig {
 }
 
 /// `[global_defs]`, keepalived's keywords and defaults.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[expect(
     clippy::struct_excessive_bools,
@@ -180,6 +299,10 @@ const fn default_garp_repeat() -> u32 {
 
 pub(crate) const fn one() -> u32 {
     1
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 #[expect(

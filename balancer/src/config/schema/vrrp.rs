@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::schema::{is_false, one};
 
 /// keepalived's `vrrp_script`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VrrpScript {
     /// `script`: the command line, run without a shell.
@@ -41,7 +41,7 @@ const fn one_second() -> f64 {
 }
 
 /// keepalived's `vrrp_instance`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VrrpInstance {
     /// `state`: `"MASTER"` or `"BACKUP"`; default `MASTER` at priority 255, else `BACKUP`.
@@ -119,7 +119,7 @@ const fn default_priority() -> i64 {
 }
 
 /// `authentication { }`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Authentication {
     /// `auth_type`: `"PASS"` (`"AH"` is not supported: RFC 5798 removed it).
@@ -129,7 +129,7 @@ pub struct Authentication {
 }
 
 /// keepalived's `vrrp_sync_group`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncGroup {
     /// `group { }`: the `vrrp_instance` names that change state together.

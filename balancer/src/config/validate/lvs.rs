@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::config::address::{group_line, netmask_prefix};
-use crate::config::schema::{Checker, Config, RealServer, VirtualServer};
+use crate::config::schema::{Checker, Config, DataplaneKind, RealServer, VirtualServer};
 use crate::config::validate::Report;
-use crate::model::{Method, Persistence, Protocol, RealServer as Real, Scheduler, VirtualService};
+use crate::model::{
+    FwmarkService, Method, Persistence, Protocol, RealServer as Real, Scheduler, VirtualService,
+};
 
 /// keepalived's `persistence_timeout` when only a granularity is given.
 pub const DEFAULT_PERSISTENCE_S: u32 = 360;
@@ -17,41 +19,67 @@ const SCHEDULERS: [&str; 9] = ["rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh"
 /// IPVS schedulers keepalived accepts that the XDP data plane does not implement.
 const UNSUPPORTED_SCHEDULERS: [&str; 5] = ["lblc", "lblcr", "fo", "ovf", "twos"];
 
-pub(super) fn services(config: &Config, report: &mut Report<'_>) -> Vec<VirtualService> {
+/// The services by address, and those by firewall mark.
+pub(super) fn services(
+    config: &Config,
+    report: &mut Report<'_>,
+) -> (Vec<VirtualService>, Vec<FwmarkService>) {
     let groups = groups(config, report);
-    let mut out = Vec::new();
+    let mut by_addr = Vec::new();
+    let mut by_mark = Vec::new();
     for (i, vs) in config.virtual_server.iter().enumerate() {
         let key = format!("virtual_server[{i}]");
-        out.extend(service(&groups, &key, vs, report));
+        let (addr, mark) = service(&groups, &key, vs, report);
+        by_addr.extend(addr);
+        by_mark.extend(mark);
+    }
+    (by_addr, by_mark)
+}
+
+/// A group's addresses by port, and its `fwmark` entries.
+#[derive(Default)]
+struct Group {
+    by_port: BTreeMap<u16, Vec<IpAddr>>,
+    fwmarks: Vec<u32>,
+}
+
+fn groups(config: &Config, report: &mut Report<'_>) -> BTreeMap<String, Group> {
+    let mut out = BTreeMap::new();
+    for (name, group) in &config.virtual_server_group {
+        let mut g = Group::default();
+        for (i, line) in group.address.iter().enumerate() {
+            let key = format!("virtual_server_group.{name}.address[{i}]");
+            match group_line(line) {
+                Ok((addrs, port)) => g.by_port.entry(port).or_default().extend(addrs),
+                Err(expected) => report.error(&key, format!("{line:?}"), &expected),
+            }
+        }
+        for (i, mark) in group.fwmark.iter().enumerate() {
+            fwmark_needs_netfilter(
+                &format!("virtual_server_group.{name}.fwmark[{i}]"),
+                *mark,
+                report,
+            );
+        }
+        g.fwmarks.clone_from(&group.fwmark);
+        out.insert(name.clone(), g);
     }
     out
 }
 
-/// Each group's addresses, by port.
-fn groups(
-    config: &Config,
-    report: &mut Report<'_>,
-) -> BTreeMap<String, BTreeMap<u16, Vec<IpAddr>>> {
-    let mut out = BTreeMap::new();
-    for (name, group) in &config.virtual_server_group {
-        let mut by_port: BTreeMap<u16, Vec<IpAddr>> = BTreeMap::new();
-        for (i, line) in group.address.iter().enumerate() {
-            let key = format!("virtual_server_group.{name}.address[{i}]");
-            match group_line(line) {
-                Ok((addrs, port)) => by_port.entry(port).or_default().extend(addrs),
-                Err(expected) => report.error(&key, format!("{line:?}"), &expected),
-            }
-        }
-        if !group.fwmark.is_empty() {
-            report.warn(
-                &format!("virtual_server_group.{name}.fwmark"),
-                "fwmark services are not forwarded by the XDP data plane yet; ignored".into(),
-                "",
-            );
-        }
-        out.insert(name.clone(), by_port);
+/// Marks are set by netfilter (iptables / nftables `mark`), which runs after XDP: no packet
+/// the XDP program sees carries one yet, so an fwmark service would never match. Refused
+/// rather than accepted and silently never forwarded.
+fn fwmark_needs_netfilter(key: &str, mark: u32, report: &mut Report<'_>) {
+    if report.dataplane == DataplaneKind::Xdp {
+        report.error(
+            key,
+            format!(
+                "fwmark {mark}: the XDP data plane runs before netfilter sets marks, so it can never match one"
+            ),
+            "the addresses (and ports) the mark selected, as a virtual_server_group, or an all-port service (port 0 with persistence_timeout) for persistence across ports",
+        );
     }
-    out
 }
 
 #[expect(
@@ -59,11 +87,11 @@ fn groups(
     reason = "a service's rules in the order an operator reads its keys"
 )]
 fn service(
-    groups: &BTreeMap<String, BTreeMap<u16, Vec<IpAddr>>>,
+    groups: &BTreeMap<String, Group>,
     key: &str,
     vs: &VirtualServer,
     report: &mut Report<'_>,
-) -> Vec<VirtualService> {
+) -> (Vec<VirtualService>, Vec<FwmarkService>) {
     let before = report.errors.len();
     let scheduler = scheduler(&format!("{key}.lb_algo"), &vs.lb_algo, report);
     let method = method(&format!("{key}.lb_kind"), &vs.lb_kind, report);
@@ -92,8 +120,9 @@ fn service(
             "ops only with protocol UDP",
         );
     }
-    // VIPs by port, from whichever of ip / group / fwmark names them.
+    // VIPs by port and marks, from whichever of ip / group / fwmark names them.
     let mut vips: Vec<(u16, Vec<IpAddr>)> = Vec::new();
+    let mut marks: Vec<u32> = Vec::new();
     match (vs.ip, &vs.group, vs.fwmark) {
         (Some(ip), None, None) => vips.push((vs.port.unwrap_or(0), vec![ip])),
         (None, Some(group), None) => {
@@ -102,21 +131,16 @@ fn service(
                 group,
                 "virtual_server_group",
                 groups.keys(),
-            ) {
-                vips.extend(
-                    groups
-                        .get(group)
-                        .into_iter()
-                        .flatten()
-                        .map(|(p, a)| (*p, a.clone())),
-                );
+            ) && let Some(g) = groups.get(group)
+            {
+                vips.extend(g.by_port.iter().map(|(p, a)| (*p, a.clone())));
+                marks.extend(&g.fwmarks);
             }
         }
-        (None, None, Some(_)) => report.warn(
-            &format!("{key}.fwmark"),
-            "fwmark services are not forwarded by the XDP data plane yet; ignored".into(),
-            "",
-        ),
+        (None, None, Some(mark)) => {
+            fwmark_needs_netfilter(&format!("{key}.fwmark"), mark, report);
+            marks.push(mark);
+        }
         _ => report.error(
             key,
             "not exactly one of ip, group and fwmark".into(),
@@ -133,7 +157,13 @@ fn service(
         );
         persistent = true;
     }
-    let family_v4 = vips.iter().flat_map(|(_, a)| a).next().map(IpAddr::is_ipv4);
+    // An fwmark service has no address: its reals say which family it is (IPVS's too).
+    let family_v4 = vips
+        .iter()
+        .flat_map(|(_, a)| a)
+        .next()
+        .or_else(|| vs.real_server.first().map(|r| &r.ip))
+        .map(IpAddr::is_ipv4);
     let persistence = persistent.then(|| {
         let width = if family_v4 == Some(false) { 128 } else { 32 };
         let prefix = match vs.persistence_granularity {
@@ -187,13 +217,17 @@ fn service(
         egress: None,
     });
     if report.errors.len() != before {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
     let (Some(scheduler), Some(protocol)) = (scheduler, protocol) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
-    vips.into_iter()
-        .map(|(port, vips)| VirtualService {
+    let by_addr = vips.into_iter().map(|v| (None, v));
+    let by_mark = marks.into_iter().map(|m| (Some(m), (0, Vec::new())));
+    let mut addressed = Vec::new();
+    let mut marked = Vec::new();
+    for (fwmark, (port, vips)) in by_addr.chain(by_mark) {
+        let service = VirtualService {
             vips,
             port,
             protocol,
@@ -213,8 +247,13 @@ fn service(
                 port: if s.port == 0 { port } else { s.port },
                 ..s
             }),
-        })
-        .collect()
+        };
+        match fwmark {
+            Some(fwmark) => marked.push(FwmarkService { fwmark, service }),
+            None => addressed.push(service),
+        }
+    }
+    (addressed, marked)
 }
 
 fn scheduler(key: &str, name: &str, report: &mut Report<'_>) -> Option<Scheduler> {
@@ -274,6 +313,28 @@ fn real(
         Some(kind) => method(&format!("{key}.lb_kind"), kind, report),
         None => vs_method,
     };
+    if method == Some(Method::Dr)
+        && let Some(attached) = &report.attached
+        && !attached.iter().any(|n| n.contains(rs.ip))
+    {
+        let mut on: Vec<String> = attached
+            .iter()
+            .filter(|n| n.addr.is_ipv4() == rs.ip.is_ipv4())
+            .map(ToString::to_string)
+            .collect();
+        on.dedup();
+        report.error(
+            &format!("{key}.ip"),
+            format!(
+                "{} is on no network directly attached to this host, and DR only rewrites the MAC address",
+                rs.ip
+            ),
+            &format!(
+                "a real on one of this host's networks ({}), or lb_kind TUN or NAT to reach it through a router",
+                if on.is_empty() { "none".into() } else { on.join(", ") }
+            ),
+        );
+    }
     if family_v4.is_some_and(|v4| v4 != rs.ip.is_ipv4()) {
         report.error(
             &format!("{key}.ip"),

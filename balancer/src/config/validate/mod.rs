@@ -6,9 +6,11 @@ mod lvs;
 pub use lvs::DEFAULT_PERSISTENCE_S;
 mod vrrp;
 
+use crate::config::address::vip_line;
 use crate::config::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::config::host::{Host, Network};
 use crate::config::locate::Locate;
-use crate::config::schema::Config;
+use crate::config::schema::{Config, DataplaneKind};
 use crate::model::Model;
 
 /// Which file format the configuration came from: some rules depend on what it can say.
@@ -27,7 +29,7 @@ pub struct Validated {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Checks `config` and builds its model.
+/// Checks `config` and builds its model, without the rules that need the host it runs on.
 ///
 /// # Errors
 /// Every problem found, in the order of the file.
@@ -36,8 +38,35 @@ pub fn validate(
     locate: &dyn Locate,
     origin: Origin,
 ) -> Result<Validated, Diagnostics> {
+    validate_on(config, locate, origin, &Host::default())
+}
+
+/// Checks `config` for `host` and builds its model.
+///
+/// # Errors
+/// Every problem found, in the order of the file.
+pub fn validate_on(
+    config: &Config,
+    locate: &dyn Locate,
+    origin: Origin,
+    host: &Host,
+) -> Result<Validated, Diagnostics> {
+    // The VIPs' networks are attached while the node is master.
+    let attached = host.networks.clone().map(|mut networks| {
+        let vips = config
+            .vrrp_instance
+            .values()
+            .flat_map(|i| &i.virtual_ipaddress);
+        networks.extend(vips.filter_map(|l| vip_line(l).ok()).map(|l| Network {
+            addr: l.vip.addr,
+            prefix: l.vip.prefix,
+        }));
+        networks
+    });
     let mut report = Report {
         locate,
+        dataplane: config.dataplane,
+        attached,
         errors: Vec::new(),
         warnings: Vec::new(),
     };
@@ -56,8 +85,26 @@ pub fn validate(
             ),
         }
     }
+    if config.dataplane == DataplaneKind::Ipvs {
+        report.error(
+            "dataplane",
+            "\"ipvs\": the IPVS backend is not implemented yet".into(),
+            "\"xdp\"",
+        );
+    }
+    let c = &config.connections;
+    for (field, value) in [
+        ("table_size", c.table_size),
+        ("tcp_timeout", c.tcp_timeout),
+        ("tcpfin_timeout", c.tcpfin_timeout),
+        ("udp_timeout", c.udp_timeout),
+    ] {
+        if value == 0 {
+            report.error(&format!("connections.{field}"), "0".into(), "1 or more");
+        }
+    }
     let vrrp = vrrp::instances(config, &mut report);
-    let services = lvs::services(config, &mut report);
+    let (services, fwmark_services) = lvs::services(config, &mut report);
     lvs::ssl(config, &mut report);
     let mut errors = report.errors;
     errors.sort_by(|a, b| {
@@ -69,7 +116,11 @@ pub fn validate(
     });
     if errors.is_empty() {
         Ok(Validated {
-            model: Model { services, vrrp },
+            model: Model {
+                services,
+                fwmark_services,
+                vrrp,
+            },
             warnings: report.warnings,
         })
     } else {
@@ -80,6 +131,10 @@ pub fn validate(
 /// Collects problems as the rules find them.
 pub(crate) struct Report<'a> {
     locate: &'a dyn Locate,
+    /// Some rules depend on what the data plane can see.
+    dataplane: DataplaneKind,
+    /// The networks directly attached to the host, when validating on the node.
+    attached: Option<Vec<Network>>,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
 }

@@ -7,7 +7,12 @@ use crate::config::{Config, ConfigError};
 const HEAD: &str = "[xdp]\ninterfaces = [\"eth0\"]\n";
 
 fn errors(body: &str) -> Vec<String> {
-    match Config::load_text(Path::new("lb.toml"), &format!("{HEAD}{body}")) {
+    errors_in(&format!("{HEAD}{body}"))
+}
+
+/// The validation errors of the whole lb.toml `text`.
+fn errors_in(text: &str) -> Vec<String> {
+    match Config::load_text(Path::new("lb.toml"), text) {
         Err(ConfigError::Invalid { diagnostics }) => {
             diagnostics.0.iter().map(ToString::to_string).collect()
         }
@@ -227,5 +232,164 @@ fn keepalived_defaults_for_a_missing_protocol_and_a_missing_port() {
             .iter()
             .any(|w| w.contains("virtual_server[0].port") && w.contains("360")),
         "{warnings:?}"
+    );
+}
+
+#[test]
+fn fwmark_services_are_refused_by_the_xdp_data_plane_with_the_alternatives() {
+    let e = errors(
+        "[virtual_server_group.G]\nfwmark = [1, 2]\n\
+         [[virtual_server]]\nfwmark = 7\nprotocol = \"TCP\"\n\
+         [[virtual_server.real_server]]\nip = \"198.18.1.1\"\n",
+    );
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(
+        e[0].starts_with("lb.toml:4:11: virtual_server_group.G.fwmark[0]: fwmark 1: the XDP data plane runs before netfilter sets marks"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains("virtual_server_group.G.fwmark[1]: fwmark 2"),
+        "{e:?}"
+    );
+    assert!(
+        e[2].starts_with("lb.toml:6:10: virtual_server[0].fwmark: fwmark 7:"),
+        "{e:?}"
+    );
+    for message in &e {
+        assert!(
+            message.contains("as a virtual_server_group")
+                && message.contains("all-port service (port 0 with persistence_timeout)"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn fwmark_services_are_carried_into_the_model() {
+    use crate::config::locate::TomlLocator;
+    use crate::config::schema::DataplaneKind;
+    use crate::model::{Method, Protocol, Scheduler};
+
+    let text = format!(
+        "{HEAD}[virtual_server_group.G]\nfwmark = [3]\naddress = [\"198.18.0.1 80\"]\n\
+         [[virtual_server]]\nfwmark = 7\nprotocol = \"TCP\"\nlb_algo = \"sh\"\nlb_kind = \"DR\"\npersistence_timeout = 60\n\
+         [[virtual_server.real_server]]\nip = \"fd00::1\"\nport = 443\nweight = 2\n\
+         [[virtual_server]]\ngroup = \"G\"\nprotocol = \"UDP\"\n\
+         [[virtual_server.real_server]]\nip = \"198.18.1.1\"\n"
+    );
+    let mut config: Config = toml::from_str(&text).unwrap();
+    // A data plane behind netfilter (IPVS) sees marks: the model has the services for it.
+    config.dataplane = DataplaneKind::Ipvs;
+    let locator = TomlLocator {
+        file: std::sync::Arc::from(Path::new("lb.toml")),
+        text,
+    };
+    let mut report = super::Report {
+        locate: &locator,
+        dataplane: config.dataplane,
+        attached: None,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let (by_addr, by_mark) = super::lvs::services(&config, &mut report);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(by_addr.len(), 1);
+    assert_eq!(by_addr[0].vips, [std::net::IpAddr::from([198, 18, 0, 1])]);
+    let marks: Vec<u32> = by_mark.iter().map(|m| m.fwmark).collect();
+    assert_eq!(marks, [7, 3]);
+    let seven = &by_mark[0].service;
+    assert!(seven.vips.is_empty());
+    assert_eq!(
+        (seven.port, seven.protocol, seven.scheduler),
+        (0, Protocol::Tcp, Scheduler::Sh)
+    );
+    // The family comes from the reals: an IPv6 client mask.
+    assert_eq!(
+        seven.persistence.map(|p| (p.timeout_s, p.prefix)),
+        Some((60, 128))
+    );
+    assert_eq!(
+        (
+            seven.reals[0].port,
+            seven.reals[0].weight,
+            seven.reals[0].method
+        ),
+        (443, 2, Method::Dr)
+    );
+    assert_eq!(by_mark[1].service.protocol, Protocol::Udp);
+}
+
+#[test]
+fn ipvs_is_refused_until_it_exists_and_connection_limits_are_checked() {
+    let text = "dataplane = \"ipvs\"\n[xdp]\ninterfaces = [\"eth0\"]\n[connections]\ntable_size = 0\nudp_timeout = 0\n";
+    let e = errors_in(text);
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(
+        e[0].starts_with("lb.toml:1:13: dataplane: \"ipvs\": the IPVS backend is not implemented yet; expected \"xdp\""),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("lb.toml:5:14: connections.table_size: 0; expected 1 or more"),
+        "{e:?}"
+    );
+    assert!(
+        e[2].starts_with("lb.toml:6:15: connections.udp_timeout: 0"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_dr_real_must_be_on_a_directly_attached_network() {
+    use crate::config::host::{Host, Network};
+
+    let host = Host {
+        networks: Some(vec![Network {
+            addr: "198.18.0.2".parse().unwrap(),
+            prefix: 24,
+        }]),
+    };
+    let text = format!(
+        "{HEAD}{}[[virtual_server]]\nip = \"198.18.0.100\"\nport = 80\nprotocol = \"TCP\"\nlb_kind = \"DR\"\n\
+         [[virtual_server.real_server]]\nip = \"198.18.0.11\"\n\
+         [[virtual_server.real_server]]\nip = \"198.18.7.1\"\n\
+         [[virtual_server.real_server]]\nip = \"198.18.5.1\"\n\
+         [[virtual_server.real_server]]\nip = \"198.18.9.9\"\nlb_kind = \"TUN\"\n",
+        // A VIP's network is attached too, while the node is master.
+        instance("A", "").replace("198.18.0.10/24", "198.18.7.10/24"),
+    );
+    let e: Vec<String> = match Config::load_text_on(Path::new("lb.toml"), &text, &|_| host.clone())
+    {
+        Err(ConfigError::Invalid { diagnostics }) => {
+            diagnostics.0.iter().map(ToString::to_string).collect()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("lb.toml:17:6: virtual_server[0].real_server[2].ip: 198.18.5.1 is on no network directly attached to this host, and DR only rewrites the MAC address; expected a real on one of this host's networks (198.18.0.2/24, 198.18.7.10/24), or lb_kind TUN or NAT"),
+        "{e:?}"
+    );
+    // Away from the node (its interfaces absent) the rule cannot be checked.
+    assert!(Config::load_text(Path::new("lb.toml"), &text).is_ok());
+}
+
+#[test]
+fn script_weights_and_urls_without_path() {
+    let e = errors(
+        "[vrrp_script.chk]\nscript = \"/bin/true\"\nweight = 254\n\
+         [[virtual_server]]\nip = \"198.18.0.10\"\nport = 80\nprotocol = \"TCP\"\n\
+         [[virtual_server.real_server]]\nip = \"198.18.1.1\"\n\
+         [[virtual_server.real_server.HTTP_GET]]\nurl = [{ digest = \"ff20ad2481f97b1754ef3e12ecd3a9cc\" }]\n",
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with("lb.toml:5:10: vrrp_script.chk.weight: 254; expected -253 to 253"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with(
+            "lb.toml:13:8: virtual_server[0].real_server[0].HTTP_GET[0].url[0]: a url without path"
+        ),
+        "{e:?}"
     );
 }

@@ -39,7 +39,9 @@ pub static DECAP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_D
 const PROGRAM_NAME: &str = "balancer";
 
 /// How to attach to an interface.
-#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq, Eq,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AttachMode {
     /// Driver (native) mode where the driver supports it, generic mode otherwise.
