@@ -71,13 +71,12 @@ pub enum ControlError {
         #[source]
         source: std::io::Error,
     },
+    #[error("a daemon already runs: {path} answers (stop it, or give another --instance)")]
+    InUse { path: PathBuf },
     #[error(
-        "instance {instance} already runs: {path} answers (stop it, or give another --instance)"
+        "no daemon answers on {path} (is `balancer run` running with this --instance, or does its configuration's [control] socket need --socket here?)"
     )]
-    InUse { instance: String, path: PathBuf },
-    #[error("no daemon answers on {path} (is `balancer run --instance {instance}` running?)")]
     NotRunning {
-        instance: String,
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -124,18 +123,33 @@ impl Server {
         instance: &str,
         requests: mpsc::Sender<Incoming>,
     ) -> Result<Self, ControlError> {
+        Self::start_at(
+            &socket_path(run_dir, instance),
+            &pid_path(run_dir, instance),
+            requests,
+        )
+    }
+
+    /// [`Server::start`] with the socket and pid file where the configuration puts them.
+    ///
+    /// # Errors
+    /// As [`Server::start`].
+    pub fn start_at(
+        socket: &Path,
+        pid: &Path,
+        requests: mpsc::Sender<Incoming>,
+    ) -> Result<Self, ControlError> {
         let io = |path: &Path, what| {
             let path = path.to_path_buf();
             move |source| ControlError::Io { path, what, source }
         };
-        std::fs::create_dir_all(run_dir).map_err(io(run_dir, "cannot create the directory"))?;
-        let socket = socket_path(run_dir, instance);
+        for dir in [socket.parent(), pid.parent()].into_iter().flatten() {
+            std::fs::create_dir_all(dir).map_err(io(dir, "cannot create the directory"))?;
+        }
+        let socket = socket.to_path_buf();
         if socket.exists() {
             if StdUnixStream::connect(&socket).is_ok() {
-                return Err(ControlError::InUse {
-                    instance: instance.to_owned(),
-                    path: socket,
-                });
+                return Err(ControlError::InUse { path: socket });
             }
             // Left by a daemon that died without cleaning up.
             std::fs::remove_file(&socket).map_err(io(&socket, "cannot remove the stale socket"))?;
@@ -143,7 +157,7 @@ impl Server {
         let listener = UnixListener::bind(&socket).map_err(io(&socket, "cannot bind"))?;
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
             .map_err(io(&socket, "cannot set the mode"))?;
-        let pid = pid_path(run_dir, instance);
+        let pid = pid.to_path_buf();
         std::fs::write(&pid, format!("{}\n", std::process::id()))
             .map_err(io(&pid, "cannot write the pid file"))?;
         let task = tokio::spawn(accept(listener, requests));
@@ -199,19 +213,13 @@ async fn serve(stream: tokio::net::UnixStream, requests: mpsc::Sender<Incoming>)
     let _ = write.write_all(text.as_bytes()).await;
 }
 
-/// Sends one request to the daemon of `instance` and returns its answer.
+/// Sends one request to the daemon listening on `path` and returns its answer.
 ///
 /// # Errors
 /// Nobody answers on the socket, or the answer is not a response.
-pub fn request(
-    run_dir: &Path,
-    instance: &str,
-    request: Request,
-    timeout: Duration,
-) -> Result<Response, ControlError> {
-    let path = socket_path(run_dir, instance);
+pub fn request(path: &Path, request: Request, timeout: Duration) -> Result<Response, ControlError> {
+    let path = path.to_path_buf();
     let not_running = |source| ControlError::NotRunning {
-        instance: instance.to_owned(),
         path: path.clone(),
         source,
     };
@@ -286,7 +294,11 @@ mod tests {
 
         let d = dir.clone();
         let status = tokio::task::spawn_blocking(move || {
-            request(&d, "lab", Request::Status, Duration::from_secs(5))
+            request(
+                &socket_path(&d, "lab"),
+                Request::Status,
+                Duration::from_secs(5),
+            )
         })
         .await
         .unwrap()
@@ -295,7 +307,11 @@ mod tests {
         assert_eq!(status.status.unwrap().generation, 7);
         let d = dir.clone();
         let reload = tokio::task::spawn_blocking(move || {
-            request(&d, "lab", Request::Reload, Duration::from_secs(5))
+            request(
+                &socket_path(&d, "lab"),
+                Request::Reload,
+                Duration::from_secs(5),
+            )
         })
         .await
         .unwrap()
@@ -313,7 +329,11 @@ mod tests {
         assert!(!pid_path(&dir, "lab").exists());
         let d = dir.clone();
         let gone = tokio::task::spawn_blocking(move || {
-            request(&d, "lab", Request::Status, Duration::from_secs(1))
+            request(
+                &socket_path(&d, "lab"),
+                Request::Status,
+                Duration::from_secs(1),
+            )
         })
         .await
         .unwrap();

@@ -20,6 +20,10 @@ struct Cli {
     /// Directory of the control sockets, pid files and SIGUSR1/SIGUSR2 dumps.
     #[arg(long, global = true, default_value = balancer::control::RUN_DIR)]
     run_dir: PathBuf,
+    /// The control socket, for `status` and `reload`, when the configuration's `[control]
+    /// socket` puts it elsewhere than `RUN_DIR/INSTANCE.sock`.
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -118,17 +122,10 @@ fn daemon_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// `balancer status`: asks the daemon and prints its answer.
-fn status(
-    run_dir: &std::path::Path,
-    instance: &str,
-    stats: bool,
-    rate: bool,
-    json: bool,
-) -> anyhow::Result<()> {
+fn status(socket: &std::path::Path, stats: bool, rate: bool, json: bool) -> anyhow::Result<()> {
     use balancer::status::{View, render_rest, render_services};
     let response = balancer::control::request(
-        run_dir,
-        instance,
+        socket,
         balancer::control::Request::Status,
         Duration::from_secs(10),
     )?;
@@ -163,6 +160,10 @@ fn main() -> ExitCode {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(|| balancer::control::socket_path(&cli.run_dir, &cli.instance));
     let result: anyhow::Result<()> = match cli.command {
         Command::Run {
             config,
@@ -182,12 +183,9 @@ fn main() -> ExitCode {
             }))
             .map_err(anyhow::Error::from)
         }),
-        Command::Status { stats, rate, json } => {
-            status(&cli.run_dir, &cli.instance, stats, rate, json)
-        }
+        Command::Status { stats, rate, json } => status(&socket, stats, rate, json),
         Command::Reload => balancer::control::request(
-            &cli.run_dir,
-            &cli.instance,
+            &socket,
             balancer::control::Request::Reload,
             Duration::from_mins(1),
         )

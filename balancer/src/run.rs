@@ -140,22 +140,15 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     }
     let mut signals = Signals::new()?;
     let (requests_tx, mut requests) = mpsc::channel::<Incoming>(16);
-    // Before anything is attached: a second daemon of the same instance stops here.
-    let _control =
-        control::Server::start(&options.run_dir, &options.instance, requests_tx.clone())?;
-    let metrics = match options.metrics {
-        Some(listen) => Some(
-            metrics::serve(listen, requests_tx.clone())
-                .await
-                .map_err(|source| RunError::Metrics { listen, source })?,
-        ),
-        None => None,
-    };
+    let (_control, metrics) = serve(options, &loaded.config, &requests_tx).await?;
 
     let root = options.pin_root.as_path();
     ensure_bpffs(root)?;
     let program = XdpProgram::load_with(&LoadOptions {
+        flows: loaded.config.connections.table_size,
+        timeouts: loaded.config.connections.globals(),
         pin_dir: Some(pin_dir(root, &options.instance)),
+        icmp_too_big: loaded.config.xdp.icmp_too_big,
         ..LoadOptions::default()
     })?;
     let program = Arc::new(Mutex::new(program));
@@ -226,6 +219,38 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
         task.abort();
     }
     daemon.stop().await
+}
+
+/// The control socket (before anything is attached: a second daemon of the same instance
+/// stops here) and, when asked for, the metrics endpoint.
+async fn serve(
+    options: &RunOptions,
+    config: &Config,
+    requests_tx: &mpsc::Sender<Incoming>,
+) -> Result<(control::Server, Option<JoinHandle<()>>), RunError> {
+    let socket = config
+        .control
+        .socket
+        .clone()
+        .unwrap_or_else(|| control::socket_path(&options.run_dir, &options.instance));
+    let control = control::Server::start_at(
+        &socket,
+        &control::pid_path(&options.run_dir, &options.instance),
+        requests_tx.clone(),
+    )?;
+    // `--metrics` wins over the configuration's `[metrics]`.
+    let listen = options
+        .metrics
+        .or(config.metrics.enabled.then_some(config.metrics.listen));
+    let metrics = match listen {
+        Some(listen) => Some(
+            metrics::serve(listen, requests_tx.clone())
+                .await
+                .map_err(|source| RunError::Metrics { listen, source })?,
+        ),
+        None => None,
+    };
+    Ok((control, metrics))
 }
 
 /// The signals the daemon acts on.
@@ -565,10 +590,41 @@ impl Daemon {
         }
         let old = std::mem::replace(&mut self.loaded, new);
         let mut changes = Changes::default();
+        self.reload_globals(&old, &mut changes);
         self.reload_interfaces(&old, &mut changes);
         self.reload_services(&old, checks, &mut changes);
         self.reload_instances(scripts, &mut changes).await;
         changes.result()
+    }
+
+    /// The connection timeouts apply at once; what is fixed when the program loads (table
+    /// size, ICMP answers), where the control socket and metrics listen, wait for a restart.
+    fn reload_globals(&self, old: &Loaded, changes: &mut Changes) {
+        let (before, after) = (&old.config, &self.loaded.config);
+        if before.connections.globals() != after.connections.globals() {
+            match self.lock().set_timeouts(after.connections.globals()) {
+                Ok(()) => changes.summary.push("connection timeouts".to_owned()),
+                Err(e) => changes.failures.push(format!("connection timeouts: {e}")),
+            }
+        }
+        for (key, changed) in [
+            (
+                "connections.table_size",
+                before.connections.table_size != after.connections.table_size,
+            ),
+            (
+                "xdp.icmp_too_big",
+                before.xdp.icmp_too_big != after.xdp.icmp_too_big,
+            ),
+            ("control.socket", before.control != after.control),
+            ("metrics", before.metrics != after.metrics),
+        ] {
+            if changed {
+                changes
+                    .summary
+                    .push(format!("{key} changed: takes effect at the next start"));
+            }
+        }
     }
 
     /// Attaches to the new interfaces (before services change) and detaches from the dropped

@@ -316,7 +316,9 @@ fn status_reload_dumps_and_metrics_of_a_running_daemon() {
     let mut lab = lab();
     let metrics: SocketAddr = "127.0.0.1:9108".parse().unwrap();
     lab.lb.ip(&["link", "set", "lo", "up"]);
-    let (mut daemon, dir) = start_with(&lab, "lb.toml", LB_TOML, &["--metrics", "127.0.0.1:9108"]);
+    // Metrics from the configuration's [metrics] table, served inside the namespace.
+    let with_metrics = format!("{LB_TOML}\n[metrics]\nenabled = true\nlisten = \"{metrics}\"\n");
+    let (mut daemon, dir) = start_with(&lab, "lb.toml", &with_metrics, &[]);
     let config = dir.path().join("lb.toml");
     traffic_reaches_both_reals(&lab, &daemon);
     // With the neighbours learnt, both reals are sent without a FIB lookup.
@@ -497,8 +499,12 @@ fn a_restart_with_keep_state_never_stops_forwarding() {
         .zip(REALS)
         .map(|(ns, addr)| echo_server(ns, 7, IpAddr::V4(addr)))
         .collect();
+    // The control socket where the configuration puts it; clients are pointed at it.
+    let sockets = TempDir::new("ctl");
+    let socket = sockets.file("balancer.sock");
     let config = format!(
-        "{LB_TOML}\n[[virtual_server]]\nip = \"198.18.0.100\"\nport = 7\nlb_algo = \"rr\"\nlb_kind = \"DR\"\nprotocol = \"TCP\"\n\n[[virtual_server.real_server]]\nip = \"198.18.0.11\"\n\n[[virtual_server.real_server]]\nip = \"198.18.0.12\"\n"
+        "{LB_TOML}\n[control]\nsocket = \"{}\"\n\n[[virtual_server]]\nip = \"198.18.0.100\"\nport = 7\nlb_algo = \"rr\"\nlb_kind = \"DR\"\nprotocol = \"TCP\"\n\n[[virtual_server.real_server]]\nip = \"198.18.0.11\"\n\n[[virtual_server.real_server]]\nip = \"198.18.0.12\"\n",
+        socket.display()
     );
     // Pins under the daemon's own /sys would die with its `ip netns exec` mount namespace: a
     // bpffs mounted here, outside, outlives it as /sys/fs/bpf outlives a daemon on a host.
@@ -548,6 +554,8 @@ fn a_restart_with_keep_state_never_stops_forwarding() {
     );
     assert_eq!(held.ask("after"), real, "the connection stayed on its real");
     traffic_reaches_both_reals(&lab, &second);
+    let (ok, out) = second.client(&["--socket", socket.to_str().unwrap(), "status"]);
+    assert!(ok && out.contains("TCP  198.18.0.100:7 rr"), "{out}");
     let exit = second.stop();
     assert!(exit.success(), "{exit}: {}", second.log());
     assert!(!xdp_attached(&lab.lb, "l0"), "a plain stop detaches");

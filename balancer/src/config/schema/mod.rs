@@ -180,7 +180,7 @@ fn default_metrics_listen() -> SocketAddr {
 }
 
 /// `[xdp]`: the interfaces the XDP program attaches to.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct XdpConfig {
     /// Interface names, e.g. `["eth0", "eth1"]`. At least one.
@@ -189,6 +189,34 @@ pub struct XdpConfig {
     /// `"generic"`. Default `"auto"`.
     #[serde(default)]
     pub mode: AttachMode,
+    /// A packet that a TUN real's tunnel would make bigger than the egress MTU is answered
+    /// with ICMP fragmentation needed / packet too big carrying the tunnel's MTU, as IPVS
+    /// does (`true`), or dropped and counted as `drop_too_big` (`false`). Default true. Takes
+    /// effect at the next start.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub icmp_too_big: bool,
+}
+
+impl Default for XdpConfig {
+    fn default() -> Self {
+        Self {
+            interfaces: Vec::new(),
+            mode: AttachMode::default(),
+            icmp_too_big: true,
+        }
+    }
+}
+
+const fn yes() -> bool {
+    true
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if"
+)]
+const fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// `[global_defs]`, keepalived's keywords and defaults.
