@@ -33,10 +33,11 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(1);
 /// for these at all, so this is ours: the default of its `startup_script_timeout`.
 pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One instance's notify scripts (keepalived's `vrrp_instance` `notify*` keywords).
+/// One instance's or sync group's notify scripts (keepalived's `notify*` keywords).
 #[derive(Clone, Debug, Default)]
 pub struct InstanceScripts {
-    /// The instance's name (`vrrp_instance NAME`), the generic script's second argument.
+    /// The instance's or group's name (`vrrp_instance NAME`, `vrrp_sync_group NAME`), the
+    /// generic script's second argument.
     pub name: String,
     pub master: Option<Script>,
     pub backup: Option<Script>,
@@ -66,37 +67,40 @@ impl InstanceScripts {
     /// The runs a notification calls for, in order: script, extra arguments, timeout.
     #[must_use]
     pub fn runs(&self, notification: &Notification) -> Vec<(&Script, Vec<String>, Duration)> {
-        match notification {
+        let (kind, state, priority) = match notification {
             Notification::State {
                 state, priority, ..
-            } => {
-                let (specific, word, timeout) = match state {
-                    State::Master => (&self.master, "MASTER", NOTIFY_TIMEOUT),
-                    State::Backup => (&self.backup, "BACKUP", NOTIFY_TIMEOUT),
-                    State::Fault => (&self.fault, "FAULT", NOTIFY_TIMEOUT),
-                    State::Init => (&self.stop, "STOP", STOP_TIMEOUT),
-                };
-                let mut runs = Vec::new();
-                if let Some(script) = specific {
-                    runs.push((script, Vec::new(), timeout));
-                }
-                if let Some(script) = &self.generic {
-                    let extra = vec![
-                        "INSTANCE".to_owned(),
-                        self.name.clone(),
-                        word.to_owned(),
-                        priority.to_string(),
-                    ];
-                    runs.push((script, extra, timeout));
-                }
-                runs
+            } => ("INSTANCE", *state, *priority),
+            // keepalived send_group_notifies: "GROUP", the group's name, its state, and 0.
+            Notification::Group { state, .. } => ("GROUP", *state, 0),
+            Notification::MasterRxLowerPriority { .. } => {
+                return self
+                    .master_rx_lower_pri
+                    .iter()
+                    .map(|s| (s, Vec::new(), NOTIFY_TIMEOUT))
+                    .collect();
             }
-            Notification::MasterRxLowerPriority { .. } => self
-                .master_rx_lower_pri
-                .iter()
-                .map(|s| (s, Vec::new(), NOTIFY_TIMEOUT))
-                .collect(),
+        };
+        let (specific, word, timeout) = match state {
+            State::Master => (&self.master, "MASTER", NOTIFY_TIMEOUT),
+            State::Backup => (&self.backup, "BACKUP", NOTIFY_TIMEOUT),
+            State::Fault => (&self.fault, "FAULT", NOTIFY_TIMEOUT),
+            State::Init => (&self.stop, "STOP", STOP_TIMEOUT),
+        };
+        let mut runs = Vec::new();
+        if let Some(script) = specific {
+            runs.push((script, Vec::new(), timeout));
         }
+        if let Some(script) = &self.generic {
+            let extra = vec![
+                kind.to_owned(),
+                self.name.clone(),
+                word.to_owned(),
+                priority.to_string(),
+            ];
+            runs.push((script, extra, timeout));
+        }
+        runs
     }
 }
 
@@ -218,6 +222,22 @@ mod tests {
             [("r".to_owned(), Vec::new(), NOTIFY_TIMEOUT)]
         );
         assert!(InstanceScripts::default().runs(&lower).is_empty());
+        // keepalived send_group_notifies: a group's generic script gets GROUP and priority 0.
+        let group = Notification::Group {
+            name: "ignored: the scripts carry the name".into(),
+            state: State::Fault,
+        };
+        assert_eq!(
+            runs(&s, &group),
+            [
+                ("f".to_owned(), Vec::new(), NOTIFY_TIMEOUT),
+                (
+                    "g".to_owned(),
+                    words(&["GROUP", "VI_1", "FAULT", "0"]),
+                    NOTIFY_TIMEOUT
+                )
+            ]
+        );
         assert!(InstanceScripts::default().is_empty());
     }
 }

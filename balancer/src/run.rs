@@ -11,6 +11,7 @@
 //! through the same data plane.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
@@ -19,7 +20,7 @@ use std::{
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::watch,
-    task::JoinSet,
+    task::{JoinHandle, JoinSet},
 };
 
 use crate::{
@@ -35,7 +36,8 @@ use crate::{
     model::{Protocol, VirtualService, VrrpInstance},
     notify::{InstanceScripts, Script, ScriptUser},
     vrrp::{
-        net::{NetError, run_instance},
+        net::{NetError, run_member},
+        sync::SyncLink,
         track::{TrackInterface, script::TrackScript},
     },
 };
@@ -53,9 +55,10 @@ pub enum RunError {
     Dataplane(#[from] DataplaneError),
     #[error(transparent)]
     Pin(#[from] PinError),
-    #[error("vrrp_instance {instance}: {source}")]
+    /// `block` is `vrrp_instance NAME` or `vrrp_sync_group NAME`.
+    #[error("{block}: {source}")]
     Script {
-        instance: String,
+        block: String,
         #[source]
         source: crate::notify::ScriptError,
     },
@@ -153,9 +156,11 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     // both, so a failover needs no reprogramming.
     let (stop, stopped) = watch::channel(false);
     let mut vrrp = JoinSet::new();
+    let mut sync = sync_groups(&loaded.config, &loaded.validated.model.vrrp)?;
     for instance in &loaded.validated.model.vrrp {
         let scripts = instance_scripts(&loaded.config, &instance.name)?;
-        spawn_instance(&mut vrrp, instance, scripts, stopped.clone());
+        let link = sync.links.remove(&instance.name);
+        spawn_instance(&mut vrrp, instance, scripts, link, stopped.clone());
     }
 
     // Checkers and this loop share the program: checkers set weights, the loop sweeps.
@@ -200,6 +205,10 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     let _ = stop.send(true);
     while let Some(ended) = vrrp.join_next().await {
         log_instance_end(ended);
+    }
+    // The groups' notify_stop runs once their members have stopped.
+    for group in sync.tasks {
+        let _ = group.await;
     }
     checks.stop().await;
     tracing::info!("stopping: detaching from every interface");
@@ -296,7 +305,7 @@ fn instance_scripts(
     };
     let security = config.global_defs.enable_script_security;
     let script_err = |source| RunError::Script {
-        instance: instance.to_owned(),
+        block: format!("vrrp_instance {instance}"),
         source,
     };
     let notify = [
@@ -331,23 +340,101 @@ fn instance_scripts(
             init_fail: s.init_fail,
         });
     }
+    let scripts = notify_scripts(instance, notify, &default_user, security).map_err(script_err)?;
+    Ok((tracked, scripts))
+}
+
+/// `notify_master`, `notify_backup`, `notify_fault`, `notify_stop` and `notify`, in that
+/// order, prepared for `name` (an instance or a sync group).
+fn notify_scripts(
+    name: &str,
+    [master, backup, fault, stop, generic]: [&Option<String>; 5],
+    user: &ScriptUser,
+    security: bool,
+) -> Result<InstanceScripts, crate::notify::ScriptError> {
     let prepare = |command: &Option<String>| {
         command
             .as_ref()
-            .map(|c| Script::prepare(c, default_user.clone(), security))
+            .map(|c| Script::prepare(c, user.clone(), security))
             .transpose()
-            .map_err(script_err)
     };
-    let scripts = InstanceScripts {
-        name: instance.to_owned(),
-        master: prepare(&inst.notify_master)?,
-        backup: prepare(&inst.notify_backup)?,
-        fault: prepare(&inst.notify_fault)?,
-        stop: prepare(&inst.notify_stop)?,
-        generic: prepare(&inst.notify)?,
+    Ok(InstanceScripts {
+        name: name.to_owned(),
+        master: prepare(master)?,
+        backup: prepare(backup)?,
+        fault: prepare(fault)?,
+        stop: prepare(stop)?,
+        generic: prepare(generic)?,
         master_rx_lower_pri: None,
-    };
-    Ok((tracked, scripts))
+    })
+}
+
+/// A member's link to its `vrrp_sync_group`, and whether the group keeps tracker weights.
+type SyncMember = (SyncLink, bool);
+
+/// The running sync groups: each member's link by instance name, and the tasks that end
+/// once the members have stopped (and the group's `notify_stop` has run).
+#[derive(Default)]
+struct SyncGroups {
+    links: BTreeMap<String, SyncMember>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts a coordinator (and notify scripts) for every `vrrp_sync_group` of two or more
+/// running instances; keepalived drops a group of one (`vrrp_sync_set_group`). Returns each
+/// member's link by instance name, and the tasks that end once the members have stopped.
+fn sync_groups(config: &Config, instances: &[VrrpInstance]) -> Result<SyncGroups, RunError> {
+    let mut groups = SyncGroups::default();
+    for (name, group) in &config.vrrp_sync_group {
+        let members: Vec<&str> = instances
+            .iter()
+            .filter(|i| i.sync_group.as_deref() == Some(name.as_str()))
+            .map(|i| i.name.as_str())
+            .collect();
+        if members.len() < 2 {
+            tracing::warn!(
+                group = name,
+                "vrrp_sync_group of fewer than two instances ignored"
+            );
+            continue;
+        }
+        let scripts = notify_scripts(
+            name,
+            [
+                &group.notify_master,
+                &group.notify_backup,
+                &group.notify_fault,
+                &group.notify_stop,
+                &group.notify,
+            ],
+            &script_user(config, None)?,
+            config.global_defs.enable_script_security,
+        )
+        .map_err(|source| RunError::Script {
+            block: format!("vrrp_sync_group {name}"),
+            source,
+        })?;
+        let (notify, notifier) = if scripts.is_empty() {
+            (None, None)
+        } else {
+            let (tx, task) = crate::notify::spawn(scripts);
+            (Some(tx), Some(task))
+        };
+        let (member_links, coordinator) =
+            crate::vrrp::sync::spawn(name.clone(), members.len(), notify);
+        for (member, link) in members.into_iter().zip(member_links) {
+            groups
+                .links
+                .insert(member.to_owned(), (link, group.sync_group_tracking_weight));
+        }
+        groups.tasks.push(tokio::spawn(async move {
+            let _ = coordinator.await;
+            if let Some(task) = notifier {
+                let _ = task.await;
+            }
+        }));
+    }
+    Ok(groups)
 }
 
 /// Runs one configured VRRP instance until `stopped` turns true; its notify scripts run on
@@ -356,6 +443,7 @@ fn spawn_instance(
     set: &mut JoinSet<InstanceEnd>,
     instance: &VrrpInstance,
     (tracked, scripts): (Vec<TrackScript>, InstanceScripts),
+    sync: Option<SyncMember>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut spec = instance.spec.clone();
@@ -366,6 +454,10 @@ fn spawn_instance(
             weight: None,
         }));
     spec.track.scripts = tracked;
+    if sync.as_ref().is_some_and(|(_, weights)| !weights) {
+        spec.track.ignore_weights();
+    }
+    let sync = sync.map(|(link, _)| link);
     let name = instance.name.clone();
     tracing::info!(
         instance = name,
@@ -382,7 +474,7 @@ fn spawn_instance(
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        let result = run_instance(spec, shutdown, tx).await.map(|_| ());
+        let result = run_member(spec, shutdown, tx, sync).await.map(|_| ());
         if let Some(task) = notifier {
             let _ = task.await;
         }

@@ -489,6 +489,7 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
         notify_fault: None,
         notify_stop: None,
         notify: None,
+        sync_group_tracking_weight: false,
     };
     for c in &node.children {
         let k = format!("{key}.{}", c.keyword);
@@ -505,6 +506,7 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
             "notify_fault" => g.notify_fault = cx.text(&k, c),
             "notify_stop" => g.notify_stop = cx.text(&k, c),
             "notify" => g.notify = cx.text(&k, c),
+            "sync_group_tracking_weight" => g.sync_group_tracking_weight = true,
             _ => cx.unknown(
                 key,
                 c,
@@ -515,6 +517,7 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
                     "notify_fault",
                     "notify_stop",
                     "notify",
+                    "sync_group_tracking_weight",
                 ],
             ),
         }

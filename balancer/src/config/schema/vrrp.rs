@@ -149,4 +149,9 @@ pub struct SyncGroup {
     /// `notify`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<String>,
+    /// `sync_group_tracking_weight`: members' tracker weights move their priority as usual;
+    /// without it (keepalived's default) every weight counts as 0, so a failing tracker puts
+    /// the member, and with it the group, in FAULT.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sync_group_tracking_weight: bool,
 }

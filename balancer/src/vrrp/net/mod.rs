@@ -8,5 +8,5 @@ pub mod socket;
 pub mod task;
 pub mod vip;
 
-pub use task::{InstanceSpec, NetError, Notification, run_instance};
+pub use task::{InstanceSpec, NetError, Notification, run_instance, run_member};
 pub use vip::{Link, Netlink, Vip};

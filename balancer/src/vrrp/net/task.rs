@@ -15,6 +15,7 @@ use crate::vrrp::fsm::{Action, Event, Instance, State};
 use crate::vrrp::net::garp::{self, FrameSender};
 use crate::vrrp::net::socket::{RECV_BUFFER_LEN, VrrpSocket};
 use crate::vrrp::net::vip::{Link, Netlink, NetlinkError, Vip};
+use crate::vrrp::sync::SyncLink;
 use crate::vrrp::timing::Timestamp;
 use crate::vrrp::track::{self, Track, Tracking};
 use crate::vrrp::wire::Addresses;
@@ -60,6 +61,8 @@ pub enum Notification {
         vrid: u8,
         from: IpAddr,
     },
+    /// A `vrrp_sync_group` changed state (`Init` is STOP).
+    Group { name: String, state: State },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +109,24 @@ pub async fn run_instance(
     shutdown: impl Future<Output = ()>,
     notify: Option<UnboundedSender<Notification>>,
 ) -> Result<Instance, NetError> {
+    run_member(spec, shutdown, notify, None).await
+}
+
+/// [`run_instance`] for a member of a `vrrp_sync_group` (see [`crate::vrrp::sync`]): the
+/// instance reports every status change on `sync` and takes the group's events from it.
+///
+/// # Errors
+/// As [`run_instance`].
+pub async fn run_member(
+    spec: InstanceSpec,
+    shutdown: impl Future<Output = ()>,
+    notify: Option<UnboundedSender<Notification>>,
+    mut sync: Option<SyncLink>,
+) -> Result<Instance, NetError> {
     let mut driver = Driver::new(spec, notify).await?;
+    if sync.is_some() {
+        driver.instance.join_sync_group();
+    }
     let start = Instant::now();
     let now = || Timestamp::from_start(start.elapsed());
     for vip in driver.removable_vips() {
@@ -129,6 +149,7 @@ pub async fn run_instance(
     let mut started = false;
     let actions = driver.track(now(), &mut tracking, &mut started);
     driver.execute(actions).await;
+    report(sync.as_mut(), &driver.instance);
 
     let mut buffer = vec![0; RECV_BUFFER_LEN];
     let mut recv_paused_until = None;
@@ -146,6 +167,10 @@ pub async fn run_instance(
             Some(update) = track_rx.recv() => {
                 tracking.apply(&update);
                 driver.track(now(), &mut tracking, &mut started)
+            }
+            Some(event) = group_event(sync.as_mut()) => {
+                tracing::debug!(interface = driver.spec.interface, ?event, "sync group");
+                driver.instance.handle(now(), event)
             }
             () = sleep_until(recv_paused_until), if recv_paused_until.is_some() => {
                 recv_paused_until = None;
@@ -170,10 +195,25 @@ pub async fn run_instance(
             }
         };
         driver.execute(actions).await;
+        report(sync.as_mut(), &driver.instance);
     }
     let actions = driver.instance.handle(now(), Event::Shutdown);
     driver.execute(actions).await;
+    report(sync.as_mut(), &driver.instance);
     Ok(driver.instance)
+}
+
+fn report(sync: Option<&mut SyncLink>, instance: &Instance) {
+    if let Some(link) = sync {
+        link.report(instance);
+    }
+}
+
+async fn group_event(sync: Option<&mut SyncLink>) -> Option<Event> {
+    match sync {
+        Some(link) => link.event().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
