@@ -34,7 +34,8 @@ enum Cmd {
         args: Vec<String>,
     },
     /// Setup, then run a benchmark (needs root): `dataplane` (ns per packet through the XDP
-    /// program beside a MAC-swap floor). Prints a table and writes target/bench/NAME.json.
+    /// program beside a MAC-swap floor) or `failover` (VRRP takeover time, ours beside
+    /// keepalived). Prints a table and writes target/bench/NAME.json.
     Bench {
         #[arg(default_value = "dataplane")]
         name: String,
@@ -61,6 +62,10 @@ fn main() -> Result<()> {
         }
         Cmd::Bench { name } => {
             setup::setup()?;
+            if name == "failover" {
+                // The benchmark starts the daemon binary itself.
+                run(cargo(&root).args(["build", "--release", "--package", "balancer"]))?;
+            }
             run(cargo(&root).args([
                 "run",
                 "--release",

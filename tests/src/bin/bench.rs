@@ -1,3 +1,5 @@
+//! `cargo xtask bench failover`: see [`failover`].
+//!
 //! `cargo xtask bench dataplane`: nanoseconds per packet through `BPF_PROG_TEST_RUN`, the
 //! balancer beside the floor (a program that only swaps MACs and returns `XDP_TX`).
 //!
@@ -10,6 +12,9 @@
 //! - `single`: many test runs of one iteration each, the median. Used for new flows (each run
 //!   carries a fresh source port) and TUN (the frame grows); it includes the kernel's
 //!   per-run timing overhead, so the floor is measured the same way for the ratios.
+
+#[path = "bench/failover.rs"]
+mod failover;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -178,14 +183,18 @@ fn main() {
         .nth(1)
         .unwrap_or_else(|| "dataplane".into());
     assert!(
-        what == "dataplane",
-        "unknown benchmark {what:?}; available: dataplane"
+        what == "dataplane" || what == "failover",
+        "unknown benchmark {what:?}; available: dataplane, failover"
     );
     // SAFETY: geteuid has no preconditions.
     assert!(
         unsafe { libc::geteuid() } == 0,
-        "the dataplane benchmark needs root (BPF)"
+        "the benchmarks need root (BPF, network namespaces)"
     );
+    if what == "failover" {
+        failover::run();
+        return;
+    }
 
     let (rows, floor_repeat, floor_single) = measure();
     report(&rows, floor_repeat, floor_single);
