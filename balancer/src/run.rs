@@ -34,7 +34,7 @@ use crate::{
         xdp::{LoadOptions, PinError, ProtoCounters, XdpError, XdpProgram, ensure_bpffs},
     },
     model::{Protocol, VirtualService, VrrpInstance},
-    notify::{InstanceScripts, Script, ScriptUser},
+    notify::{InstanceScripts, Script, ScriptUser, fifo::Fifo},
     vrrp::{
         net::{NetError, run_member},
         sync::SyncLink,
@@ -62,6 +62,8 @@ pub enum RunError {
         #[source]
         source: crate::notify::ScriptError,
     },
+    #[error("global_defs: {0}")]
+    Fifo(#[from] crate::notify::fifo::FifoError),
     #[error("global_defs.script_user: {source}")]
     ScriptUser {
         #[source]
@@ -156,9 +158,10 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     // both, so a failover needs no reprogramming.
     let (stop, stopped) = watch::channel(false);
     let mut vrrp = JoinSet::new();
-    let mut sync = sync_groups(&loaded.config, &loaded.validated.model.vrrp)?;
+    let fifos = notify_fifos(&loaded.config)?;
+    let mut sync = sync_groups(&loaded.config, &loaded.validated.model.vrrp, &fifos)?;
     for instance in &loaded.validated.model.vrrp {
-        let scripts = instance_scripts(&loaded.config, &instance.name)?;
+        let scripts = instance_scripts(&loaded.config, &instance.name, &fifos)?;
         let link = sync.links.remove(&instance.name);
         spawn_instance(&mut vrrp, instance, scripts, link, stopped.clone());
     }
@@ -298,8 +301,16 @@ fn script_user(config: &Config, spec: Option<&str>) -> Result<ScriptUser, RunErr
 fn instance_scripts(
     config: &Config,
     instance: &str,
+    fifos: &[Arc<Fifo>],
 ) -> Result<(Vec<TrackScript>, InstanceScripts), RunError> {
-    let none = (Vec::new(), InstanceScripts::default());
+    let none = (
+        Vec::new(),
+        InstanceScripts {
+            name: instance.to_owned(),
+            fifos: fifos.to_vec(),
+            ..InstanceScripts::default()
+        },
+    );
     let Some(inst) = config.vrrp_instance.get(instance) else {
         return Ok(none);
     };
@@ -314,6 +325,7 @@ fn instance_scripts(
         &inst.notify_fault,
         &inst.notify_stop,
         &inst.notify,
+        &inst.notify_master_rx_lower_pri,
     ];
     if inst.track_script.is_empty() && notify.iter().all(|n| n.is_none()) {
         return Ok(none);
@@ -340,17 +352,20 @@ fn instance_scripts(
             init_fail: s.init_fail,
         });
     }
-    let scripts = notify_scripts(instance, notify, &default_user, security).map_err(script_err)?;
+    let scripts =
+        notify_scripts(instance, notify, &default_user, security, fifos).map_err(script_err)?;
     Ok((tracked, scripts))
 }
 
-/// `notify_master`, `notify_backup`, `notify_fault`, `notify_stop` and `notify`, in that
-/// order, prepared for `name` (an instance or a sync group).
+/// `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`, `notify` and
+/// `notify_master_rx_lower_pri`, in that order, prepared for `name` (an instance or a sync
+/// group).
 fn notify_scripts(
     name: &str,
-    [master, backup, fault, stop, generic]: [&Option<String>; 5],
+    [master, backup, fault, stop, generic, rx_lower]: [&Option<String>; 6],
     user: &ScriptUser,
     security: bool,
+    fifos: &[Arc<Fifo>],
 ) -> Result<InstanceScripts, crate::notify::ScriptError> {
     let prepare = |command: &Option<String>| {
         command
@@ -365,8 +380,35 @@ fn notify_scripts(
         fault: prepare(fault)?,
         stop: prepare(stop)?,
         generic: prepare(generic)?,
-        master_rx_lower_pri: None,
+        master_rx_lower_pri: prepare(rx_lower)?,
+        fifos: fifos.to_vec(),
     })
+}
+
+/// `notify_fifo` and `vrrp_notify_fifo`, opened (created if missing) with their scripts
+/// started; every instance and sync group writes its events to each.
+fn notify_fifos(config: &Config) -> Result<Vec<Arc<Fifo>>, RunError> {
+    let g = &config.global_defs;
+    let mut fifos = Vec::new();
+    for (path, script) in [
+        (&g.notify_fifo, &g.notify_fifo_script),
+        (&g.vrrp_notify_fifo, &g.vrrp_notify_fifo_script),
+    ] {
+        let Some(path) = path else { continue };
+        let script = script
+            .as_ref()
+            .map(|c| {
+                Script::prepare(c, script_user(config, None)?, g.enable_script_security).map_err(
+                    |source| RunError::Script {
+                        block: "global_defs notify_fifo_script".into(),
+                        source,
+                    },
+                )
+            })
+            .transpose()?;
+        fifos.push(Arc::new(Fifo::open(Path::new(path), script)?));
+    }
+    Ok(fifos)
 }
 
 /// A member's link to its `vrrp_sync_group`, and whether the group keeps tracker weights.
@@ -383,7 +425,11 @@ struct SyncGroups {
 /// Starts a coordinator (and notify scripts) for every `vrrp_sync_group` of two or more
 /// running instances; keepalived drops a group of one (`vrrp_sync_set_group`). Returns each
 /// member's link by instance name, and the tasks that end once the members have stopped.
-fn sync_groups(config: &Config, instances: &[VrrpInstance]) -> Result<SyncGroups, RunError> {
+fn sync_groups(
+    config: &Config,
+    instances: &[VrrpInstance],
+    fifos: &[Arc<Fifo>],
+) -> Result<SyncGroups, RunError> {
     let mut groups = SyncGroups::default();
     for (name, group) in &config.vrrp_sync_group {
         let members: Vec<&str> = instances
@@ -406,9 +452,11 @@ fn sync_groups(config: &Config, instances: &[VrrpInstance]) -> Result<SyncGroups
                 &group.notify_fault,
                 &group.notify_stop,
                 &group.notify,
+                &None,
             ],
             &script_user(config, None)?,
             config.global_defs.enable_script_security,
+            fifos,
         )
         .map_err(|source| RunError::Script {
             block: format!("vrrp_sync_group {name}"),

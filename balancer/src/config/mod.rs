@@ -9,7 +9,7 @@ pub mod schema;
 pub mod validate;
 
 #[cfg(test)]
-mod test_dir;
+pub(crate) mod test_dir;
 #[cfg(test)]
 mod tests;
 

@@ -290,6 +290,7 @@ impl VrrpArgs {
             stop: optional(&self.notify_stop)?,
             generic: optional(&self.notify)?,
             master_rx_lower_pri: optional(&self.notify_master_rx_lower_pri)?,
+            fifos: Vec::new(),
         };
         Ok((tracked, notify))
     }

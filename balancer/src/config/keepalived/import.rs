@@ -215,7 +215,7 @@ impl Cx {
     }
 }
 
-const GLOBAL: [&str; 15] = [
+const GLOBAL: [&str; 19] = [
     "router_id",
     "vrrp_mcast_group4",
     "vrrp_mcast_group6",
@@ -231,7 +231,15 @@ const GLOBAL: [&str; 15] = [
     "vrrp_strict",
     "vrrp_check_unicast_src",
     "vrrp_skip_check_adv_addr",
+    "notify_fifo",
+    "notify_fifo_script",
+    "vrrp_notify_fifo",
+    "vrrp_notify_fifo_script",
 ];
+
+/// What `notify_fifo` takes here: keepalived's optional user and group words (the FIFO's
+/// owner) are not supported; the daemon's user owns it.
+const FIFO_PATH: &str = "one path";
 
 fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
     let g = &mut config.global_defs;
@@ -252,6 +260,10 @@ fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
             }
             "script_user" => g.script_user = cx.text(&key, c),
             "enable_script_security" => g.enable_script_security = cx.flag(&key, c),
+            "notify_fifo" => g.notify_fifo = cx.arg(&key, c, FIFO_PATH),
+            "notify_fifo_script" => g.notify_fifo_script = cx.text(&key, c),
+            "vrrp_notify_fifo" => g.vrrp_notify_fifo = cx.arg(&key, c, FIFO_PATH),
+            "vrrp_notify_fifo_script" => g.vrrp_notify_fifo_script = cx.text(&key, c),
             "vrrp_version" => g.vrrp_version = cx.arg(&key, c, "2 or 3").unwrap_or(g.vrrp_version),
             "vrrp_garp_master_delay" => {
                 g.vrrp_garp_master_delay =
@@ -332,7 +344,7 @@ fn vrrp_script(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpScript> {
     Some(s)
 }
 
-const INSTANCE: [&str; 26] = [
+const INSTANCE: [&str; 27] = [
     "state",
     "interface",
     "virtual_router_id",
@@ -359,6 +371,7 @@ const INSTANCE: [&str; 26] = [
     "notify_fault",
     "notify_stop",
     "notify",
+    "notify_master_rx_lower_pri",
 ];
 
 fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
@@ -388,6 +401,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
         notify_fault: None,
         notify_stop: None,
         notify: None,
+        notify_master_rx_lower_pri: None,
     };
     for c in &node.children {
         let k = format!("{key}.{}", c.keyword);
@@ -447,6 +461,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
             "notify_fault" => i.notify_fault = cx.text(&k, c),
             "notify_stop" => i.notify_stop = cx.text(&k, c),
             "notify" => i.notify = cx.text(&k, c),
+            "notify_master_rx_lower_pri" => i.notify_master_rx_lower_pri = cx.text(&k, c),
             _ => cx.unknown(key, c, &INSTANCE),
         }
     }

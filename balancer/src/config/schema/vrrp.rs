@@ -112,6 +112,10 @@ pub struct VrrpInstance {
     /// `notify`: run on every change with `INSTANCE NAME STATE PRIORITY` appended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<String>,
+    /// `notify_master_rx_lower_pri`: run when, as master, the instance hears an advert of a
+    /// lower priority (another router believes it is master).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_master_rx_lower_pri: Option<String>,
 }
 
 const fn default_priority() -> i64 {

@@ -60,6 +60,8 @@ pub enum Notification {
         interface: String,
         vrid: u8,
         from: IpAddr,
+        /// Our effective priority, as keepalived's FIFO line gives it.
+        priority: u8,
     },
     /// A `vrrp_sync_group` changed state (`Init` is STOP).
     Group { name: String, state: State },
@@ -371,6 +373,7 @@ impl Driver {
                         interface: self.spec.interface.clone(),
                         vrid: self.spec.config.vrid,
                         from,
+                        priority: self.instance.priority(),
                     });
                 }
             }
