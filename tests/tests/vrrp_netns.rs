@@ -60,6 +60,7 @@ fn run_instance_elects_itself_reports_states_and_steps_down() {
         vips: vec!["198.18.2.100/24".parse().unwrap()],
         group: None,
         track: Track::default(),
+        vmac: None,
     };
     let (states, vip_while_master, transitions) = ns.run(|| {
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -53,6 +53,10 @@ pub struct VrrpArgs {
     /// `nopreempt`.
     #[arg(long)]
     pub nopreempt: bool,
+    /// keepalived's `use_vmac NAME`: the addresses live on a macvlan of this name carrying
+    /// the virtual router MAC.
+    #[arg(long)]
+    pub vmac: Option<String>,
     /// `authentication { auth_type PASS auth_pass ... }` (VRRPv2 only; 8 bytes are used).
     #[arg(long)]
     pub auth_pass: Option<String>,
@@ -223,6 +227,7 @@ impl VrrpArgs {
             config,
             vips: self.vips.clone(),
             group: self.group,
+            vmac: self.vmac.clone(),
             track: Track {
                 interfaces: self.track_interfaces.clone(),
                 scripts: Vec::new(),

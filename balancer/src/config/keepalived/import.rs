@@ -344,7 +344,7 @@ fn vrrp_script(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpScript> {
     Some(s)
 }
 
-const INSTANCE: [&str; 27] = [
+const INSTANCE: [&str; 29] = [
     "state",
     "interface",
     "virtual_router_id",
@@ -372,6 +372,8 @@ const INSTANCE: [&str; 27] = [
     "notify_stop",
     "notify",
     "notify_master_rx_lower_pri",
+    "use_vmac",
+    "vmac_xmit_base",
 ];
 
 fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
@@ -402,6 +404,8 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
         notify_stop: None,
         notify: None,
         notify_master_rx_lower_pri: None,
+        use_vmac: false,
+        vmac_name: None,
     };
     for c in &node.children {
         let k = format!("{key}.{}", c.keyword);
@@ -462,6 +466,12 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
             "notify_stop" => i.notify_stop = cx.text(&k, c),
             "notify" => i.notify = cx.text(&k, c),
             "notify_master_rx_lower_pri" => i.notify_master_rx_lower_pri = cx.text(&k, c),
+            "use_vmac" => {
+                i.use_vmac = true;
+                i.vmac_name = c.args.first().cloned();
+            }
+            // What we always do: adverts leave from the base interface.
+            "vmac_xmit_base" => {}
             _ => cx.unknown(key, c, &INSTANCE),
         }
     }

@@ -116,6 +116,14 @@ pub struct VrrpInstance {
     /// lower priority (another router believes it is master).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_master_rx_lower_pri: Option<String>,
+    /// `use_vmac`: the addresses live on a macvlan carrying the virtual router MAC
+    /// (`00:00:5e:00:01:VRID`, or `02` for IPv6), so a takeover changes no ARP entry. Adverts
+    /// leave from `interface` (keepalived's `vmac_xmit_base`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub use_vmac: bool,
+    /// The macvlan's name (keepalived's `use_vmac NAME`); default `vrrp.VRID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmac_name: Option<String>,
 }
 
 const fn default_priority() -> i64 {

@@ -319,6 +319,12 @@ fn spec(
         );
         return None;
     }
+    let vmac = instance.use_vmac.then(|| {
+        instance
+            .vmac_name
+            .clone()
+            .unwrap_or_else(|| crate::vrrp::net::vmac::default_name(c.vrid))
+    });
     Some(InstanceSpec {
         interface: instance.interface.clone(),
         config: c,
@@ -331,6 +337,7 @@ fn spec(
         // The model keeps the tracked names (`VrrpInstance`); the trackers themselves are
         // built when the daemon runs the instance.
         track: crate::vrrp::track::Track::default(),
+        vmac,
     })
 }
 

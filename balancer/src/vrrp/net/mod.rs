@@ -7,6 +7,7 @@ pub mod ipv4;
 pub mod socket;
 pub mod task;
 pub mod vip;
+pub mod vmac;
 
 pub use task::{InstanceSpec, NetError, Notification, run_instance, run_member};
 pub use vip::{Link, Netlink, Vip};

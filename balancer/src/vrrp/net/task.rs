@@ -15,6 +15,7 @@ use crate::vrrp::fsm::{Action, Event, Instance, State};
 use crate::vrrp::net::garp::{self, FrameSender};
 use crate::vrrp::net::socket::{RECV_BUFFER_LEN, VrrpSocket};
 use crate::vrrp::net::vip::{Link, Netlink, NetlinkError, Vip};
+use crate::vrrp::net::vmac::{self, Vmac};
 use crate::vrrp::sync::SyncLink;
 use crate::vrrp::timing::Timestamp;
 use crate::vrrp::track::{self, Track, Tracking};
@@ -44,6 +45,9 @@ pub struct InstanceSpec {
     pub group: Option<IpAddr>,
     /// Trackers besides `interface` (which is always tracked, unweighted).
     pub track: Track,
+    /// keepalived's `use_vmac`: the name of the macvlan that carries the virtual MAC and the
+    /// addresses (see [`crate::vrrp::net::vmac`]).
+    pub vmac: Option<String>,
 }
 
 /// A state change or event for the notify module, sent besides the log line.
@@ -202,6 +206,9 @@ pub async fn run_member(
     let actions = driver.instance.handle(now(), Event::Shutdown);
     driver.execute(actions).await;
     report(sync.as_mut(), &driver.instance);
+    if let Some(vmac) = driver.vmac.take() {
+        vmac.remove(&driver.netlink).await;
+    }
     Ok(driver.instance)
 }
 
@@ -229,7 +236,12 @@ struct Driver {
     spec: InstanceSpec,
     instance: Instance,
     netlink: Netlink,
+    /// Where the addresses live and gratuitous ARPs / NAs leave from: the interface, or its
+    /// macvlan with `use_vmac`.
     link: Link,
+    /// The link-local address neighbour advertisements carry (the base interface's).
+    link_local: Option<Ipv6Addr>,
+    vmac: Option<Vmac>,
     socket: VrrpSocket,
     frames: Option<FrameSender>,
     /// Where adverts go: the group, or each unicast peer.
@@ -279,6 +291,21 @@ impl Driver {
             interface: spec.interface.clone(),
             source,
         })?;
+        let link_local = link.link_local();
+        let (link, vmac) = match &spec.vmac {
+            Some(name) => {
+                let mac = vmac::virtual_mac(spec.config.vrid, ipv6);
+                let v = Vmac::create(&netlink, &spec.interface, link.index, name, mac).await?;
+                match netlink.link(name).await {
+                    Ok(l) => (l, Some(v)),
+                    Err(e) => {
+                        v.remove(&netlink).await;
+                        return Err(e.into());
+                    }
+                }
+            }
+            None => (link, None),
+        };
         let frames = match link.mac {
             Some(_) => match FrameSender::new(link.index) {
                 Ok(sender) => Some(sender),
@@ -301,6 +328,8 @@ impl Driver {
             instance,
             netlink,
             link,
+            link_local,
+            vmac,
             socket,
             frames,
             destinations,
@@ -422,7 +451,7 @@ impl Driver {
         let (Some(frames), Some(mac)) = (&self.frames, self.link.mac) else {
             return;
         };
-        let link_local = self.link.link_local();
+        let link_local = self.link_local;
         for vip in &self.spec.vips {
             let Some(frame) = garp::announcement(mac, vip.addr, link_local, self.ipv6_router)
             else {
