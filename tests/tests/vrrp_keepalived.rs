@@ -287,3 +287,42 @@ fn v3_unicast_peers_elect_without_multicast() {
         "multicast adverts seen"
     );
 }
+
+/// A flapping link (ours, then the shared link seen from both sides) puts the instances in
+/// FAULT and back, again and again; once it is steady, exactly one router holds the VIP (the
+/// higher priority, ours) and keeps it.
+#[test]
+fn link_flaps_leave_exactly_one_master() {
+    require_root!();
+    let lan = Lan::new("vrrp", 1);
+    let ka = Daemon::keepalived(&lan.peer, &keepalived_conf(100, V3_BODY));
+    let me = ours(&lan, 200, V3_ARGS);
+    lan.settle(
+        &["198.18.1.100"],
+        Side::Ours,
+        HANDOVER,
+        Duration::from_millis(400),
+        &[&me, &ka],
+    );
+    for (ns, dev) in [(&lan.ours, "v0"), (&lan.peer, "k0"), (&lan.ours, "v0")] {
+        for pause in [50, 150, 300] {
+            ns.ip(&["link", "set", dev, "down"]);
+            std::thread::sleep(Duration::from_millis(pause));
+            ns.ip(&["link", "set", dev, "up"]);
+            std::thread::sleep(Duration::from_millis(pause));
+        }
+    }
+    // Past keepalived's Master_Down_Interval (0.6 s + skew) several times over.
+    lan.settle(
+        &["198.18.1.100"],
+        Side::Ours,
+        HANDOVER,
+        Duration::from_secs(2),
+        &[&me, &ka],
+    );
+    let log = me.log();
+    assert!(
+        log.contains("state=\"FAULT\""),
+        "the flaps were seen\n{log}"
+    );
+}
