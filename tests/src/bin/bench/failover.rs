@@ -165,11 +165,11 @@ fn lab() -> Lab {
 fn start(imp: Impl, ns: &Netns, master: bool, case: &Case) -> Daemon {
     let priority = if master { PRIORITY_A } else { PRIORITY_B };
     let advert = case.advert.as_secs_f64().to_string();
+    let state = if master { "MASTER" } else { "BACKUP" };
     match imp {
         Impl::Ours => {
             let priority = priority.to_string();
             let version = case.version.to_string();
-            let state = if master { "master" } else { "backup" };
             Daemon::balancer(
                 ns,
                 &[
@@ -192,7 +192,6 @@ fn start(imp: Impl, ns: &Netns, master: bool, case: &Case) -> Daemon {
             )
         }
         Impl::Keepalived => {
-            let state = if master { "MASTER" } else { "BACKUP" };
             let conf = format!(
                 "global_defs {{\n  router_id fo\n}}\nvrrp_instance VI {{\n  state {state}\n  \
                  interface e0\n  virtual_router_id {VRID}\n  priority {priority}\n  \
