@@ -326,3 +326,45 @@ fn link_flaps_leave_exactly_one_master() {
         "the flaps were seen\n{log}"
     );
 }
+
+/// `virtual_ipaddress_excluded`: the master owns the excluded addresses (here of both
+/// families) with the VIP, yet its adverts list the VIP only: keepalived, which checks the
+/// address list, stays backup and takes the VIP alone when we stop.
+#[test]
+fn excluded_addresses_follow_the_vip_but_stay_out_of_adverts() {
+    require_root!();
+    let lan = Lan::new("vrrp", 1);
+    let ka = Daemon::keepalived(&lan.peer, &keepalived_conf(100, V3_BODY));
+    let mut args = V3_ARGS.to_vec();
+    args.extend([
+        "--vip-excluded",
+        "198.18.1.101/24",
+        "--vip-excluded",
+        "fd00:1::101/64",
+    ]);
+    let mut me = ours(&lan, 200, &args);
+    lan.settle(
+        &["198.18.1.100", "198.18.1.101", "fd00:1::101"],
+        Side::Ours,
+        HANDOVER,
+        Duration::from_secs(1),
+        &[&me, &ka],
+    );
+    assert!(me.stop().success(), "{}", me.log());
+    lan.settle(
+        &["198.18.1.100"],
+        Side::Peer,
+        HANDOVER,
+        Duration::ZERO,
+        &[&me, &ka],
+    );
+    for gone in ["198.18.1.101", "fd00:1::101"] {
+        assert_eq!(lan.holders(gone), (false, false), "{gone} after our stop");
+    }
+    // Our adverts matched keepalived's address list: it never logged a mismatch.
+    let log = ka.log();
+    assert!(
+        !log.contains("not present in") && !log.contains("bogus"),
+        "{log}"
+    );
+}

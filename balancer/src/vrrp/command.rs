@@ -57,6 +57,10 @@ pub struct VrrpArgs {
     /// the virtual router MAC.
     #[arg(long)]
     pub vmac: Option<String>,
+    /// keepalived's `virtual_ipaddress_excluded`: owned with the VIPs, not advertised
+    /// (repeatable, either family).
+    #[arg(long = "vip-excluded")]
+    pub excluded: Vec<Vip>,
     /// `authentication { auth_type PASS auth_pass ... }` (VRRPv2 only; 8 bytes are used).
     #[arg(long)]
     pub auth_pass: Option<String>,
@@ -228,6 +232,7 @@ impl VrrpArgs {
             vips: self.vips.clone(),
             group: self.group,
             vmac: self.vmac.clone(),
+            excluded: self.excluded.clone(),
             track: Track {
                 interfaces: self.track_interfaces.clone(),
                 scripts: Vec::new(),

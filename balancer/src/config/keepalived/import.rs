@@ -344,7 +344,7 @@ fn vrrp_script(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpScript> {
     Some(s)
 }
 
-const INSTANCE: [&str; 29] = [
+const INSTANCE: [&str; 30] = [
     "state",
     "interface",
     "virtual_router_id",
@@ -361,6 +361,7 @@ const INSTANCE: [&str; 29] = [
     "mcast_src_ip",
     "unicast_peer",
     "virtual_ipaddress",
+    "virtual_ipaddress_excluded",
     "track_interface",
     "track_script",
     "garp_master_delay",
@@ -376,6 +377,10 @@ const INSTANCE: [&str; 29] = [
     "vmac_xmit_base",
 ];
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per keepalived keyword of vrrp_instance"
+)]
 fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
     cx.at(key, node);
     let (mut interface, mut vrid) = (None, None);
@@ -393,6 +398,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
         unicast_src_ip: None,
         unicast_peer: Vec::new(),
         virtual_ipaddress: Vec::new(),
+        virtual_ipaddress_excluded: Vec::new(),
         track_interface: Vec::new(),
         track_script: Vec::new(),
         garp_master_delay: None,
@@ -443,6 +449,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
                 }
             }
             "virtual_ipaddress" => i.virtual_ipaddress = cx.lines(&k, c),
+            "virtual_ipaddress_excluded" => i.virtual_ipaddress_excluded = cx.lines(&k, c),
             "track_interface" => {
                 i.track_interface = cx
                     .lines(&k, c)

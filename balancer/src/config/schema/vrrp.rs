@@ -82,6 +82,10 @@ pub struct VrrpInstance {
     pub unicast_peer: Vec<IpAddr>,
     /// `virtual_ipaddress { }`: lines as keepalived writes them, `ADDR[/PREFIX] [dev IFNAME]`.
     pub virtual_ipaddress: Vec<String>,
+    /// `virtual_ipaddress_excluded { }`: added and removed with the virtual addresses but not
+    /// listed in adverts (so either family, and any number).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_ipaddress_excluded: Vec<String>,
     /// `track_interface { }`: interfaces whose failure puts the instance in FAULT.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub track_interface: Vec<String>,

@@ -170,6 +170,17 @@ fn spec(
             Err(expected) => report.error(&vkey, format!("{line:?}"), &expected),
         }
     }
+    let mut excluded = Vec::new();
+    for (i, line) in instance.virtual_ipaddress_excluded.iter().enumerate() {
+        match vip_line(line) {
+            Ok(l) => excluded.push(l.vip),
+            Err(expected) => report.error(
+                &format!("{key}.virtual_ipaddress_excluded[{i}]"),
+                format!("{line:?}"),
+                &expected,
+            ),
+        }
+    }
     let Some(first) = vips.first() else {
         if report.errors.len() == errors_before {
             report.error(
@@ -338,6 +349,7 @@ fn spec(
         // built when the daemon runs the instance.
         track: crate::vrrp::track::Track::default(),
         vmac,
+        excluded,
     })
 }
 

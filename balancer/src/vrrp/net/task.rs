@@ -41,6 +41,9 @@ pub struct InstanceSpec {
     pub config: Config,
     /// The virtual addresses with their prefixes, in the order adverts list them.
     pub vips: Vec<Vip>,
+    /// keepalived's `virtual_ipaddress_excluded`: owned with the VIPs (added, removed,
+    /// announced) but left out of adverts, so of either family.
+    pub excluded: Vec<Vip>,
     /// The multicast group (keepalived `mcast_dst_ip`); `None` is the RFC's.
     pub group: Option<IpAddr>,
     /// Trackers besides `interface` (which is always tracked, unweighted).
@@ -363,7 +366,7 @@ impl Driver {
             match action {
                 Action::SendAdvert { priority } => self.send_advert(priority).await,
                 Action::AddVips => {
-                    for vip in &self.spec.vips {
+                    for vip in self.spec.vips.iter().chain(&self.spec.excluded) {
                         if let Err(e) = self.netlink.add(self.link.index, *vip).await {
                             tracing::error!(error = %e, "virtual address not added");
                         }
@@ -417,6 +420,7 @@ impl Driver {
         self.spec
             .vips
             .iter()
+            .chain(&self.spec.excluded)
             .copied()
             .filter(|v| v.addr != primary)
             .collect()
@@ -452,7 +456,7 @@ impl Driver {
             return;
         };
         let link_local = self.link_local;
-        for vip in &self.spec.vips {
+        for vip in self.spec.vips.iter().chain(&self.spec.excluded) {
             let Some(frame) = garp::announcement(mac, vip.addr, link_local, self.ipv6_router)
             else {
                 tracing::warn!(interface = self.spec.interface, %vip, "no link-local address for a neighbour advertisement");
