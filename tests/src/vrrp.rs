@@ -90,6 +90,27 @@ impl Lan {
     }
 }
 
+/// `balancer vrrp` (VRRPv3) on our side of `lan`: `v0`, with `vrid`, `priority` and
+/// `advert_int`, then `extra` (the VIPs and anything else).
+#[must_use]
+pub fn ours_v3(lan: &Lan, vrid: &str, priority: &str, advert_int: &str, extra: &[&str]) -> Daemon {
+    let mut args = vec![
+        "vrrp",
+        "--interface",
+        "v0",
+        "--vrid",
+        vrid,
+        "--priority",
+        priority,
+        "--version",
+        "3",
+        "--advert-int",
+        advert_int,
+    ];
+    args.extend_from_slice(extra);
+    Daemon::balancer(&lan.ours, &args)
+}
+
 /// The daemons' logs, one after the other.
 #[must_use]
 pub fn logs(daemons: &[&Daemon]) -> String {

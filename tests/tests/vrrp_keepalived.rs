@@ -288,22 +288,30 @@ fn v3_unicast_peers_elect_without_multicast() {
     );
 }
 
+/// Ours at priority 200 with `args`, keepalived at 100 with [`V3_BODY`]: once ours holds
+/// `vips` alone (checked for a second, past keepalived's `Master_Down_Interval`), the LAN and
+/// both daemons.
+fn ours_master_over_keepalived(args: &[&str], vips: &[&str]) -> (Lan, Daemon, Daemon) {
+    let lan = Lan::new("vrrp", 1);
+    let ka = Daemon::keepalived(&lan.peer, &keepalived_conf(100, V3_BODY));
+    let me = ours(&lan, 200, args);
+    lan.settle(
+        vips,
+        Side::Ours,
+        HANDOVER,
+        Duration::from_secs(1),
+        &[&me, &ka],
+    );
+    (lan, ka, me)
+}
+
 /// A flapping link (ours, then the shared link seen from both sides) puts the instances in
 /// FAULT and back, again and again; once it is steady, exactly one router holds the VIP (the
 /// higher priority, ours) and keeps it.
 #[test]
 fn link_flaps_leave_exactly_one_master() {
     require_root!();
-    let lan = Lan::new("vrrp", 1);
-    let ka = Daemon::keepalived(&lan.peer, &keepalived_conf(100, V3_BODY));
-    let me = ours(&lan, 200, V3_ARGS);
-    lan.settle(
-        &["198.18.1.100"],
-        Side::Ours,
-        HANDOVER,
-        Duration::from_millis(400),
-        &[&me, &ka],
-    );
+    let (lan, ka, me) = ours_master_over_keepalived(V3_ARGS, &["198.18.1.100"]);
     for (ns, dev) in [(&lan.ours, "v0"), (&lan.peer, "k0"), (&lan.ours, "v0")] {
         for pause in [50, 150, 300] {
             ns.ip(&["link", "set", dev, "down"]);
@@ -333,8 +341,6 @@ fn link_flaps_leave_exactly_one_master() {
 #[test]
 fn excluded_addresses_follow_the_vip_but_stay_out_of_adverts() {
     require_root!();
-    let lan = Lan::new("vrrp", 1);
-    let ka = Daemon::keepalived(&lan.peer, &keepalived_conf(100, V3_BODY));
     let mut args = V3_ARGS.to_vec();
     args.extend([
         "--vip-excluded",
@@ -342,14 +348,8 @@ fn excluded_addresses_follow_the_vip_but_stay_out_of_adverts() {
         "--vip-excluded",
         "fd00:1::101/64",
     ]);
-    let mut me = ours(&lan, 200, &args);
-    lan.settle(
-        &["198.18.1.100", "198.18.1.101", "fd00:1::101"],
-        Side::Ours,
-        HANDOVER,
-        Duration::from_secs(1),
-        &[&me, &ka],
-    );
+    let (lan, ka, mut me) =
+        ours_master_over_keepalived(&args, &["198.18.1.100", "198.18.1.101", "fd00:1::101"]);
     assert!(me.stop().success(), "{}", me.log());
     lan.settle(
         &["198.18.1.100"],

@@ -10,7 +10,7 @@ use balancer_tests::{
     daemon::Daemon,
     lab::TempDir,
     require_root, veth_pair,
-    vrrp::{Lan, Side},
+    vrrp::{Lan, Side, ours_v3},
     wait_until,
 };
 
@@ -31,23 +31,9 @@ fn settle(lan: &Lan, side: Side, hold: Duration, daemons: &[&Daemon]) {
 }
 
 fn ours(lan: &Lan, extra: &[&str]) -> Daemon {
-    let mut args = vec![
-        "vrrp",
-        "--interface",
-        "v0",
-        "--vrid",
-        "61",
-        "--priority",
-        "150",
-        "--version",
-        "3",
-        "--advert-int",
-        "0.2",
-        "--vip",
-        "198.18.3.100/24",
-    ];
+    let mut args = vec!["--vip", "198.18.3.100/24"];
     args.extend_from_slice(extra);
-    Daemon::balancer(&lan.ours, &args)
+    ours_v3(lan, "61", "150", "0.2", &args)
 }
 
 /// (a) A failing `track_script` lowers our priority below keepalived's, which takes the VIP;

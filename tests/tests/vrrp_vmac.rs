@@ -9,7 +9,7 @@ use balancer_tests::{
     Netns,
     daemon::Daemon,
     require_root,
-    vrrp::{Lan, Side},
+    vrrp::{Lan, Side, ours_v3},
     wait_until,
 };
 
@@ -48,25 +48,12 @@ fn vip_lives_on_the_virtual_mac_and_keeps_it_across_a_takeover() {
     require_root!();
     let lan = Lan::new("vmac", 7);
     let ka = Daemon::keepalived(&lan.peer, PEER);
-    let mut me = Daemon::balancer(
-        &lan.ours,
-        &[
-            "vrrp",
-            "--interface",
-            "v0",
-            "--vrid",
-            "61",
-            "--priority",
-            "200",
-            "--version",
-            "3",
-            "--advert-int",
-            "0.1",
-            "--vmac",
-            "vrrp.61",
-            "--vip",
-            "198.18.7.100/24",
-        ],
+    let mut me = ours_v3(
+        &lan,
+        "61",
+        "200",
+        "0.1",
+        &["--vmac", "vrrp.61", "--vip", "198.18.7.100/24"],
     );
     lan.settle(
         &[VIP],

@@ -291,6 +291,15 @@ fn measure() -> (Vec<Row>, f64, f64) {
     (rows, floor_repeat, floor_single)
 }
 
+/// Writes a benchmark's JSON to `target/bench/NAME.json` and returns the path.
+fn save(name: &str, json: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, json).expect("write the JSON results");
+    path
+}
+
 fn report(rows: &[Row], floor_repeat: f64, floor_single: f64) {
     use std::fmt::Write as _;
     println!(
@@ -320,10 +329,7 @@ fn report(rows: &[Row], floor_repeat: f64, floor_single: f64) {
         );
     }
     json.push(']');
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir).expect("create target/bench");
-    let path = dir.join("dataplane.json");
-    std::fs::write(&path, json).expect("write the JSON results");
+    let path = save("dataplane", &json);
     println!(
         "\nrepeat: one run of {REPEAT} iterations (kernel mean); single: median of {SINGLES} one-iteration runs"
     );
