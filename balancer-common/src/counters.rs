@@ -43,11 +43,15 @@ pub enum ProtoCounter {
     OtherL4v6,
     /// ICMP errors quoting a balanced flow, sent on to the flow's real (also counted by class).
     IcmpErrorToReal,
+    /// TCP segments to a service, other than a SYN, that found no flow (Katran's "LRU miss"):
+    /// the flow was evicted from a full connection table, timed out, or was opened through
+    /// another node before a failover. They are scheduled afresh (also counted by class).
+    FlowMissMidStream,
 }
 
 impl ProtoCounter {
     /// Number of counters, the size of [`PROTO_COUNTERS_MAP`].
-    pub const COUNT: u32 = Self::IcmpErrorToReal as u32 + 1;
+    pub const COUNT: u32 = Self::FlowMissMidStream as u32 + 1;
 
     /// Every counter, in index order.
     pub const ALL: [Self; Self::COUNT as usize] = [
@@ -67,6 +71,7 @@ impl ProtoCounter {
         Self::Icmp6,
         Self::OtherL4v6,
         Self::IcmpErrorToReal,
+        Self::FlowMissMidStream,
     ];
 
     /// A stable, lower-case name for logs, status output and metrics.
@@ -89,6 +94,7 @@ impl ProtoCounter {
             Self::Icmp6 => "icmp6",
             Self::OtherL4v6 => "other_l4_v6",
             Self::IcmpErrorToReal => "icmp_error_to_real",
+            Self::FlowMissMidStream => "flow_miss_mid_stream",
         }
     }
 }
@@ -142,16 +148,21 @@ pub enum Reason {
     /// The real's egress is left to the kernel's FIB, which refuses lookups on an interface
     /// with forwarding disabled.
     DropFwdDisabled,
-    /// Encapsulation would exceed the egress MTU.
+    /// Encapsulation would exceed the egress MTU, and no ICMP answer was sent (tagged frame,
+    /// or answers turned off).
     DropTooBig,
     /// Growing the frame for encapsulation failed.
     DropAdjustHead,
     /// A scheduler table or real entry was missing: a userspace bug, never expected.
     DropBadTable,
+    /// Encapsulation would exceed the egress MTU: answered with ICMP "fragmentation needed"
+    /// (IPv4) or "packet too big" (IPv6) carrying the tunnel's MTU, as IPVS's tunnel does,
+    /// sent back out of the interface it came in on.
+    TxIcmpTooBig,
 }
 
 impl Reason {
-    pub const COUNT: u32 = Self::DropBadTable as u32 + 1;
+    pub const COUNT: u32 = Self::TxIcmpTooBig as u32 + 1;
 
     pub const ALL: [Self; Self::COUNT as usize] = [
         Self::PassNotIp,
@@ -168,6 +179,7 @@ impl Reason {
         Self::DropTooBig,
         Self::DropAdjustHead,
         Self::DropBadTable,
+        Self::TxIcmpTooBig,
     ];
 
     #[must_use]
@@ -187,6 +199,7 @@ impl Reason {
             Self::DropTooBig => "drop_too_big",
             Self::DropAdjustHead => "drop_adjust_head",
             Self::DropBadTable => "drop_bad_table",
+            Self::TxIcmpTooBig => "tx_icmp_too_big",
         }
     }
 }

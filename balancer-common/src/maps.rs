@@ -6,6 +6,15 @@
 
 /// `family` values.
 pub const FAMILY_V4: u8 = 4;
+
+/// The program array the balancer program tail-calls into (not pinned: each loaded program
+/// fills its own).
+pub const TAIL_CALLS_MAP: &str = "TAIL_CALLS";
+/// Index in [`TAIL_CALLS_MAP`] of the program that answers a packet the tunnel would make too
+/// big; empty when the answers are turned off.
+pub const TAIL_TOO_BIG: u32 = 0;
+/// The `too_big` program's name in the object.
+pub const TOO_BIG_PROGRAM: &str = "too_big";
 pub const FAMILY_V6: u8 = 6;
 
 /// `ServiceKey` -> `Service`.
@@ -122,9 +131,15 @@ pub struct Real {
     /// TUN: outer source address.
     pub tun_src: [u32; 4],
     /// Service id + 1 of the service that lists this real (also as its sorry server), so a
-    /// restarted daemon can tell whose real an index is; unused by the XDP program.
+    /// restarted daemon can tell whose real an index is and a flow whose real index was
+    /// reused ends; with [`OWNER_DRAINING`] set, the real was removed and only serves the
+    /// connections it already has (as IPVS keeps a removed destination's connections).
     pub owner: u32,
 }
+
+/// Set in [`Real::owner`] of a removed real that still has connections: their packets go on
+/// reaching it, but no new connection nor persistence template does.
+pub const OWNER_DRAINING: u32 = 1 << 31;
 const _: () = assert!(size_of::<Real>() == 60);
 
 #[repr(C)]
@@ -142,7 +157,8 @@ const _: () = assert!(size_of::<FlowKey>() == 40);
 
 /// `Flow::state`.
 pub mod flow_state {
-    /// UDP, or TCP before the handshake completed.
+    /// TCP before the handshake completed (IPVS's `SYN_RECV`, 60 s at most); UDP flows are
+    /// `ESTABLISHED` from their first packet.
     pub const NEW: u32 = 0;
     pub const ESTABLISHED: u32 = 1;
     /// FIN or RST seen: the tcpfin timeout applies.
@@ -193,6 +209,38 @@ pub struct PersistKey {
 }
 const _: () = assert!(size_of::<PersistKey>() == 20);
 
+/// A client address (`family`, words in network order) masked to `prefix` bits, as a
+/// persistence template's key holds it (`persistence_granularity`).
+#[inline(always)]
+#[must_use]
+#[expect(
+    clippy::inline_always,
+    reason = "per new connection in the XDP program, where calls cost stack"
+)]
+pub fn persist_mask(addr: &[u32; 4], family: u8, prefix: u32) -> [u32; 4] {
+    let bits = if family == FAMILY_V4 {
+        prefix.min(32)
+    } else {
+        prefix.min(128)
+    };
+    let mut out = [0u32; 4];
+    let mut i = 0;
+    while i < 4 {
+        #[expect(clippy::cast_possible_truncation, reason = "i < 4")]
+        let start = (i as u32) * 32;
+        let keep = bits.saturating_sub(start);
+        let keep = if keep > 32 { 32 } else { keep };
+        let m = if keep == 0 {
+            0
+        } else {
+            (u32::MAX << (32 - keep)).to_be()
+        };
+        out[i] = addr[i] & m;
+        i += 1;
+    }
+    out
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Persist {
@@ -212,6 +260,50 @@ pub struct Globals {
 }
 const _: () = assert!(size_of::<Globals>() == 24);
 
+/// IPVS's timeout of a TCP connection in `SYN_RECV` (`ip_vs_proto_tcp.c`), which `ipvsadm
+/// --set` does not change: a SYN flood's entries go after a minute, not after the tcp timeout.
+pub const SYN_RECV_TIMEOUT_NS: u64 = 60_000_000_000;
+
+/// A real's connection counts in `REAL_ACTIVE`, as IPVS keeps `activeconns` and `inactconns`:
+/// active (TCP established, UDP) in the high 32 bits, inactive (TCP handshake not done, or
+/// closing) in the low 32. The XDP program adds as connections start and establish; the
+/// userspace sweep rewrites both from the connection table.
+#[expect(
+    clippy::inline_always,
+    reason = "called per new connection by the XDP program, where calls cost stack"
+)]
+pub mod conn_count {
+    /// One active connection.
+    pub const ACTIVE: u64 = 1 << 32;
+    /// One inactive connection.
+    pub const INACTIVE: u64 = 1;
+
+    #[inline(always)]
+    #[must_use]
+    pub const fn pack(active: u64, inactive: u64) -> u64 {
+        (active << 32) | (inactive & 0xffff_ffff)
+    }
+
+    #[inline(always)]
+    #[must_use]
+    pub const fn active(v: u64) -> u64 {
+        v >> 32
+    }
+
+    #[inline(always)]
+    #[must_use]
+    pub const fn inactive(v: u64) -> u64 {
+        v & 0xffff_ffff
+    }
+
+    /// IPVS's `ip_vs_dest_conn_overhead`, what lc and wlc compare: active × 256 + inactive.
+    #[inline(always)]
+    #[must_use]
+    pub const fn overhead(v: u64) -> u64 {
+        (active(v) << 8) + inactive(v)
+    }
+}
+
 impl Globals {
     /// Whether a flow of protocol `proto` last seen at `last_seen_ns` (in `state`) is still
     /// live at `now_ns`: the one rule the XDP program and the userspace sweep both apply.
@@ -223,6 +315,8 @@ impl Globals {
             self.udp_timeout_ns
         } else if state == flow_state::CLOSING {
             self.tcpfin_timeout_ns
+        } else if state == flow_state::NEW && self.tcp_timeout_ns > SYN_RECV_TIMEOUT_NS {
+            SYN_RECV_TIMEOUT_NS
         } else {
             self.tcp_timeout_ns
         };
@@ -291,5 +385,44 @@ mod tests {
             "UDP ignores TCP states"
         );
         assert!(!g.flow_live(17, flow_state::NEW, 0, 301));
+        assert!(
+            g.flow_live(6, flow_state::NEW, 0, 900),
+            "shorter than SYN_RECV's minute"
+        );
+    }
+
+    #[test]
+    fn a_handshake_that_never_completes_ends_after_ipvss_syn_recv_minute() {
+        let g = Globals::default();
+        let s = 1_000_000_000;
+        assert!(g.flow_live(6, flow_state::NEW, 0, 60 * s));
+        assert!(!g.flow_live(6, flow_state::NEW, 0, 61 * s));
+        assert!(g.flow_live(6, flow_state::ESTABLISHED, 0, 61 * s));
+    }
+
+    #[test]
+    fn persistence_masks_keep_the_prefix_in_network_order() {
+        use super::{FAMILY_V4, FAMILY_V6, persist_mask};
+        let v4 = [u32::from_ne_bytes([198, 18, 7, 9]), 0, 0, 0];
+        assert_eq!(
+            persist_mask(&v4, FAMILY_V4, 24),
+            [u32::from_ne_bytes([198, 18, 7, 0]), 0, 0, 0]
+        );
+        assert_eq!(persist_mask(&v4, FAMILY_V4, 32), v4);
+        assert_eq!(persist_mask(&v4, FAMILY_V4, 0), [0; 4]);
+        let v6 = [u32::MAX; 4];
+        assert_eq!(
+            persist_mask(&v6, FAMILY_V6, 72),
+            [u32::MAX, u32::MAX, u32::from_ne_bytes([255, 0, 0, 0]), 0]
+        );
+    }
+
+    #[test]
+    fn connection_counts_pack_as_ipvs_weighs_them() {
+        use super::conn_count::{ACTIVE, INACTIVE, active, inactive, overhead, pack};
+        let v = pack(3, 7);
+        assert_eq!((active(v), inactive(v)), (3, 7));
+        assert_eq!(overhead(v), 3 * 256 + 7);
+        assert_eq!(v + ACTIVE + INACTIVE, pack(4, 8));
     }
 }

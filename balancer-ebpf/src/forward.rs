@@ -15,7 +15,7 @@ use balancer_common::{
 };
 
 use crate::{
-    nat,
+    maps, nat,
     parse::{Headers, ptr_at_mut},
 };
 
@@ -193,15 +193,20 @@ fn encapsulate(ctx: &XdpContext, h: &Headers, real: &Real, e: &Egress) -> Result
         IPV4_HLEN
     };
     let grow = (ETH_HLEN + outer_len) as i32 - h.l3 as i32;
+    // Checked before the frame grows, so a packet that would not fit is still the client's as
+    // it came: IPVS answers it with ICMP fragmentation needed / packet too big carrying the
+    // tunnel's MTU (the egress MTU less the outer header), and so do we when the `too_big`
+    // program is loaded; otherwise it is dropped and counted.
+    let mut mtu_len = 0u32;
+    // SAFETY: `mtu_len` is a valid out-pointer; the helper reads the frame length from ctx.
+    let mtu = unsafe { bpf_check_mtu(ctx.ctx.cast(), e.ifindex, &raw mut mtu_len, grow, 0) };
+    if mtu as u32 != BPF_MTU_CHK_RET_SUCCESS {
+        maps::answer_too_big(ctx, mtu_len.saturating_sub(outer_len as u32));
+        return Err(Reason::DropTooBig);
+    }
     // SAFETY: the helper checks the headroom itself and fails rather than overrun.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -grow) } != 0 {
         return Err(Reason::DropAdjustHead);
-    }
-    let mut mtu_len = 0u32;
-    // SAFETY: `mtu_len` is a valid out-pointer; the helper reads the frame length from ctx.
-    let mtu = unsafe { bpf_check_mtu(ctx.ctx.cast(), e.ifindex, &raw mut mtu_len, 0, 0) };
-    if mtu as u32 != BPF_MTU_CHK_RET_SUCCESS {
-        return Err(Reason::DropTooBig);
     }
     let inner_proto = if h.family == FAMILY_V4 {
         IPPROTO_IPIP
@@ -256,7 +261,7 @@ fn write_words(out: &mut [u8], words: &[u32; 4]) {
 
 /// RFC 1071 checksum of a 20-byte IPv4 header whose checksum field is zero.
 #[inline(always)]
-fn ipv4_checksum(h: &[u8]) -> u16 {
+pub fn ipv4_checksum(h: &[u8]) -> u16 {
     let mut sum = 0u32;
     let mut i = 0;
     while i + 1 < h.len() {

@@ -25,6 +25,7 @@ mod maps;
 mod nat;
 mod parse;
 mod schedule;
+mod toobig;
 
 use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
@@ -32,8 +33,8 @@ use aya_ebpf::{
 use balancer_common::{
     ProtoCounter, Reason,
     maps::{
-        FAMILY_V4, FAMILY_V6, Flow, FlowKey, Globals, Real, SVC_F_OPS, Service, ServiceKey,
-        flow_state, method,
+        FAMILY_V4, FAMILY_V6, Flow, FlowKey, Globals, OWNER_DRAINING, Real, SVC_F_OPS, Service,
+        ServiceKey, conn_count, flow_state, method,
     },
 };
 use parse::{Headers, IPPROTO_TCP, IPPROTO_UDP, NOT_FRAGMENT};
@@ -60,6 +61,22 @@ pub fn balancer(ctx: XdpContext) -> u32 {
         Reason::Tx => xdp_action::XDP_TX,
         Reason::Redirect => xdp_action::XDP_REDIRECT,
         _ => xdp_action::XDP_DROP,
+    }
+}
+
+/// Answers a packet the tunnel would make too big (tail-called by `balancer`).
+#[xdp]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the #[xdp] macro fixes the signature"
+)]
+pub fn too_big(ctx: XdpContext) -> u32 {
+    let reason = toobig::answer(&ctx);
+    maps::count_reason(reason);
+    if reason == Reason::TxIcmpTooBig {
+        xdp_action::XDP_TX
+    } else {
+        xdp_action::XDP_DROP
     }
 }
 
@@ -193,27 +210,32 @@ fn new_flow(
     service: &Service,
     now: u64,
 ) -> Result<(u32, Real), Reason> {
+    // A mid-stream segment with no flow: evicted from a full table, expired, or opened through
+    // another node. Scheduled afresh all the same (sloppy TCP), but counted.
+    if h.proto == IPPROTO_TCP && h.tcp_flags & TCP_SYN == 0 {
+        maps::count_proto(ProtoCounter::FlowMissMidStream);
+    }
     let index = schedule::new_connection(h, service, now)?;
     let real = maps::real(index).ok_or(Reason::DropBadTable)?;
+    let state = next_state(flow_state::NEW, h);
     // One-packet scheduling (ops) keeps no state for UDP.
     if service.flags & SVC_F_OPS == 0 || h.proto != IPPROTO_UDP {
         let flow = Flow {
             real: index,
             service: service.id,
             last_seen_ns: now,
-            state: next_state(flow_state::NEW, h),
+            state,
             _pad: 0,
         };
         maps::insert_flow(key, &flow);
     }
-    maps::add_stats_conn(service.id, index);
+    maps::add_stats_conn(service.id, index, state == flow_state::ESTABLISHED);
     Ok((index, real))
 }
 
 /// The real of a live flow, refreshing it; `None` when there is none, it has timed out, or its
-/// real was removed (the flow is scheduled afresh: the new real resets a TCP connection it does
-/// not know, which the client notices at once, where IPVS would drop its packets until the
-/// entry expired).
+/// real's index now belongs to another service (the flow is scheduled afresh). A removed real
+/// keeps serving its flows while it drains, as IPVS keeps a removed destination's.
 #[inline(always)]
 fn existing_flow(key: &FlowKey, h: &Headers, now: u64, g: &Globals) -> Option<(u32, Real, u32)> {
     let flow = maps::flow_mut(key)?;
@@ -227,11 +249,17 @@ fn existing_flow(key: &FlowKey, h: &Headers, now: u64, g: &Globals) -> Option<(u
     if f.state == flow_state::CLOSING && h.tcp_flags & TCP_SYN != 0 && h.tcp_flags & TCP_ACK == 0 {
         return None;
     }
-    // The index may have been freed and handed to another service's real since; a removed
-    // service's reals are gone, so its flows end here too.
-    let real = maps::real(f.real).filter(|r| r.owner == f.service + 1)?;
+    // The index may have been freed and handed to another service's real since. A removed
+    // real keeps its index (marked draining) while it has connections, so they go on.
+    let real = maps::real(f.real).filter(|r| r.owner & !OWNER_DRAINING == f.service + 1)?;
     f.last_seen_ns = now;
-    f.state = next_state(f.state, h);
+    let state = next_state(f.state, h);
+    // The handshake completed: IPVS moves the connection from inactive to active. Only the
+    // active count is raised; the sweep takes the stale inactive one back.
+    if f.state == flow_state::NEW && state == flow_state::ESTABLISHED {
+        maps::count_conn(f.real, conn_count::ACTIVE);
+    }
+    f.state = state;
     Some((f.real, real, f.service))
 }
 

@@ -4,14 +4,14 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
 use balancer_common::{
     ProtoCounter, Reason,
     maps::{
         DEFAULT_FLOWS, DEFAULT_PERSIST, Flow, FlowKey, Globals, MAX_REALS, MAX_SCHED_SLOTS,
         MAX_SERVICE_KEYS, MAX_SERVICES, NatKey, NatOrigin, Persist, PersistKey, Real, Service,
-        ServiceKey, Stats,
+        ServiceKey, Stats, TAIL_TOO_BIG, conn_count,
     },
 };
 
@@ -43,6 +43,29 @@ static REAL_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(MAX_REALS,
 static RR_CURSOR: PerCpuArray<u32> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
 #[map(name = "REAL_ACTIVE")]
 static REAL_ACTIVE: Array<u64> = Array::with_max_entries(MAX_REALS, 0);
+#[map(name = "TAIL_CALLS")]
+static TAIL_CALLS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+/// The MTU a too-big packet's ICMP answer carries, from the balancer program to `too_big`.
+#[map(name = "TOO_BIG_MTU")]
+static TOO_BIG_MTU: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// Hands the frame to the `too_big` program with `mtu` for its answer; returns only when
+/// that program is not loaded (answers off).
+#[inline(always)]
+pub fn answer_too_big<C: aya_ebpf::EbpfContext>(ctx: &C, mtu: u32) {
+    if let Some(slot) = TOO_BIG_MTU.get_ptr_mut(0) {
+        // SAFETY: a per-CPU slot, and the tail call runs on this CPU.
+        unsafe { *slot = mtu };
+    }
+    // SAFETY: the context is the current program's; a failed call returns here.
+    unsafe { TAIL_CALLS.tail_call(ctx, TAIL_TOO_BIG) };
+}
+
+/// The MTU `answer_too_big` left for the answer.
+#[inline(always)]
+pub fn too_big_mtu() -> u32 {
+    TOO_BIG_MTU.get(0).copied().unwrap_or(0)
+}
 
 #[inline(always)]
 fn bump(map: &PerCpuArray<u64>, index: u32) {
@@ -126,9 +149,10 @@ pub fn active(real: u32) -> u64 {
     REAL_ACTIVE.get(real).copied().unwrap_or(0)
 }
 
-/// Counts a new connection: per-service and per-real `conns`, and the real's active count.
+/// Counts a new connection: per-service and per-real `conns`, and the real's connection
+/// count (`established`: active, else inactive, as IPVS counts a connection in `SYN_RECV`).
 #[inline(always)]
-pub fn add_stats_conn(service: u32, real: u32) {
+pub fn add_stats_conn(service: u32, real: u32, established: bool) {
     if let Some(s) = SERVICE_STATS.get_ptr_mut(service) {
         // SAFETY: per-CPU slot, see `bump`.
         unsafe { (*s).conns += 1 };
@@ -137,10 +161,23 @@ pub fn add_stats_conn(service: u32, real: u32) {
         // SAFETY: per-CPU slot, see `bump`.
         unsafe { (*s).conns += 1 };
     }
+    count_conn(
+        real,
+        if established {
+            conn_count::ACTIVE
+        } else {
+            conn_count::INACTIVE
+        },
+    );
+}
+
+/// Adds `n` (see `conn_count`) to a real's connection counts.
+#[inline(always)]
+pub fn count_conn(real: u32, n: u64) {
     if let Some(a) = REAL_ACTIVE.get_ptr_mut(real) {
         // SAFETY: shared between CPUs, hence the atomic add (BPF_ATOMIC); userspace recounts
-        // it from the connection table as flows expire.
-        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(a, 1) };
+        // it from the connection table as flows establish, close and expire.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(a, n) };
     }
 }
 

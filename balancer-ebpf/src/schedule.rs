@@ -7,8 +7,8 @@ use balancer_common::{
     Reason,
     hash::addr_hash,
     maps::{
-        FAMILY_V4, MAX_LC_REALS, Persist, PersistKey, SVC_F_HASH_PORT, SVC_F_PERSIST, Service,
-        sched,
+        MAX_LC_REALS, Persist, PersistKey, SVC_F_HASH_PORT, SVC_F_PERSIST, Service, conn_count,
+        persist_mask, sched,
     },
 };
 
@@ -22,7 +22,7 @@ pub fn new_connection(h: &Headers, s: &Service, now: u64) -> Result<u32, Reason>
         return pick(h, s);
     }
     let key = PersistKey {
-        client: mask(&h.src, h.family, s.persist_prefix),
+        client: persist_mask(&h.src, h.family, s.persist_prefix),
         service: s.id,
     };
     let timeout = u64::from(s.persist_timeout_s) * 1_000_000_000;
@@ -97,9 +97,10 @@ struct LcScan {
     best_weight: u64,
 }
 
-/// lc, wlc, sed and nq over the reals listed in the service's table (IPVS's formulas with
-/// active connections as the overhead). The scan runs under `bpf_loop`, so the verifier checks
-/// its body once instead of once per real.
+/// lc, wlc, sed and nq over the reals listed in the service's table, with IPVS's formulas: lc
+/// and wlc weigh active × 256 + inactive connections (`ip_vs_dest_conn_overhead`), sed and nq
+/// active + 1, and nq takes an idle real at once. The scan runs under `bpf_loop`, so the
+/// verifier checks its body once instead of once per real.
 #[inline(always)]
 fn least_connections(s: &Service) -> Result<u32, Reason> {
     let mut scan = LcScan {
@@ -137,8 +138,9 @@ extern "C" fn lc_step(i: u64, ctx: *mut c_void) -> i64 {
         return 0;
     }
     let weight = u64::from(real.weight);
-    let active = maps::active(index);
-    // nq: an idle real wins at once.
+    let counts = maps::active(index);
+    let active = conn_count::active(counts);
+    // nq: a real without active connections wins at once.
     if scan.sched == sched::NQ && active == 0 {
         scan.best = index + 1;
         return 1;
@@ -146,7 +148,7 @@ extern "C" fn lc_step(i: u64, ctx: *mut c_void) -> i64 {
     let cost = if scan.sched == sched::SED || scan.sched == sched::NQ {
         active + 1
     } else {
-        active
+        conn_count::overhead(counts)
     };
     let better = if scan.best == 0 {
         true
@@ -163,26 +165,4 @@ extern "C" fn lc_step(i: u64, ctx: *mut c_void) -> i64 {
         scan.best_weight = weight;
     }
     0
-}
-
-/// `addr` masked to `prefix` bits (`persistence_granularity`).
-#[inline(always)]
-fn mask(addr: &[u32; 4], family: u8, prefix: u32) -> [u32; 4] {
-    let bits = if family == FAMILY_V4 {
-        prefix.min(32)
-    } else {
-        prefix.min(128)
-    };
-    let mut out = [0u32; 4];
-    for (i, word) in out.iter_mut().enumerate() {
-        let start = (i as u32) * 32;
-        let keep = bits.saturating_sub(start).min(32);
-        let m = if keep == 0 {
-            0
-        } else {
-            (u32::MAX << (32 - keep)).to_be()
-        };
-        *word = addr[i] & m;
-    }
-    out
 }

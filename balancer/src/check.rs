@@ -10,19 +10,24 @@ pub mod config;
 pub mod dns;
 pub mod http;
 pub mod misc;
+pub mod notices;
+pub mod ping;
 pub mod quorum;
+#[cfg(any(test, feature = "test-double"))]
+pub mod recording;
 pub mod runner;
 pub mod smtp;
 pub mod state;
 pub mod tcp;
 pub mod tls;
+pub mod udp;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-pub use config::{ConfigError, ScriptPolicy, checks_for, service_checks};
-pub use runner::{CheckHandle, RealChecks, ServiceChecks, SharedDataplane, spawn};
+pub use config::{ConfigError, Globals, ScriptPolicy, checks_for, service_checks};
+pub use runner::{CheckHandle, RealChecks, ServiceChecks, SharedDataplane, spawn, spawn_notifying};
 
 /// What one attempt of a checker saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +47,16 @@ impl Verdict {
     pub fn down(reason: impl Into<String>) -> Self {
         Self::Down {
             reason: reason.into(),
+        }
+    }
+}
+
+/// A conversation's outcome: done, or what went wrong.
+impl From<Result<(), String>> for Verdict {
+    fn from(result: Result<(), String>) -> Self {
+        match result {
+            Ok(()) => Self::UP,
+            Err(reason) => Self::Down { reason },
         }
     }
 }

@@ -5,8 +5,12 @@
 
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod dataplane;
+pub mod dump;
+pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod run;
+pub mod status;
 pub mod vrrp;

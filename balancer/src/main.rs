@@ -13,6 +13,13 @@ struct Cli {
     /// Log filter, e.g. "info" or "balancer=debug" (`RUST_LOG` syntax).
     #[arg(long, global = true, default_value = "info")]
     log_level: String,
+    /// Instance name: separates the pinned state, control socket and pid file of daemons side
+    /// by side (one per network namespace). Client commands talk to the same instance.
+    #[arg(long, global = true, default_value = "default")]
+    instance: String,
+    /// Directory of the control sockets, pid files and SIGUSR1/SIGUSR2 dumps.
+    #[arg(long, global = true, default_value = balancer::control::RUN_DIR)]
+    run_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,13 +40,36 @@ enum Command {
         /// Seconds between connection-table sweeps and counter reports.
         #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
         interval: f64,
-        /// Instance name: separates the pinned state of daemons side by side.
-        #[arg(long, default_value = "default")]
-        instance: String,
-        /// On stop, leave the data plane's maps pinned so the next run adopts its connections.
+        /// On stop, leave the XDP program attached and its maps pinned: it goes on forwarding
+        /// established and new connections until the next run adopts it without a gap.
         #[arg(long)]
         keep_state: bool,
+        /// The bpf filesystem to pin under. Under `ip netns exec` /sys is private to the
+        /// process, so pins there die with it: give a bpffs mounted outside (e.g. `mount -t
+        /// bpf bpf /run/balancer/bpf` beforehand) for a restart to adopt them.
+        #[arg(long, default_value = balancer::run::PIN_ROOT)]
+        pin_root: PathBuf,
+        /// Serve Prometheus metrics at `http://ADDR/metrics` (off unless given here or in the
+        /// configuration).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
+    /// Show the running daemon's services and reals as `ipvsadm -Ln` does, then its VRRP
+    /// instances and checkers.
+    Status {
+        /// Totals: connections, packets and bytes (`ipvsadm -Ln --stats`).
+        #[arg(long, conflicts_with = "rate")]
+        stats: bool,
+        /// Rates over the last sampling interval (`ipvsadm -Ln --rate`).
+        #[arg(long)]
+        rate: bool,
+        /// Everything as one JSON document, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the running daemon load its configuration again and apply the difference (as
+    /// SIGHUP does); an invalid configuration is refused and the old one keeps running.
+    Reload,
     /// Validate lb.toml or keepalived.conf (our `keepalived -t`): exit 0 when valid, 1 with
     /// every error otherwise.
     Check {
@@ -77,6 +107,40 @@ fn daemon_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// `balancer status`: asks the daemon and prints its answer.
+fn status(
+    run_dir: &std::path::Path,
+    instance: &str,
+    stats: bool,
+    rate: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    use balancer::status::{View, render_rest, render_services};
+    let response = balancer::control::request(
+        run_dir,
+        instance,
+        balancer::control::Request::Status,
+        Duration::from_secs(10),
+    )?;
+    let report = match (response.status, response.error) {
+        (Some(s), _) => s,
+        (None, e) => anyhow::bail!("the daemon answered: {}", e.unwrap_or_default()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let view = if stats {
+        View::Stats
+    } else if rate {
+        View::Rate
+    } else {
+        View::List
+    };
+    print!("{}{}", render_services(&report, view), render_rest(&report));
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
@@ -93,16 +157,37 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             interval,
-            instance,
             keep_state,
+            pin_root,
+            metrics,
         } => daemon_runtime().and_then(|rt| {
             rt.block_on(balancer::run::run(&balancer::run::RunOptions {
                 config,
                 interval: Duration::from_secs_f64(interval),
-                instance,
+                instance: cli.instance,
                 keep_state,
+                run_dir: cli.run_dir,
+                pin_root,
+                metrics,
             }))
             .map_err(anyhow::Error::from)
+        }),
+        Command::Status { stats, rate, json } => {
+            status(&cli.run_dir, &cli.instance, stats, rate, json)
+        }
+        Command::Reload => balancer::control::request(
+            &cli.run_dir,
+            &cli.instance,
+            balancer::control::Request::Reload,
+            Duration::from_mins(1),
+        )
+        .map_err(anyhow::Error::from)
+        .and_then(|r| match r.error {
+            None => {
+                println!("{}", r.message.unwrap_or_default());
+                Ok(())
+            }
+            Some(e) => Err(anyhow::anyhow!("reload refused: {e}")),
         }),
         Command::Vrrp(args) => runtime().and_then(|rt| {
             rt.block_on(balancer::vrrp::command::run(&args))
@@ -132,5 +217,32 @@ fn main() -> ExitCode {
             eprintln!("balancer: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The systemd unit in contrib/ runs commands this binary accepts.
+    #[test]
+    fn the_systemd_unit_runs_valid_commands() {
+        let unit = include_str!("../../contrib/balancer.service");
+        let mut checked = 0;
+        for line in unit.lines() {
+            let Some(command) = line
+                .strip_prefix("ExecStart=")
+                .or_else(|| line.strip_prefix("ExecStartPre="))
+            else {
+                continue;
+            };
+            let args: Vec<&str> = command.split_whitespace().collect();
+            assert!(args[0].ends_with("/balancer"), "{line}");
+            if let Err(e) = Cli::try_parse_from(&args) {
+                panic!("{line}: {e}");
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 2);
     }
 }

@@ -28,7 +28,8 @@ pub struct VrrpInstance {
 }
 
 /// IPVS's schedulers (`lb_algo`), plus Maglev hashing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Scheduler {
     Rr,
     Wrr,
@@ -42,7 +43,8 @@ pub enum Scheduler {
 }
 
 /// `lb_kind`: how a packet reaches the real.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Method {
     /// Direct routing: same L2 segment, the real holds the VIP on a loopback.
     Dr,
@@ -52,7 +54,8 @@ pub enum Method {
     Nat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
     Udp,

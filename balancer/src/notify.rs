@@ -158,24 +158,30 @@ async fn notifier(scripts: InstanceScripts, mut rx: UnboundedReceiver<Notificati
         }
         for (script, extra, timeout) in scripts.runs(&notification) {
             let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-            match script.run(&extra, timeout).await {
-                Outcome::Exited(status) if status.success() => {
-                    tracing::debug!(command = script.command, ?extra, "notify script ran");
-                }
-                Outcome::Exited(status) => {
-                    tracing::warn!(command = script.command, ?extra, %status, "notify script failed");
-                }
-                Outcome::TimedOut => {
-                    tracing::warn!(
-                        command = script.command,
-                        ?extra,
-                        "notify script killed after its timeout"
-                    );
-                }
-                Outcome::SpawnFailed(error) => {
-                    tracing::error!(command = script.command, ?extra, %error, "notify script not started");
-                }
-            }
+            run_logged(script, &extra, timeout).await;
+        }
+    }
+}
+
+/// Runs a notify script (VRRP's or a checker's) and logs how it ended; a notify script's
+/// status changes nothing, as in keepalived.
+pub async fn run_logged(script: &Script, extra: &[&str], timeout: Duration) {
+    match script.run(extra, timeout).await {
+        Outcome::Exited(status) if status.success() => {
+            tracing::debug!(command = script.command, ?extra, "notify script ran");
+        }
+        Outcome::Exited(status) => {
+            tracing::warn!(command = script.command, ?extra, %status, "notify script failed");
+        }
+        Outcome::TimedOut => {
+            tracing::warn!(
+                command = script.command,
+                ?extra,
+                "notify script killed after its timeout"
+            );
+        }
+        Outcome::SpawnFailed(error) => {
+            tracing::error!(command = script.command, ?extra, %error, "notify script not started");
         }
     }
 }

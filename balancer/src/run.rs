@@ -11,30 +11,35 @@
 //! through the same data plane.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
 };
 
 use tokio::{
     signal::unix::{SignalKind, signal},
-    sync::watch,
-    task::{JoinHandle, JoinSet},
+    sync::{mpsc, watch},
+    task::JoinHandle,
 };
 
 use crate::{
     check::{
         config::ScriptPolicy,
-        runner::{DEFAULT_CONCURRENCY, ServiceChecks, SharedDataplane, spawn},
+        runner::{CheckHandle, DEFAULT_CONCURRENCY, RealChecks, ServiceChecks, SharedDataplane},
     },
-    config::{Config, ConfigError, load_any},
+    config::{Config, ConfigError, Loaded, load_any},
+    control::{self, ControlError, Incoming, Request, Response},
     dataplane::{
         Dataplane, DataplaneError,
+        egress::Resolver,
         xdp::{LoadOptions, PinError, ProtoCounters, XdpError, XdpProgram, ensure_bpffs},
     },
-    model::{Protocol, VirtualService, VrrpInstance},
+    metrics,
+    model::{Egress, Protocol, VirtualService, VrrpInstance},
     notify::{InstanceScripts, Script, ScriptUser, fifo::Fifo},
+    status::{ServiceStatus, Status, VrrpStatus},
     vrrp::{
         net::{NetError, run_member},
         sync::SyncLink,
@@ -71,6 +76,13 @@ pub enum RunError {
     },
     #[error(transparent)]
     Check(#[from] crate::check::config::ConfigError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("metrics: cannot listen on {listen}")]
+    Metrics {
+        listen: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("installing the {signal} handler")]
     Signal {
         signal: &'static str,
@@ -86,8 +98,15 @@ pub struct RunOptions {
     pub interval: Duration,
     /// Separates the pinned maps of daemons side by side (one per network namespace).
     pub instance: String,
-    /// On stop, leave the maps pinned for the next run to adopt (instead of removing them).
+    /// On stop, leave the program attached and its maps pinned, so it goes on forwarding
+    /// until the next run adopts them (instead of detaching and removing them).
     pub keep_state: bool,
+    /// Where the control socket, the pid file and the SIGUSR dumps go.
+    pub run_dir: PathBuf,
+    /// The bpf filesystem the maps and links are pinned under (`PIN_ROOT/balancer/INSTANCE`).
+    pub pin_root: PathBuf,
+    /// Serve Prometheus metrics on this address; `None` for none.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The name a service goes by in logs and in the data plane: as `ipvsadm -Ln` shows it.
@@ -111,7 +130,9 @@ pub fn pin_dir(root: &Path, instance: &str) -> PathBuf {
 }
 
 /// Loads the configuration, programs and attaches the data plane, and runs until SIGINT or
-/// SIGTERM; then detaches from every interface.
+/// SIGTERM; then detaches from every interface. SIGHUP (or `balancer reload`) applies a
+/// changed configuration; SIGUSR1 and SIGUSR2 write JSON dumps; the control socket answers
+/// `balancer status`.
 ///
 /// # Errors
 /// The configuration is invalid, or loading, programming, attaching or detaching failed. On an
@@ -121,113 +142,808 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     for w in &loaded.validated.warnings {
         tracing::warn!("{w}");
     }
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|source| RunError::Signal {
-        signal: "SIGINT",
-        source,
-    })?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|source| RunError::Signal {
-        signal: "SIGTERM",
-        source,
-    })?;
+    let mut signals = Signals::new()?;
+    let (requests_tx, mut requests) = mpsc::channel::<Incoming>(16);
+    // Before anything is attached: a second daemon of the same instance stops here.
+    let _control =
+        control::Server::start(&options.run_dir, &options.instance, requests_tx.clone())?;
+    let metrics = match options.metrics {
+        Some(listen) => Some(
+            metrics::serve(listen, requests_tx.clone())
+                .await
+                .map_err(|source| RunError::Metrics { listen, source })?,
+        ),
+        None => None,
+    };
 
-    let root = Path::new(PIN_ROOT);
+    let root = options.pin_root.as_path();
     ensure_bpffs(root)?;
-    let mut program = XdpProgram::load_with(&LoadOptions {
+    let program = XdpProgram::load_with(&LoadOptions {
         pin_dir: Some(pin_dir(root, &options.instance)),
         ..LoadOptions::default()
     })?;
-    for service in &loaded.validated.model.services {
-        let name = service_name(service);
-        program.apply(&name, service)?;
-        tracing::info!(service = %name, reals = service.reals.len(), "service programmed");
-    }
-    let removed = program.remove_unclaimed()?;
-    if removed > 0 {
-        tracing::info!(
-            removed,
-            "services of the previous run no longer configured, removed"
-        );
-    }
-    for interface in &loaded.config.xdp.interfaces {
-        // On error `program` drops here, which detaches the interfaces already attached.
-        let mode = program.attach(interface, loaded.config.xdp.mode)?;
-        tracing::info!(interface, %mode, "XDP program attached");
-    }
-
-    // The data plane is programmed on master and backup alike, as keepalived programs IPVS on
-    // both, so a failover needs no reprogramming.
-    let (stop, stopped) = watch::channel(false);
-    let mut vrrp = JoinSet::new();
-    let fifos = notify_fifos(&loaded.config)?;
-    let mut sync = sync_groups(&loaded.config, &loaded.validated.model.vrrp, &fifos)?;
-    for instance in &loaded.validated.model.vrrp {
-        let scripts = instance_scripts(&loaded.config, &instance.name, &fifos)?;
-        let link = sync.links.remove(&instance.name);
-        spawn_instance(&mut vrrp, instance, scripts, link, stopped.clone());
-    }
-
-    // Checkers and this loop share the program: checkers set weights, the loop sweeps.
     let program = Arc::new(Mutex::new(program));
     let shared: SharedDataplane = program.clone();
-    let checks = spawn(
-        service_checks(&loaded.config, &loaded.validated.model.services)?,
-        &shared,
-        DEFAULT_CONCURRENCY,
-    );
-    let lock = || program.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut daemon = Daemon {
+        checks: CheckHandle::new(&shared, DEFAULT_CONCURRENCY),
+        program,
+        instances: HashMap::new(),
+        loaded,
+        generation: 1,
+        last_reload: None,
+        flows: 0,
+        samples: (None, None),
+        resolver: match Resolver::connect() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "reals' egress left to the kernel's FIB");
+                None
+            }
+        },
+        egress: HashMap::new(),
+        fifos: Vec::new(),
+        sync: SyncGroups::default(),
+        options: options.clone(),
+    };
+    daemon.egress = daemon.resolve_egress().await;
+    daemon.log_egress("reals' egress");
+    daemon.start()?;
+    // Neighbours are learnt (and change): the egress is looked at again every few seconds.
+    let mut egress_ticker = tokio::time::interval(EGRESS_REFRESH);
+    egress_ticker.tick().await;
 
     let mut ticker = tokio::time::interval(options.interval);
     ticker.tick().await;
-    let mut last = lock().proto_counters()?;
+    let mut last = daemon.lock().proto_counters()?;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                // A failed read is reported and retried next time: leaving here would skip
-                // the orderly stop (priority 0, VIPs released) below.
-                let live = match lock().sweep() {
-                    Ok(sweep) => sweep.live,
-                    Err(e) => {
-                        tracing::error!(error = %e, "connection table sweep failed");
-                        0
-                    }
-                };
-                match lock().proto_counters() {
-                    Ok(now) => {
-                        report(&now.since(&last), options.interval, live);
-                        last = now;
-                    }
-                    Err(e) => tracing::error!(error = %e, "reading the counters failed"),
+                if let Some(now) = daemon.tick() {
+                    report(&now.since(&last), options.interval, daemon.flows);
+                    last = now;
                 }
             }
-            Some(ended) = vrrp.join_next() => log_instance_end(ended),
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            _ = egress_ticker.tick() => daemon.refresh_egress().await,
+            Some((request, reply)) = requests.recv() => {
+                let response = match request {
+                    Request::Status => Response {
+                        error: None,
+                        message: None,
+                        status: Some(Box::new(daemon.status())),
+                    },
+                    Request::Reload => match daemon.reload().await {
+                        Ok(message) => Response { error: None, message: Some(message), status: None },
+                        Err(e) => Response::error(e),
+                    },
+                };
+                let _ = reply.send(response);
+            }
+            signal = signals.next() => match signal {
+                Signal::Stop => break,
+                Signal::Reload => {
+                    let _ = daemon.reload().await;
+                }
+                Signal::DumpData => daemon.dump("data"),
+                Signal::DumpStats => daemon.dump("stats"),
+            },
         }
     }
-    tracing::info!("stopping: VRRP instances advertise priority 0 and release their addresses");
-    let _ = stop.send(true);
-    while let Some(ended) = vrrp.join_next().await {
-        log_instance_end(ended);
+    if let Some(task) = metrics {
+        task.abort();
     }
-    // The groups' notify_stop runs once their members have stopped.
-    for group in sync.tasks {
-        let _ = group.await;
+    daemon.stop().await
+}
+
+/// The signals the daemon acts on.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+}
+
+enum Signal {
+    Stop,
+    Reload,
+    DumpData,
+    DumpStats,
+}
+
+impl Signals {
+    fn new() -> Result<Self, RunError> {
+        let install = |kind: SignalKind, name: &'static str| {
+            signal(kind).map_err(|source| RunError::Signal {
+                signal: name,
+                source,
+            })
+        };
+        Ok(Self {
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            hup: install(SignalKind::hangup(), "SIGHUP")?,
+            usr1: install(SignalKind::user_defined1(), "SIGUSR1")?,
+            usr2: install(SignalKind::user_defined2(), "SIGUSR2")?,
+        })
     }
-    checks.stop().await;
-    tracing::info!("stopping: detaching from every interface");
-    let mut program = lock();
-    program.detach_all()?;
-    if !options.keep_state {
-        program.unpin()?;
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
+            _ = self.usr1.recv() => Signal::DumpData,
+            _ = self.usr2.recv() => Signal::DumpStats,
+        }
     }
-    Ok(())
+}
+
+/// One running VRRP instance.
+struct RunningInstance {
+    /// What it was started from; a reload restarts it only when this changes.
+    inputs: InstanceInputs,
+    stop: watch::Sender<bool>,
+    status: watch::Receiver<VrrpStatus>,
+    task: JoinHandle<()>,
+}
+
+/// Everything an instance is built from: its model, and the configuration blocks of its
+/// scripts (notify and `track_script`) and of the script user.
+#[derive(PartialEq)]
+struct InstanceInputs {
+    model: VrrpInstance,
+    block: Option<crate::config::schema::VrrpInstance>,
+    scripts: Vec<crate::config::schema::VrrpScript>,
+    script_user: Option<String>,
+    script_security: bool,
+}
+
+fn instance_inputs(config: &Config, model: &VrrpInstance) -> InstanceInputs {
+    let block = config.vrrp_instance.get(&model.name).cloned();
+    let scripts = block
+        .iter()
+        .flat_map(|b| &b.track_script)
+        .filter_map(|n| config.vrrp_script.get(n).cloned())
+        .collect();
+    InstanceInputs {
+        model: model.clone(),
+        block,
+        scripts,
+        script_user: config.global_defs.script_user.clone(),
+        script_security: config.global_defs.enable_script_security,
+    }
+}
+
+struct Daemon {
+    options: RunOptions,
+    loaded: Loaded,
+    program: Arc<Mutex<XdpProgram>>,
+    checks: CheckHandle,
+    instances: HashMap<String, RunningInstance>,
+    /// Configurations applied so far.
+    generation: u64,
+    last_reload: Option<crate::status::Reload>,
+    /// Live flows at the last sweep.
+    flows: u64,
+    /// The services at the last two ticks, for rates.
+    samples: (Option<Sample>, Option<Sample>),
+    /// Resolves the reals' egress (interface, MACs) so the XDP program needs no FIB lookup.
+    resolver: Option<Resolver>,
+    /// The egress of every real resolved so far.
+    egress: HashMap<std::net::IpAddr, Egress>,
+    /// `notify_fifo` and `vrrp_notify_fifo`, opened at start.
+    fifos: Vec<Arc<Fifo>>,
+    /// The `vrrp_sync_group`s, wired at start: a member's link is taken when it first starts.
+    sync: SyncGroups,
+}
+
+type Sample = (Instant, Vec<ServiceStatus>);
+
+impl Daemon {
+    fn lock(&self) -> MutexGuard<'_, XdpProgram> {
+        self.program.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Programs the configured services, attaches, starts the instances and the checkers.
+    fn start(&mut self) -> Result<(), RunError> {
+        let config = &self.loaded.config;
+        // Everything that can refuse the configuration before anything changes.
+        let checks = service_checks(config, &self.loaded.validated.model.services)?;
+        let fifos = notify_fifos(config)?;
+        let mut scripts = Vec::new();
+        for instance in &self.loaded.validated.model.vrrp {
+            scripts.push(instance_scripts(config, &instance.name, &fifos)?);
+        }
+        self.sync = sync_groups(config, &self.loaded.validated.model.vrrp, &fifos)?;
+        self.fifos = fifos;
+        {
+            let mut program = self.lock();
+            for service in &self.loaded.validated.model.services {
+                let name = service_name(service);
+                program.apply(&name, &with_egress(service, &self.egress))?;
+                tracing::info!(service = %name, reals = service.reals.len(), "service programmed");
+            }
+            let removed = program.remove_unclaimed()?;
+            if removed > 0 {
+                tracing::info!(
+                    removed,
+                    "services of the previous run no longer configured, removed"
+                );
+            }
+            for interface in &config.xdp.interfaces {
+                // On error the program drops with the daemon, which detaches the interfaces
+                // already attached.
+                let mode = program.attach(interface, config.xdp.mode)?;
+                tracing::info!(interface, %mode, "XDP program attached");
+            }
+            for interface in program.release_stale_links() {
+                tracing::info!(
+                    interface,
+                    "detached: attached by the previous run, no longer configured"
+                );
+            }
+        }
+        // The data plane is programmed on master and backup alike, as keepalived programs
+        // IPVS on both, so a failover needs no reprogramming.
+        let models = self.loaded.validated.model.vrrp.clone();
+        for (instance, scripts) in models.iter().zip(scripts) {
+            self.start_instance(instance, scripts);
+        }
+        for spec in checks {
+            self.checks.replace(spec, |_| false);
+        }
+        Ok(())
+    }
+
+    fn start_instance(
+        &mut self,
+        instance: &VrrpInstance,
+        scripts: (Vec<TrackScript>, InstanceScripts),
+    ) {
+        let (stop, stopped) = watch::channel(false);
+        let (status_tx, status) = watch::channel(VrrpStatus {
+            name: instance.name.clone(),
+            interface: instance.spec.interface.clone(),
+            vrid: instance.spec.config.vrid,
+            version: 0,
+            state: "INIT".into(),
+            priority: instance.spec.config.priority,
+            configured_priority: instance.spec.config.priority,
+            master: None,
+            since: crate::status::unix_now(),
+            why: "starting".into(),
+            become_master: 0,
+            release_master: 0,
+        });
+        let sync = self.sync.links.remove(&instance.name);
+        let task = spawn_instance(instance, scripts, sync, stopped, status_tx);
+        self.instances.insert(
+            instance.name.clone(),
+            RunningInstance {
+                inputs: instance_inputs(&self.loaded.config, instance),
+                stop,
+                status,
+                task,
+            },
+        );
+    }
+
+    /// Stops one instance (priority 0 if master, addresses released, `notify_stop`) and waits
+    /// for it.
+    async fn stop_instance(&mut self, name: &str) {
+        if let Some(running) = self.instances.remove(name) {
+            let _ = running.stop.send(true);
+            let _ = running.task.await;
+        }
+    }
+
+    /// Sweeps the connection table and samples the counters; `None` when the counters could
+    /// not be read. A failed read is reported and retried next time: leaving the loop would
+    /// skip the orderly stop (priority 0, VIPs released).
+    fn tick(&mut self) -> Option<ProtoCounters> {
+        let mut program = self.lock();
+        let flows = match program.sweep() {
+            Ok(sweep) => sweep.live,
+            Err(e) => {
+                tracing::error!(error = %e, "connection table sweep failed");
+                0
+            }
+        };
+        let sample = program.service_status();
+        let counters = program.proto_counters();
+        let capacity = u64::from(program.flow_capacity());
+        drop(program);
+        // An LRU evicts silently: say so when the table nears full, once per crossing.
+        let near_full = flows * 10 >= capacity * 9;
+        if near_full && self.flows * 10 < capacity * 9 {
+            tracing::warn!(
+                flows,
+                capacity,
+                "connection table over 90% full: the least recently used flows will be evicted (flow_miss_mid_stream counts what that costs); raise its size"
+            );
+        }
+        self.flows = flows;
+        match sample {
+            Ok(services) => {
+                self.samples = (self.samples.1.take(), Some((Instant::now(), services)));
+            }
+            Err(e) => tracing::error!(error = %e, "reading the service counters failed"),
+        }
+        counters
+            .map_err(|e| tracing::error!(error = %e, "reading the counters failed"))
+            .ok()
+    }
+
+    /// What `balancer status` shows, now; rates are those of the last full interval.
+    fn status(&self) -> Status {
+        let program = self.lock();
+        let services = program.service_status().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "reading the service counters failed");
+            Vec::new()
+        });
+        let reasons = program
+            .reasons()
+            .map(|r| {
+                r.iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(c, n)| (c.name().to_owned(), n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let flow_capacity = program.flow_capacity();
+        let flow_misses = program.proto_counters().map_or(0, |c| {
+            c.get(balancer_common::ProtoCounter::FlowMissMidStream)
+        });
+        drop(program);
+        let mut status = Status {
+            instance: self.options.instance.clone(),
+            config: self.options.config.display().to_string(),
+            generation: self.generation,
+            last_reload: self.last_reload.clone(),
+            flows: self.flows,
+            flow_capacity,
+            flow_misses,
+            services,
+            vrrp: {
+                let mut v: Vec<VrrpStatus> = self
+                    .instances
+                    .values()
+                    .map(|i| i.status.borrow().clone())
+                    .collect();
+                v.sort_by(|a, b| a.name.cmp(&b.name));
+                v
+            },
+            checkers: self.checks.status(),
+            reasons,
+        };
+        if let (Some((t0, earlier)), Some((t1, later))) = &self.samples {
+            let mut rated = Status {
+                services: later.clone(),
+                ..Status::default()
+            };
+            rated.rates_since(earlier, t1.duration_since(*t0).as_secs_f64());
+            status.copy_rates(&rated.services);
+        }
+        status
+    }
+
+    /// Loads the configuration file again and applies the difference; on any error the
+    /// running configuration stays as it was. Returns what changed.
+    async fn reload(&mut self) -> Result<String, String> {
+        tracing::info!(config = %self.options.config.display(), "reloading");
+        let result = self.try_reload().await;
+        let at = crate::status::unix_now();
+        match &result {
+            Ok(summary) => {
+                self.generation += 1;
+                self.last_reload = Some(crate::status::Reload { at, error: None });
+                tracing::info!(generation = self.generation, "{summary}");
+            }
+            Err(e) => {
+                self.last_reload = Some(crate::status::Reload {
+                    at,
+                    error: Some(e.clone()),
+                });
+                tracing::error!(
+                    generation = self.generation,
+                    "reload refused, the running configuration stays: {e}"
+                );
+            }
+        }
+        result
+    }
+
+    async fn try_reload(&mut self) -> Result<String, String> {
+        let new = load_any(&self.options.config).map_err(|e| e.to_string())?;
+        for w in &new.validated.warnings {
+            tracing::warn!("{w}");
+        }
+        // Everything that can refuse the new configuration, before anything changes.
+        let checks = service_checks(&new.config, &new.validated.model.services)
+            .map_err(|e| e.to_string())?;
+        let checks: HashMap<String, ServiceChecks> =
+            checks.into_iter().map(|c| (c.name.clone(), c)).collect();
+        let mut scripts = HashMap::new();
+        for instance in &new.validated.model.vrrp {
+            let inputs = instance_inputs(&new.config, instance);
+            if self
+                .instances
+                .get(&instance.name)
+                .is_none_or(|running| running.inputs != inputs)
+            {
+                scripts.insert(
+                    instance.name.clone(),
+                    instance_scripts(&new.config, &instance.name, &self.fifos)
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        let old = std::mem::replace(&mut self.loaded, new);
+        let mut changes = Changes::default();
+        self.reload_interfaces(&old, &mut changes);
+        self.reload_services(&old, checks, &mut changes);
+        self.reload_instances(scripts, &mut changes).await;
+        changes.result()
+    }
+
+    /// Attaches to the new interfaces (before services change) and detaches from the dropped
+    /// ones; a changed mode re-attaches everywhere.
+    fn reload_interfaces(&self, old: &Loaded, changes: &mut Changes) {
+        let Changes { summary, failures } = changes;
+        let mut program = self.lock();
+        {
+            let cfg = &self.loaded.config.xdp;
+            for interface in &cfg.interfaces {
+                let mode_changed = old.config.xdp.mode != cfg.mode;
+                if mode_changed {
+                    let _ = program.detach(interface);
+                }
+                if mode_changed || !old.config.xdp.interfaces.contains(interface) {
+                    match program.attach(interface, cfg.mode) {
+                        Ok(mode) => summary.push(format!("attached to {interface} ({mode})")),
+                        Err(e) => failures.push(format!("attaching to {interface}: {e}")),
+                    }
+                }
+            }
+            for interface in &old.config.xdp.interfaces {
+                if !cfg.interfaces.contains(interface) {
+                    match program.detach(interface) {
+                        Ok(()) => summary.push(format!("detached from {interface}")),
+                        Err(e) => failures.push(format!("detaching from {interface}: {e}")),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Services: unchanged ones are not touched (their checkers keep running); a changed
+    /// one is applied in one step, reals that stay keep their connections, and reals whose
+    /// checks did not change keep their checker state and current weight.
+    fn reload_services(
+        &mut self,
+        old: &Loaded,
+        mut checks: HashMap<String, ServiceChecks>,
+        changes: &mut Changes,
+    ) {
+        let Changes { summary, failures } = changes;
+        let old_services: HashMap<String, &VirtualService> = old
+            .validated
+            .model
+            .services
+            .iter()
+            .map(|s| (service_name(s), s))
+            .collect();
+        let mut kept = std::collections::HashSet::new();
+        for service in &self.loaded.validated.model.services {
+            let name = service_name(service);
+            kept.insert(name.clone());
+            let before = old_services.get(&name).copied();
+            let new_checks = checks.remove(&name);
+            let old_vs = before.and_then(|s| virtual_server(&old.config, s));
+            let new_vs = virtual_server(&self.loaded.config, service);
+            let carry = |r: &RealChecks| match (old_vs, new_vs) {
+                (Some(o), Some(n)) => crate::check::config::same_checks(o, n, r.addr, r.port),
+                _ => false,
+            };
+            let checks_same = match (&new_checks, old_vs, new_vs) {
+                (None, _, _) => !self.checks.services().any(|s| s == name),
+                (Some(c), Some(_), Some(_)) => {
+                    self.checks.services().any(|s| s == name)
+                        && c.reals.iter().all(carry)
+                        && checks_unchanged(old_vs, new_vs)
+                }
+                _ => false,
+            };
+            if before == Some(service) && checks_same {
+                continue;
+            }
+            // Reals whose checks continue keep the weight their checkers gave them.
+            let mut programmed = with_egress(service, &self.egress);
+            if let Some(c) = &new_checks {
+                let current = self.checks.weights(&name);
+                for r in &mut programmed.reals {
+                    let continues = c
+                        .reals
+                        .iter()
+                        .find(|x| x.addr == r.addr && x.port == r.port)
+                        .is_some_and(carry);
+                    if let Some((_, _, w)) = current
+                        .iter()
+                        .find(|(a, p, _)| continues && *a == r.addr && *p == r.port)
+                    {
+                        r.weight = *w;
+                    }
+                }
+            }
+            let applied = self.lock().apply(&name, &programmed);
+            match applied {
+                Ok(()) => summary.push(format!(
+                    "{} {name}",
+                    if before.is_some() { "changed" } else { "added" }
+                )),
+                Err(e) => {
+                    failures.push(format!("{name}: {e}"));
+                    continue;
+                }
+            }
+            match new_checks {
+                Some(c) => self.checks.replace(c, carry),
+                None => self.checks.remove(&name),
+            }
+        }
+        for name in old_services.keys().filter(|n| !kept.contains(*n)) {
+            self.checks.remove(name);
+            match self.lock().remove(name) {
+                Ok(()) => summary.push(format!("removed {name}")),
+                Err(e) => failures.push(format!("removing {name}: {e}")),
+            }
+        }
+    }
+
+    /// VRRP: an unchanged instance runs on untouched (no transition); a changed one is
+    /// restarted; a removed one stops as at shutdown. `scripts` holds the prepared scripts of
+    /// every instance to (re)start.
+    async fn reload_instances(
+        &mut self,
+        mut scripts: HashMap<String, (Vec<TrackScript>, InstanceScripts)>,
+        changes: &mut Changes,
+    ) {
+        let summary = &mut changes.summary;
+        let wanted: Vec<VrrpInstance> = self.loaded.validated.model.vrrp.clone();
+        let names: Vec<String> = self.instances.keys().cloned().collect();
+        for name in names {
+            if !wanted.iter().any(|i| i.name == name) {
+                self.stop_instance(&name).await;
+                summary.push(format!("stopped vrrp_instance {name}"));
+            }
+        }
+        for instance in &wanted {
+            if let Some(scripts) = scripts.remove(&instance.name) {
+                let restarted = self.instances.contains_key(&instance.name);
+                self.stop_instance(&instance.name).await;
+                self.start_instance(instance, scripts);
+                summary.push(format!(
+                    "{} vrrp_instance {}",
+                    if restarted { "restarted" } else { "started" },
+                    instance.name
+                ));
+            }
+        }
+    }
+
+    /// Says how many reals are sent without a FIB lookup.
+    fn log_egress(&self, what: &str) {
+        let reals: Vec<_> = self
+            .loaded
+            .validated
+            .model
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().chain(&s.sorry_server))
+            .collect();
+        let resolved = reals
+            .iter()
+            .filter(|r| self.egress.contains_key(&r.addr))
+            .count();
+        tracing::info!(
+            resolved,
+            reals = reals.len(),
+            "{what}: resolved reals are sent without a FIB lookup, the others through it"
+        );
+    }
+
+    /// The egress of every configured real that resolves now.
+    async fn resolve_egress(&self) -> HashMap<std::net::IpAddr, Egress> {
+        let Some(resolver) = &self.resolver else {
+            return HashMap::new();
+        };
+        let mut addrs: Vec<std::net::IpAddr> = self
+            .loaded
+            .validated
+            .model
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().chain(&s.sorry_server).map(|r| r.addr))
+            .collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        match resolver.resolve(&addrs).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "resolving the reals' egress failed");
+                self.egress.clone()
+            }
+        }
+    }
+
+    /// Resolves the reals' egress again and re-applies the services whose reals' egress
+    /// changed (a neighbour learnt or moved), keeping the weights the data plane holds.
+    async fn refresh_egress(&mut self) {
+        let found = self.resolve_egress().await;
+        if found == self.egress {
+            return;
+        }
+        self.egress = found;
+        self.log_egress("reals' egress changed");
+        let names: Vec<String> = self
+            .loaded
+            .validated
+            .model
+            .services
+            .iter()
+            .map(service_name)
+            .collect();
+        let mut program = self.lock();
+        for name in names {
+            let Some(current) = program.installed_model(&name) else {
+                continue;
+            };
+            let updated = with_egress(&current, &self.egress);
+            if updated != current
+                && let Err(e) = program.apply(&name, &updated)
+            {
+                tracing::error!(service = name, error = %e, "applying the new egress failed");
+            }
+        }
+    }
+
+    /// SIGUSR1 (`data`: the configuration and state) and SIGUSR2 (`stats`: the status with
+    /// counters and rates), as JSON files in the run directory.
+    fn dump(&self, kind: &str) {
+        let status = self.status();
+        let value = if kind == "data" {
+            serde_json::json!({
+                "config": &self.loaded.config,
+                "status": &status,
+            })
+        } else {
+            serde_json::json!(&status)
+        };
+        let path = self
+            .options
+            .run_dir
+            .join(format!("{}.{kind}.json", self.options.instance));
+        match crate::dump::write_private(&path, &value) {
+            Ok(()) => tracing::info!(path = %path.display(), "{kind} dump written"),
+            Err(e) => tracing::error!(path = %path.display(), error = %e, "{kind} dump failed"),
+        }
+    }
+
+    /// Stops the instances (priority 0, VIPs released, `notify_stop`) and the checkers, then
+    /// detaches, and unpins unless asked to keep the state.
+    async fn stop(mut self) -> Result<(), RunError> {
+        tracing::info!("stopping: VRRP instances advertise priority 0 and release their addresses");
+        let names: Vec<String> = self.instances.keys().cloned().collect();
+        for running in self.instances.values() {
+            let _ = running.stop.send(true);
+        }
+        for name in names {
+            self.stop_instance(&name).await;
+        }
+        // The groups' notify_stop runs once their members have stopped.
+        for group in std::mem::take(&mut self.sync.tasks) {
+            let _ = group.await;
+        }
+        let checks = std::mem::replace(
+            &mut self.checks,
+            CheckHandle::new(&(self.program.clone() as SharedDataplane), 1),
+        );
+        checks.stop().await;
+        let mut program = self.lock();
+        if self.options.keep_state {
+            // The pinned program goes on forwarding until the next run swaps itself in.
+            program.keep_attached();
+            tracing::info!("stopping: the data plane stays attached and pinned for the next run");
+        } else {
+            tracing::info!("stopping: detaching from every interface");
+            program.detach_all()?;
+            program.unpin()?;
+        }
+        Ok(())
+    }
+}
+
+/// How often the reals' egress is resolved again.
+const EGRESS_REFRESH: Duration = Duration::from_secs(2);
+
+/// `svc` with each real's (and the sorry server's) egress as resolved; unresolved ones are
+/// left to the XDP program's FIB lookup.
+fn with_egress(svc: &VirtualService, egress: &HashMap<std::net::IpAddr, Egress>) -> VirtualService {
+    let mut out = svc.clone();
+    for r in out.reals.iter_mut().chain(&mut out.sorry_server) {
+        r.egress = egress.get(&r.addr).copied();
+    }
+    out
+}
+
+/// What a reload did, and what it could not do.
+#[derive(Default)]
+struct Changes {
+    summary: Vec<String>,
+    failures: Vec<String>,
+}
+
+impl Changes {
+    fn result(self) -> Result<String, String> {
+        if !self.failures.is_empty() {
+            return Err(format!(
+                "partly applied ({}); failed: {}",
+                self.summary.join(", "),
+                self.failures.join("; ")
+            ));
+        }
+        Ok(if self.summary.is_empty() {
+            "reloaded: nothing changed".to_owned()
+        } else {
+            format!("reloaded: {}", self.summary.join(", "))
+        })
+    }
+}
+
+/// The `virtual_server` block a model service came from: matched by protocol and its set of
+/// reals (a `virtual_server_group` may give one block several services).
+fn virtual_server<'a>(
+    config: &'a Config,
+    svc: &VirtualService,
+) -> Option<&'a crate::config::schema::VirtualServer> {
+    let proto = match svc.protocol {
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+    };
+    let reals: std::collections::BTreeSet<(std::net::IpAddr, u16)> =
+        svc.reals.iter().map(|r| (r.addr, r.port)).collect();
+    config.virtual_server.iter().find(|vs| {
+        vs.protocol
+            .as_deref()
+            .unwrap_or("UDP")
+            .eq_ignore_ascii_case(proto)
+            && vs
+                .real_server
+                .iter()
+                .map(|rs| (rs.ip, rs.port.or(vs.port).unwrap_or(svc.port)))
+                .collect::<std::collections::BTreeSet<_>>()
+                == reals
+    })
+}
+
+/// Whether the service-wide inputs of the checkers (quorum, hysteresis, sorry server) stayed.
+fn checks_unchanged(
+    old: Option<&crate::config::schema::VirtualServer>,
+    new: Option<&crate::config::schema::VirtualServer>,
+) -> bool {
+    match (old, new) {
+        (Some(o), Some(n)) => {
+            o.quorum == n.quorum && o.hysteresis == n.hysteresis && o.sorry_server == n.sorry_server
+        }
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 type InstanceEnd = (String, Result<(), NetError>);
 
 /// The health checkers of every configured service that has any, named as the data plane
-/// knows the service. A model service is matched to its `virtual_server` by protocol and its
-/// set of reals (a `virtual_server_group` may give one block several services).
+/// knows the service.
 fn service_checks(
     config: &Config,
     services: &[VirtualService],
@@ -235,24 +951,7 @@ fn service_checks(
     let mut out = Vec::new();
     let mut policy = None;
     for svc in services {
-        let proto = match svc.protocol {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-        };
-        let reals: std::collections::BTreeSet<(std::net::IpAddr, u16)> =
-            svc.reals.iter().map(|r| (r.addr, r.port)).collect();
-        let Some(vs) = config.virtual_server.iter().find(|vs| {
-            vs.protocol
-                .as_deref()
-                .unwrap_or("UDP")
-                .eq_ignore_ascii_case(proto)
-                && vs
-                    .real_server
-                    .iter()
-                    .map(|rs| (rs.ip, rs.port.or(vs.port).unwrap_or(svc.port)))
-                    .collect::<std::collections::BTreeSet<_>>()
-                    == reals
-        }) else {
+        let Some(vs) = virtual_server(config, svc) else {
             continue;
         };
         let has_checks = vs.real_server.iter().any(|rs| {
@@ -263,6 +962,8 @@ fn service_checks(
                 &rs.ssl_get,
                 &rs.smtp_check,
                 &rs.dns_check,
+                &rs.udp_check,
+                &rs.ping_check,
             ]
             .iter()
             .any(|c| !c.is_empty())
@@ -271,10 +972,11 @@ fn service_checks(
             continue;
         }
         if policy.is_none() {
-            policy = Some(ScriptPolicy {
+            let scripts = ScriptPolicy {
                 user: script_user(config, None)?,
                 security: config.global_defs.enable_script_security,
-            });
+            };
+            policy = Some(crate::check::Globals::new(scripts, config.ssl.as_ref())?);
         }
         if let Some(p) = &policy {
             out.push(crate::check::config::service_checks(
@@ -485,15 +1187,16 @@ fn sync_groups(
     Ok(groups)
 }
 
-/// Runs one configured VRRP instance until `stopped` turns true; its notify scripts run on
-/// their own task, which is awaited so `notify_stop` completes before the daemon exits.
+/// Runs one configured VRRP instance until `stopped` turns true, publishing its state on
+/// `status`; its notify scripts run on their own task, which is awaited so `notify_stop`
+/// completes before the task ends.
 fn spawn_instance(
-    set: &mut JoinSet<InstanceEnd>,
     instance: &VrrpInstance,
     (tracked, scripts): (Vec<TrackScript>, InstanceScripts),
     sync: Option<SyncMember>,
     mut stopped: watch::Receiver<bool>,
-) {
+    status: watch::Sender<VrrpStatus>,
+) -> JoinHandle<()> {
     let mut spec = instance.spec.clone();
     spec.track
         .interfaces
@@ -512,7 +1215,7 @@ fn spawn_instance(
         interface = spec.interface,
         "VRRP instance starting"
     );
-    set.spawn(async move {
+    tokio::spawn(async move {
         let (tx, notifier) = if scripts.is_empty() {
             (None, None)
         } else {
@@ -522,19 +1225,28 @@ fn spawn_instance(
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        let result = run_member(spec, shutdown, tx, sync).await.map(|_| ());
+        let observer = status.clone();
+        let result = run_member(spec, shutdown, tx, Some(observer), sync)
+            .await
+            .map(|_| ());
         if let Some(task) = notifier {
             let _ = task.await;
         }
-        (name, result)
-    });
+        if let Err(e) = &result {
+            status.send_modify(|s| {
+                "STOPPED".clone_into(&mut s.state);
+                s.since = crate::status::unix_now();
+                s.why = format!("failed: {e}");
+            });
+        }
+        log_instance_end((name, result));
+    })
 }
 
-fn log_instance_end(ended: Result<InstanceEnd, tokio::task::JoinError>) {
+fn log_instance_end(ended: InstanceEnd) {
     match ended {
-        Ok((name, Ok(()))) => tracing::info!(instance = name, "VRRP instance stopped"),
-        Ok((name, Err(e))) => tracing::error!(instance = name, error = %e, "VRRP instance failed"),
-        Err(e) => tracing::error!(error = %e, "VRRP instance task failed"),
+        (name, Ok(())) => tracing::info!(instance = name, "VRRP instance stopped"),
+        (name, Err(e)) => tracing::error!(instance = name, error = %e, "VRRP instance failed"),
     }
 }
 

@@ -83,7 +83,8 @@ impl Daemon {
         Self::spawn(ns, "keepalived", &args, dir.clone(), vec![vrrp_pid.clone()])
     }
 
-    /// Starts `balancer ARGS` in `ns`.
+    /// Starts `balancer ARGS` in `ns`, with its control socket, pid file and dumps in the
+    /// daemon's own scratch directory (never the host's /run).
     ///
     /// # Panics
     /// The binary is missing or cannot be started.
@@ -91,9 +92,54 @@ impl Daemon {
     pub fn balancer(ns: &Netns, args: &[&str]) -> Self {
         let dir = scratch_dir("balancer");
         let binary = balancer_binary();
-        let mut full: Vec<&std::ffi::OsStr> = vec!["--log-level".as_ref(), "debug".as_ref()];
+        let mut full: Vec<&std::ffi::OsStr> = vec![
+            "--log-level".as_ref(),
+            "debug".as_ref(),
+            "--run-dir".as_ref(),
+            dir.as_os_str(),
+        ];
         full.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
-        Self::spawn(ns, &binary.to_string_lossy(), &full, dir, Vec::new())
+        Self::spawn(
+            ns,
+            &binary.to_string_lossy(),
+            &full,
+            dir.clone(),
+            Vec::new(),
+        )
+    }
+
+    /// The directory of the daemon's log, control socket, pid file and dumps.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `balancer ARGS` (a client command such as `status` or `reload`) against this
+    /// daemon's run directory, and returns its exit success and standard output.
+    ///
+    /// # Panics
+    /// The binary cannot be run.
+    #[must_use]
+    pub fn client(&self, args: &[&str]) -> (bool, String) {
+        let out = std::process::Command::new(balancer_binary())
+            .arg("--run-dir")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("run balancer client");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// Sends `sig` to the daemon.
+    pub fn signal(&self, sig: i32) {
+        signal(self.child.id(), sig);
     }
 
     fn spawn(
@@ -150,10 +196,18 @@ impl Daemon {
     /// # Panics
     /// The daemon does not exit within five seconds (it is then killed).
     pub fn stop(&mut self) -> ExitStatus {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Sends `sig` (SIGTERM, or SIGKILL for a crash) and waits (bounded) for the exit.
+    ///
+    /// # Panics
+    /// The daemon does not exit within five seconds (it is then killed).
+    pub fn stop_with(&mut self, sig: i32) -> ExitStatus {
         if let Ok(Some(status)) = self.child.try_wait() {
             return status;
         }
-        signal(self.child.id(), libc::SIGTERM);
+        signal(self.child.id(), sig);
         let end = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -163,7 +217,7 @@ impl Daemon {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 panic!(
-                    "did not stop within {STOP_TIMEOUT:?} of SIGTERM:\n{}",
+                    "did not stop within {STOP_TIMEOUT:?} of signal {sig}:\n{}",
                     self.log()
                 );
             }

@@ -21,6 +21,7 @@ pub fn load_program(flows: u32) -> XdpProgram {
         persist: 1024,
         timeouts: Globals::default(),
         pin_dir: None,
+        ..LoadOptions::default()
     })
     .expect("load the XDP program")
 }
@@ -55,6 +56,104 @@ pub fn identity_server(ns: &Netns, port: u16, me: IpAddr) -> NsThread {
                 Err(_) => std::thread::sleep(Duration::from_millis(2)),
             }
         }
+    })
+}
+
+/// An HTTP server on `port` that answers every request `200 OK` with `me` as the body (so a
+/// client and an `HTTP_GET` checker both see a healthy real, and the client can tell which).
+#[must_use]
+pub fn http_server(ns: &Netns, port: u16, me: IpAddr) -> NsThread {
+    ns.spawn_thread(move |stop: &AtomicBool| {
+        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).expect("listen");
+        listener.set_nonblocking(true).unwrap();
+        let body = me.to_string();
+        let answer = format!(
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        std::thread::scope(|scope| {
+            while !NsThread::stopping(stop) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let answer = answer.as_bytes();
+                        scope.spawn(move || {
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                            // Read the request head (bounded), then answer and close.
+                            let mut head = Vec::new();
+                            let mut buf = [0u8; 512];
+                            while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                                match s.read(&mut buf) {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                                }
+                            }
+                            let _ = s.write_all(answer);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+    })
+}
+
+/// One HTTP/1.0 GET to `to` from the calling thread's namespace: the body of a `200 OK`, or
+/// what went wrong.
+///
+/// # Errors
+/// The connection, the request or the answer failed, or the status was not 200.
+pub fn http_get(to: SocketAddr, timeout: Duration) -> Result<String, String> {
+    let mut c = TcpStream::connect_timeout(&to, timeout).map_err(|e| format!("connect: {e}"))?;
+    c.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    c.write_all(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n")
+        .map_err(|e| format!("send: {e}"))?;
+    let mut answer = String::new();
+    c.read_to_string(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no header end in {answer:?}"))?;
+    if !head.starts_with("HTTP/1.0 200") {
+        return Err(format!("status: {head:?}"));
+    }
+    Ok(body.to_owned())
+}
+
+/// A TCP server on `port` that answers each line it reads with `me` and the line, for as
+/// long as the client keeps the connection open: a long-lived connection whose real can be
+/// asked at any time.
+#[must_use]
+pub fn echo_server(ns: &Netns, port: u16, me: IpAddr) -> NsThread {
+    ns.spawn_thread(move |stop: &AtomicBool| {
+        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).expect("listen");
+        listener.set_nonblocking(true).unwrap();
+        std::thread::scope(|scope| {
+            while !NsThread::stopping(stop) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        scope.spawn(move || {
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+                            let mut reader = std::io::BufReader::new(&s);
+                            let mut line = String::new();
+                            while !NsThread::stopping(stop) {
+                                match std::io::BufRead::read_line(&mut reader, &mut line) {
+                                    Ok(0) => break,
+                                    Ok(_) => {
+                                        let _ = (&s).write_all(format!("{me} {line}").as_bytes());
+                                        line.clear();
+                                    }
+                                    Err(_) => {}
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
     })
 }
 
@@ -213,5 +312,32 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A connection to an [`echo_server`] that stays open: asks its real through it at any time.
+pub struct Held(TcpStream);
+
+impl Held {
+    /// Connects from `ns` to `to`.
+    #[must_use]
+    pub fn open(ns: &Netns, to: SocketAddr) -> Self {
+        Self(ns.run(|| {
+            let s = TcpStream::connect_timeout(&to, Duration::from_secs(3))
+                .expect("connect through the balancer");
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        }))
+    }
+
+    /// Sends `word` and returns which real echoed it.
+    pub fn ask(&mut self, word: &str) -> String {
+        self.0.write_all(format!("{word}\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&self.0), &mut line)
+            .expect("an echo");
+        let (real, echoed) = line.trim_end().split_once(' ').expect("REAL WORD");
+        assert_eq!(echoed, word);
+        real.to_owned()
     }
 }

@@ -7,11 +7,14 @@ use std::{
     time::Duration,
 };
 
-use balancer::dataplane::xdp::AttachMode;
+use balancer::{dataplane::xdp::AttachMode, status::Status};
 use balancer_tests::{
     Netns, NsThread,
     daemon::Daemon,
-    lab::{TempDir, connect_many, ethtool, identity_server, load_program, warm_neighbours},
+    lab::{
+        Bpffs, Held, TempDir, connect_many, echo_server, ethtool, identity_server, load_program,
+        warm_neighbours,
+    },
     require_root, veth_pair, wait_until,
 };
 
@@ -94,7 +97,7 @@ virtual_server 198.18.0.100 80 {
 struct Lab {
     client: Netns,
     lb: Netns,
-    _reals: Vec<Netns>,
+    reals: Vec<Netns>,
     servers: Vec<NsThread>,
     _peer: balancer::dataplane::xdp::XdpProgram,
     _switch: Netns,
@@ -135,7 +138,7 @@ fn lab() -> Lab {
     Lab {
         client,
         lb,
-        _reals: reals,
+        reals,
         servers,
         _peer: peer,
         _switch: sw,
@@ -145,19 +148,22 @@ fn lab() -> Lab {
 /// Starts `balancer run` on `config` (written to a temporary file named `file`) in the
 /// balancer namespace and waits until the XDP program is attached.
 fn start(lab: &Lab, file: &str, config: &str) -> (Daemon, TempDir) {
+    start_with(lab, file, config, &[])
+}
+
+fn start_with(lab: &Lab, file: &str, config: &str, extra: &[&str]) -> (Daemon, TempDir) {
     let dir = TempDir::new("run");
     let path = dir.path().join(file);
     std::fs::write(&path, config).unwrap();
-    let daemon = Daemon::balancer(
-        &lab.lb,
-        &[
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--interval",
-            "0.2",
-        ],
-    );
+    let mut args = vec![
+        "run",
+        "--config",
+        path.to_str().unwrap(),
+        "--interval",
+        "0.2",
+    ];
+    args.extend(extra);
+    let daemon = Daemon::balancer(&lab.lb, &args);
     assert!(
         wait_until(Duration::from_secs(5), || xdp_attached(&lab.lb, "l0")),
         "not attached: {}",
@@ -188,8 +194,23 @@ fn xdp_attached(ns: &Netns, dev: &str) -> bool {
 fn balancer_run_forwards_the_configured_services_and_detaches_on_sigterm() {
     require_root!();
     let mut lab = lab();
-    let (mut daemon, dir) = start(&lab, "lb.toml", LB_TOML);
+    // Checker notify scripts, run by the daemon: notify_down of the first real, and with
+    // omega the second real's notify_down and quorum_down at shutdown.
+    let scripts = TempDir::new("cknotify");
+    let log = scripts.file("notify.log");
+    let script = scripts.script("notify.sh", &format!("echo \"$*\" >> {}", log.display()));
+    let config = LB_TOML
+        .replacen(
+            "protocol = \"TCP\"\n",
+            &format!("protocol = \"TCP\"\nomega = true\nquorum_down = \"{script} quorum_down\"\n"),
+            1,
+        )
+        .replace("port = 80\nweight = 1\n", "port = 80\nweight = 1\nNOTIFY\n")
+        .replacen("NOTIFY", &format!("notify_down = \"{script} down 11\""), 1)
+        .replacen("NOTIFY", &format!("notify_down = \"{script} down 12\""), 1);
+    let (mut daemon, dir) = start(&lab, "lb.toml", &config);
     traffic_reaches_both_reals(&lab, &daemon);
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
 
     // The first real stops serving: its TCP_CHECK fails, its weight goes to 0, and new
     // connections all go to the other one.
@@ -213,7 +234,17 @@ fn balancer_run_forwards_the_configured_services_and_detaches_on_sigterm() {
         }
     }
     assert!(drained, "the failed real was not drained: {}", daemon.log());
+    assert!(
+        wait_until(Duration::from_secs(5), || logged() == "down 11\n"),
+        "notify_down of the failed real: {:?}",
+        logged()
+    );
     let status = daemon.stop();
+    assert_eq!(
+        logged(),
+        "down 11\ndown 12\nquorum_down\n",
+        "omega: the live real's notify_down and quorum_down at shutdown"
+    );
     drop(dir);
     assert!(status.success(), "{status}: {}", daemon.log());
     assert!(!xdp_attached(&lab.lb, "l0"), "SIGTERM detaches");
@@ -256,4 +287,274 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
         "{calls}"
     );
     drop(lab.servers);
+}
+
+/// `balancer status --json`, parsed.
+fn status(daemon: &Daemon) -> Status {
+    let (ok, out) = daemon.client(&["status", "--json"]);
+    assert!(ok, "status failed: {out}\n{}", daemon.log());
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn weights(s: &Status) -> Vec<(String, u32)> {
+    s.services
+        .iter()
+        .flat_map(|svc| svc.reals.iter().map(|r| (r.addr.to_string(), r.weight)))
+        .collect()
+}
+
+/// What `balancer status` says matches what the data plane did, a reload applies only the
+/// difference (a failed real stays drained, the scheduler changes), an invalid reload keeps
+/// the old configuration, SIGHUP reloads, SIGUSR2 dumps, and metrics are served.
+#[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one daemon's life, step by step: each step builds on the one before"
+)]
+fn status_reload_dumps_and_metrics_of_a_running_daemon() {
+    require_root!();
+    let mut lab = lab();
+    let metrics: SocketAddr = "127.0.0.1:9108".parse().unwrap();
+    lab.lb.ip(&["link", "set", "lo", "up"]);
+    let (mut daemon, dir) = start_with(&lab, "lb.toml", LB_TOML, &["--metrics", "127.0.0.1:9108"]);
+    let config = dir.path().join("lb.toml");
+    traffic_reaches_both_reals(&lab, &daemon);
+    // With the neighbours learnt, both reals are sent without a FIB lookup.
+    assert!(
+        wait_until(Duration::from_secs(5), || daemon
+            .log()
+            .lines()
+            .any(|l| l.contains("resolved=2 reals=2"))),
+        "{}",
+        daemon.log()
+    );
+
+    // The list view, as ipvsadm -Ln lays it out, with every real's weight and connections.
+    let (ok, text) = daemon.client(&["status"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("TCP  198.18.0.100:80 rr\n"), "{text}");
+    for real in REALS {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("  -> {real}:80 ")))
+            .unwrap_or_else(|| panic!("{real} not listed: {text}"));
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(columns[2..4], ["Route", "1"], "{line}");
+    }
+    let s = status(&daemon);
+    assert_eq!(s.generation, 1);
+    let svc = &s.services[0];
+    let conns: u64 = svc.reals.iter().map(|r| r.counters.conns).sum();
+    assert_eq!(svc.counters.conns, conns);
+    assert!(conns >= 30, "{svc:?}");
+    assert!(
+        s.checkers.iter().all(|c| c.up) && s.checkers.len() == 2,
+        "{s:?}"
+    );
+    let (ok, text) = daemon.client(&["status", "--stats"]);
+    assert!(ok && text.contains("Conns   InPkts"), "{text}");
+
+    // The first real stops: its checker fails and status says so.
+    drop(lab.servers.remove(0));
+    assert!(
+        wait_until(Duration::from_secs(5), || weights(&status(&daemon))
+            == [("198.18.0.11".into(), 0), ("198.18.0.12".into(), 1)]),
+        "{:?}\n{}",
+        status(&daemon),
+        daemon.log()
+    );
+    let s = status(&daemon);
+    let down = s
+        .checkers
+        .iter()
+        .find(|c| !c.up)
+        .expect("a checker is down");
+    assert_eq!(down.real.to_string(), "198.18.0.11");
+    assert!(down.last.contains("TCP_CHECK"), "{down:?}");
+
+    // A reload that changes the scheduler: the drained real stays drained (its checker state
+    // carries over), and new connections still all go to the live one.
+    std::fs::write(
+        &config,
+        LB_TOML.replace("lb_algo = \"rr\"", "lb_algo = \"wrr\""),
+    )
+    .unwrap();
+    let (ok, out) = daemon.client(&["reload"]);
+    assert!(ok, "{out}\n{}", daemon.log());
+    assert!(out.contains("changed TCP 198.18.0.100:80"), "{out}");
+    let s = status(&daemon);
+    assert_eq!(s.generation, 2);
+    assert_eq!(s.services[0].scheduler, balancer::model::Scheduler::Wrr);
+    assert_eq!(
+        weights(&s),
+        [("198.18.0.11".into(), 0), ("198.18.0.12".into(), 1)]
+    );
+    let answers = connect_many(&lab.client, SocketAddr::from((VIP, 80)), 6, 2);
+    assert!(
+        answers.iter().all(|(_, a)| *a == REALS[1].to_string()),
+        "{answers:?}"
+    );
+
+    // An unchanged reload changes nothing.
+    let (ok, out) = daemon.client(&["reload"]);
+    assert!(ok && out.contains("nothing changed"), "{out}");
+
+    // An invalid configuration is refused with its line; the old one keeps running.
+    std::fs::write(
+        &config,
+        LB_TOML.replace("lb_algo = \"rr\"", "lb_algo = \"fastest\""),
+    )
+    .unwrap();
+    let (ok, out) = daemon.client(&["reload"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("lb_algo") && out.contains("lb.toml:"), "{out}");
+    let s = status(&daemon);
+    assert_eq!(s.generation, 3);
+    assert!(
+        s.last_reload
+            .as_ref()
+            .and_then(|r| r.error.as_ref())
+            .is_some()
+    );
+    assert_eq!(s.services[0].scheduler, balancer::model::Scheduler::Wrr);
+    let answers = connect_many(&lab.client, SocketAddr::from((VIP, 80)), 4, 2);
+    assert_eq!(answers.len(), 4);
+
+    // SIGHUP: the configuration without the failed real.
+    let second_only = {
+        let start = LB_TOML.find("[[virtual_server.real_server]]").unwrap();
+        let second = LB_TOML.rfind("[[virtual_server.real_server]]").unwrap();
+        format!("{}{}", &LB_TOML[..start], &LB_TOML[second..])
+    };
+    std::fs::write(&config, &second_only).unwrap();
+    daemon.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(5), || status(&daemon).generation == 4),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(weights(&status(&daemon)), [("198.18.0.12".into(), 1)]);
+    assert_eq!(status(&daemon).checkers.len(), 1);
+
+    // SIGUSR2: the stats dump, private to root.
+    let dump = daemon.dir().join("default.stats.json");
+    daemon.signal(libc::SIGUSR2);
+    assert!(
+        wait_until(Duration::from_secs(5), || dump.exists()),
+        "{}",
+        daemon.log()
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dump).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let dumped: Status = serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
+    assert_eq!(dumped.generation, 4);
+
+    // Metrics, from inside the balancer's namespace where they are served.
+    let body = lab.lb.run(|| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect_timeout(&metrics, Duration::from_secs(2))
+            .expect("connect to the metrics endpoint");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        let _ = stream.read_to_string(&mut body);
+        body
+    });
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains(
+            "balancer_real_weight{service=\"TCP 198.18.0.100:80\",real=\"198.18.0.12:80\"} 1"
+        ),
+        "{body}"
+    );
+    assert!(body.contains("balancer_config_generation 4"), "{body}");
+
+    let exit = daemon.stop();
+    assert!(exit.success(), "{exit}: {}", daemon.log());
+    assert!(
+        !daemon.dir().join("default.sock").exists(),
+        "the socket is removed"
+    );
+    drop(dir);
+    drop(lab.servers);
+}
+
+/// `--keep-state`: the stopped daemon leaves the program attached, so an established
+/// connection and new ones are forwarded while no daemon runs; the next run adopts the
+/// attached program (no gap) and the connection stays on its real throughout.
+#[test]
+fn a_restart_with_keep_state_never_stops_forwarding() {
+    require_root!();
+    let lab = lab();
+    let _echo: Vec<_> = lab
+        .reals
+        .iter()
+        .zip(REALS)
+        .map(|(ns, addr)| echo_server(ns, 7, IpAddr::V4(addr)))
+        .collect();
+    let config = format!(
+        "{LB_TOML}\n[[virtual_server]]\nip = \"198.18.0.100\"\nport = 7\nlb_algo = \"rr\"\nlb_kind = \"DR\"\nprotocol = \"TCP\"\n\n[[virtual_server.real_server]]\nip = \"198.18.0.11\"\n\n[[virtual_server.real_server]]\nip = \"198.18.0.12\"\n"
+    );
+    // Pins under the daemon's own /sys would die with its `ip netns exec` mount namespace: a
+    // bpffs mounted here, outside, outlives it as /sys/fs/bpf outlives a daemon on a host.
+    let bpffs = Bpffs::new();
+    let root = bpffs.path().to_str().unwrap().to_owned();
+    let (mut first, dir) = start_with(
+        &lab,
+        "lb.toml",
+        &config,
+        &["--keep-state", "--pin-root", &root],
+    );
+    traffic_reaches_both_reals(&lab, &first);
+    let mut held = Held::open(&lab.client, SocketAddr::from((VIP, 7)));
+    let real = held.ask("before");
+
+    let exit = first.stop();
+    assert!(exit.success(), "{exit}: {}", first.log());
+    assert!(
+        xdp_attached(&lab.lb, "l0"),
+        "left attached: {}",
+        first.log()
+    );
+    // No daemon runs: the pinned program forwards the held connection and new ones.
+    assert_eq!(held.ask("between"), real);
+    let answers = connect_many(&lab.client, SocketAddr::from((VIP, 80)), 4, 2);
+    assert_eq!(answers.len(), 4);
+
+    let path = dir.path().join("lb.toml");
+    let mut second = Daemon::balancer(
+        &lab.lb,
+        &[
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--interval",
+            "0.2",
+            "--pin-root",
+            &root,
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || second
+            .log()
+            .contains("adopted the attached XDP link")),
+        "{}",
+        second.log()
+    );
+    assert_eq!(held.ask("after"), real, "the connection stayed on its real");
+    traffic_reaches_both_reals(&lab, &second);
+    let exit = second.stop();
+    assert!(exit.success(), "{exit}: {}", second.log());
+    assert!(!xdp_attached(&lab.lb, "l0"), "a plain stop detaches");
+    assert!(
+        !bpffs.path().join("balancer/default").exists(),
+        "and removes its pins"
+    );
+    drop(held);
+    drop(dir);
 }

@@ -12,7 +12,7 @@ use balancer::{
     },
     model::{Egress, Method, Persistence, Protocol, RealServer, Scheduler, VirtualService},
 };
-use balancer_common::{Reason, maps::Globals};
+use balancer_common::{ProtoCounter, Reason, maps::Globals};
 use balancer_tests::{Netns, frame::*, require_root, veth_pair};
 
 const XDP_DROP: u32 = 1;
@@ -71,6 +71,7 @@ fn load() -> XdpProgram {
         persist: 4096,
         timeouts: Globals::default(),
         pin_dir: None,
+        ..LoadOptions::default()
     })
     .expect("load the XDP program")
 }
@@ -436,6 +437,37 @@ fn persistence_keeps_a_client_on_its_real() {
     }
 }
 
+/// As IPVS holds a template while connections it placed live, a client whose connection
+/// outlasts `persistence_timeout` keeps its real for new connections (the sweep moves the
+/// template's clock with the flow's packets), even once the real is quiescent.
+#[test]
+fn a_live_connection_keeps_its_persistence_template() {
+    require_root!();
+    let mut prog = load();
+    let mut svc = service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]);
+    svc.persistence = Some(Persistence {
+        timeout_s: 1,
+        prefix: 32,
+    });
+    prog.apply("web", &svc).unwrap();
+    let first = dr_target(&run(&mut prog, &tcp4(CLIENT, 1, VIP, 80, SYN)).out);
+    run(&mut prog, &tcp4(CLIENT, 1, VIP, 80, ACK));
+    // Quiescent: only a live template still sends new connections to it.
+    prog.set_weight("web", real_addr(first), 80, 0).unwrap();
+    for _ in 0..4 {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        run(&mut prog, &tcp4(CLIENT, 1, VIP, 80, ACK));
+        prog.sweep().unwrap();
+    }
+    // 1.6 s after the template was made, 0.4 s after the connection's last packet.
+    let r = run(&mut prog, &tcp4(CLIENT, 2, VIP, 80, SYN));
+    assert_eq!(
+        dr_target(&r.out),
+        first,
+        "the template outlived its timeout"
+    );
+}
+
 #[test]
 fn ops_schedules_every_udp_datagram() {
     require_root!();
@@ -476,6 +508,31 @@ fn least_connection_prefers_the_idle_real() {
         "lc alternates between equally loaded reals: {hits:?}"
     );
     assert_eq!(hits[2], 5, "{hits:?}");
+}
+
+/// IPVS's lc weighs an established connection as 256 that have not completed their
+/// handshake: a real with one established connection gets the next 256 SYNs' worth of
+/// inactive ones elsewhere first.
+#[test]
+fn least_connection_weighs_established_as_ipvs_does() {
+    require_root!();
+    let mut prog = load();
+    prog.apply(
+        "web",
+        &service(Scheduler::Lc, vec![dr_real(1, 1), dr_real(2, 1)]),
+    )
+    .unwrap();
+    let busy = dr_target(&run(&mut prog, &tcp4(CLIENT, 100, VIP, 80, SYN)).out);
+    run(&mut prog, &tcp4(CLIENT, 100, VIP, 80, ACK));
+    let other = if busy == 1 { 2 } else { 1 };
+    for port in 101..121 {
+        let r = run(&mut prog, &tcp4(CLIENT, port, VIP, 80, SYN));
+        assert_eq!(
+            dr_target(&r.out),
+            other,
+            "20 handshakes weigh less than one established connection"
+        );
+    }
 }
 
 #[test]
@@ -549,22 +606,77 @@ fn tun_ipv6_encapsulates_in_ip6ip6() {
     assert_eq!(r.out, want);
 }
 
+/// As IPVS keeps a removed destination's connections (`expire_nodest_conn` 0): the flow goes
+/// on to its real, new connections do not reach it, a re-added real takes its index back, and
+/// a sweep frees the index once its flows have ended.
 #[test]
-fn a_flow_whose_real_was_removed_is_scheduled_afresh() {
+fn a_removed_real_keeps_its_connections_until_they_end() {
     require_root!();
-    let mut prog = load();
-    prog.apply(
-        "web",
-        &service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]),
-    )
+    let mut prog = XdpProgram::load_with(&LoadOptions {
+        flows: 4096,
+        persist: 64,
+        timeouts: Globals {
+            tcp_timeout_ns: 300_000_000,
+            tcpfin_timeout_ns: 300_000_000,
+            udp_timeout_ns: 300_000_000,
+        },
+        pin_dir: None,
+        ..LoadOptions::default()
+    })
     .unwrap();
+    let both = service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]);
+    prog.apply("web", &both).unwrap();
     let first = dr_target(&run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, SYN)).out);
     let other = if first == 1 { 2 } else { 1 };
     prog.apply("web", &service(Scheduler::Rr, vec![dr_real(other, 1)]))
         .unwrap();
+    assert_eq!(prog.draining(), 1);
     let r = run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, ACK));
-    assert_eq!(dr_target(&r.out), other);
+    assert_eq!(dr_target(&r.out), first, "the established flow goes on");
     only_reason(&r.reasons, Reason::Tx);
+    for port in 7001..7005 {
+        let r = run(&mut prog, &tcp4(CLIENT, port, VIP, 80, SYN));
+        assert_eq!(dr_target(&r.out), other, "no new connection reaches it");
+    }
+    // Listed again: the same index, so the flow is its own again.
+    prog.apply("web", &both).unwrap();
+    assert_eq!(prog.draining(), 0);
+    let r = run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, ACK));
+    assert_eq!(dr_target(&r.out), first);
+
+    // Removed again; once its flows have expired (and the table swap is long past), a sweep
+    // frees the index.
+    prog.apply("web", &service(Scheduler::Rr, vec![dr_real(other, 1)]))
+        .unwrap();
+    prog.sweep().unwrap();
+    assert_eq!(prog.draining(), 1, "its flow is live");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    prog.sweep().unwrap();
+    assert_eq!(prog.draining(), 0, "freed once no flow uses it");
+    let misses = |p: &XdpProgram| {
+        p.proto_counters()
+            .unwrap()
+            .get(ProtoCounter::FlowMissMidStream)
+    };
+    let before = misses(&prog);
+    let r = run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, ACK));
+    assert_eq!(
+        dr_target(&r.out),
+        other,
+        "the expired flow is scheduled afresh"
+    );
+    assert_eq!(
+        misses(&prog),
+        before + 1,
+        "and counted as a mid-stream miss"
+    );
+    run(&mut prog, &tcp4(CLIENT, 7000, VIP, 80, ACK));
+    run(&mut prog, &tcp4(CLIENT, 7001, VIP, 80, SYN));
+    assert_eq!(
+        misses(&prog),
+        before + 1,
+        "a flow found, or a SYN, is no miss"
+    );
 }
 
 /// An ICMP error from a router on the client's path, quoting a packet the real sent (VIP:80 ->
@@ -627,6 +739,7 @@ fn sweep_expires_flows_and_recounts_active_connections() {
             udp_timeout_ns: 200_000_000,
         },
         pin_dir: None,
+        ..LoadOptions::default()
     })
     .unwrap();
     let mut udp_svc = service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]);
@@ -644,29 +757,41 @@ fn sweep_expires_flows_and_recounts_active_connections() {
         ]);
         assert_eq!(run(&mut prog, &f).action, XDP_TX);
     }
-    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, SYN));
-    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, 0x11)); // FIN|ACK: closing
     let active = |p: &XdpProgram, i: u8, svc: &str, port: u16| {
         p.active_connections(svc, real_addr(i), port)
             .unwrap()
             .unwrap()
     };
+    let counts = |p: &XdpProgram, i: u8, svc: &str, port: u16| {
+        p.connection_counts(svc, real_addr(i), port)
+            .unwrap()
+            .unwrap()
+    };
+    // As IPVS counts them: SYN_RECV is inactive, established active, closing inactive.
+    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, SYN));
+    assert_eq!(
+        counts(&prog, 3, "tcp", 80),
+        (0, 1),
+        "inactive until established"
+    );
+    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, ACK));
+    assert_eq!(active(&prog, 3, "tcp", 80), 1, "active once established");
+    run(&mut prog, &tcp4(CLIENT, 9000, VIP, 81, 0x11)); // FIN|ACK: closing
     assert_eq!(
         (active(&prog, 1, "udp", 80), active(&prog, 2, "udp", 80)),
         (2, 2)
     );
-    assert_eq!(active(&prog, 3, "tcp", 80), 1, "counted when scheduled");
 
     let s = prog.sweep().unwrap();
     assert_eq!((s.live, s.expired), (5, 0));
     assert_eq!(
-        (active(&prog, 1, "udp", 80), active(&prog, 2, "udp", 80)),
-        (2, 2)
+        (counts(&prog, 1, "udp", 80), counts(&prog, 2, "udp", 80)),
+        ((2, 0), (2, 0))
     );
     assert_eq!(
-        active(&prog, 3, "tcp", 80),
-        0,
-        "a closing connection is not active"
+        counts(&prog, 3, "tcp", 80),
+        (0, 1),
+        "a closing connection is inactive"
     );
 
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -832,9 +957,8 @@ fn nat_ipv6_rewrites_the_destination_with_a_valid_checksum() {
     );
 }
 
-#[test]
-fn tun_drops_and_counts_what_would_exceed_the_egress_mtu() {
-    require_root!();
+/// A TUN real whose egress is a veth with MTU 1500 in a namespace: the IPIP header takes 20.
+fn mtu_lab(icmp_too_big: bool) -> (Netns, Netns, XdpProgram) {
     let ns = Netns::new("mtu");
     let peer = Netns::new("mtupeer");
     veth_pair(&ns, "t0", &peer, "t1");
@@ -845,7 +969,11 @@ fn tun_drops_and_counts_what_would_exceed_the_egress_mtu() {
         unsafe { libc::if_nametoindex(name.as_ptr()) }
     });
     assert_ne!(ifindex, 0);
-    let mut prog = load();
+    let mut prog = XdpProgram::load_with(&LoadOptions {
+        icmp_too_big,
+        ..LoadOptions::default()
+    })
+    .expect("load");
     let mut real = dr_real(4, 1);
     real.method = Method::Tun;
     real.tunnel_source = Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 254)));
@@ -854,21 +982,99 @@ fn tun_drops_and_counts_what_would_exceed_the_egress_mtu() {
         dmac: real_mac(4),
         smac: OUR_MAC,
     });
-    prog.apply("web", &service(Scheduler::Rr, vec![real]))
+    prog.apply("web", &service(Scheduler::Rr, vec![real.clone()]))
         .unwrap();
-    let packet = |payload: usize| {
-        let mut t = tcp(1234, 80, ACK, 5);
-        t.extend(std::iter::repeat_n(0u8, payload));
-        concat(&[
-            &eth(&[], ETH_P_IP),
-            &ipv4(CLIENT, VIP, IPPROTO_TCP, &[], 0, t.len()),
-            &t,
-        ])
-    };
-    // 1480 bytes of IP fit in 1500 with the 20-byte outer header; 1481 do not.
-    let r = ns.run(|| run(&mut prog, &packet(1480 - 40)));
+    let mut svc6 = service(Scheduler::Rr, vec![real]);
+    svc6.vips = vec![IpAddr::V6(VIP6)];
+    prog.apply("web6", &svc6).unwrap();
+    (ns, peer, prog)
+}
+
+fn big_v4(payload: usize) -> Vec<u8> {
+    let mut t = tcp(1234, 80, ACK, 5);
+    t.extend(std::iter::repeat_n(0xabu8, payload));
+    concat(&[
+        &eth(&[], ETH_P_IP),
+        &ipv4(CLIENT, VIP, IPPROTO_TCP, &[], 0, t.len()),
+        &t,
+    ])
+}
+
+/// IPVS answers what its tunnel cannot carry with ICMP fragmentation needed (the client's
+/// path MTU discovery then shrinks its packets); so do we, and the answer is exact: from the
+/// VIP to the client, MTU 1500 - 20, the original header and data quoted, checksums right.
+#[test]
+fn tun_answers_what_would_exceed_the_egress_mtu_with_icmp() {
+    require_root!();
+    let (ns, _peer, mut prog) = mtu_lab(true);
+    // 1480 bytes of IP fit in 1500 with the 20-byte outer header.
+    let r = ns.run(|| run(&mut prog, &big_v4(1480 - 40)));
     assert_eq!(r.action, XDP_REDIRECT, "{:?}", r.reasons);
-    let r = ns.run(|| run(&mut prog, &packet(1481 - 40)));
+    let frame = big_v4(1481 - 40);
+    let r = ns.run(|| run(&mut prog, &frame));
+    assert_eq!(r.action, XDP_TX, "{:?}", r.reasons);
+    only_reason(&r.reasons, Reason::TxIcmpTooBig);
+    let out = &r.out;
+    assert_eq!(out.len(), 14 + 20 + 8 + 56);
+    assert_eq!(out[..6], frame[6..12], "back to the sender's MAC");
+    assert_eq!(out[6..12], frame[..6]);
+    let ip = &out[14..34];
+    assert_eq!(checksum(ip), 0, "IPv4 header checksum");
+    assert_eq!((ip[0], ip[9]), (0x45, 1), "ICMP");
+    assert_eq!(u16::from_be_bytes([ip[2], ip[3]]), 20 + 8 + 56);
+    assert_eq!(ip[12..16], VIP.octets(), "from the VIP");
+    assert_eq!(ip[16..20], CLIENT.octets(), "to the client");
+    let icmp = &out[34..];
+    assert_eq!((icmp[0], icmp[1]), (3, 4), "fragmentation needed");
+    assert_eq!(
+        u16::from_be_bytes([icmp[6], icmp[7]]),
+        1480,
+        "the tunnel's MTU"
+    );
+    assert_eq!(checksum(icmp), 0, "ICMP checksum");
+    assert_eq!(icmp[8..], frame[14..14 + 56], "the original packet quoted");
+
+    // IPv6 in the same tunnel: packet too big (RFC 4443 §3.2).
+    let mut t = tcp(1234, 80, ACK, 5);
+    t.extend(std::iter::repeat_n(0xcdu8, 1481 - 40 - 20));
+    let frame6 = concat(&[
+        &eth(&[], 0x86dd),
+        &ipv6(CLIENT6, VIP6, IPPROTO_TCP, t.len()),
+        &t,
+    ]);
+    let r = ns.run(|| run(&mut prog, &frame6));
+    assert_eq!(r.action, XDP_TX, "{:?}", r.reasons);
+    only_reason(&r.reasons, Reason::TxIcmpTooBig);
+    let out = &r.out;
+    assert_eq!(out.len(), 14 + 40 + 8 + 200);
+    let ip = &out[14..54];
+    assert_eq!((ip[0] >> 4, ip[6]), (6, 58), "ICMPv6");
+    assert_eq!(ip[8..24], VIP6.octets());
+    assert_eq!(ip[24..40], CLIENT6.octets());
+    let icmp = &out[54..];
+    assert_eq!(icmp[0], 2, "packet too big");
+    assert_eq!(
+        u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]),
+        1480
+    );
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&ip[8..40]);
+    pseudo.extend_from_slice(&u32::try_from(icmp.len()).unwrap().to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    pseudo.extend_from_slice(icmp);
+    assert_eq!(
+        checksum(&pseudo),
+        0,
+        "ICMPv6 checksum with the pseudo-header"
+    );
+    assert_eq!(icmp[8..], frame6[14..14 + 200]);
+}
+
+#[test]
+fn tun_drops_and_counts_what_would_exceed_the_egress_mtu_when_told_to() {
+    require_root!();
+    let (ns, _peer, mut prog) = mtu_lab(false);
+    let r = ns.run(|| run(&mut prog, &big_v4(1481 - 40)));
     assert_eq!(r.action, XDP_DROP);
     only_reason(&r.reasons, Reason::DropTooBig);
 }
@@ -914,6 +1120,7 @@ fn mh_flows_that_fall_out_of_a_full_table_keep_their_real() {
         persist: 16,
         timeouts: Globals::default(),
         pin_dir: None,
+        ..LoadOptions::default()
     })
     .unwrap();
     let mut svc = service(Scheduler::Mh, (1..=4).map(|i| dr_real(i, 1)).collect());

@@ -80,6 +80,7 @@ fn load(dir: &std::path::Path) -> XdpProgram {
         persist: 64,
         timeouts: Globals::default(),
         pin_dir: Some(dir.to_owned()),
+        ..LoadOptions::default()
     })
     .expect("load with pinned maps")
 }
@@ -134,9 +135,16 @@ fn services_gone_from_the_configuration_are_removed_after_adoption() {
     let mut second = load(&dir);
     assert_eq!(second.remove_unclaimed().unwrap(), 1);
     assert_eq!(
-        send(&mut second, 9000, 0x10).0,
+        send(&mut second, 9001, 0x02).0,
         2,
-        "XDP_PASS: no service any more"
+        "XDP_PASS: no service for a new connection any more"
     );
+    // As IPVS keeps a deleted service's connections, the established one goes on draining.
+    assert_eq!(
+        send(&mut second, 9000, 0x10).0,
+        3,
+        "XDP_TX: still forwarded"
+    );
+    assert_eq!(second.draining(), 1);
     second.unpin().unwrap();
 }

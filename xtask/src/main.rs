@@ -34,7 +34,8 @@ enum Cmd {
         args: Vec<String>,
     },
     /// Setup, then run a benchmark (needs root): `dataplane` (ns per packet through the XDP
-    /// program beside a MAC-swap floor) or `failover` (VRRP takeover time, ours beside
+    /// program beside a MAC-swap floor), `checkers` (10,000 TCP checks at `delay_loop` 1:
+    /// checks per second, drift, CPU) or `failover` (VRRP takeover time, ours beside
     /// keepalived). Prints a table and writes target/bench/NAME.json.
     Bench {
         #[arg(default_value = "dataplane")]

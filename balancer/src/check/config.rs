@@ -5,18 +5,21 @@
 //! 3 s), `delay_loop` the virtual server's, `warmup` the `delay_loop` (so that by default the
 //! first checks spread over one loop), `misc_timeout` the virtual server's `delay_loop`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::check::dns::{self, DnsCheck, DnsError};
 use crate::check::http::{HttpCheck, HttpProtocol, UrlCheck, UrlError};
 use crate::check::misc::MiscCheck;
+use crate::check::ping::PingCheck;
 use crate::check::smtp::{DEFAULT_HELO, SmtpCheck};
 use crate::check::tcp::{Connect, TcpCheck};
-use crate::check::tls::{Tls, TlsError};
+use crate::check::tls::{ClientIdentity, Tls, TlsError};
+use crate::check::udp::{HexError, Pattern, UdpCheck};
 use crate::check::{Probe, RealChecks, ServiceChecks, Timing};
-use crate::config::schema::lvs::{Checker, RealServer, VirtualServer};
+use crate::config::schema::lvs::{Checker, RealServer, Ssl, VirtualServer};
 use crate::notify::{Script, ScriptError, ScriptUser, SecurityError};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,16 +50,30 @@ pub enum ConfigError {
         index: usize,
         reason: String,
     },
+    #[error("SSL block")]
+    Ssl { source: TlsError },
     #[error("real server {real}: SSL_GET")]
     Tls { real: SocketAddr, source: TlsError },
     #[error("real server {real}: DNS_CHECK")]
     Dns { real: SocketAddr, source: DnsError },
+    #[error("real server {real}: UDP_CHECK {key}")]
+    Udp {
+        real: SocketAddr,
+        key: &'static str,
+        source: HexError,
+    },
     #[error("real server {real}: MISC_CHECK without misc_path")]
     NoMiscPath { real: SocketAddr },
     #[error("real server {real}: MISC_CHECK user")]
     User {
         real: SocketAddr,
         source: SecurityError,
+    },
+    #[error("{owner}: {key}")]
+    Notify {
+        owner: String,
+        key: &'static str,
+        source: ScriptError,
     },
     #[error("real server {real}: MISC_CHECK")]
     Script {
@@ -72,6 +89,35 @@ pub struct ScriptPolicy {
     pub security: bool,
 }
 
+/// What every checker shares: the script policy and keepalived's `SSL` block.
+#[derive(Clone, Debug)]
+pub struct Globals {
+    pub scripts: ScriptPolicy,
+    /// The `SSL` block's client certificate, read.
+    pub tls_client: Option<Arc<ClientIdentity>>,
+}
+
+impl Globals {
+    /// `scripts`, and the client certificate of `ssl` read from its files.
+    ///
+    /// # Errors
+    /// A file of the `SSL` block cannot be read as PEM.
+    pub fn new(scripts: ScriptPolicy, ssl: Option<&Ssl>) -> Result<Self, ConfigError> {
+        let tls_client = ssl
+            .and_then(|s| s.certificate.as_deref().map(|c| (c, s.key.as_deref())))
+            .map(|(certificate, key)| {
+                ClientIdentity::load(Path::new(certificate), key.map(Path::new))
+                    .map(Arc::new)
+                    .map_err(|source| ConfigError::Ssl { source })
+            })
+            .transpose()?;
+        Ok(Self {
+            scripts,
+            tls_client,
+        })
+    }
+}
+
 /// The checkers of every real of `vs`, named `name` in the data plane, with its quorum.
 ///
 /// # Errors
@@ -79,31 +125,69 @@ pub struct ScriptPolicy {
 pub fn service_checks(
     name: &str,
     vs: &VirtualServer,
-    scripts: &ScriptPolicy,
+    globals: &Globals,
 ) -> Result<ServiceChecks, ConfigError> {
+    let scripts = &globals.scripts;
+    let owner = || format!("virtual server {name}");
     Ok(ServiceChecks {
         name: name.to_owned(),
         quorum: vs.quorum,
         hysteresis: vs.hysteresis,
         sorry_server: vs.sorry_server.is_some(),
+        omega: vs.omega,
+        quorum_up: notify_script(vs.quorum_up.as_deref(), scripts, owner, "quorum_up")?,
+        quorum_down: notify_script(vs.quorum_down.as_deref(), scripts, owner, "quorum_down")?,
         reals: vs
             .real_server
             .iter()
-            .map(|rs| checks_for(vs, rs, scripts))
+            .map(|rs| checks_for(vs, rs, globals))
             .collect::<Result<_, _>>()?,
     })
+}
+
+/// Whether the real at `addr`:`port` has the same checkers in `old` as in `new`: its
+/// `real_server` block is the same but for its weight, and so is every `virtual_server` key
+/// that [`checks_for`] reads. A reload then carries the real's checker state over.
+#[must_use]
+pub fn same_checks(old: &VirtualServer, new: &VirtualServer, addr: IpAddr, port: u16) -> bool {
+    let find = |vs: &VirtualServer| {
+        vs.real_server
+            .iter()
+            .find(|rs| rs.ip == addr && rs.port.or(vs.port).unwrap_or(0) == port)
+            .map(|rs| RealServer {
+                weight: 0,
+                ..rs.clone()
+            })
+    };
+    let service_keys = |vs: &VirtualServer| {
+        (
+            vs.port,
+            vs.alpha,
+            vs.inhibit_on_failure,
+            vs.delay_loop,
+            vs.retry,
+            vs.delay_before_retry,
+            vs.warmup,
+            vs.connect_timeout,
+            vs.virtualhost.clone(),
+        )
+    };
+    let (Some(o), Some(n)) = (find(old), find(new)) else {
+        return false;
+    };
+    o == n && service_keys(old) == service_keys(new)
 }
 
 /// The checkers of `rs` in `vs`.
 ///
 /// # Errors
-/// A
-/// value that validation should have refused.
+/// A value that validation should have refused.
 pub fn checks_for(
     vs: &VirtualServer,
     rs: &RealServer,
-    scripts: &ScriptPolicy,
+    globals: &Globals,
 ) -> Result<RealChecks, ConfigError> {
+    let scripts = &globals.scripts;
     let port = rs.port.or(vs.port).unwrap_or(0);
     let real = SocketAddr::new(rs.ip, port);
     let weight = u32::try_from(rs.weight)
@@ -125,7 +209,8 @@ pub fn checks_for(
     }
     for c in &rs.ssl_get {
         let timing = timing(vs, c, real, Defaults::HTTP)?;
-        let tls = Tls::new(c.enable_sni).map_err(|source| ConfigError::Tls { real, source })?;
+        let tls = Tls::new(c.enable_sni, globals.tls_client.as_deref())
+            .map_err(|source| ConfigError::Tls { real, source })?;
         let check = http(vs, c, real, Some(tls.clone()))?;
         // A virtual host that cannot be a server name is a configuration error, found here
         // rather than as a real that never comes up.
@@ -147,18 +232,50 @@ pub fn checks_for(
         let timing = timing(vs, c, real, Defaults::DNS)?;
         checkers.push((Arc::new(dns(vs, c, real)?), timing));
     }
+    for c in &rs.udp_check {
+        let timing = timing(vs, c, real, Defaults::OTHER)?;
+        checkers.push((Arc::new(udp(vs, c, real)?), timing));
+    }
+    for c in &rs.ping_check {
+        let timing = timing(vs, c, real, Defaults::OTHER)?;
+        checkers.push((Arc::new(PingCheck::new(connect(vs, c, real)?)), timing));
+    }
     for c in &rs.misc_check {
         let timing = timing(vs, c, real, Defaults::MISC)?;
         checkers.push((Arc::new(misc(vs, c, real, scripts)?), timing));
     }
+    let owner = || format!("real server {real}");
     Ok(RealChecks {
         addr: rs.ip,
         port,
         weight,
         alpha: vs.alpha,
         inhibit_on_failure: rs.inhibit_on_failure.unwrap_or(vs.inhibit_on_failure),
+        notify_up: notify_script(rs.notify_up.as_deref(), scripts, owner, "notify_up")?,
+        notify_down: notify_script(rs.notify_down.as_deref(), scripts, owner, "notify_down")?,
         checkers,
     })
+}
+
+/// A notify script, prepared for `global_defs`' `script_user` and script security as
+/// keepalived runs every checker notify script.
+fn notify_script(
+    command: Option<&str>,
+    scripts: &ScriptPolicy,
+    owner: impl Fn() -> String,
+    key: &'static str,
+) -> Result<Option<Script>, ConfigError> {
+    command
+        .map(|c| {
+            Script::prepare(c, scripts.user.clone(), scripts.security).map_err(|source| {
+                ConfigError::Notify {
+                    owner: owner(),
+                    key,
+                    source,
+                }
+            })
+        })
+        .transpose()
 }
 
 /// The defaults that differ between kinds.
@@ -227,6 +344,7 @@ fn connect(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<Connect,
         ),
         bind_ip: c.bindto,
         bind_port: c.bind_port,
+        fwmark: c.fwmark,
         timeout: seconds(
             real,
             "connect_timeout",
@@ -292,6 +410,33 @@ fn dns(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<DnsCheck, Co
             .map_err(invalid)?,
         name: dns::query_name(c.name.as_deref().unwrap_or("")).map_err(invalid)?,
     })
+}
+
+fn udp(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<UdpCheck, ConfigError> {
+    let hex = |key, value: &str, wildcards| {
+        Pattern::parse(value, wildcards).map_err(|source| ConfigError::Udp { real, key, source })
+    };
+    let mut check = UdpCheck::new(connect(vs, c, real)?);
+    if let Some(p) = &c.payload {
+        check.payload = hex("payload", p, false)?.octets;
+    }
+    check.reply = c
+        .reply
+        .as_deref()
+        .map(|r| hex("reply", r, true))
+        .transpose()?;
+    check.require_reply = c.require_reply || check.reply.is_some();
+    let min = c.min_reply_length.unwrap_or(*check.reply_len.start());
+    let max = c.max_reply_length.unwrap_or(*check.reply_len.end());
+    if min > max {
+        return Err(ConfigError::Udp {
+            real,
+            key: "min_reply_length",
+            source: HexError::Lengths { min, max },
+        });
+    }
+    check.reply_len = min..=max;
+    Ok(check)
 }
 
 fn smtp(vs: &VirtualServer, c: &Checker, real: SocketAddr) -> Result<SmtpCheck, ConfigError> {

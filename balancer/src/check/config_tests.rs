@@ -4,10 +4,13 @@ fn parse(toml: &str) -> VirtualServer {
     toml::from_str(toml).unwrap()
 }
 
-fn policy() -> ScriptPolicy {
-    ScriptPolicy {
-        user: ScriptUser::current(),
-        security: false,
+fn policy() -> Globals {
+    Globals {
+        scripts: ScriptPolicy {
+            user: ScriptUser::current(),
+            security: false,
+        },
+        tls_client: None,
     }
 }
 
@@ -265,4 +268,81 @@ fn dns_check_retries_three_times_a_loop_apart_and_asks_soa_for_the_root() {
     let named = dns(&vs, &rs.dns_check[1], real).unwrap();
     assert_eq!(named.name.to_string(), "www.example.");
     assert_eq!(named.query_type.to_string(), "AAAA");
+}
+
+#[test]
+fn udp_check_and_ping_check_take_their_keys() {
+    let vs = parse(
+        r#"
+        ip = "198.18.0.100"
+        port = 53
+        protocol = "UDP"
+        [[real_server]]
+        ip = "198.18.0.11"
+        [[real_server.UDP_CHECK]]
+        payload = "01 02"
+        reply = "ca fx"
+        max_reply_length = 4
+        [[real_server.UDP_CHECK]]
+        [[real_server.PING_CHECK]]
+        connect_ip = "198.18.0.12"
+        "#,
+    );
+    let checks = checks_for(&vs, &vs.real_server[0], &policy()).unwrap();
+    let names: Vec<String> = checks.checkers.iter().map(|(p, _)| p.describe()).collect();
+    assert_eq!(
+        names,
+        [
+            "UDP_CHECK 198.18.0.11:53",
+            "UDP_CHECK 198.18.0.11:53",
+            "PING_CHECK 198.18.0.12"
+        ]
+    );
+    let mut bad = vs.clone();
+    bad.real_server[0].udp_check[0].min_reply_length = Some(9);
+    let Err(e) = checks_for(&bad, &bad.real_server[0], &policy()) else {
+        panic!("min_reply_length > max_reply_length accepted");
+    };
+    assert!(
+        chain(&e).contains("min_reply_length 9 > max_reply_length 4"),
+        "{}",
+        chain(&e)
+    );
+}
+
+#[test]
+fn notify_scripts_are_prepared_with_the_script_policy() {
+    let vs = parse(
+        r#"
+        ip = "198.18.0.100"
+        port = 80
+        omega = true
+        quorum_up = "/usr/bin/true up"
+        quorum_down = "/usr/bin/true down"
+        [[real_server]]
+        ip = "198.18.0.11"
+        notify_up = "/usr/bin/echo real up"
+        notify_down = "/no/such/script"
+        "#,
+    );
+    let Err(e) = service_checks("web", &vs, &policy()) else {
+        panic!("a missing notify_down script accepted");
+    };
+    assert!(
+        chain(&e).starts_with("real server 198.18.0.11:80: notify_down"),
+        "{}",
+        chain(&e)
+    );
+    let mut good = vs.clone();
+    good.real_server[0].notify_down = None;
+    let s = service_checks("web", &good, &policy()).unwrap();
+    assert!(s.omega);
+    assert_eq!(s.quorum_up.map(|q| q.args), Some(vec!["up".into()]));
+    assert_eq!(
+        s.quorum_down.map(|q| q.command),
+        Some("/usr/bin/true down".into())
+    );
+    let r = &s.reals[0];
+    assert_eq!(r.notify_up.as_ref().map(|n| n.args.len()), Some(2));
+    assert!(r.notify_down.is_none());
 }

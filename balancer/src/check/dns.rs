@@ -5,13 +5,9 @@
 //! on, only the header of the answer is read (an empty answer section passes), and
 //! `connect_timeout` bounds the whole exchange.
 
-use std::io;
-use std::net::{IpAddr, SocketAddr};
-
 use hickory_proto::op::{Header, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::BinDecodable as _;
-use tokio::net::UdpSocket;
 
 use crate::check::tcp::Connect;
 use crate::check::{Attempt, Probe, Verdict};
@@ -102,30 +98,13 @@ impl DnsCheck {
             .map_err(|e| format!("query {} {}: {e}", self.name, self.query_type))
     }
 
-    async fn socket(&self) -> io::Result<UdpSocket> {
-        let any = if self.connect.to.is_ipv4() {
-            IpAddr::from([0u8; 4])
-        } else {
-            IpAddr::from([0u16; 8])
-        };
-        let from = SocketAddr::new(
-            self.connect.bind_ip.unwrap_or(any),
-            self.connect.bind_port.unwrap_or(0),
-        );
-        let socket = UdpSocket::bind(from).await?;
-        // Connected, as keepalived's: answers from elsewhere are dropped by the kernel, and
-        // an ICMP port unreachable fails the check at once instead of at the timeout.
-        socket.connect(self.connect.to).await?;
-        Ok(socket)
-    }
-
     async fn exchange(&self) -> Result<(), String> {
         let to = self.connect.to;
         let id = fastrand::u16(..);
         let query = self.query(id)?;
         let socket = self
-            .socket()
-            .await
+            .connect
+            .udp()
             .map_err(|e| format!("socket to {to}: {e}"))?;
         socket
             .send(&query)

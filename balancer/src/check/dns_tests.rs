@@ -1,4 +1,7 @@
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use tokio::net::UdpSocket;
 
 use super::*;
 
@@ -34,6 +37,7 @@ fn check(to: SocketAddr) -> DnsCheck {
             bind_ip: None,
             bind_port: None,
             timeout: Duration::from_secs(2),
+            fwmark: None,
         },
         query_type: DEFAULT_TYPE,
         name: query_name("").unwrap(),

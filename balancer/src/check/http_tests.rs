@@ -38,6 +38,7 @@ fn check(to: SocketAddr, url: UrlCheck) -> HttpCheck {
             bind_ip: None,
             bind_port: None,
             timeout: Duration::from_secs(2),
+            fwmark: None,
         },
         urls: vec![url],
         protocol: HttpProtocol::default(),

@@ -17,17 +17,25 @@
 //! its established ones continue, so both settings mean weight 0 here: the difference is
 //! only that keepalived without `inhibit_on_failure` also cuts the real's established
 //! connections (IPVS drops its connection entries with the real), which we do not.
+//! `sorry_server_inhibit` is the same choice for the sorry server and means nothing more here.
+//!
+//! Notify scripts (`notify_up`, `notify_down`, `quorum_up`, `quorum_down`, and `omega` at
+//! shutdown) are queued as [`Notice`]s; see [`notices`](crate::check::notices).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::check::notices::{self, Event, Notice, NoticeSender};
 use crate::check::quorum::Quorum;
 use crate::check::state::{Change, CheckerState};
 use crate::check::{Probe, Timing};
 use crate::dataplane::Dataplane;
+use crate::notify::{NOTIFY_TIMEOUT, STOP_TIMEOUT, Script};
+use crate::status::{CheckerStatus, unix_now};
 
 /// The data plane the checkers write to, shared with whoever else programs it.
 pub type SharedDataplane = Arc<Mutex<dyn Dataplane + Send>>;
@@ -47,6 +55,12 @@ pub struct ServiceChecks {
     pub hysteresis: u32,
     /// Whether the service has a `sorry_server`, which takes over while the quorum is lost.
     pub sorry_server: bool,
+    /// `omega`: run `notify_down` and `quorum_down` at shutdown too.
+    pub omega: bool,
+    /// `quorum_up`.
+    pub quorum_up: Option<Script>,
+    /// `quorum_down`.
+    pub quorum_down: Option<Script>,
     pub reals: Vec<RealChecks>,
 }
 
@@ -61,60 +75,243 @@ pub struct RealChecks {
     pub alpha: bool,
     /// `inhibit_on_failure`: logged; see the module documentation for why it changes nothing.
     pub inhibit_on_failure: bool,
+    /// `notify_up`.
+    pub notify_up: Option<Script>,
+    /// `notify_down`.
+    pub notify_down: Option<Script>,
     pub checkers: Vec<(Arc<dyn Probe>, Timing)>,
 }
 
-/// The running checkers; dropping it (or [`CheckHandle::stop`]) stops them all.
+/// The running checkers, per service; dropping it (or [`CheckHandle::stop`]) stops them all.
 pub struct CheckHandle {
+    services: HashMap<String, Running>,
+    permits: Arc<Semaphore>,
+    dataplane: SharedDataplane,
+    notices: NoticeSender,
+    /// The task that runs notify scripts, when [`CheckHandle::new`] started it.
+    notifier: Option<tokio::task::JoinHandle<()>>,
+}
+
+struct Running {
+    state: Arc<ServiceState>,
     tasks: JoinSet<()>,
 }
 
 impl CheckHandle {
+    /// No checkers yet; [`CheckHandle::replace`] starts a service's. Their notify scripts
+    /// run on a task started here (so this needs a tokio runtime).
+    #[must_use]
+    pub fn new(dataplane: &SharedDataplane, concurrency: usize) -> Self {
+        let (notices, notifier) = notices::spawn();
+        let mut handle = Self::notifying(dataplane, concurrency, &notices);
+        handle.notifier = Some(notifier);
+        handle
+    }
+
+    /// As [`CheckHandle::new`], with the notify scripts queued on `notices` instead of run:
+    /// for a caller (a test) that wants to see them.
+    #[must_use]
+    pub fn notifying(
+        dataplane: &SharedDataplane,
+        concurrency: usize,
+        notices: &NoticeSender,
+    ) -> Self {
+        Self {
+            services: HashMap::new(),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            dataplane: dataplane.clone(),
+            notices: notices.clone(),
+            notifier: None,
+        }
+    }
+
     /// How many checker tasks run.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.tasks.len()
+        self.services.values().map(|r| r.tasks.len()).sum()
     }
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.len() == 0
     }
 
-    /// Stops every checker and waits until they are gone.
+    /// The services that have checkers.
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        self.services.keys().map(String::as_str)
+    }
+
+    /// Starts the checkers of `spec`, stopping those the service had. A real for which
+    /// `carry` says yes (the same real with the same checkers, across a reload) continues
+    /// from its previous verdicts and weight instead of starting afresh, so a reload neither
+    /// resets a failed real to up nor an `alpha` real to down. Starting weights are written
+    /// at once where they differ from the ones the data plane holds: `alpha` reals at 0, and
+    /// every real at 0 when the quorum is lost from the start and a sorry server waits.
+    pub fn replace(&mut self, spec: ServiceChecks, carry: impl Fn(&RealChecks) -> bool) {
+        let previous = self.services.remove(&spec.name);
+        let carried: Vec<Option<Verdicts>> = spec
+            .reals
+            .iter()
+            .map(|r| {
+                let old = previous.as_ref()?;
+                if !carry(r) {
+                    return None;
+                }
+                let i = old
+                    .state
+                    .spec
+                    .reals
+                    .iter()
+                    .position(|o| o.addr == r.addr && o.port == r.port)?;
+                let inner = old
+                    .state
+                    .inner
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let v = &inner.reals[i];
+                (v.up.len() == r.checkers.len()).then(|| v.clone())
+            })
+            .collect();
+        if let Some(old) = &previous {
+            old.state.retire(|r| {
+                spec.reals
+                    .iter()
+                    .any(|n| n.addr == r.addr && n.port == r.port)
+            });
+        }
+        // Dropping the old set aborts its tasks.
+        drop(previous);
+        let service = Arc::new(ServiceState::new(
+            spec,
+            carried.clone(),
+            &self.dataplane,
+            self.notices.clone(),
+        ));
+        let mut tasks = JoinSet::new();
+        for (real, spec) in service.spec.reals.iter().enumerate() {
+            for (checker, (probe, timing)) in spec.checkers.iter().enumerate() {
+                let state = match &carried[real] {
+                    Some(v) => CheckerState::resume(*timing, v.up[checker], v.dynamic[checker]),
+                    None => CheckerState::new(*timing, spec.alpha),
+                };
+                tasks.spawn(run_checker(
+                    probe.clone(),
+                    state,
+                    Slot { real, checker },
+                    service.clone(),
+                    self.permits.clone(),
+                    self.dataplane.clone(),
+                    carried[real].is_some(),
+                ));
+            }
+        }
+        self.services.insert(
+            service.spec.name.clone(),
+            Running {
+                state: service,
+                tasks,
+            },
+        );
+    }
+
+    /// Stops a service's checkers (the service was removed or lost its checkers).
+    pub fn remove(&mut self, service: &str) {
+        self.services.remove(service);
+    }
+
+    /// The weight last written for each real of `service` by its checkers, if it has any.
+    #[must_use]
+    pub fn weights(&self, service: &str) -> Vec<(IpAddr, u16, u32)> {
+        let Some(running) = self.services.get(service) else {
+            return Vec::new();
+        };
+        let inner = running
+            .state
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        running
+            .state
+            .spec
+            .reals
+            .iter()
+            .zip(&inner.reals)
+            .map(|(r, v)| (r.addr, r.port, v.applied))
+            .collect()
+    }
+
+    /// Every checker's state, last result and since when, by service name and real.
+    #[must_use]
+    pub fn status(&self) -> Vec<CheckerStatus> {
+        let mut names: Vec<&String> = self.services.keys().collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let state = &self.services[name].state;
+            let inner = state.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            for (real, v) in state.spec.reals.iter().zip(&inner.reals) {
+                for (i, (probe, _)) in real.checkers.iter().enumerate() {
+                    out.push(CheckerStatus {
+                        service: name.clone(),
+                        real: real.addr,
+                        port: real.port,
+                        checker: probe.describe(),
+                        up: v.up[i],
+                        last: v.last[i].0.clone(),
+                        since: v.last[i].1,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Stops every checker, queues the `omega` scripts, and waits until the checkers are
+    /// gone and every queued script has run.
     pub async fn stop(mut self) {
-        self.tasks.shutdown().await;
+        for (_, mut running) in self.services.drain() {
+            running.tasks.shutdown().await;
+            running.state.shut_down();
+        }
+        let notifier = self.notifier.take();
+        // The handle and the services held the only senders: the notifier ends once the
+        // queue is empty.
+        drop(self);
+        if let Some(notifier) = notifier {
+            let _ = notifier.await;
+        }
     }
 }
 
 /// Starts the checkers of `services` on the current tokio runtime, at most `concurrency`
-/// attempts at a time. Starting weights are written at once where they differ from the
-/// configured ones: `alpha` reals at 0, and every real at 0 when the quorum is lost from the
-/// start and a sorry server waits.
+/// attempts at a time (see [`CheckHandle::replace`]).
 #[must_use]
 pub fn spawn(
     services: Vec<ServiceChecks>,
     dataplane: &SharedDataplane,
     concurrency: usize,
 ) -> CheckHandle {
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut tasks = JoinSet::new();
+    let mut handle = CheckHandle::new(dataplane, concurrency);
     for spec in services {
-        let service = Arc::new(ServiceState::new(spec, dataplane));
-        for (real, spec) in service.spec.reals.iter().enumerate() {
-            for (checker, (probe, timing)) in spec.checkers.iter().enumerate() {
-                tasks.spawn(run_checker(
-                    probe.clone(),
-                    *timing,
-                    Slot { real, checker },
-                    service.clone(),
-                    permits.clone(),
-                    dataplane.clone(),
-                ));
-            }
-        }
+        handle.replace(spec, |_| false);
     }
-    CheckHandle { tasks }
+    handle
+}
+
+/// As [`spawn`], with the notify scripts queued on `notices` instead of run: for a caller
+/// (a test) that wants to see them.
+#[must_use]
+pub fn spawn_notifying(
+    services: Vec<ServiceChecks>,
+    dataplane: &SharedDataplane,
+    concurrency: usize,
+    notices: &NoticeSender,
+) -> CheckHandle {
+    let mut handle = CheckHandle::notifying(dataplane, concurrency, notices);
+    for spec in services {
+        handle.replace(spec, |_| false);
+    }
+    handle
 }
 
 /// Which checker of which real a task runs.
@@ -126,15 +323,22 @@ struct Slot {
 
 async fn run_checker(
     probe: Arc<dyn Probe>,
-    timing: Timing,
+    mut state: CheckerState,
     slot: Slot,
     service: Arc<ServiceState>,
     permits: Arc<Semaphore>,
     dataplane: SharedDataplane,
+    resumed: bool,
 ) {
-    // keepalived's warmup: a random start, so that checks of one real do not coincide.
-    tokio::time::sleep(timing.warmup.mul_f64(fastrand::f64())).await;
-    let mut state = CheckerState::new(timing, service.spec.reals[slot.real].alpha);
+    // keepalived's warmup: a random start, so that checks of one real do not coincide. A
+    // checker resumed across a reload starts within its delay_loop, as it was running.
+    let timing = service.spec.reals[slot.real].checkers[slot.checker].1;
+    let spread = if resumed {
+        timing.delay_loop
+    } else {
+        timing.warmup
+    };
+    tokio::time::sleep(spread.mul_f64(fastrand::f64())).await;
     loop {
         let verdict = {
             let Ok(_permit) = permits.acquire().await else {
@@ -154,6 +358,7 @@ async fn run_checker(
 struct ServiceState {
     spec: ServiceChecks,
     inner: Mutex<Inner>,
+    notices: NoticeSender,
 }
 
 struct Inner {
@@ -161,22 +366,53 @@ struct Inner {
     quorum: Quorum,
 }
 
+#[derive(Clone)]
 struct Verdicts {
     up: Vec<bool>,
+    /// Whether each checker has had a result.
+    has_run: Vec<bool>,
+    /// keepalived's `rs->alive`: every checker up, for `notify_up` / `notify_down`.
+    alive: bool,
     dynamic: Vec<Option<u32>>,
+    /// Each checker's last change in words, and when (Unix seconds).
+    last: Vec<(String, u64)>,
     /// The weight last written (or given to the data plane before the checkers started).
     applied: u32,
 }
 
 impl ServiceState {
-    fn new(spec: ServiceChecks, dataplane: &SharedDataplane) -> Self {
+    /// `carried[i]` is real i's state from before a reload, if it continues.
+    fn new(
+        spec: ServiceChecks,
+        carried: Vec<Option<Verdicts>>,
+        dataplane: &SharedDataplane,
+        notices: NoticeSender,
+    ) -> Self {
+        let now = unix_now();
         let reals = spec
             .reals
             .iter()
-            .map(|r| Verdicts {
-                up: vec![!r.alpha; r.checkers.len()],
-                dynamic: vec![None; r.checkers.len()],
-                applied: r.weight,
+            .zip(carried)
+            .map(|(r, carried)| {
+                carried.unwrap_or_else(|| Verdicts {
+                    up: vec![!r.alpha; r.checkers.len()],
+                    has_run: vec![false; r.checkers.len()],
+                    alive: !r.alpha || r.checkers.is_empty(),
+                    dynamic: vec![None; r.checkers.len()],
+                    last: vec![
+                        (
+                            if r.alpha {
+                                "alpha: down until the first pass"
+                            } else {
+                                "not run yet"
+                            }
+                            .to_owned(),
+                            now,
+                        );
+                        r.checkers.len()
+                    ],
+                    applied: r.weight,
+                })
             })
             .collect();
         let state = Self {
@@ -185,6 +421,7 @@ impl ServiceState {
                 quorum: Quorum::new(spec.quorum, spec.hysteresis),
             }),
             spec,
+            notices,
         };
         {
             let mut inner = state.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -200,6 +437,7 @@ impl ServiceState {
     fn apply(&self, slot: Slot, change: &Change, checker: &str, dataplane: &SharedDataplane) {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let verdicts = &mut inner.reals[slot.real];
+        let first = !std::mem::replace(&mut verdicts.has_run[slot.checker], true);
         let reason = match change {
             Change::Up { weight } => {
                 verdicts.up[slot.checker] = true;
@@ -217,6 +455,7 @@ impl ServiceState {
         };
         // Every checker transition is logged, as keepalived logs each (`tcp_epilog` ...),
         // whether or not it moves the real's weight.
+        verdicts.last[slot.checker] = (reason.clone(), unix_now());
         let real = &self.spec.reals[slot.real];
         tracing::info!(
             service = self.spec.name,
@@ -225,7 +464,81 @@ impl ServiceState {
             reason,
             "checker state changed"
         );
+        let alive = verdicts.up.iter().all(|&up| up);
+        if alive != verdicts.alive {
+            verdicts.alive = alive;
+            self.notify_real(slot.real, alive, NOTIFY_TIMEOUT);
+        } else if !alive && first && real.alpha {
+            // keepalived's `update_svr_checker_state`: an alpha checker's first failure
+            // notifies although the real was never up.
+            self.notify_real(slot.real, false, NOTIFY_TIMEOUT);
+        }
         self.settle(&mut inner, &reason, dataplane);
+    }
+
+    fn notify_real(&self, index: usize, up: bool, timeout: std::time::Duration) {
+        let real = &self.spec.reals[index];
+        let (script, event) = if up {
+            (&real.notify_up, Event::RealUp)
+        } else {
+            (&real.notify_down, Event::RealDown)
+        };
+        self.notify(
+            script.as_ref(),
+            Some((real.addr, real.port)),
+            event,
+            timeout,
+        );
+    }
+
+    fn notify(
+        &self,
+        script: Option<&Script>,
+        real: Option<(IpAddr, u16)>,
+        event: Event,
+        timeout: std::time::Duration,
+    ) {
+        if let Some(script) = script {
+            // The receiver is gone only once the handle stopped: nothing is left to tell.
+            let _ = self.notices.send(Notice {
+                service: self.spec.name.clone(),
+                real,
+                event,
+                script: script.clone(),
+                timeout,
+            });
+        }
+    }
+
+    /// keepalived's reload (`clear_diff_rs` -> `clear_service_rs`): a live real that the new
+    /// configuration no longer has is taken out, with its `notify_down`.
+    fn retire(&self, kept: impl Fn(&RealChecks) -> bool) {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        for (index, verdicts) in inner.reals.iter().enumerate() {
+            if verdicts.alive && !kept(&self.spec.reals[index]) {
+                self.notify_real(index, false, NOTIFY_TIMEOUT);
+            }
+        }
+    }
+
+    /// keepalived's shutdown with `omega` (`clear_service_rs`, `update_vs_notifies`): every
+    /// live real's `notify_down`, then `quorum_down`, each with the stop timeout.
+    fn shut_down(&self) {
+        if !self.spec.omega {
+            return;
+        }
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        for (index, verdicts) in inner.reals.iter().enumerate() {
+            if verdicts.alive {
+                self.notify_real(index, false, STOP_TIMEOUT);
+            }
+        }
+        self.notify(
+            self.spec.quorum_down.as_ref(),
+            None,
+            Event::QuorumDown,
+            STOP_TIMEOUT,
+        );
     }
 
     /// The weight real `index` has by its own checks.
@@ -263,6 +576,12 @@ impl ServiceState {
                 "{}",
                 if up { "quorum gained" } else { "quorum lost" }
             );
+            let (script, event) = if up {
+                (&self.spec.quorum_up, Event::QuorumUp)
+            } else {
+                (&self.spec.quorum_down, Event::QuorumDown)
+            };
+            self.notify(script.as_ref(), None, event, NOTIFY_TIMEOUT);
         }
         let sorry = self.spec.sorry_server && !inner.quorum.is_up();
         for (index, (verdicts, weight)) in inner.reals.iter_mut().zip(checked).enumerate() {

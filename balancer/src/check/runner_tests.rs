@@ -5,40 +5,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
+use crate::check::notices::{Event, Notice};
+use crate::check::recording::RecordingDataplane;
 use crate::check::{Attempt, Verdict};
-use crate::dataplane::DataplaneError;
-use crate::model::VirtualService;
-
-/// Records every `set_weight`: which real (last byte of its address), the weight, and the
-/// (paused) time since the lab started.
-struct Recorder {
-    calls: Vec<(u8, u32, Duration)>,
-    start: Instant,
-}
-
-impl Dataplane for Recorder {
-    fn apply(&mut self, _: &str, _: &VirtualService) -> Result<(), DataplaneError> {
-        Ok(())
-    }
-    fn remove(&mut self, _: &str) -> Result<(), DataplaneError> {
-        Ok(())
-    }
-    fn set_weight(
-        &mut self,
-        name: &str,
-        addr: IpAddr,
-        port: u16,
-        weight: u32,
-    ) -> Result<(), DataplaneError> {
-        let IpAddr::V4(v4) = addr else {
-            panic!("unexpected real {addr}");
-        };
-        assert_eq!((name, port), ("web", 80));
-        self.calls
-            .push((v4.octets()[3], weight, self.start.elapsed()));
-        Ok(())
-    }
-}
+use crate::notify::ScriptUser;
 
 /// A checker whose verdict the test sets: 0 passes, 1 fails, 2.. passes with weight n - 2.
 #[derive(Default)]
@@ -64,6 +34,17 @@ impl Probe for Scripted {
     }
 }
 
+/// A notify script named `name`; the runner only queues it, the lab reads the queue.
+fn script(name: &str) -> Script {
+    Script {
+        command: name.into(),
+        program: name.into(),
+        args: Vec::new(),
+        user: ScriptUser::current(),
+        shell: false,
+    }
+}
+
 const TIMING: Timing = Timing {
     delay_loop: Duration::from_secs(10),
     retry: 1,
@@ -73,10 +54,12 @@ const TIMING: Timing = Timing {
 
 struct Lab {
     t0: Instant,
-    recorder: Arc<Mutex<Recorder>>,
+    recorder: Arc<Mutex<RecordingDataplane>>,
     /// `probes[real][checker]`; real `i` is 198.18.0.(11 + i).
     probes: Vec<Vec<Arc<Scripted>>>,
     handle: CheckHandle,
+    notices: tokio::sync::mpsc::UnboundedReceiver<Notice>,
+    spec: ServiceChecks,
 }
 
 struct Setup {
@@ -87,6 +70,7 @@ struct Setup {
     quorum: u32,
     hysteresis: u32,
     sorry_server: bool,
+    omega: bool,
 }
 
 const ONE_REAL: Setup = Setup {
@@ -96,15 +80,13 @@ const ONE_REAL: Setup = Setup {
     quorum: 1,
     hysteresis: 0,
     sorry_server: false,
+    omega: false,
 };
 
 impl Lab {
     fn start(setup: Setup) -> Self {
         let t0 = Instant::now();
-        let recorder = Arc::new(Mutex::new(Recorder {
-            calls: Vec::new(),
-            start: t0,
-        }));
+        let (recorder, dataplane) = RecordingDataplane::shared();
         let counts = if setup.checkers.is_empty() {
             vec![1]
         } else {
@@ -123,6 +105,8 @@ impl Lab {
                 weight: setup.weight,
                 alpha: setup.alpha,
                 inhibit_on_failure: false,
+                notify_up: Some(script("up")),
+                notify_down: Some(script("down")),
                 checkers: probes
                     .iter()
                     .map(|p| (p.clone() as Arc<dyn Probe>, TIMING))
@@ -134,20 +118,58 @@ impl Lab {
             quorum: setup.quorum,
             hysteresis: setup.hysteresis,
             sorry_server: setup.sorry_server,
+            omega: setup.omega,
+            quorum_up: Some(script("quorum_up")),
+            quorum_down: Some(script("quorum_down")),
             reals,
         };
-        let dataplane: SharedDataplane = recorder.clone();
-        let handle = spawn(vec![service], &dataplane, 4);
+        let (tx, notices) = tokio::sync::mpsc::unbounded_channel();
+        let handle = spawn_notifying(vec![service.clone()], &dataplane, 4, &tx);
         Self {
             t0,
             recorder,
             probes,
             handle,
+            notices,
+            spec: service,
         }
     }
 
     fn calls(&self) -> Vec<(u8, u32, Duration)> {
-        self.recorder.lock().unwrap().calls.clone()
+        // Which real (last byte of its address), the weight, and the (paused) time since the
+        // lab started.
+        RecordingDataplane::lock(&self.recorder)
+            .writes
+            .iter()
+            .map(|w| {
+                let IpAddr::V4(v4) = w.addr else {
+                    panic!("unexpected real {}", w.addr);
+                };
+                assert_eq!((w.service.as_str(), w.port), ("web", 80));
+                (v4.octets()[3], w.weight, w.at - self.t0)
+            })
+            .collect()
+    }
+
+    /// The notify scripts queued since the last call: script and real (last byte of its
+    /// address, 0 for the service's).
+    fn notices(&mut self) -> Vec<(String, u8)> {
+        let mut out = Vec::new();
+        while let Ok(n) = self.notices.try_recv() {
+            let real = n.real.map_or(0, |(addr, _)| match addr {
+                IpAddr::V4(v4) => v4.octets()[3],
+                IpAddr::V6(_) => panic!("unexpected real {addr}"),
+            });
+            let expected = match n.event {
+                Event::RealUp => "up",
+                Event::RealDown => "down",
+                Event::QuorumUp => "quorum_up",
+                Event::QuorumDown => "quorum_down",
+            };
+            assert_eq!(n.script.command, expected, "the event's own script");
+            out.push((n.script.command, real));
+        }
+        out
     }
 
     fn set(&self, real: usize, checker: usize, answer: u32) {
@@ -339,6 +361,8 @@ async fn thousands_of_checkers_share_a_bounded_number_of_attempts() {
             weight: 1,
             alpha: false,
             inhibit_on_failure: false,
+            notify_up: None,
+            notify_down: None,
             checkers: vec![(probe.clone() as Arc<dyn Probe>, TIMING)],
         })
         .collect();
@@ -347,13 +371,13 @@ async fn thousands_of_checkers_share_a_bounded_number_of_attempts() {
         quorum: 1,
         hysteresis: 0,
         sorry_server: false,
+        omega: false,
+        quorum_up: None,
+        quorum_down: None,
         reals,
     };
-    let recorder: SharedDataplane = Arc::new(Mutex::new(Recorder {
-        calls: Vec::new(),
-        start: Instant::now(),
-    }));
-    let handle = spawn(vec![service], &recorder, 100);
+    let (_, dataplane) = RecordingDataplane::shared();
+    let handle = spawn(vec![service], &dataplane, 100);
     assert_eq!(handle.len(), 2000);
     // 2000 one-second attempts, 100 at a time: the first round takes 20 s.
     tokio::time::sleep(Duration::from_millis(19_500)).await;
@@ -362,4 +386,160 @@ async fn thousands_of_checkers_share_a_bounded_number_of_attempts() {
     assert_eq!(probe.done.load(Ordering::SeqCst), 2000);
     assert_eq!(probe.most.load(Ordering::SeqCst), 100);
     handle.stop().await;
+}
+
+fn notice(script: &str, real: u8) -> (String, u8) {
+    (script.to_owned(), real)
+}
+
+#[tokio::test(start_paused = true)]
+async fn notify_down_and_up_follow_the_real_not_each_attempt() {
+    let mut lab = Lab::start(Setup {
+        checkers: vec![2],
+        ..ONE_REAL
+    });
+    lab.until(5).await;
+    assert_eq!(
+        lab.notices(),
+        [],
+        "a first pass of a real that starts up notifies nothing"
+    );
+    lab.set(0, 0, 1);
+    lab.set(0, 1, 1);
+    lab.until(25).await;
+    // Checker 0 fails at 10 and on retry at 11: down, notify_down and the lost quorum.
+    // Checker 1 going down too changes nothing more.
+    assert_eq!(
+        lab.notices(),
+        [notice("down", 11), notice("quorum_down", 0)]
+    );
+    lab.set(0, 0, 0);
+    lab.until(35).await;
+    assert_eq!(lab.notices(), [], "still down while checker 1 fails");
+    lab.set(0, 1, 0);
+    lab.until(45).await;
+    let notices = lab.notices();
+    assert_eq!(notices, [notice("up", 11), notice("quorum_up", 0)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alpha_real_failing_its_first_check_gets_notify_down() {
+    let mut lab = Lab::start(Setup {
+        alpha: true,
+        ..ONE_REAL
+    });
+    lab.set(0, 0, 1);
+    lab.until(5).await;
+    // alpha: weight 0 from the start loses the quorum at once; the first failure notifies.
+    assert_eq!(
+        lab.notices(),
+        [notice("quorum_down", 0), notice("down", 11)]
+    );
+    lab.until(15).await;
+    assert_eq!(
+        lab.notices(),
+        [],
+        "a later failure while down notifies nothing"
+    );
+    lab.set(0, 0, 0);
+    lab.until(25).await;
+    assert_eq!(lab.notices(), [notice("up", 11), notice("quorum_up", 0)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn omega_runs_notify_down_and_quorum_down_at_shutdown() {
+    for omega in [false, true] {
+        let mut lab = Lab::start(Setup {
+            checkers: vec![1, 1],
+            omega,
+            ..ONE_REAL
+        });
+        lab.set(1, 0, 1);
+        lab.until(5).await;
+        assert_eq!(lab.notices(), [notice("down", 12)]);
+        let Lab {
+            handle,
+            notices: mut rx,
+            ..
+        } = lab;
+        handle.stop().await;
+        let mut at_stop = Vec::new();
+        while let Some(n) = rx.recv().await {
+            assert_eq!(n.timeout, crate::notify::STOP_TIMEOUT);
+            at_stop.push((n.script.command, n.real.map(|(a, _)| a)));
+        }
+        let expected = if omega {
+            vec![
+                ("down".to_owned(), Some(IpAddr::from([198, 18, 0, 11]))),
+                ("quorum_down".to_owned(), None),
+            ]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(at_stop, expected, "omega {omega}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_carries_a_failed_real_down_with_its_last_result() {
+    let mut lab = Lab::start(ONE_REAL);
+    let real = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 11));
+    let status = lab.handle.status();
+    assert_eq!(status.len(), 1);
+    assert!(status[0].up);
+    assert_eq!(status[0].last, "not run yet");
+    lab.until(5).await;
+    lab.set(0, 0, 1);
+    lab.until(15).await;
+    assert_eq!(lab.calls(), [(11, 0, secs(11))]);
+    let status = lab.handle.status();
+    assert!(!status[0].up);
+    assert_eq!(status[0].last, "scripted failed: scripted failure");
+    assert_eq!((status[0].service.as_str(), status[0].real), ("web", real));
+
+    // The same real with the same checkers: it stays down, nothing is rewritten, and the
+    // resumed checker brings it back on its next pass.
+    lab.handle.replace(lab.spec.clone(), |_| true);
+    assert_eq!(lab.handle.weights("web"), [(real, 80, 0)]);
+    assert!(!lab.handle.status()[0].up);
+    lab.until(30).await;
+    assert_eq!(lab.calls().len(), 1);
+    lab.set(0, 0, 0);
+    lab.until(45).await;
+    let calls = lab.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!((calls[1].0, calls[1].1), (11, 5));
+    assert_eq!(lab.handle.weights("web"), [(real, 80, 5)]);
+
+    // Not carried: the checker starts afresh (up, not yet run), as at daemon start.
+    lab.set(0, 0, 1);
+    lab.until(70).await;
+    assert_eq!(lab.handle.weights("web"), [(real, 80, 0)]);
+    lab.handle.replace(lab.spec.clone(), |_| false);
+    assert_eq!(lab.handle.weights("web"), [(real, 80, 5)]);
+    assert_eq!(lab.handle.status()[0].last, "not run yet");
+    assert_eq!(lab.handle.len(), 1);
+    lab.handle.remove("web");
+    assert!(lab.handle.is_empty());
+    assert!(lab.handle.status().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_that_drops_a_live_real_runs_its_notify_down() {
+    let mut lab = Lab::start(Setup {
+        checkers: vec![1, 1],
+        ..ONE_REAL
+    });
+    lab.until(5).await;
+    assert_eq!(lab.notices(), []);
+    let mut spec = lab.spec.clone();
+    spec.reals.remove(1);
+    lab.handle.replace(spec.clone(), |_| true);
+    assert_eq!(
+        lab.notices(),
+        [notice("down", 12)],
+        "198.18.0.12 left the service"
+    );
+    lab.handle.replace(spec, |_| true);
+    assert_eq!(lab.notices(), [], "nothing left the service");
 }

@@ -15,7 +15,7 @@ use tokio::io::{
 use tokio::net::TcpStream;
 
 use crate::check::tcp::Connect;
-use crate::check::{Attempt, Probe, Verdict};
+use crate::check::{Attempt, Probe};
 
 /// keepalived's `helo_name` when none is configured.
 pub const DEFAULT_HELO: &str = "smtpchecker.keepalived.org";
@@ -140,12 +140,7 @@ async fn reply<R: AsyncRead + Unpin>(
 
 impl Probe for SmtpCheck {
     fn attempt(&self) -> Attempt<'_> {
-        Box::pin(async move {
-            match self.converse().await {
-                Ok(()) => Verdict::UP,
-                Err(reason) => Verdict::down(reason),
-            }
-        })
+        Box::pin(async move { self.converse().await.into() })
     }
 
     fn describe(&self) -> String {

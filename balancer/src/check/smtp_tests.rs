@@ -3,6 +3,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 use super::*;
+use crate::check::Verdict;
 
 /// An SMTP server that greets with `banner` and answers each line it reads with the next of
 /// `answers`; it returns the lines it read.
@@ -37,6 +38,7 @@ fn check(to: SocketAddr) -> SmtpCheck {
             bind_ip: None,
             bind_port: None,
             timeout: Duration::from_secs(2),
+            fwmark: None,
         },
         helo_name: DEFAULT_HELO.into(),
     }

@@ -5,29 +5,47 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use rustls::pki_types::PrivatePkcs8KeyDer;
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_rustls::TlsAcceptor;
 
 use super::*;
+use crate::check::tls::{ClientIdentity, TlsError};
 
 /// What the server saw of one connection: the SNI and the request head.
 type Seen = (Option<String>, String);
 
 /// A TLS server with a self-signed certificate for `localhost` (not the name the checker
-/// asks for, nor one it could verify) that answers 200 with `body`.
-async fn tls_responder(body: &'static str) -> (SocketAddr, tokio::task::JoinHandle<Vec<Seen>>) {
+/// asks for, nor one it could verify) that answers 200 with `body`; with `client`, it asks
+/// for that client certificate and refuses a handshake without it.
+async fn tls_responder(
+    body: &'static str,
+    client: Option<CertificateDer<'static>>,
+) -> (SocketAddr, tokio::task::JoinHandle<Vec<Seen>>) {
     let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![key.cert.der().clone()],
-                PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()).into(),
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client {
+        Some(cert) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(cert).unwrap();
+            builder.with_client_cert_verifier(
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .unwrap(),
             )
-            .unwrap();
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(
+            vec![key.cert.der().clone()],
+            PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()).into(),
+        )
+        .unwrap();
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -36,7 +54,9 @@ async fn tls_responder(body: &'static str) -> (SocketAddr, tokio::task::JoinHand
         while let Ok(Ok((s, _))) =
             tokio::time::timeout(Duration::from_millis(300), listener.accept()).await
         {
-            let mut s = acceptor.accept(s).await.unwrap();
+            let Ok(mut s) = acceptor.accept(s).await else {
+                continue;
+            };
             let sni = s.get_ref().1.server_name().map(str::to_owned);
             let mut buf = vec![0; 4096];
             let n = s.read(&mut buf).await.unwrap();
@@ -54,22 +74,32 @@ async fn tls_responder(body: &'static str) -> (SocketAddr, tokio::task::JoinHand
 }
 
 fn ssl_check(to: SocketAddr, url: UrlCheck, sni: bool) -> HttpCheck {
+    ssl_check_as(to, url, sni, None)
+}
+
+fn ssl_check_as(
+    to: SocketAddr,
+    url: UrlCheck,
+    sni: bool,
+    client: Option<&ClientIdentity>,
+) -> HttpCheck {
     HttpCheck {
         connect: Connect {
             to,
             bind_ip: None,
             bind_port: None,
             timeout: Duration::from_secs(2),
+            fwmark: None,
         },
         urls: vec![url],
         protocol: HttpProtocol::default(),
-        tls: Some(Tls::new(sni).unwrap()),
+        tls: Some(Tls::new(sni, client).unwrap()),
     }
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn any_certificate_passes_and_the_digest_is_of_the_decrypted_body() {
-    let (addr, server) = tls_responder("hello").await;
+    let (addr, server) = tls_responder("hello", None).await;
     let url = UrlCheck::new("/h".into(), &[], Some(&digest(b"hello")), None).unwrap();
     let check = ssl_check(addr, url.clone(), false);
     assert_eq!(check.describe(), format!("SSL_GET {addr}"));
@@ -91,7 +121,7 @@ async fn any_certificate_passes_and_the_digest_is_of_the_decrypted_body() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn enable_sni_sends_the_virtual_host() {
-    let (addr, server) = tls_responder("").await;
+    let (addr, server) = tls_responder("", None).await;
     let url = UrlCheck::new("/".into(), &[], None, Some("www.example:443".into())).unwrap();
     assert_eq!(
         ssl_check(addr, url.clone(), true).attempt().await,
@@ -127,4 +157,50 @@ async fn a_real_that_speaks_plain_http_fails_the_handshake() {
     };
     assert!(reason.contains("TLS handshake"), "{reason}");
     server.await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_ssl_block_s_certificate_goes_to_a_real_that_asks_for_one() {
+    let client = rcgen::generate_simple_self_signed(vec!["client.invalid".into()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("balancer-ssl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key, both) = (dir.join("c.pem"), dir.join("k.pem"), dir.join("ck.pem"));
+    let key_pem = client.signing_key.serialize_pem();
+    std::fs::write(&cert, client.cert.pem()).unwrap();
+    std::fs::write(&key, &key_pem).unwrap();
+    std::fs::write(&both, format!("{}{key_pem}", client.cert.pem())).unwrap();
+    let separate = ClientIdentity::load(&cert, Some(&key));
+    let combined = ClientIdentity::load(&both, None);
+    let no_key = ClientIdentity::load(&cert, None);
+    let missing = ClientIdentity::load(&dir.join("none.pem"), None);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        matches!(
+            no_key,
+            Err(TlsError::File {
+                key: "certificate",
+                ..
+            })
+        ),
+        "{no_key:?}"
+    );
+    assert!(matches!(missing, Err(TlsError::File { .. })), "{missing:?}");
+
+    let url = UrlCheck::new("/".into(), &[], None, None).unwrap();
+    let (addr, server) = tls_responder("ok", Some(client.cert.der().clone())).await;
+    // With TLS 1.3 the client learns of the refusal only when it writes the request.
+    let verdict = ssl_check(addr, url.clone(), false).attempt().await;
+    assert!(
+        matches!(verdict, Verdict::Down { .. }),
+        "a real that requires a client certificate passed without one"
+    );
+    for identity in [separate.unwrap(), combined.unwrap()] {
+        let check = ssl_check_as(addr, url.clone(), false, Some(&identity));
+        assert_eq!(check.attempt().await, Verdict::UP);
+    }
+    assert_eq!(
+        server.await.unwrap().len(),
+        2,
+        "two handshakes with the certificate"
+    );
 }

@@ -43,6 +43,19 @@ impl CheckerState {
         }
     }
 
+    /// A checker that takes over from one of the same real and configuration (a reload):
+    /// it continues from that one's verdict instead of starting afresh.
+    #[must_use]
+    pub fn resume(timing: Timing, up: bool, weight: Option<u32>) -> Self {
+        Self {
+            timing,
+            is_up: up,
+            has_run: true,
+            retries: 0,
+            weight: if up { weight } else { None },
+        }
+    }
+
     #[must_use]
     pub fn is_up(&self) -> bool {
         self.is_up

@@ -5,13 +5,19 @@
 //! real answer", not "is this the real we meant": any certificate is accepted, and `lb.toml`
 //! has no key to ask for more. The handshake's signatures are still checked, so the peer must
 //! hold the key of the certificate it presents.
+//!
+//! keepalived's `SSL` block gives a client certificate ([`ClientIdentity`]) that every
+//! `SSL_GET` presents to a real that asks for one; its `ca` changes nothing, for the reason
+//! above.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio_rustls::TlsConnector;
 
@@ -19,6 +25,49 @@ use tokio_rustls::TlsConnector;
 pub enum TlsError {
     #[error("TLS client configuration")]
     Config { source: rustls::Error },
+    #[error("SSL {key} {path}: {reason}")]
+    File {
+        key: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+/// The client certificate of keepalived's `SSL` block, read once for every `SSL_GET`.
+#[derive(Debug)]
+pub struct ClientIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl ClientIdentity {
+    /// Reads the certificate chain (PEM) and the key (PEM: PKCS#8, PKCS#1 or SEC1), from
+    /// `key` or, without it, from the certificate's file.
+    ///
+    /// # Errors
+    /// A file cannot be read or holds no certificate or no key.
+    pub fn load(certificate: &Path, key: Option<&Path>) -> Result<Self, TlsError> {
+        let bad = |key, path: &Path, reason: String| TlsError::File {
+            key,
+            path: path.to_owned(),
+            reason,
+        };
+        let chain = CertificateDer::pem_file_iter(certificate)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| bad("certificate", certificate, e.to_string()))?;
+        if chain.is_empty() {
+            return Err(bad("certificate", certificate, "no certificate".into()));
+        }
+        let (name, path) = key.map_or(("certificate", certificate), |k| ("key", k));
+        let key = PrivateKeyDer::from_pem_file(path).map_err(|e| {
+            bad(
+                name,
+                path,
+                format!("{e} (an unencrypted PKCS#8, PKCS#1 or SEC1 key)"),
+            )
+        })?;
+        Ok(Self { chain, key })
+    }
 }
 
 /// How `SSL_GET` wraps its connection.
@@ -40,18 +89,25 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
-    /// keepalived's client: any certificate, SNI as `sni` says.
+    /// keepalived's client: any certificate, SNI as `sni` says, and `client`'s certificate
+    /// for a real that asks for one.
     ///
     /// # Errors
-    /// The TLS library refuses its configuration (it offers no protocol version).
-    pub fn new(sni: bool) -> Result<Self, TlsError> {
+    /// The TLS library refuses its configuration (no protocol version, or a key that does
+    /// not suit the certificate).
+    pub fn new(sni: bool, client: Option<&ClientIdentity>) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|source| TlsError::Config { source })?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)));
+        let config = match client {
+            Some(c) => builder
+                .with_client_auth_cert(c.chain.clone(), c.key.clone_key())
+                .map_err(|source| TlsError::Config { source })?,
+            None => builder.with_no_client_auth(),
+        };
         Ok(Self {
             connector: TlsConnector::from(Arc::new(config)),
             sni,
@@ -145,8 +201,8 @@ mod tests {
     #[test]
     fn sni_is_the_virtual_host_without_its_port_and_only_when_enabled() {
         let ip = IpAddr::from([127, 0, 0, 1]);
-        let on = Tls::new(true).unwrap();
-        let off = Tls::new(false).unwrap();
+        let on = Tls::new(true, None).unwrap();
+        let off = Tls::new(false, None).unwrap();
         let name = |t: &Tls, h| t.server_name(h, ip).unwrap().to_str().into_owned();
         assert_eq!(name(&on, Some("www.example:8443")), "www.example");
         assert_eq!(name(&on, Some("www.example")), "www.example");

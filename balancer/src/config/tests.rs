@@ -243,6 +243,84 @@ fn format_is_detected_by_extension_then_content() {
     );
 }
 
+#[test]
+fn udp_check_and_ping_check_import_from_keepalived_and_round_trip() {
+    let text = r"
+virtual_server 198.18.0.100 53 {
+    protocol UDP
+    sorry_server_inhibit
+    real_server 198.18.0.11 53 {
+        notify_up /bin/true
+        UDP_CHECK {
+            payload 01 02 ab
+            require_reply ca fx
+            min_reply_length 2
+            max_reply_length 4
+            fwmark 7
+        }
+        PING_CHECK {
+            connect_timeout 2
+        }
+    }
+}
+";
+    let loaded = from_keepalived_text(text).unwrap();
+    let vs = &loaded.config.virtual_server[0];
+    assert!(vs.sorry_server_inhibit);
+    let rs = &vs.real_server[0];
+    let udp = &rs.udp_check[0];
+    assert_eq!(udp.payload.as_deref(), Some("01 02 ab"));
+    assert!(udp.require_reply);
+    assert_eq!(udp.reply.as_deref(), Some("ca fx"));
+    assert_eq!(
+        (udp.min_reply_length, udp.max_reply_length),
+        (Some(2), Some(4))
+    );
+    assert_eq!(udp.fwmark, Some(7));
+    assert_eq!(rs.ping_check[0].connect_timeout, Some(2.0));
+    let via_toml: Config = toml::from_str(&loaded.config.to_toml().unwrap()).unwrap();
+    assert_eq!(via_toml, loaded.config);
+}
+
+#[test]
+fn the_ssl_block_imports_and_a_password_is_refused() {
+    let text = r"
+SSL {
+    certificate /etc/keepalived/client.pem
+    key /etc/keepalived/client.key
+    ca /etc/keepalived/ca.pem
+}
+";
+    let tree = keepalived::parse(Path::new("keepalived.conf"), text).unwrap();
+    let imported = keepalived::import(Path::new("keepalived.conf"), &tree);
+    let config = imported.map(|i| i.config).unwrap();
+    let ssl = config.ssl.clone().unwrap();
+    assert_eq!(
+        ssl.certificate.as_deref(),
+        Some("/etc/keepalived/client.pem")
+    );
+    assert_eq!(ssl.key.as_deref(), Some("/etc/keepalived/client.key"));
+    assert_eq!(ssl.ca.as_deref(), Some("/etc/keepalived/ca.pem"));
+    let via_toml: Config = toml::from_str(&config.to_toml().unwrap()).unwrap();
+    assert_eq!(via_toml, config);
+
+    let text = "[xdp]\ninterfaces = [\"eth0\"]\n[SSL]\nkey = \"k.pem\"\npassword = \"x\"\n";
+    let errors = match Config::load_text(Path::new("lb.toml"), text) {
+        Err(ConfigError::Invalid { diagnostics }) => diagnostics
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        other => panic!("expected errors, got {other:?}"),
+    };
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("SSL.key: a key without a certificate"),
+        "{errors:?}"
+    );
+    assert!(errors[1].contains("SSL.password"), "{errors:?}");
+}
+
 /// The VRRP keywords of keepalived.conf(5) this work maps: sync group options, the notify
 /// FIFO, `notify_master_rx_lower_pri`, `use_vmac` and `virtual_ipaddress_excluded`.
 #[test]

@@ -3,6 +3,7 @@
 //! [`Dataplane`] is the one interface the daemon, the checkers and the tests use; the XDP
 //! program is one rendering of the model behind it (the IPVS backend will be another).
 
+pub mod egress;
 pub mod sched;
 pub mod xdp;
 

@@ -13,6 +13,8 @@
 //!   carries a fresh source port) and TUN (the frame grows); it includes the kernel's
 //!   per-run timing overhead, so the floor is measured the same way for the ratios.
 
+#[path = "bench/checkers.rs"]
+mod checkers;
 #[path = "bench/failover.rs"]
 mod failover;
 
@@ -144,6 +146,7 @@ fn balancer(svc: &VirtualService) -> XdpProgram {
         persist: 1024,
         timeouts: Globals::default(),
         pin_dir: None,
+        ..LoadOptions::default()
     })
     .expect("load the balancer (needs root)");
     prog.apply("bench", svc).expect("install the service");
@@ -183,14 +186,18 @@ fn main() {
         .nth(1)
         .unwrap_or_else(|| "dataplane".into());
     assert!(
-        what == "dataplane" || what == "failover",
-        "unknown benchmark {what:?}; available: dataplane, failover"
+        what == "dataplane" || what == "checkers" || what == "failover",
+        "unknown benchmark {what:?}; available: dataplane, checkers, failover"
     );
     // SAFETY: geteuid has no preconditions.
     assert!(
         unsafe { libc::geteuid() } == 0,
         "the benchmarks need root (BPF, network namespaces)"
     );
+    if what == "checkers" {
+        checkers::run();
+        return;
+    }
     if what == "failover" {
         failover::run();
         return;

@@ -60,6 +60,7 @@ pub fn import(path: &Path, tree: &Tree) -> Result<Imported, Diagnostics> {
                 let vs = import_lvs::virtual_server(&mut cx, &key, node);
                 config.virtual_server.push(vs);
             }
+            "SSL" => config.ssl = Some(import_lvs::ssl(&mut cx, node)),
             _ => cx.unknown("", node, &TOP),
         }
     }
@@ -81,13 +82,14 @@ pub fn import(path: &Path, tree: &Tree) -> Result<Imported, Diagnostics> {
     }
 }
 
-const TOP: [&str; 6] = [
+const TOP: [&str; 7] = [
     "global_defs",
     "vrrp_script",
     "vrrp_instance",
     "vrrp_sync_group",
     "virtual_server_group",
     "virtual_server",
+    "SSL",
 ];
 
 /// What the mapping has found so far.

@@ -3,7 +3,7 @@
 use crate::config::keepalived::import::Cx;
 use crate::config::keepalived::tree::Node;
 use crate::config::schema::{
-    Checker, Endpoint, RealServer, Url, VirtualServer, VirtualServerGroup,
+    Checker, Endpoint, RealServer, Ssl, Url, VirtualServer, VirtualServerGroup,
 };
 use crate::config::validate::DEFAULT_PERSISTENCE_S;
 
@@ -98,6 +98,7 @@ pub(crate) fn virtual_server(cx: &mut Cx, key: &str, node: &Node) -> VirtualServ
         quorum_up: None,
         quorum_down: None,
         virtualhost: None,
+        sorry_server_inhibit: false,
         inhibit_on_failure: false,
         connect_timeout: None,
         retry: None,
@@ -171,6 +172,7 @@ pub(crate) fn virtual_server(cx: &mut Cx, key: &str, node: &Node) -> VirtualServ
             "quorum_down" => vs.quorum_down = cx.text(&k, c),
             "virtualhost" => vs.virtualhost = cx.text(&k, c),
             "inhibit_on_failure" => vs.inhibit_on_failure = cx.flag(&k, c),
+            "sorry_server_inhibit" => vs.sorry_server_inhibit = cx.flag(&k, c),
             "connect_timeout" => vs.connect_timeout = cx.arg(&k, c, "seconds"),
             "retry" => vs.retry = cx.arg(&k, c, "a count"),
             "delay_before_retry" => vs.delay_before_retry = cx.arg(&k, c, "seconds"),
@@ -220,7 +222,7 @@ fn endpoint(cx: &mut Cx, key: &str, node: &Node) -> Option<Endpoint> {
     })
 }
 
-const REAL: [&str; 13] = [
+const REAL: [&str; 15] = [
     "weight",
     "lb_kind",
     "lvs_method",
@@ -233,6 +235,8 @@ const REAL: [&str; 13] = [
     "MISC_CHECK",
     "SMTP_CHECK",
     "DNS_CHECK",
+    "UDP_CHECK",
+    "PING_CHECK",
     "uthreshold",
 ];
 
@@ -253,6 +257,8 @@ fn real_server(cx: &mut Cx, key: &str, node: &Node) -> Option<RealServer> {
         misc_check: Vec::new(),
         smtp_check: Vec::new(),
         dns_check: Vec::new(),
+        udp_check: Vec::new(),
+        ping_check: Vec::new(),
     };
     for c in &node.children {
         let k = format!("{key}.{}", c.keyword);
@@ -283,6 +289,8 @@ fn real_server(cx: &mut Cx, key: &str, node: &Node) -> Option<RealServer> {
             "MISC_CHECK" => &mut r.misc_check,
             "SMTP_CHECK" => &mut r.smtp_check,
             "DNS_CHECK" => &mut r.dns_check,
+            "UDP_CHECK" => &mut r.udp_check,
+            "PING_CHECK" => &mut r.ping_check,
             _ => {
                 cx.unknown(key, c, &REAL);
                 continue;
@@ -294,7 +302,7 @@ fn real_server(cx: &mut Cx, key: &str, node: &Node) -> Option<RealServer> {
     Some(r)
 }
 
-const CHECK: [&str; 20] = [
+const CHECK: [&str; 25] = [
     "connect_ip",
     "connect_port",
     "bindto",
@@ -315,6 +323,11 @@ const CHECK: [&str; 20] = [
     "misc_path",
     "misc_timeout",
     "misc_dynamic",
+    "payload",
+    "require_reply",
+    "min_reply_length",
+    "max_reply_length",
+    "user",
 ];
 
 fn checker(cx: &mut Cx, key: &str, node: &Node) -> Checker {
@@ -346,10 +359,38 @@ fn checker(cx: &mut Cx, key: &str, node: &Node) -> Checker {
             "misc_timeout" => ch.misc_timeout = cx.arg(&k, c, "seconds"),
             "misc_dynamic" => ch.misc_dynamic = cx.flag(&k, c),
             "user" => ch.user = cx.text(&k, c),
+            "payload" => ch.payload = cx.text(&k, c),
+            "require_reply" => {
+                // A flag, or the octets the answer must start with.
+                cx.at(&k, c);
+                ch.require_reply = true;
+                if !c.args.is_empty() {
+                    ch.reply = Some(c.args.join(" "));
+                }
+            }
+            "min_reply_length" => ch.min_reply_length = cx.arg(&k, c, "0 to 65535"),
+            "max_reply_length" => ch.max_reply_length = cx.arg(&k, c, "0 to 65535"),
             _ => cx.unknown(key, c, &CHECK),
         }
     }
     ch
+}
+
+/// The top-level `SSL { }` block.
+pub(crate) fn ssl(cx: &mut Cx, node: &Node) -> Ssl {
+    cx.at("SSL", node);
+    let mut ssl = Ssl::default();
+    for c in &node.children {
+        let k = format!("SSL.{}", c.keyword);
+        match c.keyword.as_str() {
+            "password" => ssl.password = cx.text(&k, c),
+            "ca" => ssl.ca = cx.text(&k, c),
+            "certificate" => ssl.certificate = cx.text(&k, c),
+            "key" => ssl.key = cx.text(&k, c),
+            _ => cx.unknown("SSL", c, &["password", "ca", "certificate", "key"]),
+        }
+    }
+    ssl
 }
 
 fn url(cx: &mut Cx, key: &str, node: &Node) -> Url {

@@ -106,6 +106,11 @@ pub struct VirtualServer {
     /// `virtualhost`: default Host header for `HTTP_GET` / `SSL_GET`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtualhost: Option<String>,
+    /// `sorry_server_inhibit`: keep the sorry server with weight 0 rather than removing it
+    /// while the quorum holds. Our data plane never removes a real for a weight, so this
+    /// changes nothing; it is accepted so that imported configurations keep it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sorry_server_inhibit: bool,
     /// `inhibit_on_failure`: default for the reals.
     #[serde(default, skip_serializing_if = "is_false")]
     pub inhibit_on_failure: bool,
@@ -136,6 +141,28 @@ fn default_lb_algo() -> String {
 
 fn default_lb_kind() -> String {
     "NAT".into()
+}
+
+/// keepalived's `SSL { }` (`keepalived/check/check_ssl.c` `build_ssl_ctx`): the client
+/// certificate `SSL_GET` presents to reals that ask for one.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Ssl {
+    /// `certificate`: a PEM file with the client certificate and its chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// `key`: a PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    /// Default: the key in the `certificate` file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `password`: the password of an encrypted key. Encrypted keys are not supported:
+    /// validation refuses this key, and the error says how to decrypt the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// `ca`: a PEM file of trusted certificates. keepalived loads it but never asks for the
+    /// real's certificate to be verified, so it changes nothing; accepted for imports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
 }
 
 /// keepalived's `real_server IPADDR [PORT] { }`.
@@ -180,6 +207,12 @@ pub struct RealServer {
     /// `DNS_CHECK { }`: the server answers a query.
     #[serde(default, rename = "DNS_CHECK", skip_serializing_if = "Vec::is_empty")]
     pub dns_check: Vec<Checker>,
+    /// `UDP_CHECK { }`: a datagram draws no ICMP error (or the required answer).
+    #[serde(default, rename = "UDP_CHECK", skip_serializing_if = "Vec::is_empty")]
+    pub udp_check: Vec<Checker>,
+    /// `PING_CHECK { }`: the real answers an ICMP echo request.
+    #[serde(default, rename = "PING_CHECK", skip_serializing_if = "Vec::is_empty")]
+    pub ping_check: Vec<Checker>,
 }
 
 const fn default_weight() -> i64 {
@@ -254,6 +287,23 @@ pub struct Checker {
     /// `MISC_CHECK` `user`: who runs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// `UDP_CHECK` `payload`: the datagram, as hexadecimal octets (spaces allowed). Default
+    /// keepalived's 32 octets of text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// `UDP_CHECK` `require_reply`: silence fails the check.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub require_reply: bool,
+    /// `UDP_CHECK` `require_reply HEX`: what the answer must start with, hexadecimal, `x`
+    /// for any nibble; implies `require_reply`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// `UDP_CHECK` `min_reply_length`: octets, with `reply`. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_reply_length: Option<u16>,
+    /// `UDP_CHECK` `max_reply_length`: octets, with `reply`. Default 255.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reply_length: Option<u16>,
 }
 
 /// `HTTP_GET` / `SSL_GET` `url { }`.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataplane::xdp::AttachMode;
 
-pub use lvs::{Checker, Endpoint, RealServer, Url, VirtualServer, VirtualServerGroup};
+pub use lvs::{Checker, Endpoint, RealServer, Ssl, Url, VirtualServer, VirtualServerGroup};
 pub use vrrp::{Authentication, SyncGroup, VrrpInstance, VrrpScript};
 
 /// The whole `lb.toml`.
@@ -46,6 +46,9 @@ pub struct Config {
     /// keepalived's `virtual_server`, one `[[virtual_server]]` each, in file order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub virtual_server: Vec<VirtualServer>,
+    /// keepalived's `SSL { }`: the client certificate every `SSL_GET` presents.
+    #[serde(default, rename = "SSL", skip_serializing_if = "Option::is_none")]
+    pub ssl: Option<Ssl>,
 }
 
 /// The forwarding engine.

@@ -291,8 +291,27 @@ fn real(
     })
 }
 
+/// The `SSL` block: a key needs its certificate, and encrypted keys are not read.
+pub(crate) fn ssl(config: &Config, report: &mut Report<'_>) {
+    let Some(ssl) = &config.ssl else { return };
+    if ssl.password.is_some() {
+        report.error(
+            "SSL.password",
+            "a password for an encrypted key: encrypted keys are not supported".into(),
+            "an unencrypted key (`openssl pkey -in KEY -out PLAIN`), and no password",
+        );
+    }
+    if ssl.key.is_some() && ssl.certificate.is_none() {
+        report.error(
+            "SSL.key",
+            "a key without a certificate".into(),
+            "certificate, the PEM file the key belongs to",
+        );
+    }
+}
+
 /// The fields each checker kind accepts besides the common connection options.
-const KIND_FIELDS: [(&str, &[&str]); 6] = [
+const KIND_FIELDS: [(&str, &[&str]); 8] = [
     ("TCP_CHECK", &[]),
     ("HTTP_GET", &["url", "http_protocol"]),
     ("SSL_GET", &["url", "http_protocol", "enable_sni"]),
@@ -302,16 +321,29 @@ const KIND_FIELDS: [(&str, &[&str]); 6] = [
         "MISC_CHECK",
         &["misc_path", "misc_timeout", "misc_dynamic", "user"],
     ),
+    (
+        "UDP_CHECK",
+        &[
+            "payload",
+            "require_reply",
+            "reply",
+            "min_reply_length",
+            "max_reply_length",
+        ],
+    ),
+    ("PING_CHECK", &[]),
 ];
 
 fn checkers(key: &str, rs: &RealServer, report: &mut Report<'_>) {
-    let lists: [(&str, &Vec<Checker>); 6] = [
+    let lists: [(&str, &Vec<Checker>); 8] = [
         ("TCP_CHECK", &rs.tcp_check),
         ("HTTP_GET", &rs.http_get),
         ("SSL_GET", &rs.ssl_get),
         ("SMTP_CHECK", &rs.smtp_check),
         ("DNS_CHECK", &rs.dns_check),
         ("MISC_CHECK", &rs.misc_check),
+        ("UDP_CHECK", &rs.udp_check),
+        ("PING_CHECK", &rs.ping_check),
     ];
     for ((kind, list), (_, allowed)) in lists.into_iter().zip(KIND_FIELDS) {
         for (i, c) in list.iter().enumerate() {
@@ -375,6 +407,22 @@ fn checkers(key: &str, rs: &RealServer, report: &mut Report<'_>) {
                         "misc_path, the command to run",
                     );
                 }
+                "UDP_CHECK" => udp_check(&ckey, c, report),
+                "PING_CHECK" => {
+                    // ICMP echo has no ports (`check_ping.c` uses only the addresses).
+                    for (field, set) in [
+                        ("connect_port", c.connect_port.is_some()),
+                        ("bind_port", c.bind_port.is_some()),
+                    ] {
+                        if set {
+                            report.warn(
+                                &format!("{ckey}.{field}"),
+                                format!("{field} in a PING_CHECK: ICMP has no ports; ignored"),
+                                "connect_ip and bindto only",
+                            );
+                        }
+                    }
+                }
                 "DNS_CHECK" => {
                     if let Some(t) = &c.query_type {
                         report.one_of(
@@ -403,11 +451,48 @@ fn specific_fields(c: &Checker) -> Vec<&'static str> {
         ("misc_timeout", c.misc_timeout.is_some()),
         ("misc_dynamic", c.misc_dynamic),
         ("user", c.user.is_some()),
+        ("payload", c.payload.is_some()),
+        ("require_reply", c.require_reply),
+        ("reply", c.reply.is_some()),
+        ("min_reply_length", c.min_reply_length.is_some()),
+        ("max_reply_length", c.max_reply_length.is_some()),
     ];
     set.into_iter()
         .filter(|(_, on)| *on)
         .map(|(f, _)| f)
         .collect()
+}
+
+/// `UDP_CHECK`'s octet strings and reply lengths, as keepalived's `check_udp.c` handlers
+/// refuse them.
+fn udp_check(key: &str, c: &Checker, report: &mut Report<'_>) {
+    use crate::check::udp::Pattern;
+    for (field, value, wildcards) in [("payload", &c.payload, false), ("reply", &c.reply, true)] {
+        if let Some(v) = value
+            && Pattern::parse(v, wildcards).is_err()
+        {
+            report.error(
+                &format!("{key}.{field}"),
+                format!("{v:?}"),
+                if wildcards {
+                    "hexadecimal octets, x for any nibble, e.g. \"01 ax\""
+                } else {
+                    "hexadecimal octets, e.g. \"01 02 ff\""
+                },
+            );
+        }
+    }
+    let (min, max) = (
+        c.min_reply_length.unwrap_or(0),
+        c.max_reply_length.unwrap_or(255),
+    );
+    if min > max {
+        report.error(
+            &format!("{key}.min_reply_length"),
+            format!("{min} > max_reply_length {max}: every answer would fail"),
+            "min_reply_length <= max_reply_length (default 255)",
+        );
+    }
 }
 
 fn status_range(code: &str) -> bool {

@@ -58,6 +58,7 @@ pub fn validate(
     }
     let vrrp = vrrp::instances(config, &mut report);
     let services = lvs::services(config, &mut report);
+    lvs::ssl(config, &mut report);
     let mut errors = report.errors;
     errors.sort_by(|a, b| {
         (&a.location.file, a.location.line, a.location.column).cmp(&(

@@ -140,6 +140,48 @@ fn weights_and_checkers() {
 }
 
 #[test]
+fn udp_check_octets_and_lengths_and_ping_check_keys() {
+    let e = errors(
+        "[[virtual_server]]\nip = \"198.18.0.10\"\nport = 53\nprotocol = \"UDP\"\n\
+         [[virtual_server.real_server]]\nip = \"198.18.1.1\"\n\
+         [[virtual_server.real_server.UDP_CHECK]]\npayload = \"0x\"\nreply = \"zz\"\n\
+         min_reply_length = 5\nmax_reply_length = 2\n\
+         [[virtual_server.real_server.PING_CHECK]]\npayload = \"01\"\n",
+    );
+    assert_eq!(e.len(), 4, "{e:?}");
+    assert!(e[0].contains("UDP_CHECK[0].payload: \"0x\""), "{e:?}");
+    assert!(e[1].contains("UDP_CHECK[0].reply: \"zz\""), "{e:?}");
+    assert!(
+        e[2].contains("UDP_CHECK[0].min_reply_length: 5 > max_reply_length 2"),
+        "{e:?}"
+    );
+    assert!(
+        e[3].contains("PING_CHECK[0].payload: payload (a UDP_CHECK key) in a PING_CHECK"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn ports_in_a_ping_check_are_warned_and_ignored() {
+    let l = loaded(
+        "[[virtual_server]]\nip = \"198.18.0.10\"\nport = 80\nprotocol = \"TCP\"\n\
+         [[virtual_server.real_server]]\nip = \"198.18.1.1\"\n\
+         [[virtual_server.real_server.PING_CHECK]]\nconnect_port = 80\n",
+    );
+    let warning = l
+        .validated
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .find(|w| w.contains("PING_CHECK[0].connect_port"));
+    assert!(
+        warning.is_some_and(|w| w.contains("connect_port in a PING_CHECK: ICMP has no ports")),
+        "{:?}",
+        l.validated.warnings
+    );
+}
+
+#[test]
 fn misspelt_keys_get_a_suggestion() {
     let err = Config::load_text(
         Path::new("lb.toml"),

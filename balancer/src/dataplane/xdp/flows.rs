@@ -10,8 +10,9 @@ use std::net::IpAddr;
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray};
 use balancer_common::maps::{
-    FLOWS_MAP, Flow, FlowKey, GLOBALS_MAP, Globals, REAL_ACTIVE_MAP, REAL_STATS_MAP,
-    SERVICE_STATS_MAP, Stats, flow_state,
+    FLOWS_MAP, Flow, FlowKey, GLOBALS_MAP, Globals, PERSIST_MAP, Persist, PersistKey,
+    REAL_ACTIVE_MAP, REAL_STATS_MAP, SERVICE_STATS_MAP, Stats, conn_count, flow_state,
+    persist_mask,
 };
 
 use super::{XdpError, XdpProgram};
@@ -65,6 +66,10 @@ impl XdpProgram {
         let now = monotonic_ns();
         let mut expired = Vec::new();
         let mut active = std::collections::HashMap::<u32, u64>::new();
+        let mut inactive = std::collections::HashMap::<u32, u64>::new();
+        let persistent = self.table.persistent();
+        // The templates live flows keep alive: (template, real) -> latest packet.
+        let mut templates = std::collections::HashMap::<(PersistKey, u32), u64>::new();
         let mut sweep = Sweep::default();
         {
             let map = self.ebpf.map(FLOWS_MAP).ok_or(XdpError::Missing {
@@ -78,8 +83,21 @@ impl XdpProgram {
                 let Ok((key, flow)) = entry else { continue };
                 if live(&key, &flow, &g, now) {
                     sweep.live += 1;
-                    if flow.state != flow_state::CLOSING {
-                        *active.entry(flow.real).or_default() += 1;
+                    // IPVS: only an established connection is active (UDP flows are
+                    // established from their first packet).
+                    let counts = if flow.state == flow_state::ESTABLISHED {
+                        &mut active
+                    } else {
+                        &mut inactive
+                    };
+                    *counts.entry(flow.real).or_default() += 1;
+                    if let Some(&prefix) = persistent.get(&flow.service) {
+                        let key = PersistKey {
+                            client: persist_mask(&key.src, key.family, prefix),
+                            service: flow.service,
+                        };
+                        let seen = templates.entry((key, flow.real)).or_default();
+                        *seen = (*seen).max(flow.last_seen_ns);
                     }
                 } else {
                     expired.push(key);
@@ -103,6 +121,10 @@ impl XdpProgram {
                 sweep.expired += 1;
             }
         }
+        self.refresh_templates(&templates)?;
+        let live: std::collections::HashSet<u32> =
+            active.keys().chain(inactive.keys()).copied().collect();
+        self.release_drained(&live)?;
         let reals: Vec<u32> = self.table.real_indexes().collect();
         let map = self
             .ebpf
@@ -114,10 +136,42 @@ impl XdpProgram {
         let mut counts: Array<&mut MapData, u64> =
             Array::try_from(map).map_err(map_err(REAL_ACTIVE_MAP))?;
         for index in reals {
-            let n = active.get(&index).copied().unwrap_or(0);
+            let n = conn_count::pack(
+                active.get(&index).copied().unwrap_or(0),
+                inactive.get(&index).copied().unwrap_or(0),
+            );
             counts.set(index, n, 0).map_err(map_err(REAL_ACTIVE_MAP))?;
         }
         Ok(sweep)
+    }
+
+    /// IPVS keeps a persistence template while connections it placed are alive (they hold
+    /// it, `n_control`); here a live flow's last packet moves its template's clock forward,
+    /// so a client whose connection outlasts `persistence_timeout` keeps its real.
+    fn refresh_templates(
+        &mut self,
+        templates: &std::collections::HashMap<(PersistKey, u32), u64>,
+    ) -> Result<(), XdpError> {
+        if templates.is_empty() {
+            return Ok(());
+        }
+        let map = self.ebpf.map_mut(PERSIST_MAP).ok_or(XdpError::Missing {
+            what: "map",
+            name: PERSIST_MAP,
+        })?;
+        let mut persist: BpfHashMap<&mut MapData, PersistKey, Persist> =
+            BpfHashMap::try_from(map).map_err(map_err(PERSIST_MAP))?;
+        for ((key, real), &seen) in templates {
+            // A template since replaced (another real) or gone is left alone.
+            if let Ok(mut t) = persist.get(key, 0)
+                && t.real == *real
+                && t.last_seen_ns < seen
+            {
+                t.last_seen_ns = seen;
+                persist.insert(key, t, 0).map_err(map_err(PERSIST_MAP))?;
+            }
+        }
+        Ok(())
     }
 
     /// A service's counters (packets, bytes, new connections) summed over CPUs, or `None` for
@@ -149,7 +203,7 @@ impl XdpProgram {
         }
     }
 
-    fn stats(&self, map: &'static str, index: u32) -> Result<Stats, XdpError> {
+    pub(super) fn stats(&self, map: &'static str, index: u32) -> Result<Stats, XdpError> {
         let m = self.ebpf.map(map).ok_or(XdpError::Missing {
             what: "map",
             name: map,
@@ -174,6 +228,22 @@ impl XdpProgram {
         addr: IpAddr,
         port: u16,
     ) -> Result<Option<u64>, XdpError> {
+        Ok(self
+            .connection_counts(service, addr, port)?
+            .map(|(active, _)| active))
+    }
+
+    /// A real's (active, inactive) connections as the schedulers see them (`ipvsadm -Ln`'s
+    /// `ActiveConn` and `InActConn`), or `None` when the service has no such real.
+    ///
+    /// # Errors
+    /// The map cannot be read.
+    pub fn connection_counts(
+        &self,
+        service: &str,
+        addr: IpAddr,
+        port: u16,
+    ) -> Result<Option<(u64, u64)>, XdpError> {
         let Some(index) = self.table.real_index(service, addr, port) else {
             return Ok(None);
         };
@@ -185,7 +255,7 @@ impl XdpProgram {
             Array::try_from(map).map_err(map_err(REAL_ACTIVE_MAP))?;
         counts
             .get(&index, 0)
-            .map(Some)
+            .map(|v| Some((conn_count::active(v), conn_count::inactive(v))))
             .map_err(map_err(REAL_ACTIVE_MAP))
     }
 }

@@ -1,8 +1,10 @@
 //! Loads the XDP program, attaches it to interfaces, programs its maps and reads its counters.
 
 mod flows;
+mod link;
 mod pin;
 mod services;
+mod status;
 
 pub use flows::Sweep;
 pub use pin::{PINNED_MAPS, PinError, ensure_bpffs};
@@ -13,7 +15,7 @@ pub use services::addr_words;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, PerCpuArray},
+    maps::{Array, PerCpuArray, ProgramArray},
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use balancer_common::{
@@ -21,7 +23,7 @@ use balancer_common::{
     counters::{PROTO_COUNTERS_MAP, REASONS_MAP},
     maps::{
         DEFAULT_FLOWS, DEFAULT_PERSIST, FLOWS_MAP, GLOBALS_MAP, Globals, NAT_REVERSE_MAP,
-        PERSIST_MAP, SERVICES_MAP,
+        PERSIST_MAP, SERVICES_MAP, TAIL_CALLS_MAP, TAIL_TOO_BIG, TOO_BIG_PROGRAM,
     },
 };
 use serde::Deserialize;
@@ -96,12 +98,22 @@ pub enum XdpError {
         map: &'static str,
         source: aya::maps::MapError,
     },
+    #[error(transparent)]
+    Dataplane(#[from] crate::dataplane::DataplaneError),
+    #[error("the pinned XDP link of {interface}: {what}: {message}")]
+    Link {
+        interface: String,
+        what: &'static str,
+        message: String,
+    },
 }
 
 struct Attachment {
     interface: String,
     mode: AttachedMode,
     link: XdpLinkId,
+    /// Where the link is pinned (it then outlives the process), if it is.
+    pin: Option<std::path::PathBuf>,
 }
 
 /// Sizes fixed when the program is loaded.
@@ -116,6 +128,9 @@ pub struct LoadOptions {
     /// Pin every map in this directory (on a bpf filesystem, see [`ensure_bpffs`]), and adopt
     /// the maps already pinned there by a previous run. `None`: the maps die with the program.
     pub pin_dir: Option<std::path::PathBuf>,
+    /// Answer a packet the tunnel would make too big with ICMP fragmentation needed / packet
+    /// too big (IPVS's behaviour); `false` drops it (counted as `drop_too_big`).
+    pub icmp_too_big: bool,
 }
 
 impl Default for LoadOptions {
@@ -125,6 +140,7 @@ impl Default for LoadOptions {
             persist: DEFAULT_PERSIST,
             timeouts: Globals::default(),
             pin_dir: None,
+            icmp_too_big: true,
         }
     }
 }
@@ -136,6 +152,24 @@ pub struct XdpProgram {
     attachments: Vec<Attachment>,
     table: services::ServiceTable,
     pin_dir: Option<std::path::PathBuf>,
+    /// The connection table's size.
+    flow_capacity: u32,
+    /// Leave pinned links attached when dropped (see [`XdpProgram::keep_attached`]).
+    keep_attached: bool,
+}
+
+impl Drop for XdpProgram {
+    /// Detaches everywhere, pinned links included, unless [`XdpProgram::keep_attached`] was
+    /// called.
+    fn drop(&mut self) {
+        if !self.keep_attached {
+            for a in &self.attachments {
+                if let Some(pin) = &a.pin {
+                    let _ = std::fs::remove_file(pin);
+                }
+            }
+        }
+    }
 }
 
 impl XdpProgram {
@@ -185,11 +219,16 @@ impl XdpProgram {
         program(&mut ebpf)?.load().map_err(|e| XdpError::Load {
             source: Box::new(e),
         })?;
+        if options.icmp_too_big {
+            load_too_big(&mut ebpf)?;
+        }
         let mut program = Self {
             ebpf,
             attachments: Vec::new(),
             table: services::ServiceTable::default(),
             pin_dir: options.pin_dir.clone(),
+            flow_capacity: options.flows,
+            keep_attached: false,
         };
         if adopting {
             program.adopt()?;
@@ -229,7 +268,24 @@ impl XdpProgram {
                 interface: interface.to_owned(),
             });
         }
+        let pin_dir = self.pin_dir.clone();
         let prog = program(&mut self.ebpf)?;
+        if let Some(dir) = &pin_dir
+            && let Some((link, attached, pin)) = link::adopt(prog, dir, interface, mode)?
+        {
+            tracing::info!(
+                interface,
+                mode = %attached,
+                "adopted the attached XDP link: the new program took over without a gap"
+            );
+            self.attachments.push(Attachment {
+                interface: interface.to_owned(),
+                mode: attached,
+                link,
+                pin: Some(pin),
+            });
+            return Ok(attached);
+        }
         let attach = |prog: &mut Xdp, mode: AttachedMode| {
             let flags = match mode {
                 AttachedMode::Driver => XdpMode::Driver,
@@ -259,12 +315,66 @@ impl XdpProgram {
             },
             source,
         })?;
+        let (link, pin) = match &pin_dir {
+            Some(dir) => link::pin(
+                prog,
+                link,
+                &link::pin_path(dir, interface, attached),
+                interface,
+            )?,
+            None => (link, None),
+        };
         self.attachments.push(Attachment {
             interface: interface.to_owned(),
             mode: attached,
             link,
+            pin,
         });
         Ok(attached)
+    }
+
+    /// Leaves the pinned attachments in place when this program is dropped: the kernel goes
+    /// on forwarding with the pinned maps until the next daemon adopts them.
+    pub fn keep_attached(&mut self) {
+        self.keep_attached = true;
+    }
+
+    /// Detaches the links a previous run pinned for interfaces that are no longer attached
+    /// here (no longer configured). Returns their interface names.
+    pub fn release_stale_links(&mut self) -> Vec<String> {
+        let Some(dir) = &self.pin_dir else {
+            return Vec::new();
+        };
+        let keep: Vec<std::path::PathBuf> = self
+            .attachments
+            .iter()
+            .filter_map(|a| a.pin.clone())
+            .collect();
+        link::release_pins(dir, &keep)
+    }
+
+    /// Detaches from one interface (a reload dropped it); not attached there is no error.
+    ///
+    /// # Errors
+    /// The kernel refused to detach.
+    pub fn detach(&mut self, interface: &str) -> Result<(), XdpError> {
+        let Some(at) = self
+            .attachments
+            .iter()
+            .position(|a| a.interface == interface)
+        else {
+            return Ok(());
+        };
+        let a = self.attachments.remove(at);
+        if let Some(pin) = &a.pin {
+            let _ = std::fs::remove_file(pin);
+        }
+        program(&mut self.ebpf)?
+            .detach(a.link)
+            .map_err(|source| XdpError::Detach {
+                interface: a.interface,
+                source,
+            })
     }
 
     /// Detaches from every interface; also what `Drop` does, but reporting errors.
@@ -274,6 +384,9 @@ impl XdpProgram {
     pub fn detach_all(&mut self) -> Result<(), XdpError> {
         let mut first_error = None;
         for a in std::mem::take(&mut self.attachments) {
+            if let Some(pin) = &a.pin {
+                let _ = std::fs::remove_file(pin);
+            }
             let prog = program(&mut self.ebpf)?;
             if let Err(source) = prog.detach(a.link) {
                 first_error.get_or_insert(XdpError::Detach {
@@ -342,6 +455,48 @@ impl XdpProgram {
     pub fn program(&mut self) -> Result<&mut Xdp, XdpError> {
         program(&mut self.ebpf)
     }
+}
+
+/// Loads the `too_big` program and puts it where the balancer program tail-calls it.
+fn load_too_big(ebpf: &mut Ebpf) -> Result<(), XdpError> {
+    let load_err = |e: ProgramError| XdpError::Load {
+        source: Box::new(e),
+    };
+    let missing = XdpError::Missing {
+        what: "XDP program",
+        name: TOO_BIG_PROGRAM,
+    };
+    let prog: &mut Xdp = ebpf
+        .program_mut(TOO_BIG_PROGRAM)
+        .ok_or(XdpError::Missing {
+            what: "XDP program",
+            name: TOO_BIG_PROGRAM,
+        })?
+        .try_into()
+        .map_err(|_| missing)?;
+    prog.load().map_err(load_err)?;
+    let fd = prog
+        .fd()
+        .map_err(load_err)?
+        .try_clone()
+        .map_err(|e| XdpError::Load {
+            source: Box::new(e),
+        })?;
+    let map = ebpf.map_mut(TAIL_CALLS_MAP).ok_or(XdpError::Missing {
+        what: "map",
+        name: TAIL_CALLS_MAP,
+    })?;
+    let mut calls: ProgramArray<&mut aya::maps::MapData> =
+        ProgramArray::try_from(map).map_err(|source| XdpError::Map {
+            map: TAIL_CALLS_MAP,
+            source,
+        })?;
+    calls
+        .set(TAIL_TOO_BIG, &fd, 0)
+        .map_err(|source| XdpError::Map {
+            map: TAIL_CALLS_MAP,
+            source,
+        })
 }
 
 fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {

@@ -142,6 +142,8 @@ impl XdpProgram {
         let Some(dir) = self.pin_dir.take() else {
             return Ok(());
         };
+        // Links left by a run that attached elsewhere: unpinned, they detach.
+        super::link::release_pins(&dir, &[]);
         for name in PINNED_MAPS {
             let path = dir.join(name);
             match std::fs::remove_file(&path) {

@@ -15,10 +15,10 @@ use std::{
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuValues};
 use balancer_common::maps::{
-    FAMILY_V4, FAMILY_V6, MAX_LC_REALS, MAX_REALS, MAX_SCHED_SLOTS, MAX_SERVICES, REAL_ACTIVE_MAP,
-    REAL_STATS_MAP, REALS_MAP, RR_CURSOR_MAP, Real, SCHED_SLOTS_MAP, SERVICE_STATS_MAP,
-    SERVICES_MAP, SVC_F_HASH_PORT, SVC_F_OPS, SVC_F_PERSIST, Service, ServiceKey, Stats, VIPS_MAP,
-    method, sched,
+    FAMILY_V4, FAMILY_V6, MAX_LC_REALS, MAX_REALS, MAX_SCHED_SLOTS, MAX_SERVICES, OWNER_DRAINING,
+    REAL_ACTIVE_MAP, REAL_STATS_MAP, REALS_MAP, RR_CURSOR_MAP, Real, SCHED_SLOTS_MAP,
+    SERVICE_STATS_MAP, SERVICES_MAP, SVC_F_HASH_PORT, SVC_F_OPS, SVC_F_PERSIST, Service,
+    ServiceKey, Stats, VIPS_MAP, method, sched,
 };
 
 use super::XdpProgram;
@@ -46,6 +46,17 @@ struct Installed {
     positions: Vec<u32>,
 }
 
+/// One installed service as [`ServiceTable::installed`] lists it.
+pub struct InstalledService<'a> {
+    pub name: &'a str,
+    pub id: u32,
+    /// The model as last applied (weights as the checkers last set them).
+    pub model: &'a VirtualService,
+    /// The real index of each of `model.reals`.
+    pub reals: &'a [u32],
+    pub sorry: Option<u32>,
+}
+
 /// Allocation state of the maps; the maps themselves live in the loaded program.
 #[derive(Default)]
 pub struct ServiceTable {
@@ -63,6 +74,20 @@ pub struct ServiceTable {
     adopted: HashMap<ServiceKey, Service>,
     /// Real entries found in pinned maps at load, by index, until a service claims them.
     adopted_reals: HashMap<u32, Real>,
+    /// Removed reals whose index is kept while they still have connections.
+    draining: Vec<Draining>,
+}
+
+/// A removed real that still serves its connections (IPVS keeps a removed destination until
+/// its connections end): its entry stays, marked [`OWNER_DRAINING`], out of every scheduler
+/// table, until a sweep finds no flow on it.
+struct Draining {
+    index: u32,
+    /// The id of the service that listed it.
+    service: u32,
+    addr: IpAddr,
+    port: u16,
+    since: Instant,
 }
 
 /// The address `addr_words` stored.
@@ -132,7 +157,30 @@ impl ServiceTable {
             *self.vip_refs.entry(vip).or_insert(0) += 1;
         }
         self.adopted = services.into_iter().collect();
+        let (draining, reals): (Vec<_>, Vec<_>) = reals
+            .into_iter()
+            .partition(|(_, r)| r.owner & OWNER_DRAINING != 0);
+        // Removed reals the previous daemon was draining go on draining.
+        self.draining = draining
+            .into_iter()
+            .map(|(index, r)| Draining {
+                index,
+                service: (r.owner & !OWNER_DRAINING).saturating_sub(1),
+                addr: words_addr(r.addr, r.family),
+                port: u16::from_be(r.port_be),
+                since: Instant::now(),
+            })
+            .collect();
         self.adopted_reals = reals.into_iter().collect();
+    }
+
+    /// Takes back the index of a real this service is draining, if it lists it again.
+    fn undrain(&mut self, service: u32, addr: IpAddr, port: u16) -> Option<u32> {
+        let at = self
+            .draining
+            .iter()
+            .position(|d| d.service == service && d.addr == addr && d.port == port)?;
+        Some(self.draining.remove(at).index)
     }
 
     /// The adopted service one of `keys` belongs to, as an installed service whose model
@@ -193,6 +241,37 @@ impl ServiceTable {
             table: service.table_base..service.table_base + service.table_len,
             positions: Vec::new(),
         })
+    }
+
+    /// Every installed service by name, in name order: its model (weights as last set), its
+    /// id, the real index of each of `model.reals`, and the sorry server's index.
+    pub fn installed(&self) -> Vec<InstalledService<'_>> {
+        let mut out: Vec<_> = self
+            .services
+            .iter()
+            .map(|(name, s)| InstalledService {
+                name,
+                id: s.id,
+                model: &s.model,
+                reals: &s.reals,
+                sorry: s.sorry,
+            })
+            .collect();
+        out.sort_by_key(|s| s.name);
+        out
+    }
+
+    /// The model a service was last applied with (weights as the checkers last set them).
+    pub fn model(&self, service: &str) -> Option<&VirtualService> {
+        self.services.get(service).map(|s| &s.model)
+    }
+
+    /// The persistence granularity (prefix length) of every persistent service, by id.
+    pub fn persistent(&self) -> HashMap<u32, u32> {
+        self.services
+            .values()
+            .filter_map(|s| s.model.persistence.map(|p| (s.id, u32::from(p.prefix))))
+            .collect()
     }
 
     /// Every real index in use, sorry servers included.
@@ -428,6 +507,59 @@ impl XdpProgram {
             .ok_or(DataplaneError::MissingMap { map })
     }
 
+    /// Marks a removed real as draining: its connections go on, nothing new reaches it. A
+    /// sweep frees it once it has no flow ([`XdpProgram::release_drained`]).
+    fn drain_real(
+        &mut self,
+        index: u32,
+        service: u32,
+        addr: IpAddr,
+        port: u16,
+    ) -> Result<(), DataplaneError> {
+        let mut reals: Array<&mut MapData, Real> =
+            Array::try_from(self.map_mut(REALS_MAP)?).map_err(map_err(REALS_MAP))?;
+        let mut entry = reals.get(&index, 0).map_err(map_err(REALS_MAP))?;
+        entry.owner = (service + 1) | OWNER_DRAINING;
+        entry.weight = 0;
+        reals.set(index, entry, 0).map_err(map_err(REALS_MAP))?;
+        self.table.draining.push(Draining {
+            index,
+            service,
+            addr,
+            port,
+            since: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Frees the draining reals that no flow uses any more (`live`: the real indexes of the
+    /// live flows at a sweep) and that were removed long enough ago that no packet still
+    /// holds a table that listed them. Returns how many were freed.
+    ///
+    /// # Errors
+    /// A map write fails.
+    pub fn release_drained(
+        &mut self,
+        live: &std::collections::HashSet<u32>,
+    ) -> Result<usize, DataplaneError> {
+        let (done, keep): (Vec<Draining>, Vec<Draining>) = std::mem::take(&mut self.table.draining)
+            .into_iter()
+            .partition(|d| !live.contains(&d.index) && d.since.elapsed() >= QUARANTINE);
+        self.table.draining = keep;
+        for d in &done {
+            self.write_real(d.index, &Real::default())?;
+            self.table.free_reals.push_back(d.index);
+            tracing::debug!(real = %d.addr, port = d.port, "removed real drained, index freed");
+        }
+        Ok(done.len())
+    }
+
+    /// How many removed reals still serve connections.
+    #[must_use]
+    pub fn draining(&self) -> usize {
+        self.table.draining.len()
+    }
+
     fn write_real(&mut self, index: u32, real: &Real) -> Result<(), DataplaneError> {
         let mut reals: Array<&mut MapData, Real> =
             Array::try_from(self.map_mut(REALS_MAP)?).map_err(map_err(REALS_MAP))?;
@@ -509,7 +641,7 @@ impl XdpProgram {
                     .position(|x| x.addr == r.addr && x.port == r.port)
                     .map(|p| o.reals[p])
             });
-            let index = match kept {
+            let index = match kept.or_else(|| self.table.undrain(id, r.addr, r.port)) {
                 Some(i) => i,
                 None => self.fresh_real_index()?,
             };
@@ -579,13 +711,17 @@ impl XdpProgram {
 
         if let Some(o) = old {
             self.table.release_slots(o.table);
-            let gone = o
+            let gone: Vec<(u32, &RealServer)> = o
                 .reals
                 .iter()
                 .copied()
-                .chain(o.sorry)
-                .filter(|i| !reals.contains(i) && Some(*i) != sorry);
-            for index in gone.collect::<Vec<_>>() {
+                .zip(&o.model.reals)
+                .filter(|(i, _)| !reals.contains(i) && Some(*i) != sorry)
+                .collect();
+            for (index, r) in gone {
+                self.drain_real(index, o.id, r.addr, r.port)?;
+            }
+            if let (Some(index), None) = (o.sorry, sorry) {
                 self.write_real(index, &Real::default())?;
                 self.table.free_reals.push_back(index);
             }
@@ -619,7 +755,10 @@ impl XdpProgram {
             }
         }
         self.vip_refs_update(&[], &o.keys)?;
-        for index in o.reals.iter().copied().chain(o.sorry) {
+        for (&index, r) in o.reals.iter().zip(&o.model.reals) {
+            self.drain_real(index, o.id, r.addr, r.port)?;
+        }
+        if let Some(index) = o.sorry {
             self.write_real(index, &Real::default())?;
             self.table.free_reals.push_back(index);
         }

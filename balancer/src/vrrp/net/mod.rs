@@ -9,5 +9,7 @@ pub mod task;
 pub mod vip;
 pub mod vmac;
 
-pub use task::{InstanceSpec, NetError, Notification, run_instance, run_member};
+pub use task::{
+    InstanceSpec, NetError, Notification, run_instance, run_instance_observed, run_member,
+};
 pub use vip::{Link, Netlink, Vip};

@@ -6,9 +6,13 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::sync::{
+    mpsc::{UnboundedSender, unbounded_channel},
+    watch,
+};
 use tokio::time::Instant;
 
+use crate::status::VrrpStatus;
 use crate::vrrp::checksum::PseudoHeader;
 use crate::vrrp::config::{Config, ConfigError};
 use crate::vrrp::fsm::{Action, Event, Instance, State};
@@ -18,7 +22,7 @@ use crate::vrrp::net::vip::{Link, Netlink, NetlinkError, Vip};
 use crate::vrrp::net::vmac::{self, Vmac};
 use crate::vrrp::sync::SyncLink;
 use crate::vrrp::timing::Timestamp;
-use crate::vrrp::track::{self, Track, Tracking};
+use crate::vrrp::track::{self, Track, Tracking, Update};
 use crate::vrrp::wire::Addresses;
 
 /// RFC 5798 §5.1.1.2: the IPv4 multicast group of VRRP.
@@ -118,11 +122,26 @@ pub async fn run_instance(
     shutdown: impl Future<Output = ()>,
     notify: Option<UnboundedSender<Notification>>,
 ) -> Result<Instance, NetError> {
-    run_member(spec, shutdown, notify, None).await
+    run_instance_observed(spec, shutdown, notify, None).await
 }
 
-/// [`run_instance`] for a member of a `vrrp_sync_group` (see [`crate::vrrp::sync`]): the
-/// instance reports every status change on `sync` and takes the group's events from it.
+/// [`run_instance`], publishing the instance's state, priority, master and the reason of its
+/// last transition on `status` after every step (what `balancer status` shows). The sender's
+/// name field is left as the caller set it.
+///
+/// # Errors
+/// As [`run_instance`].
+pub async fn run_instance_observed(
+    spec: InstanceSpec,
+    shutdown: impl Future<Output = ()>,
+    notify: Option<UnboundedSender<Notification>>,
+    status: Option<watch::Sender<VrrpStatus>>,
+) -> Result<Instance, NetError> {
+    run_member(spec, shutdown, notify, status, None).await
+}
+
+/// [`run_instance_observed`] for a member of a `vrrp_sync_group` (see [`crate::vrrp::sync`]):
+/// the instance reports every status change on `sync` and takes the group's events from it.
 ///
 /// # Errors
 /// As [`run_instance`].
@@ -130,9 +149,11 @@ pub async fn run_member(
     spec: InstanceSpec,
     shutdown: impl Future<Output = ()>,
     notify: Option<UnboundedSender<Notification>>,
+    status: Option<watch::Sender<VrrpStatus>>,
     mut sync: Option<SyncLink>,
 ) -> Result<Instance, NetError> {
     let mut driver = Driver::new(spec, notify).await?;
+    driver.status = status;
     if sync.is_some() {
         driver.instance.join_sync_group();
     }
@@ -156,6 +177,7 @@ pub async fn run_member(
     .await?;
     drop(track_tx);
     let mut started = false;
+    driver.cause = "startup".into();
     let actions = driver.track(now(), &mut tracking, &mut started);
     driver.execute(actions).await;
     report(sync.as_mut(), &driver.instance);
@@ -171,14 +193,26 @@ pub async fn run_member(
         let actions = tokio::select! {
             () = &mut shutdown => break,
             () = sleep_until(deadline) => {
+                driver.cause = match driver.instance.state() {
+                    State::Backup => "no advert from the master within the master-down interval".into(),
+                    _ => "timer".into(),
+                };
                 driver.instance.handle(now(), Event::TimerExpired)
             }
             Some(update) = track_rx.recv() => {
+                driver.cause = track_cause(&update, &driver.spec.interface, &driver.spec.track);
                 tracking.apply(&update);
                 driver.track(now(), &mut tracking, &mut started)
             }
             Some(event) = group_event(sync.as_mut()) => {
                 tracing::debug!(interface = driver.spec.interface, ?event, "sync group");
+                driver.cause = match &event {
+                    Event::SyncMaster => "its vrrp_sync_group became master",
+                    Event::SyncBackup => "another member of its vrrp_sync_group stepped down",
+                    Event::SyncFault { failing: true } => "another member of its vrrp_sync_group is in FAULT",
+                    _ => "its vrrp_sync_group left FAULT",
+                }
+                .into();
                 driver.instance.handle(now(), event)
             }
             () = sleep_until(recv_paused_until), if recv_paused_until.is_some() => {
@@ -189,6 +223,12 @@ pub async fn run_member(
                 match received {
                     Ok(datagram) => {
                         let rx = datagram.received(&buffer);
+                        // RFC 5798 §5.2.4: the priority is the third octet in v2 and v3.
+                        driver.cause = match rx.payload.get(2) {
+                            Some(0) => format!("{} gave up mastership (priority 0)", rx.src),
+                            Some(p) => format!("advert from {} priority {p}", rx.src),
+                            None => format!("advert from {}", rx.src),
+                        };
                         driver.instance.receive(now(), &rx)
                     }
                     Err(e) if e.kind() == io::ErrorKind::InvalidData => {
@@ -206,6 +246,7 @@ pub async fn run_member(
         driver.execute(actions).await;
         report(sync.as_mut(), &driver.instance);
     }
+    driver.cause = "stopping".into();
     let actions = driver.instance.handle(now(), Event::Shutdown);
     driver.execute(actions).await;
     report(sync.as_mut(), &driver.instance);
@@ -253,6 +294,31 @@ struct Driver {
     /// flag (RFC 4861 §4.4), as keepalived's do.
     ipv6_router: bool,
     notify: Option<UnboundedSender<Notification>>,
+    status: Option<watch::Sender<VrrpStatus>>,
+    /// What the state machine was last fed, for the status's "why".
+    cause: String,
+}
+
+/// A tracker's report in words, for the status's "why".
+fn track_cause(update: &Update, own: &str, track: &Track) -> String {
+    match update {
+        // Index 0 is the instance's own interface (see `track::start`).
+        Update::Link { index, up, .. } => {
+            let name = match index.checked_sub(1) {
+                None => own,
+                Some(i) => track
+                    .interfaces
+                    .get(i)
+                    .map_or("a tracked interface", |t| t.name.as_str()),
+            };
+            format!("{name} {}", if *up { "up" } else { "down" })
+        }
+        Update::Script { ok, .. } => format!(
+            "a track_script {}",
+            if *ok { "succeeded" } else { "failed" }
+        ),
+        Update::File { value, .. } => format!("a track_file now reads {value}"),
+    }
 }
 
 impl Driver {
@@ -338,6 +404,8 @@ impl Driver {
             destinations,
             ipv6_router,
             notify,
+            status: None,
+            cause: String::new(),
         })
     }
 
@@ -362,6 +430,42 @@ impl Driver {
     }
 
     async fn execute(&mut self, actions: Vec<Action>) {
+        let transition = actions.iter().any(|a| matches!(a, Action::Notify { .. }));
+        self.run(actions).await;
+        self.publish(transition);
+    }
+
+    /// Sends the instance's status to the observer, if any; `transition` stamps the time and
+    /// the reason.
+    fn publish(&self, transition: bool) {
+        let Some(tx) = &self.status else { return };
+        let i = &self.instance;
+        tx.send_modify(|s| {
+            s.interface.clone_from(&self.spec.interface);
+            s.vrid = self.spec.config.vrid;
+            s.version = match self.spec.config.version {
+                crate::vrrp::wire::Version::V2 => 2,
+                crate::vrrp::wire::Version::V3 => 3,
+            };
+            i.state().name().clone_into(&mut s.state);
+            s.priority = i.priority();
+            s.configured_priority = self.spec.config.priority;
+            s.master = match i.state() {
+                State::Master => Some((self.spec.config.primary_address, i.priority())),
+                State::Backup => i.master(),
+                _ => None,
+            };
+            let t = i.transitions();
+            s.become_master = t.become_master;
+            s.release_master = t.release_master;
+            if transition {
+                s.since = crate::status::unix_now();
+                s.why.clone_from(&self.cause);
+            }
+        });
+    }
+
+    async fn run(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::SendAdvert { priority } => self.send_advert(priority).await,
