@@ -42,7 +42,7 @@ use crate::{
     status::{ServiceStatus, Status, VrrpStatus},
     vrrp::{
         net::{NetError, run_member},
-        sync::SyncLink,
+        sync::{GroupHandle, SyncLink},
         track::{TrackInterface, script::TrackScript},
     },
 };
@@ -415,7 +415,11 @@ impl Daemon {
             become_master: 0,
             release_master: 0,
         });
-        let sync = self.sync.links.remove(&instance.name);
+        let sync = self
+            .sync
+            .members
+            .get(&instance.name)
+            .map(|(group, member, weights)| (group.link(*member), *weights));
         let task = spawn_instance(instance, scripts, sync, stopped, status_tx);
         self.instances.insert(
             instance.name.clone(),
@@ -841,6 +845,7 @@ impl Daemon {
             self.stop_instance(&name).await;
         }
         // The groups' notify_stop runs once their members have stopped.
+        self.sync.members.clear();
         for group in std::mem::take(&mut self.sync.tasks) {
             let _ = group.await;
         }
@@ -1116,17 +1121,18 @@ fn notify_fifos(config: &Config) -> Result<Vec<Arc<Fifo>>, RunError> {
 /// A member's link to its `vrrp_sync_group`, and whether the group keeps tracker weights.
 type SyncMember = (SyncLink, bool);
 
-/// The running sync groups: each member's link by instance name, and the tasks that end
-/// once the members have stopped (and the group's `notify_stop` has run).
+/// The running sync groups: by instance name, its group, its place there and whether the
+/// group keeps tracker weights (a member restarted by a reload joins again); and the tasks
+/// that end once the handles are dropped and the members have stopped (and the group's
+/// `notify_stop` has run). Groups are wired at start: a reload does not change them.
 #[derive(Default)]
 struct SyncGroups {
-    links: BTreeMap<String, SyncMember>,
+    members: BTreeMap<String, (GroupHandle, usize, bool)>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 /// Starts a coordinator (and notify scripts) for every `vrrp_sync_group` of two or more
-/// running instances; keepalived drops a group of one (`vrrp_sync_set_group`). Returns each
-/// member's link by instance name, and the tasks that end once the members have stopped.
+/// running instances; keepalived drops a group of one (`vrrp_sync_set_group`).
 fn sync_groups(
     config: &Config,
     instances: &[VrrpInstance],
@@ -1170,12 +1176,12 @@ fn sync_groups(
             let (tx, task) = crate::notify::spawn(scripts);
             (Some(tx), Some(task))
         };
-        let (member_links, coordinator) =
-            crate::vrrp::sync::spawn(name.clone(), members.len(), notify);
-        for (member, link) in members.into_iter().zip(member_links) {
-            groups
-                .links
-                .insert(member.to_owned(), (link, group.sync_group_tracking_weight));
+        let (handle, coordinator) = crate::vrrp::sync::spawn(name.clone(), members.len(), notify);
+        for (place, member) in members.into_iter().enumerate() {
+            groups.members.insert(
+                member.to_owned(),
+                (handle.clone(), place, group.sync_group_tracking_weight),
+            );
         }
         groups.tasks.push(tokio::spawn(async move {
             let _ = coordinator.await;

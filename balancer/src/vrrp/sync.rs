@@ -16,6 +16,8 @@
 //!   every other master member to BACKUP.
 //! - At shutdown, once every member has stopped, the group notifies STOP.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 
@@ -200,30 +202,51 @@ impl SyncLink {
     }
 }
 
-/// Starts the coordinator of the group `name` with `members` members, returning each
-/// member's link in order. The group's state changes are logged and, with `notify`, sent
-/// there as [`Notification::Group`]; the task ends once every link is dropped.
+/// A running coordinator: hands out member links. The coordinator ends once this handle (and
+/// every clone) and every link are dropped.
+#[derive(Clone, Debug)]
+pub struct GroupHandle {
+    reports: UnboundedSender<(usize, MemberStatus)>,
+    senders: Arc<Mutex<Vec<UnboundedSender<Event>>>>,
+}
+
+impl GroupHandle {
+    /// A link for member `member` (its place in the group), replacing any earlier one: a
+    /// member restarted (by a reload) joins again, starting from INIT.
+    #[must_use]
+    pub fn link(&self, member: usize) -> SyncLink {
+        let (tx, events) = unbounded_channel();
+        let mut senders = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = senders.get_mut(member) {
+            *slot = tx;
+        }
+        SyncLink {
+            member,
+            reports: self.reports.clone(),
+            events,
+            last: MemberStatus::START,
+        }
+    }
+}
+
+/// Starts the coordinator of the group `name` with `members` members. The group's state
+/// changes are logged and, with `notify`, sent there as [`Notification::Group`].
 #[must_use]
 pub fn spawn(
     name: String,
     members: usize,
     notify: Option<UnboundedSender<Notification>>,
-) -> (Vec<SyncLink>, JoinHandle<()>) {
+) -> (GroupHandle, JoinHandle<()>) {
     let (reports, mut rx) = unbounded_channel();
-    let mut senders = Vec::with_capacity(members);
-    let links = (0..members)
-        .map(|member| {
-            let (tx, events) = unbounded_channel();
-            senders.push(tx);
-            SyncLink {
-                member,
-                reports: reports.clone(),
-                events,
-                last: MemberStatus::START,
-            }
-        })
-        .collect();
-    drop(reports);
+    let senders = Arc::new(Mutex::new(
+        (0..members)
+            .map(|_| unbounded_channel().0)
+            .collect::<Vec<_>>(),
+    ));
+    let handle = GroupHandle {
+        reports,
+        senders: senders.clone(),
+    };
     let task = tokio::spawn(async move {
         let mut group = SyncGroup::new(members);
         while let Some((member, status)) = rx.recv().await {
@@ -231,6 +254,7 @@ pub fn spawn(
                 match output {
                     Output::Member { member, event } => {
                         tracing::debug!(group = name, member, ?event, "sync group event");
+                        let senders = senders.lock().unwrap_or_else(PoisonError::into_inner);
                         if let Some(tx) = senders.get(member) {
                             // A member that has stopped needs nothing more.
                             let _ = tx.send(event);
@@ -249,7 +273,7 @@ pub fn spawn(
             }
         }
     });
-    (links, task)
+    (handle, task)
 }
 
 #[cfg(test)]

@@ -347,3 +347,25 @@ fn a_master_group_lets_a_wanting_member_in_at_once() {
         }]
     );
 }
+
+/// The coordinator task: events reach the members' links, and a member restarted (a reload)
+/// gets a fresh link that receives what follows.
+#[tokio::test]
+async fn links_carry_the_groups_events_and_a_restarted_member_joins_again() {
+    let (handle, task) = spawn("G".into(), 2, None);
+    let (mut a, mut b) = (handle.link(0), handle.link(1));
+    let mut faulty = instance(1, 100);
+    faulty.handle(at(0), Event::Startup);
+    faulty.handle(at(0), Event::InterfaceDown { ifindex: 3 });
+    a.report(&faulty);
+    assert_eq!(b.event().await, Some(Event::SyncFault { failing: true }));
+    assert_eq!(a.event().await, Some(Event::SyncFault { failing: true }));
+
+    drop(b);
+    let mut b = handle.link(1);
+    faulty.handle(at(1), Event::InterfaceUp { ifindex: 3 });
+    a.report(&faulty);
+    assert_eq!(b.event().await, Some(Event::SyncFault { failing: false }));
+    drop((a, b, handle));
+    task.await.unwrap();
+}
