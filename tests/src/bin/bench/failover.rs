@@ -2,8 +2,9 @@
 //! beside Debian's keepalived in the same run.
 //!
 //! Topology: two routers (`a` priority 200 `state MASTER`, `b` priority 100) and a client on
-//! one bridge. `b` runs a UDP echo server on the VIP; nothing else answers on that port. The client sends a datagram to the VIP every millisecond (1 ms receive timeout) and
-//! the figure is the time from the moment the master is killed to the first echo reply: the
+//! one bridge. `b` runs a UDP echo server on the VIP; nothing else answers on that port. The
+//! client sends a datagram to the VIP every millisecond (polling its socket between
+//! high-resolution sleeps) and the figure is the time from the moment the master is killed to the first echo reply: the
 //! backup has taken over *and* its gratuitous ARP has moved the client's neighbour entry
 //! (resolved more than Linux's ARP `locktime` before, as a real client's would be).
 //! - crash: SIGKILL (keepalived's VRRP child and parent). The dead master's addresses stay
@@ -34,6 +35,8 @@ const ECHO_PORT: u16 = 7;
 const VRID: &str = "60";
 const PRIORITY_A: u8 = 200;
 const PRIORITY_B: u8 = 100;
+/// Between probes.
+const PROBE_STEP: Duration = Duration::from_millis(1);
 /// A little over Linux's default `net.ipv4.neigh.*.locktime` (1 s).
 const NEIGH_LOCKTIME: Duration = Duration::from_millis(1100);
 /// How long the hogs run in the busy measurement, per implementation.
@@ -226,14 +229,21 @@ fn probe(trigger: impl FnOnce(), limit: Duration) -> Option<Duration> {
     // a client that resolved the VIP just now would not move; a real client resolved it
     // earlier.
     std::thread::sleep(NEIGH_LOCKTIME);
+    // A receive timeout is rounded up to a jiffy (4 ms at HZ=250); polling without blocking
+    // between high-resolution sleeps keeps the step near the millisecond.
+    socket.set_nonblocking(true).expect("non-blocking");
+    while socket.recv(&mut buf).is_ok() {}
     let start = Instant::now();
     trigger();
     let mut seq = 0u64;
     while start.elapsed() < limit {
         seq += 1;
         let _ = socket.send(&seq.to_be_bytes());
-        if let Ok(8) = socket.recv(&mut buf) {
-            return Some(start.elapsed());
+        std::thread::sleep(PROBE_STEP);
+        while let Ok(n) = socket.recv(&mut buf) {
+            if n == 8 {
+                return Some(start.elapsed());
+            }
         }
     }
     None
