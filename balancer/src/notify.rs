@@ -11,10 +11,12 @@
 //! kills only `notify_stop` after a second; we wait for each, bounded by a timeout, so that
 //! order holds and a hung script cannot hold up the next for ever.
 
+pub mod fifo;
 pub mod process;
 pub mod security;
 pub mod split;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -33,10 +35,11 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(1);
 /// for these at all, so this is ours: the default of its `startup_script_timeout`.
 pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One instance's notify scripts (keepalived's `vrrp_instance` `notify*` keywords).
+/// One instance's or sync group's notify scripts (keepalived's `notify*` keywords).
 #[derive(Clone, Debug, Default)]
 pub struct InstanceScripts {
-    /// The instance's name (`vrrp_instance NAME`), the generic script's second argument.
+    /// The instance's or group's name (`vrrp_instance NAME`, `vrrp_sync_group NAME`), the
+    /// generic script's second argument.
     pub name: String,
     pub master: Option<Script>,
     pub backup: Option<Script>,
@@ -46,6 +49,8 @@ pub struct InstanceScripts {
     pub generic: Option<Script>,
     /// `notify_master_rx_lower_pri`.
     pub master_rx_lower_pri: Option<Script>,
+    /// `notify_fifo` and `vrrp_notify_fifo`: each gets [`InstanceScripts::fifo_line`].
+    pub fifos: Vec<Arc<fifo::Fifo>>,
 }
 
 impl InstanceScripts {
@@ -61,42 +66,74 @@ impl InstanceScripts {
         ]
         .iter()
         .all(|s| s.is_none())
+            && self.fifos.is_empty()
+    }
+
+    /// The line the notify FIFOs get (`keepalived/vrrp/vrrp_notify.c` `notify_fifo`):
+    /// `INSTANCE "NAME" STATE PRIORITY`, `GROUP "NAME" STATE 0`, or
+    /// `INSTANCE "NAME" MASTER_RX_LOWER_PRI PRIORITY`.
+    #[must_use]
+    pub fn fifo_line(&self, notification: &Notification) -> String {
+        let (kind, event, priority) = match notification {
+            Notification::State {
+                state, priority, ..
+            } => ("INSTANCE", state_word(*state), *priority),
+            Notification::Group { state, .. } => ("GROUP", state_word(*state), 0),
+            Notification::MasterRxLowerPriority { priority, .. } => {
+                ("INSTANCE", "MASTER_RX_LOWER_PRI", *priority)
+            }
+        };
+        fifo::line(kind, &self.name, event, priority)
     }
 
     /// The runs a notification calls for, in order: script, extra arguments, timeout.
     #[must_use]
     pub fn runs(&self, notification: &Notification) -> Vec<(&Script, Vec<String>, Duration)> {
-        match notification {
+        let (kind, state, priority) = match notification {
             Notification::State {
                 state, priority, ..
-            } => {
-                let (specific, word, timeout) = match state {
-                    State::Master => (&self.master, "MASTER", NOTIFY_TIMEOUT),
-                    State::Backup => (&self.backup, "BACKUP", NOTIFY_TIMEOUT),
-                    State::Fault => (&self.fault, "FAULT", NOTIFY_TIMEOUT),
-                    State::Init => (&self.stop, "STOP", STOP_TIMEOUT),
-                };
-                let mut runs = Vec::new();
-                if let Some(script) = specific {
-                    runs.push((script, Vec::new(), timeout));
-                }
-                if let Some(script) = &self.generic {
-                    let extra = vec![
-                        "INSTANCE".to_owned(),
-                        self.name.clone(),
-                        word.to_owned(),
-                        priority.to_string(),
-                    ];
-                    runs.push((script, extra, timeout));
-                }
-                runs
+            } => ("INSTANCE", *state, *priority),
+            // keepalived send_group_notifies: "GROUP", the group's name, its state, and 0.
+            Notification::Group { state, .. } => ("GROUP", *state, 0),
+            Notification::MasterRxLowerPriority { .. } => {
+                return self
+                    .master_rx_lower_pri
+                    .iter()
+                    .map(|s| (s, Vec::new(), NOTIFY_TIMEOUT))
+                    .collect();
             }
-            Notification::MasterRxLowerPriority { .. } => self
-                .master_rx_lower_pri
-                .iter()
-                .map(|s| (s, Vec::new(), NOTIFY_TIMEOUT))
-                .collect(),
+        };
+        let (specific, timeout) = match state {
+            State::Master => (&self.master, NOTIFY_TIMEOUT),
+            State::Backup => (&self.backup, NOTIFY_TIMEOUT),
+            State::Fault => (&self.fault, NOTIFY_TIMEOUT),
+            State::Init => (&self.stop, STOP_TIMEOUT),
+        };
+        let word = state_word(state);
+        let mut runs = Vec::new();
+        if let Some(script) = specific {
+            runs.push((script, Vec::new(), timeout));
         }
+        if let Some(script) = &self.generic {
+            let extra = vec![
+                kind.to_owned(),
+                self.name.clone(),
+                word.to_owned(),
+                priority.to_string(),
+            ];
+            runs.push((script, extra, timeout));
+        }
+        runs
+    }
+}
+
+/// keepalived's word for a state in notifications (`Init` is a stop).
+fn state_word(state: State) -> &'static str {
+    match state {
+        State::Master => "MASTER",
+        State::Backup => "BACKUP",
+        State::Fault => "FAULT",
+        State::Init => "STOP",
     }
 }
 
@@ -112,6 +149,13 @@ pub fn spawn(scripts: InstanceScripts) -> (UnboundedSender<Notification>, JoinHa
 
 async fn notifier(scripts: InstanceScripts, mut rx: UnboundedReceiver<Notification>) {
     while let Some(notification) = rx.recv().await {
+        // keepalived writes the FIFO as it launches the scripts, without waiting for them.
+        if !scripts.fifos.is_empty() {
+            let line = scripts.fifo_line(&notification);
+            for fifo in &scripts.fifos {
+                fifo.write(&line);
+            }
+        }
         for (script, extra, timeout) in scripts.runs(&notification) {
             let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
             run_logged(script, &extra, timeout).await;
@@ -184,6 +228,7 @@ mod tests {
             stop: Some(script("s")),
             generic: Some(script("g")),
             master_rx_lower_pri: Some(script("r")),
+            fifos: Vec::new(),
         };
         let words = |v: &[&str]| v.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
         for (st, specific, word) in [
@@ -218,12 +263,38 @@ mod tests {
             interface: "e0".into(),
             vrid: 1,
             from: "198.18.1.2".parse().unwrap(),
+            priority: 150,
         };
         assert_eq!(
             runs(&s, &lower),
             [("r".to_owned(), Vec::new(), NOTIFY_TIMEOUT)]
         );
         assert!(InstanceScripts::default().runs(&lower).is_empty());
+        // keepalived notify_fifo: one line per event, the name quoted.
+        assert_eq!(
+            s.fifo_line(&state(State::Init, 50)),
+            "INSTANCE \"VI_1\" STOP 50\n"
+        );
+        assert_eq!(
+            s.fifo_line(&lower),
+            "INSTANCE \"VI_1\" MASTER_RX_LOWER_PRI 150\n"
+        );
+        // keepalived send_group_notifies: a group's generic script gets GROUP and priority 0.
+        let group = Notification::Group {
+            name: "ignored: the scripts carry the name".into(),
+            state: State::Fault,
+        };
+        assert_eq!(
+            runs(&s, &group),
+            [
+                ("f".to_owned(), Vec::new(), NOTIFY_TIMEOUT),
+                (
+                    "g".to_owned(),
+                    words(&["GROUP", "VI_1", "FAULT", "0"]),
+                    NOTIFY_TIMEOUT
+                )
+            ]
+        );
         assert!(InstanceScripts::default().is_empty());
     }
 }

@@ -11,7 +11,7 @@
 //! through the same data plane.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -38,10 +38,11 @@ use crate::{
     },
     metrics,
     model::{Egress, Protocol, VirtualService, VrrpInstance},
-    notify::{InstanceScripts, Script, ScriptUser},
+    notify::{InstanceScripts, Script, ScriptUser, fifo::Fifo},
     status::{ServiceStatus, Status, VrrpStatus},
     vrrp::{
-        net::{NetError, run_instance_observed},
+        net::{NetError, run_member},
+        sync::{GroupHandle, SyncLink},
         track::{TrackInterface, script::TrackScript},
     },
 };
@@ -59,12 +60,15 @@ pub enum RunError {
     Dataplane(#[from] DataplaneError),
     #[error(transparent)]
     Pin(#[from] PinError),
-    #[error("vrrp_instance {instance}: {source}")]
+    /// `block` is `vrrp_instance NAME` or `vrrp_sync_group NAME`.
+    #[error("{block}: {source}")]
     Script {
-        instance: String,
+        block: String,
         #[source]
         source: crate::notify::ScriptError,
     },
+    #[error("global_defs: {0}")]
+    Fifo(#[from] crate::notify::fifo::FifoError),
     #[error("global_defs.script_user: {source}")]
     ScriptUser {
         #[source]
@@ -170,6 +174,8 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
             }
         },
         egress: HashMap::new(),
+        fifos: Vec::new(),
+        sync: SyncGroups::default(),
         options: options.clone(),
     };
     daemon.egress = daemon.resolve_egress().await;
@@ -350,6 +356,10 @@ struct Daemon {
     resolver: Option<Resolver>,
     /// The egress of every real resolved so far.
     egress: HashMap<std::net::IpAddr, Egress>,
+    /// `notify_fifo` and `vrrp_notify_fifo`, opened at start.
+    fifos: Vec<Arc<Fifo>>,
+    /// The `vrrp_sync_group`s, wired at start: a member's link is taken when it first starts.
+    sync: SyncGroups,
 }
 
 type Sample = (Instant, Vec<ServiceStatus>);
@@ -364,10 +374,13 @@ impl Daemon {
         let config = &self.loaded.config;
         // Everything that can refuse the configuration before anything changes.
         let checks = service_checks(config, &self.loaded.validated.model.services)?;
+        let fifos = notify_fifos(config)?;
         let mut scripts = Vec::new();
         for instance in &self.loaded.validated.model.vrrp {
-            scripts.push(instance_scripts(config, &instance.name)?);
+            scripts.push(instance_scripts(config, &instance.name, &fifos)?);
         }
+        self.sync = sync_groups(config, &self.loaded.validated.model.vrrp, &fifos)?;
+        self.fifos = fifos;
         {
             let mut program = self.lock();
             for service in &self.loaded.validated.model.services {
@@ -427,7 +440,12 @@ impl Daemon {
             become_master: 0,
             release_master: 0,
         });
-        let task = spawn_instance(instance, scripts, stopped, status_tx);
+        let sync = self
+            .sync
+            .members
+            .get(&instance.name)
+            .map(|(group, member, weights)| (group.link(*member), *weights));
+        let task = spawn_instance(instance, scripts, sync, stopped, status_tx);
         self.instances.insert(
             instance.name.clone(),
             RunningInstance {
@@ -584,7 +602,8 @@ impl Daemon {
             {
                 scripts.insert(
                     instance.name.clone(),
-                    instance_scripts(&new.config, &instance.name).map_err(|e| e.to_string())?,
+                    instance_scripts(&new.config, &instance.name, &self.fifos)
+                        .map_err(|e| e.to_string())?,
                 );
             }
         }
@@ -881,6 +900,11 @@ impl Daemon {
         for name in names {
             self.stop_instance(&name).await;
         }
+        // The groups' notify_stop runs once their members have stopped.
+        self.sync.members.clear();
+        for group in std::mem::take(&mut self.sync.tasks) {
+            let _ = group.await;
+        }
         let checks = std::mem::replace(
             &mut self.checks,
             CheckHandle::new(&(self.program.clone() as SharedDataplane), 1),
@@ -1040,14 +1064,22 @@ fn script_user(config: &Config, spec: Option<&str>) -> Result<ScriptUser, RunErr
 fn instance_scripts(
     config: &Config,
     instance: &str,
+    fifos: &[Arc<Fifo>],
 ) -> Result<(Vec<TrackScript>, InstanceScripts), RunError> {
-    let none = (Vec::new(), InstanceScripts::default());
+    let none = (
+        Vec::new(),
+        InstanceScripts {
+            name: instance.to_owned(),
+            fifos: fifos.to_vec(),
+            ..InstanceScripts::default()
+        },
+    );
     let Some(inst) = config.vrrp_instance.get(instance) else {
         return Ok(none);
     };
     let security = config.global_defs.enable_script_security;
     let script_err = |source| RunError::Script {
-        instance: instance.to_owned(),
+        block: format!("vrrp_instance {instance}"),
         source,
     };
     let notify = [
@@ -1056,6 +1088,7 @@ fn instance_scripts(
         &inst.notify_fault,
         &inst.notify_stop,
         &inst.notify,
+        &inst.notify_master_rx_lower_pri,
     ];
     if inst.track_script.is_empty() && notify.iter().all(|n| n.is_none()) {
         return Ok(none);
@@ -1082,23 +1115,138 @@ fn instance_scripts(
             init_fail: s.init_fail,
         });
     }
+    let scripts =
+        notify_scripts(instance, notify, &default_user, security, fifos).map_err(script_err)?;
+    Ok((tracked, scripts))
+}
+
+/// `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`, `notify` and
+/// `notify_master_rx_lower_pri`, in that order, prepared for `name` (an instance or a sync
+/// group).
+fn notify_scripts(
+    name: &str,
+    [master, backup, fault, stop, generic, rx_lower]: [&Option<String>; 6],
+    user: &ScriptUser,
+    security: bool,
+    fifos: &[Arc<Fifo>],
+) -> Result<InstanceScripts, crate::notify::ScriptError> {
     let prepare = |command: &Option<String>| {
         command
             .as_ref()
-            .map(|c| Script::prepare(c, default_user.clone(), security))
+            .map(|c| Script::prepare(c, user.clone(), security))
             .transpose()
-            .map_err(script_err)
     };
-    let scripts = InstanceScripts {
-        name: instance.to_owned(),
-        master: prepare(&inst.notify_master)?,
-        backup: prepare(&inst.notify_backup)?,
-        fault: prepare(&inst.notify_fault)?,
-        stop: prepare(&inst.notify_stop)?,
-        generic: prepare(&inst.notify)?,
-        master_rx_lower_pri: None,
-    };
-    Ok((tracked, scripts))
+    Ok(InstanceScripts {
+        name: name.to_owned(),
+        master: prepare(master)?,
+        backup: prepare(backup)?,
+        fault: prepare(fault)?,
+        stop: prepare(stop)?,
+        generic: prepare(generic)?,
+        master_rx_lower_pri: prepare(rx_lower)?,
+        fifos: fifos.to_vec(),
+    })
+}
+
+/// `notify_fifo` and `vrrp_notify_fifo`, opened (created if missing) with their scripts
+/// started; every instance and sync group writes its events to each.
+fn notify_fifos(config: &Config) -> Result<Vec<Arc<Fifo>>, RunError> {
+    let g = &config.global_defs;
+    let mut fifos = Vec::new();
+    for (path, script) in [
+        (&g.notify_fifo, &g.notify_fifo_script),
+        (&g.vrrp_notify_fifo, &g.vrrp_notify_fifo_script),
+    ] {
+        let Some(path) = path else { continue };
+        let script = script
+            .as_ref()
+            .map(|c| {
+                Script::prepare(c, script_user(config, None)?, g.enable_script_security).map_err(
+                    |source| RunError::Script {
+                        block: "global_defs notify_fifo_script".into(),
+                        source,
+                    },
+                )
+            })
+            .transpose()?;
+        fifos.push(Arc::new(Fifo::open(Path::new(path), script)?));
+    }
+    Ok(fifos)
+}
+
+/// A member's link to its `vrrp_sync_group`, and whether the group keeps tracker weights.
+type SyncMember = (SyncLink, bool);
+
+/// The running sync groups: by instance name, its group, its place there and whether the
+/// group keeps tracker weights (a member restarted by a reload joins again); and the tasks
+/// that end once the handles are dropped and the members have stopped (and the group's
+/// `notify_stop` has run). Groups are wired at start: a reload does not change them.
+#[derive(Default)]
+struct SyncGroups {
+    members: BTreeMap<String, (GroupHandle, usize, bool)>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts a coordinator (and notify scripts) for every `vrrp_sync_group` of two or more
+/// running instances; keepalived drops a group of one (`vrrp_sync_set_group`).
+fn sync_groups(
+    config: &Config,
+    instances: &[VrrpInstance],
+    fifos: &[Arc<Fifo>],
+) -> Result<SyncGroups, RunError> {
+    let mut groups = SyncGroups::default();
+    for (name, group) in &config.vrrp_sync_group {
+        let members: Vec<&str> = instances
+            .iter()
+            .filter(|i| i.sync_group.as_deref() == Some(name.as_str()))
+            .map(|i| i.name.as_str())
+            .collect();
+        if members.len() < 2 {
+            tracing::warn!(
+                group = name,
+                "vrrp_sync_group of fewer than two instances ignored"
+            );
+            continue;
+        }
+        let scripts = notify_scripts(
+            name,
+            [
+                &group.notify_master,
+                &group.notify_backup,
+                &group.notify_fault,
+                &group.notify_stop,
+                &group.notify,
+                &None,
+            ],
+            &script_user(config, None)?,
+            config.global_defs.enable_script_security,
+            fifos,
+        )
+        .map_err(|source| RunError::Script {
+            block: format!("vrrp_sync_group {name}"),
+            source,
+        })?;
+        let (notify, notifier) = if scripts.is_empty() {
+            (None, None)
+        } else {
+            let (tx, task) = crate::notify::spawn(scripts);
+            (Some(tx), Some(task))
+        };
+        let (handle, coordinator) = crate::vrrp::sync::spawn(name.clone(), members.len(), notify);
+        for (place, member) in members.into_iter().enumerate() {
+            groups.members.insert(
+                member.to_owned(),
+                (handle.clone(), place, group.sync_group_tracking_weight),
+            );
+        }
+        groups.tasks.push(tokio::spawn(async move {
+            let _ = coordinator.await;
+            if let Some(task) = notifier {
+                let _ = task.await;
+            }
+        }));
+    }
+    Ok(groups)
 }
 
 /// Runs one configured VRRP instance until `stopped` turns true, publishing its state on
@@ -1107,6 +1255,7 @@ fn instance_scripts(
 fn spawn_instance(
     instance: &VrrpInstance,
     (tracked, scripts): (Vec<TrackScript>, InstanceScripts),
+    sync: Option<SyncMember>,
     mut stopped: watch::Receiver<bool>,
     status: watch::Sender<VrrpStatus>,
 ) -> JoinHandle<()> {
@@ -1118,6 +1267,10 @@ fn spawn_instance(
             weight: None,
         }));
     spec.track.scripts = tracked;
+    if sync.as_ref().is_some_and(|(_, weights)| !weights) {
+        spec.track.ignore_weights();
+    }
+    let sync = sync.map(|(link, _)| link);
     let name = instance.name.clone();
     tracing::info!(
         instance = name,
@@ -1135,7 +1288,7 @@ fn spawn_instance(
             let _ = stopped.wait_for(|s| *s).await;
         };
         let observer = status.clone();
-        let result = run_instance_observed(spec, shutdown, tx, Some(observer))
+        let result = run_member(spec, shutdown, tx, Some(observer), sync)
             .await
             .map(|_| ());
         if let Some(task) = notifier {

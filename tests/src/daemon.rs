@@ -30,13 +30,18 @@ fn scratch_dir(role: &str) -> PathBuf {
     dir
 }
 
-/// Our `balancer` binary, built beside the test binary (`target/<profile>/balancer`).
+/// Our `balancer` binary, built beside the test binary (`target/<profile>/balancer`), or
+/// beside a binary of this crate (the benchmarks, in `target/<profile>`).
 ///
 /// # Panics
 /// It has not been built.
 #[must_use]
 pub fn balancer_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
+    let sibling = exe.parent().map(|dir| dir.join("balancer"));
+    if let Some(path) = sibling.filter(|p| p.exists()) {
+        return path;
+    }
     // target/<profile>/deps/<test binary>
     let path = exe
         .parent()
@@ -166,6 +171,26 @@ impl Daemon {
         std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
     }
 
+    /// Kills the daemon and the processes it forked with SIGKILL, as a crash would: nothing
+    /// is cleaned up (its addresses stay). Returns once it has exited.
+    pub fn kill(&mut self) {
+        // keepalived's VRRP child first: it is the one that advertises.
+        for file in &self.pid_files {
+            if let Some(pid) = read_pid(file) {
+                signal(pid, libc::SIGKILL);
+            }
+            // So that a later drop cannot signal a recycled pid.
+            let _ = std::fs::remove_file(file);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&self) {
+        signal(self.child.id(), libc::SIGTERM);
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit.
     ///
     /// # Panics
@@ -201,6 +226,12 @@ impl Daemon {
     }
 }
 
+fn read_pid(file: &Path) -> Option<u32> {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+}
+
 fn signal(pid: u32, sig: i32) {
     if let Ok(pid) = i32::try_from(pid) {
         // SAFETY: kill(2) on a pid we started; a stale pid only fails.
@@ -220,10 +251,7 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
         for file in &self.pid_files {
-            let pid = std::fs::read_to_string(file)
-                .ok()
-                .and_then(|s| s.trim().parse::<u32>().ok());
-            if let Some(pid) = pid {
+            if let Some(pid) = read_pid(file) {
                 signal(pid, libc::SIGKILL);
             }
         }

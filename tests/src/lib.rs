@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod frame;
 pub mod lab;
 pub mod netns;
+pub mod vrrp;
 
 pub use netns::{Netns, NsThread, veth_pair};
 

@@ -1,19 +1,20 @@
 //! Layer 3: our VRRP (`balancer vrrp`) against Debian's keepalived on one link between two
-//! namespaces. Each test checks that exactly one side holds the virtual address at every
+//! namespaces ([`Lan`]). Each test checks that exactly one side holds the virtual address at every
 //! steady state, that a stopping master hands it over (priority 0, RFC 5798 §6.4.3), and that
 //! the new master announces it (gratuitous ARP or unsolicited NA, RFC 5798 §6.4.2). Needs root.
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use balancer_tests::{
     Netns,
     capture::{Capture, is_gratuitous_arp, is_unsolicited_na},
     daemon::Daemon,
-    require_root, veth_pair, wait_until,
+    require_root,
+    vrrp::{Lan, Side},
 };
 
 const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 100);
@@ -21,28 +22,6 @@ const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0x100);
 /// Long enough for a handover: a backup's `Master_Down_Interval` at the 1 s VRRPv2 interval is
 /// 3.6 s, plus process start.
 const HANDOVER: Duration = Duration::from_secs(6);
-
-/// Our namespace (`v0`, `.1` / `::1`) and keepalived's (`k0`, `.2` / `::2`) on one veth link.
-struct Lan {
-    ours: Netns,
-    ka: Netns,
-}
-
-fn lan() -> Lan {
-    let ours = Netns::new("vrrp-ours");
-    let ka = Netns::new("vrrp-ka");
-    for ns in [&ours, &ka] {
-        // Link-local addresses (IPv6 advert sources) usable at once, not after DAD.
-        ns.sysctl("net.ipv6.conf.all.accept_dad", "0");
-        ns.sysctl("net.ipv6.conf.default.accept_dad", "0");
-    }
-    veth_pair(&ours, "v0", &ka, "k0");
-    ours.ip(&["addr", "add", "198.18.1.1/24", "dev", "v0"]);
-    ours.ip(&["addr", "add", "fd00:1::1/64", "dev", "v0", "nodad"]);
-    ka.ip(&["addr", "add", "198.18.1.2/24", "dev", "k0"]);
-    ka.ip(&["addr", "add", "fd00:1::2/64", "dev", "k0", "nodad"]);
-    Lan { ours, ka }
-}
 
 fn mac(ns: &Netns, interface: &str) -> [u8; 6] {
     let out = Command::new("ip")
@@ -60,49 +39,6 @@ fn mac(ns: &Netns, interface: &str) -> [u8; 6] {
         .map(|b| u8::from_str_radix(b, 16).expect("hex"))
         .collect();
     bytes.try_into().expect("6 bytes")
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Side {
-    Ours,
-    Keepalived,
-}
-
-impl Lan {
-    fn holders(&self, vip: &str) -> (bool, bool) {
-        (self.ours.has_addr(vip), self.ka.has_addr(vip))
-    }
-
-    /// Waits until `vip` is on `side` only, then checks it stays so for `hold`: one master.
-    fn settle(&self, vip: &str, side: Side, hold: Duration, logs: &[&Daemon]) {
-        let want = match side {
-            Side::Ours => (true, false),
-            Side::Keepalived => (false, true),
-        };
-        let settled = wait_until(HANDOVER, || self.holders(vip) == want);
-        let dump = || {
-            logs.iter()
-                .map(|d| d.log())
-                .collect::<Vec<_>>()
-                .join("\n-----\n")
-        };
-        assert!(
-            settled,
-            "{vip} should be on {side:?} only, is on (ours, keepalived) = {:?}\n{}",
-            self.holders(vip),
-            dump()
-        );
-        let end = Instant::now() + hold;
-        while Instant::now() < end {
-            assert_eq!(
-                self.holders(vip),
-                want,
-                "{vip} left {side:?} or appeared twice\n{}",
-                dump()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 fn keepalived_conf(priority: u8, body: &str) -> String {
@@ -135,24 +71,26 @@ const V3_ARGS: &[&str] = &[
 #[test]
 fn v3_ipv4_multicast_ours_master_then_keepalived_takes_over() {
     require_root!();
-    let lan = lan();
-    let ka = Daemon::keepalived(&lan.ka, &keepalived_conf(100, V3_BODY));
+    let lan = Lan::new("vrrp", 1);
+    let ka = Daemon::keepalived(&lan.peer, &keepalived_conf(100, V3_BODY));
     let mut me = ours(&lan, 200, V3_ARGS);
     lan.settle(
-        "198.18.1.100",
+        &["198.18.1.100"],
         Side::Ours,
+        HANDOVER,
         Duration::from_millis(800),
         &[&me, &ka],
     );
 
     let wire = Capture::start(&lan.ours, "v0");
-    let ka_mac = mac(&lan.ka, "k0");
+    let ka_mac = mac(&lan.peer, "k0");
     let status = me.stop();
     assert!(status.success(), "balancer exit {status}\n{}", me.log());
     // Priority 0 lets keepalived take over after its Skew_Time, not Master_Down_Interval.
     lan.settle(
-        "198.18.1.100",
-        Side::Keepalived,
+        &["198.18.1.100"],
+        Side::Peer,
+        HANDOVER,
         Duration::from_millis(400),
         &[&me, &ka],
     );
@@ -172,26 +110,28 @@ fn v3_ipv4_multicast_ours_master_then_keepalived_takes_over() {
 #[test]
 fn v3_ipv4_multicast_keepalived_master_then_we_take_over_leftover_vip_removed() {
     require_root!();
-    let lan = lan();
+    let lan = Lan::new("vrrp", 1);
     // What a crashed run of ours would leave behind: removed before we elect.
     lan.ours
         .ip(&["addr", "add", "198.18.1.100/24", "dev", "v0"]);
-    let mut ka = Daemon::keepalived(&lan.ka, &keepalived_conf(200, V3_BODY));
+    let mut ka = Daemon::keepalived(&lan.peer, &keepalived_conf(200, V3_BODY));
     let me = ours(&lan, 100, V3_ARGS);
     lan.settle(
-        "198.18.1.100",
-        Side::Keepalived,
+        &["198.18.1.100"],
+        Side::Peer,
+        HANDOVER,
         Duration::from_millis(800),
         &[&me, &ka],
     );
 
-    let wire = Capture::start(&lan.ka, "k0");
+    let wire = Capture::start(&lan.peer, "k0");
     let our_mac = mac(&lan.ours, "v0");
     let status = ka.stop();
     assert!(status.success(), "keepalived exit {status}\n{}", ka.log());
     lan.settle(
-        "198.18.1.100",
+        &["198.18.1.100"],
         Side::Ours,
+        HANDOVER,
         Duration::from_millis(400),
         &[&me, &ka],
     );
@@ -206,11 +146,11 @@ fn v3_ipv4_multicast_keepalived_master_then_we_take_over_leftover_vip_removed() 
 #[test]
 fn v2_auth_pass_elects_and_hands_over() {
     require_root!();
-    let lan = lan();
+    let lan = Lan::new("vrrp", 1);
     let body = "  virtual_router_id 52\n  version 2\n  advert_int 1\n  \
                 authentication {\n    auth_type PASS\n    auth_pass s3cret\n  }\n  \
                 virtual_ipaddress {\n    198.18.1.100/24\n  }";
-    let ka = Daemon::keepalived(&lan.ka, &keepalived_conf(100, body));
+    let ka = Daemon::keepalived(&lan.peer, &keepalived_conf(100, body));
     let args = [
         "--vrid",
         "52",
@@ -225,15 +165,17 @@ fn v2_auth_pass_elects_and_hands_over() {
     // keepalived's Master_Down_Interval here is 3.6 s: holding beyond it shows that it hears
     // (and authenticates) our adverts.
     lan.settle(
-        "198.18.1.100",
+        &["198.18.1.100"],
         Side::Ours,
+        HANDOVER,
         Duration::from_secs(4),
         &[&me, &ka],
     );
     assert!(me.stop().success(), "{}", me.log());
     lan.settle(
-        "198.18.1.100",
-        Side::Keepalived,
+        &["198.18.1.100"],
+        Side::Peer,
+        HANDOVER,
         Duration::ZERO,
         &[&me, &ka],
     );
@@ -242,10 +184,10 @@ fn v2_auth_pass_elects_and_hands_over() {
 #[test]
 fn v3_ipv6_keepalived_hands_over_and_our_na_is_seen() {
     require_root!();
-    let lan = lan();
+    let lan = Lan::new("vrrp", 1);
     let body = "  virtual_router_id 53\n  version 3\n  advert_int 0.2\n  \
                 virtual_ipaddress {\n    fd00:1::100/64\n  }";
-    let mut ka = Daemon::keepalived(&lan.ka, &keepalived_conf(200, body));
+    let mut ka = Daemon::keepalived(&lan.peer, &keepalived_conf(200, body));
     let args = [
         "--vrid",
         "53",
@@ -256,16 +198,23 @@ fn v3_ipv6_keepalived_hands_over_and_our_na_is_seen() {
     ];
     let mut me = ours(&lan, 100, &args);
     lan.settle(
-        "fd00:1::100",
-        Side::Keepalived,
+        &["fd00:1::100"],
+        Side::Peer,
+        HANDOVER,
         Duration::from_millis(800),
         &[&me, &ka],
     );
 
-    let wire = Capture::start(&lan.ka, "k0");
+    let wire = Capture::start(&lan.peer, "k0");
     let our_mac = mac(&lan.ours, "v0");
     assert!(ka.stop().success(), "{}", ka.log());
-    lan.settle("fd00:1::100", Side::Ours, Duration::ZERO, &[&me, &ka]);
+    lan.settle(
+        &["fd00:1::100"],
+        Side::Ours,
+        HANDOVER,
+        Duration::ZERO,
+        &[&me, &ka],
+    );
     assert!(
         wire.wait_for(Duration::from_secs(2), |f| f[6..12] == our_mac
             && is_unsolicited_na(f, VIP6)),
@@ -274,17 +223,19 @@ fn v3_ipv6_keepalived_hands_over_and_our_na_is_seen() {
     );
     // A lower-priority keepalived that starts now must hear our IPv6 adverts and stay backup
     // past its `Master_Down_Interval` (0.6 s + skew).
-    let ka2 = Daemon::keepalived(&lan.ka, &keepalived_conf(50, body));
+    let ka2 = Daemon::keepalived(&lan.peer, &keepalived_conf(50, body));
     lan.settle(
-        "fd00:1::100",
+        &["fd00:1::100"],
         Side::Ours,
+        HANDOVER,
         Duration::from_millis(1500),
         &[&me, &ka2],
     );
     assert!(me.stop().success(), "{}", me.log());
     lan.settle(
-        "fd00:1::100",
-        Side::Keepalived,
+        &["fd00:1::100"],
+        Side::Peer,
+        HANDOVER,
         Duration::ZERO,
         &[&me, &ka2],
     );
@@ -293,26 +244,28 @@ fn v3_ipv6_keepalived_hands_over_and_our_na_is_seen() {
 #[test]
 fn v3_unicast_peers_elect_without_multicast() {
     require_root!();
-    let lan = lan();
+    let lan = Lan::new("vrrp", 1);
     let body = "  virtual_router_id 54\n  version 3\n  advert_int 0.2\n  \
                 unicast_src_ip 198.18.1.2\n  unicast_peer {\n    198.18.1.1\n  }\n  \
                 virtual_ipaddress {\n    198.18.1.100/24\n  }";
     let wire = Capture::start(&lan.ours, "v0");
-    let ka = Daemon::keepalived(&lan.ka, &keepalived_conf(100, body));
+    let ka = Daemon::keepalived(&lan.peer, &keepalived_conf(100, body));
     let mut args = V3_ARGS.to_vec();
     args.extend(["--unicast-peer", "198.18.1.2"]);
     args[1] = "54";
     let mut me = ours(&lan, 200, &args);
     lan.settle(
-        "198.18.1.100",
+        &["198.18.1.100"],
         Side::Ours,
+        HANDOVER,
         Duration::from_secs(1),
         &[&me, &ka],
     );
     assert!(me.stop().success(), "{}", me.log());
     lan.settle(
-        "198.18.1.100",
-        Side::Keepalived,
+        &["198.18.1.100"],
+        Side::Peer,
+        HANDOVER,
         Duration::from_millis(400),
         &[&me, &ka],
     );
@@ -332,5 +285,86 @@ fn v3_unicast_peers_elect_without_multicast() {
         wire.count(|f| vrrp_to(f, [224, 0, 0, 18])),
         0,
         "multicast adverts seen"
+    );
+}
+
+/// Ours at priority 200 with `args`, keepalived at 100 with [`V3_BODY`]: once ours holds
+/// `vips` alone (checked for a second, past keepalived's `Master_Down_Interval`), the LAN and
+/// both daemons.
+fn ours_master_over_keepalived(args: &[&str], vips: &[&str]) -> (Lan, Daemon, Daemon) {
+    let lan = Lan::new("vrrp", 1);
+    let ka = Daemon::keepalived(&lan.peer, &keepalived_conf(100, V3_BODY));
+    let me = ours(&lan, 200, args);
+    lan.settle(
+        vips,
+        Side::Ours,
+        HANDOVER,
+        Duration::from_secs(1),
+        &[&me, &ka],
+    );
+    (lan, ka, me)
+}
+
+/// A flapping link (ours, then the shared link seen from both sides) puts the instances in
+/// FAULT and back, again and again; once it is steady, exactly one router holds the VIP (the
+/// higher priority, ours) and keeps it.
+#[test]
+fn link_flaps_leave_exactly_one_master() {
+    require_root!();
+    let (lan, ka, me) = ours_master_over_keepalived(V3_ARGS, &["198.18.1.100"]);
+    for (ns, dev) in [(&lan.ours, "v0"), (&lan.peer, "k0"), (&lan.ours, "v0")] {
+        for pause in [50, 150, 300] {
+            ns.ip(&["link", "set", dev, "down"]);
+            std::thread::sleep(Duration::from_millis(pause));
+            ns.ip(&["link", "set", dev, "up"]);
+            std::thread::sleep(Duration::from_millis(pause));
+        }
+    }
+    // Past keepalived's Master_Down_Interval (0.6 s + skew) several times over.
+    lan.settle(
+        &["198.18.1.100"],
+        Side::Ours,
+        HANDOVER,
+        Duration::from_secs(2),
+        &[&me, &ka],
+    );
+    let log = me.log();
+    assert!(
+        log.contains("state=\"FAULT\""),
+        "the flaps were seen\n{log}"
+    );
+}
+
+/// `virtual_ipaddress_excluded`: the master owns the excluded addresses (here of both
+/// families) with the VIP, yet its adverts list the VIP only: keepalived, which checks the
+/// address list, stays backup and takes the VIP alone when we stop.
+#[test]
+fn excluded_addresses_follow_the_vip_but_stay_out_of_adverts() {
+    require_root!();
+    let mut args = V3_ARGS.to_vec();
+    args.extend([
+        "--vip-excluded",
+        "198.18.1.101/24",
+        "--vip-excluded",
+        "fd00:1::101/64",
+    ]);
+    let (lan, ka, mut me) =
+        ours_master_over_keepalived(&args, &["198.18.1.100", "198.18.1.101", "fd00:1::101"]);
+    assert!(me.stop().success(), "{}", me.log());
+    lan.settle(
+        &["198.18.1.100"],
+        Side::Peer,
+        HANDOVER,
+        Duration::ZERO,
+        &[&me, &ka],
+    );
+    for gone in ["198.18.1.101", "fd00:1::101"] {
+        assert_eq!(lan.holders(gone), (false, false), "{gone} after our stop");
+    }
+    // Our adverts matched keepalived's address list: it never logged a mismatch.
+    let log = ka.log();
+    assert!(
+        !log.contains("not present in") && !log.contains("bogus"),
+        "{log}"
     );
 }

@@ -15,6 +15,7 @@ use balancer_tests::{
     Netns,
     capture::{Capture, is_gratuitous_arp},
     require_root, veth_pair,
+    vrrp::Lan,
 };
 use tokio::time::timeout;
 
@@ -42,11 +43,9 @@ fn advert_priority(frame: &[u8]) -> Option<u8> {
 #[test]
 fn run_instance_elects_itself_reports_states_and_steps_down() {
     require_root!();
-    let ns = Netns::new("vrrp-solo");
-    let peer = Netns::new("vrrp-peer");
-    veth_pair(&ns, "v0", &peer, "p0");
-    ns.ip(&["addr", "add", "198.18.2.1/24", "dev", "v0"]);
-    let wire = Capture::start(&peer, "p0");
+    let lan = Lan::new("vrrp-solo", 2);
+    let (ns, peer) = (&lan.ours, &lan.peer);
+    let wire = Capture::start(peer, "k0");
 
     let mut config = Config::new(
         9,
@@ -61,6 +60,8 @@ fn run_instance_elects_itself_reports_states_and_steps_down() {
         vips: vec!["198.18.2.100/24".parse().unwrap()],
         group: None,
         track: Track::default(),
+        vmac: None,
+        excluded: Vec::new(),
     };
     let (states, vip_while_master, transitions) = ns.run(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -87,7 +88,7 @@ fn run_instance_elects_itself_reports_states_and_steps_down() {
             }
             // Let a few adverts go out at the 100 ms interval.
             tokio::time::sleep(Duration::from_millis(350)).await;
-            let vip_while_master = has_vip(&ns);
+            let vip_while_master = has_vip(ns);
             stop_tx.send(()).unwrap();
             let instance = timeout(Duration::from_secs(3), task)
                 .await
@@ -102,7 +103,7 @@ fn run_instance_elects_itself_reports_states_and_steps_down() {
     });
     assert_eq!(states, [State::Backup, State::Master, State::Init]);
     assert!(vip_while_master, "the VIP was not added while master");
-    assert!(!has_vip(&ns), "the VIP stayed after shutdown");
+    assert!(!has_vip(ns), "the VIP stayed after shutdown");
     assert_eq!(transitions.become_master, 1);
     assert_eq!(transitions.priority_zero_sent, 1);
 

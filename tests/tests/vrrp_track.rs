@@ -4,77 +4,36 @@
 //! tracked interface. Each test checks who holds the virtual address as trackers change, and
 //! what notify scripts were given. Needs root.
 
-use std::{
-    os::unix::fs::PermissionsExt as _,
-    time::{Duration, Instant},
-};
+use std::{os::unix::fs::PermissionsExt as _, time::Duration};
 
-use balancer_tests::{Netns, daemon::Daemon, lab::TempDir, require_root, veth_pair, wait_until};
+use balancer_tests::{
+    daemon::Daemon,
+    lab::TempDir,
+    require_root, veth_pair,
+    vrrp::{Lan, Side, ours_v3},
+    wait_until,
+};
 
 const VIP: &str = "198.18.3.100";
 /// A handover at a 0.2 s advert interval takes about 0.8 s; process start and script
 /// intervals come on top.
 const HANDOVER: Duration = Duration::from_secs(5);
 
-struct Lan {
-    ours: Netns,
-    peer: Netns,
-}
-
 fn lan() -> Lan {
-    let ours = Netns::new("track-ours");
-    let peer = Netns::new("track-peer");
-    veth_pair(&ours, "v0", &peer, "k0");
-    veth_pair(&ours, "t0", &peer, "t1");
-    ours.ip(&["addr", "add", "198.18.3.1/24", "dev", "v0"]);
-    peer.ip(&["addr", "add", "198.18.3.2/24", "dev", "k0"]);
-    Lan { ours, peer }
+    let lan = Lan::new("track", 3);
+    veth_pair(&lan.ours, "t0", &lan.peer, "t1");
+    lan
 }
 
-impl Lan {
-    /// Waits until the VIP is on our side only (`ours`) or the peer's only, then checks that
-    /// it stays there for `hold`.
-    fn settle(&self, ours: bool, hold: Duration, logs: &[&Daemon]) {
-        let want = (ours, !ours);
-        let holders = || (self.ours.has_addr(VIP), self.peer.has_addr(VIP));
-        let dump = || {
-            logs.iter()
-                .map(|d| d.log())
-                .collect::<Vec<_>>()
-                .join("\n-----\n")
-        };
-        assert!(
-            wait_until(HANDOVER, || holders() == want),
-            "VIP should be on (ours, peer) = {want:?}, is on {:?}\n{}",
-            holders(),
-            dump()
-        );
-        let end = Instant::now() + hold;
-        while Instant::now() < end {
-            assert_eq!(holders(), want, "VIP moved\n{}", dump());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// Waits until the VIP is on `side` only, then checks that it stays there for `hold`.
+fn settle(lan: &Lan, side: Side, hold: Duration, daemons: &[&Daemon]) {
+    lan.settle(&[VIP], side, HANDOVER, hold, daemons);
 }
 
 fn ours(lan: &Lan, extra: &[&str]) -> Daemon {
-    let mut args = vec![
-        "vrrp",
-        "--interface",
-        "v0",
-        "--vrid",
-        "61",
-        "--priority",
-        "150",
-        "--version",
-        "3",
-        "--advert-int",
-        "0.2",
-        "--vip",
-        "198.18.3.100/24",
-    ];
+    let mut args = vec!["--vip", "198.18.3.100/24"];
     args.extend_from_slice(extra);
-    Daemon::balancer(&lan.ours, &args)
+    ours_v3(lan, "61", "150", "0.2", &args)
 }
 
 /// (a) A failing `track_script` lowers our priority below keepalived's, which takes the VIP;
@@ -104,12 +63,12 @@ fn failing_track_script_hands_the_vip_to_keepalived_and_back() {
             "2",
         ],
     );
-    lan.settle(true, Duration::from_millis(600), &[&me, &ka]);
+    settle(&lan, Side::Ours, Duration::from_millis(600), &[&me, &ka]);
 
     std::fs::write(&flag, "").expect("flag");
-    lan.settle(false, Duration::from_millis(600), &[&me, &ka]);
+    settle(&lan, Side::Peer, Duration::from_millis(600), &[&me, &ka]);
     std::fs::remove_file(&flag).expect("unflag");
-    lan.settle(true, Duration::from_millis(400), &[&me, &ka]);
+    settle(&lan, Side::Ours, Duration::from_millis(400), &[&me, &ka]);
     let log = me.log();
     assert!(
         log.contains("ok=false") && log.contains("ok=true"),
@@ -142,15 +101,15 @@ fn tracked_interface_down_is_fault_and_the_peer_takes_over() {
         ],
     );
     let me = ours(&lan, &["--track-interface", "t0"]);
-    lan.settle(true, Duration::from_millis(600), &[&me, &peer]);
+    settle(&lan, Side::Ours, Duration::from_millis(600), &[&me, &peer]);
 
     lan.ours.ip(&["link", "set", "t0", "down"]);
     // Priority 0 lets the peer take over after its skew time (under 0.2 s).
-    lan.settle(false, Duration::from_millis(600), &[&me, &peer]);
+    settle(&lan, Side::Peer, Duration::from_millis(600), &[&me, &peer]);
     assert!(me.log().contains("state=\"FAULT\""), "{}", me.log());
 
     lan.ours.ip(&["link", "set", "t0", "up"]);
-    lan.settle(true, Duration::from_millis(400), &[&me, &peer]);
+    settle(&lan, Side::Ours, Duration::from_millis(400), &[&me, &peer]);
 }
 
 /// (c) `notify_master`, `notify_backup`, `notify_fault` and `notify_stop` get no arguments; `notify` gets its configured words
@@ -250,7 +209,7 @@ fn track_scripts_run_as_the_script_user() {
             "0.2",
         ],
     );
-    lan.settle(true, Duration::from_millis(400), &[&me]);
+    settle(&lan, Side::Ours, Duration::from_millis(400), &[&me]);
     assert!(!me.log().contains("state=\"FAULT\""), "{}", me.log());
 }
 
@@ -300,7 +259,7 @@ fn track_file_with_weight_zero_faults_on_a_non_zero_value() {
     std::fs::write(&file, "0\n").expect("status");
     let tracked = format!("{}:0", file.display());
     let me = ours(&lan, &["--track-file", &tracked]);
-    lan.settle(true, Duration::from_millis(300), &[&me]);
+    settle(&lan, Side::Ours, Duration::from_millis(300), &[&me]);
     std::fs::write(&file, "1\n").expect("status");
     // Polled every second.
     assert!(
@@ -310,5 +269,5 @@ fn track_file_with_weight_zero_faults_on_a_non_zero_value() {
     );
     assert!(me.log().contains("state=\"FAULT\""), "{}", me.log());
     std::fs::write(&file, "0\n").expect("status");
-    lan.settle(true, Duration::ZERO, &[&me]);
+    settle(&lan, Side::Ours, Duration::ZERO, &[&me]);
 }

@@ -36,8 +36,9 @@ enum Cmd {
         args: Vec<String>,
     },
     /// Setup, then run a benchmark (needs root): `dataplane` (ns per packet through the XDP
-    /// program beside a MAC-swap floor) or `checkers` (10,000 TCP checks at `delay_loop` 1:
-    /// checks per second, drift, CPU). Prints a table and writes target/bench/NAME.json.
+    /// program beside a MAC-swap floor), `checkers` (10,000 TCP checks at `delay_loop` 1:
+    /// checks per second, drift, CPU) or `failover` (VRRP takeover time, ours beside
+    /// keepalived). Prints a table and writes target/bench/NAME.json.
     Bench {
         #[arg(default_value = "dataplane")]
         name: String,
@@ -73,6 +74,10 @@ fn main() -> Result<()> {
         }
         Cmd::Bench { name } => {
             setup::setup()?;
+            if name == "failover" {
+                // The benchmark starts the daemon binary itself.
+                run(cargo(&root).args(["build", "--release", "--package", "balancer"]))?;
+            }
             run(cargo(&root).args([
                 "run",
                 "--release",

@@ -14,7 +14,7 @@ pub mod validate;
 #[cfg(test)]
 mod fuzz_tests;
 #[cfg(test)]
-mod test_dir;
+pub(crate) mod test_dir;
 #[cfg(test)]
 mod tests;
 

@@ -467,3 +467,75 @@ virtual_server 198.18.0.100 80 {
         assert!(line.starts_with(want), "{line}\n  wanted {want}");
     }
 }
+
+/// The VRRP keywords of keepalived.conf(5) this work maps: sync group options, the notify
+/// FIFO, `notify_master_rx_lower_pri`, `use_vmac` and `virtual_ipaddress_excluded`.
+#[test]
+fn keepalived_vrrp_extras_convert() {
+    let text = r"
+global_defs {
+    notify_fifo /run/keepalived.fifo
+    notify_fifo_script /usr/bin/true
+    vrrp_notify_fifo /run/vrrp.fifo
+}
+vrrp_sync_group G {
+    group {
+        A
+        B
+    }
+    sync_group_tracking_weight
+    notify_fault /usr/bin/true
+}
+vrrp_instance A {
+    interface eth0
+    virtual_router_id 1
+    use_vmac
+    vmac_xmit_base
+    virtual_ipaddress {
+        198.18.0.1/24
+    }
+    virtual_ipaddress_excluded {
+        198.18.0.2/24
+        fd00::2/64
+    }
+    notify_master_rx_lower_pri /usr/bin/true
+}
+vrrp_instance B {
+    interface eth1
+    virtual_router_id 2
+    use_vmac vmac-b
+    virtual_ipaddress {
+        198.18.1.1/24
+    }
+}
+";
+    let loaded = from_keepalived_text(text).unwrap();
+    let g = &loaded.config.global_defs;
+    assert_eq!(g.notify_fifo.as_deref(), Some("/run/keepalived.fifo"));
+    assert_eq!(g.notify_fifo_script.as_deref(), Some("/usr/bin/true"));
+    assert_eq!(g.vrrp_notify_fifo.as_deref(), Some("/run/vrrp.fifo"));
+    let group = &loaded.config.vrrp_sync_group["G"];
+    assert!(group.sync_group_tracking_weight);
+    assert_eq!(group.notify_fault.as_deref(), Some("/usr/bin/true"));
+    let a = &loaded.config.vrrp_instance["A"];
+    assert_eq!(
+        a.notify_master_rx_lower_pri.as_deref(),
+        Some("/usr/bin/true")
+    );
+    let m = &loaded.validated.model.vrrp;
+    let (a, b) = (&m[0], &m[1]);
+    assert_eq!(
+        a.spec.vmac.as_deref(),
+        Some("vrrp.1"),
+        "keepalived's default name"
+    );
+    assert_eq!(b.spec.vmac.as_deref(), Some("vmac-b"));
+    let excluded: Vec<String> = a.spec.excluded.iter().map(ToString::to_string).collect();
+    assert_eq!(excluded, ["198.18.0.2/24", "fd00::2/64"]);
+    assert_eq!(
+        a.spec.vips.len(),
+        1,
+        "excluded addresses are not advertised"
+    );
+    assert_eq!(b.sync_group.as_deref(), Some("G"));
+}

@@ -53,6 +53,14 @@ pub struct VrrpArgs {
     /// `nopreempt`.
     #[arg(long)]
     pub nopreempt: bool,
+    /// keepalived's `use_vmac NAME`: the addresses live on a macvlan of this name carrying
+    /// the virtual router MAC.
+    #[arg(long)]
+    pub vmac: Option<String>,
+    /// keepalived's `virtual_ipaddress_excluded`: owned with the VIPs, not advertised
+    /// (repeatable, either family).
+    #[arg(long = "vip-excluded")]
+    pub excluded: Vec<Vip>,
     /// `authentication { auth_type PASS auth_pass ... }` (VRRPv2 only; 8 bytes are used).
     #[arg(long)]
     pub auth_pass: Option<String>,
@@ -223,6 +231,8 @@ impl VrrpArgs {
             config,
             vips: self.vips.clone(),
             group: self.group,
+            vmac: self.vmac.clone(),
+            excluded: self.excluded.clone(),
             track: Track {
                 interfaces: self.track_interfaces.clone(),
                 scripts: Vec::new(),
@@ -290,6 +300,7 @@ impl VrrpArgs {
             stop: optional(&self.notify_stop)?,
             generic: optional(&self.notify)?,
             master_rx_lower_pri: optional(&self.notify_master_rx_lower_pri)?,
+            fifos: Vec::new(),
         };
         Ok((tracked, notify))
     }

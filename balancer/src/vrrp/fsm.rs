@@ -74,6 +74,17 @@ pub enum Event {
     PriorityChanged {
         weight: i32,
     },
+    /// The instance's `vrrp_sync_group` goes MASTER: a backup member becomes master now,
+    /// whatever its own timer says (keepalived `vrrp_sync_master`).
+    SyncMaster,
+    /// A master member of the group stepped down: this one does too (keepalived
+    /// `vrrp_sync_backup`).
+    SyncBackup,
+    /// Whether another member of the group is in FAULT, which holds this one there too
+    /// (keepalived `vrrp_sync_fault`, `num_member_fault`).
+    SyncFault {
+        failing: bool,
+    },
 }
 
 /// What the I/O task must do, in order.
@@ -136,6 +147,16 @@ impl Timers {
     }
 }
 
+/// What a `vrrp_sync_group` member keeps besides its own state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Membership {
+    /// See [`Event::SyncFault`].
+    fault: bool,
+    /// keepalived's `wantstate == MASTER` for a synced backup: its `Master_Down_Timer` fired,
+    /// and it waits for the rest of the group to want the same.
+    wants_master: bool,
+}
+
 /// One VRRP instance (one VRID on one interface and family).
 #[derive(Clone, Debug)]
 pub struct Instance {
@@ -152,6 +173,8 @@ pub struct Instance {
     interfaces_down: BTreeSet<u32>,
     /// See [`Event::TrackersFailing`].
     trackers_failing: bool,
+    /// Set for a member of a `vrrp_sync_group`: it becomes master only when the group lets it.
+    sync: Option<Membership>,
     /// Set once a unicast peer was heard using keepalived's old checksum.
     old_checksum_seen: bool,
     counters: Counters,
@@ -172,11 +195,33 @@ impl Instance {
             master: None,
             interfaces_down: BTreeSet::new(),
             trackers_failing: false,
+            sync: None,
             old_checksum_seen: false,
             counters: Counters::default(),
             transitions: Transitions::default(),
             config,
         })
+    }
+
+    /// Makes the instance a member of a `vrrp_sync_group`: from then on its own timers only
+    /// make it *want* mastership ([`Instance::wants_master`]), and the group coordinator
+    /// ([`crate::vrrp::sync`]) turns that into [`Event::SyncMaster`] once every member wants
+    /// the same (keepalived `vrrp_sync_can_goto_master`: prefer backup, to avoid thrashing).
+    pub fn join_sync_group(&mut self) {
+        self.sync = Some(Membership::default());
+    }
+
+    /// Whether the instance is master or, as a synced backup, wants to be.
+    #[must_use]
+    pub fn wants_master(&self) -> bool {
+        self.state == State::Master
+            || (self.state == State::Backup && self.sync.is_some_and(|s| s.wants_master))
+    }
+
+    /// Whether the instance's own trackers (not its sync group) hold it in FAULT.
+    #[must_use]
+    pub fn own_fault(&self) -> bool {
+        !self.interfaces_down.is_empty() || self.trackers_failing
     }
 
     #[must_use]
@@ -295,6 +340,13 @@ impl Instance {
             Event::InterfaceUp { ifindex } => self.interface_up(now, ifindex, &mut actions),
             Event::TrackersFailing { failing } => self.trackers_failing(now, failing, &mut actions),
             Event::PriorityChanged { weight } => self.priority_changed(now, weight),
+            Event::SyncMaster => {
+                if self.state == State::Backup {
+                    self.become_master(now, &mut actions);
+                }
+            }
+            Event::SyncBackup => self.sync_backup(now, &mut actions),
+            Event::SyncFault { failing } => self.sync_fault(now, failing, &mut actions),
         }
         actions
     }
@@ -338,7 +390,11 @@ impl Instance {
         self.master = None;
         match self.config.initial_state() {
             // RFC 5798 §6.4.1: the address owner becomes master at once.
-            InitialState::Master if self.config.priority == PRIORITY_OWNER => {
+            // keepalived holds a synced owner in backup for one interval like `state MASTER`
+            // (`vrrp_init_state`), so the group decides.
+            InitialState::Master
+                if self.config.priority == PRIORITY_OWNER && self.sync.is_none() =>
+            {
                 self.become_master(now, actions);
             }
             // keepalived `state MASTER` below 255: wait one interval (plus the smallest skew)
@@ -362,6 +418,7 @@ impl Instance {
 
     fn enter_backup(&mut self, master_down: Timestamp, actions: &mut Vec<Action>) {
         self.state = State::Backup;
+        self.set_wants_master(false);
         self.timers = Timers {
             master_down: Some(master_down),
             ..Timers::default()
@@ -373,8 +430,21 @@ impl Instance {
         });
     }
 
+    /// `Master_Down_Timer` fired. A synced instance asks its group instead (keepalived
+    /// `vrrp_state_goto_master` / `vrrp_sync_can_goto_master`): it stays backup, wanting
+    /// mastership, and re-arms the timer while the group decides.
+    fn goto_master(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
+        if self.sync.is_some() {
+            self.set_wants_master(true);
+            self.timers.master_down = Some(now + self.master_down_interval());
+        } else {
+            self.become_master(now, actions);
+        }
+    }
+
     fn become_master(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
         let garp = self.config.garp;
+        self.set_wants_master(false);
         self.transitions.become_master += 1;
         self.state = State::Master;
         self.master = None;
@@ -456,6 +526,9 @@ impl Instance {
             }
             // RFC 5798 §6.4.2: reset Master_Down_Timer to Master_Down_Interval.
             self.timers.master_down = Some(now + self.master_down_interval());
+            // keepalived: a synced backup held there by its group wanted mastership; a live
+            // master it accepts means it wants backup again.
+            self.set_wants_master(false);
             self.master = Some((advert.src, advert.priority));
             if !delay.is_zero() {
                 if advert.priority >= self.priority {
@@ -533,7 +606,7 @@ impl Instance {
         let due = |t: Option<Timestamp>| t.is_some_and(|t| t <= now);
         // RFC 5798 §6.4.2: Master_Down_Timer fired, become master.
         if self.state == State::Backup && due(self.timers.master_down) {
-            self.become_master(now, actions);
+            self.goto_master(now, actions);
         }
         if self.state != State::Master {
             return;
@@ -568,7 +641,13 @@ impl Instance {
 
     /// Whether anything holds the instance in FAULT.
     fn faulted(&self) -> bool {
-        !self.interfaces_down.is_empty() || self.trackers_failing
+        self.own_fault() || self.sync.is_some_and(|s| s.fault)
+    }
+
+    fn set_wants_master(&mut self, wants: bool) {
+        if let Some(sync) = &mut self.sync {
+            sync.wants_master = wants;
+        }
     }
 
     fn interface_down(&mut self, ifindex: u32, actions: &mut Vec<Action>) {
@@ -613,6 +692,7 @@ impl Instance {
         self.timers = Timers::default();
         self.state = State::Fault;
         self.master = None;
+        self.set_wants_master(false);
         actions.push(Action::Notify {
             state: State::Fault,
         });
@@ -632,6 +712,39 @@ impl Instance {
             // Leaving FAULT is a fresh start (RFC 5798 §6.4.1): the owner takes over at once,
             // others listen first.
             self.enter_initial(now, actions);
+        }
+    }
+
+    /// keepalived `vrrp_sync_backup`: a master member steps down without a priority-0 advert
+    /// (`vrrp_state_leave_master` with `wantstate` BACKUP). Members the group held in FAULT
+    /// come back with [`Event::SyncFault`] instead.
+    fn sync_backup(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
+        if self.state == State::Master {
+            self.leave_master(actions);
+            let master_down = now + self.master_down_interval();
+            self.enter_backup(master_down, actions);
+        }
+    }
+
+    /// keepalived `vrrp_sync_fault`: another member's FAULT takes this one there too (a
+    /// master says priority 0 first, `vrrp_state_leave_master` with `wantstate` FAULT); the
+    /// group leaving FAULT lets it start again.
+    fn sync_fault(&mut self, now: Timestamp, failing: bool, actions: &mut Vec<Action>) {
+        let Some(sync) = self.sync else {
+            return;
+        };
+        if failing == sync.fault {
+            return;
+        }
+        let first = !self.faulted();
+        self.sync = Some(Membership {
+            fault: failing,
+            ..sync
+        });
+        if !failing {
+            self.leave_fault(now, actions);
+        } else if first {
+            self.enter_fault(actions);
         }
     }
 

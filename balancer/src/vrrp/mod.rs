@@ -16,6 +16,7 @@ pub mod command;
 pub mod config;
 pub mod fsm;
 pub mod net;
+pub mod sync;
 pub mod timing;
 pub mod track;
 pub mod validate;

@@ -1,3 +1,5 @@
+//! `cargo xtask bench failover`: see [`failover`].
+//!
 //! `cargo xtask bench dataplane`: nanoseconds per packet through `BPF_PROG_TEST_RUN`, the
 //! balancer beside the floor (a program that only swaps MACs and returns `XDP_TX`).
 //!
@@ -13,6 +15,8 @@
 
 #[path = "bench/checkers.rs"]
 mod checkers;
+#[path = "bench/failover.rs"]
+mod failover;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -182,8 +186,8 @@ fn main() {
         .nth(1)
         .unwrap_or_else(|| "dataplane".into());
     assert!(
-        what == "dataplane" || what == "checkers",
-        "unknown benchmark {what:?}; available: dataplane, checkers"
+        what == "dataplane" || what == "checkers" || what == "failover",
+        "unknown benchmark {what:?}; available: dataplane, checkers, failover"
     );
     // SAFETY: geteuid has no preconditions.
     assert!(
@@ -192,6 +196,10 @@ fn main() {
     );
     if what == "checkers" {
         checkers::run();
+        return;
+    }
+    if what == "failover" {
+        failover::run();
         return;
     }
 
@@ -290,6 +298,15 @@ fn measure() -> (Vec<Row>, f64, f64) {
     (rows, floor_repeat, floor_single)
 }
 
+/// Writes a benchmark's JSON to `target/bench/NAME.json` and returns the path.
+fn save(name: &str, json: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, json).expect("write the JSON results");
+    path
+}
+
 fn report(rows: &[Row], floor_repeat: f64, floor_single: f64) {
     use std::fmt::Write as _;
     println!(
@@ -319,10 +336,7 @@ fn report(rows: &[Row], floor_repeat: f64, floor_single: f64) {
         );
     }
     json.push(']');
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir).expect("create target/bench");
-    let path = dir.join("dataplane.json");
-    std::fs::write(&path, json).expect("write the JSON results");
+    let path = save("dataplane", &json);
     println!(
         "\nrepeat: one run of {REPEAT} iterations (kernel mean); single: median of {SINGLES} one-iteration runs"
     );

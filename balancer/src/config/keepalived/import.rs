@@ -217,7 +217,7 @@ impl Cx {
     }
 }
 
-const GLOBAL: [&str; 15] = [
+const GLOBAL: [&str; 19] = [
     "router_id",
     "vrrp_mcast_group4",
     "vrrp_mcast_group6",
@@ -233,7 +233,15 @@ const GLOBAL: [&str; 15] = [
     "vrrp_strict",
     "vrrp_check_unicast_src",
     "vrrp_skip_check_adv_addr",
+    "notify_fifo",
+    "notify_fifo_script",
+    "vrrp_notify_fifo",
+    "vrrp_notify_fifo_script",
 ];
+
+/// What `notify_fifo` takes here: keepalived's optional user and group words (the FIFO's
+/// owner) are not supported; the daemon's user owns it.
+const FIFO_PATH: &str = "one path";
 
 fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
     let g = &mut config.global_defs;
@@ -254,6 +262,10 @@ fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
             }
             "script_user" => g.script_user = cx.text(&key, c),
             "enable_script_security" => g.enable_script_security = cx.flag(&key, c),
+            "notify_fifo" => g.notify_fifo = cx.arg(&key, c, FIFO_PATH),
+            "notify_fifo_script" => g.notify_fifo_script = cx.text(&key, c),
+            "vrrp_notify_fifo" => g.vrrp_notify_fifo = cx.arg(&key, c, FIFO_PATH),
+            "vrrp_notify_fifo_script" => g.vrrp_notify_fifo_script = cx.text(&key, c),
             "vrrp_version" => g.vrrp_version = cx.arg(&key, c, "2 or 3").unwrap_or(g.vrrp_version),
             "vrrp_garp_master_delay" => {
                 g.vrrp_garp_master_delay =
@@ -334,7 +346,7 @@ fn vrrp_script(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpScript> {
     Some(s)
 }
 
-const INSTANCE: [&str; 26] = [
+const INSTANCE: [&str; 30] = [
     "state",
     "interface",
     "virtual_router_id",
@@ -351,6 +363,7 @@ const INSTANCE: [&str; 26] = [
     "mcast_src_ip",
     "unicast_peer",
     "virtual_ipaddress",
+    "virtual_ipaddress_excluded",
     "track_interface",
     "track_script",
     "garp_master_delay",
@@ -361,8 +374,15 @@ const INSTANCE: [&str; 26] = [
     "notify_fault",
     "notify_stop",
     "notify",
+    "notify_master_rx_lower_pri",
+    "use_vmac",
+    "vmac_xmit_base",
 ];
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per keepalived keyword of vrrp_instance"
+)]
 fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
     cx.at(key, node);
     let (mut interface, mut vrid) = (None, None);
@@ -380,6 +400,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
         unicast_src_ip: None,
         unicast_peer: Vec::new(),
         virtual_ipaddress: Vec::new(),
+        virtual_ipaddress_excluded: Vec::new(),
         track_interface: Vec::new(),
         track_script: Vec::new(),
         garp_master_delay: None,
@@ -390,6 +411,9 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
         notify_fault: None,
         notify_stop: None,
         notify: None,
+        notify_master_rx_lower_pri: None,
+        use_vmac: false,
+        vmac_name: None,
     };
     for c in &node.children {
         let k = format!("{key}.{}", c.keyword);
@@ -427,6 +451,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
                 }
             }
             "virtual_ipaddress" => i.virtual_ipaddress = cx.lines(&k, c),
+            "virtual_ipaddress_excluded" => i.virtual_ipaddress_excluded = cx.lines(&k, c),
             "track_interface" => {
                 i.track_interface = cx
                     .lines(&k, c)
@@ -449,6 +474,13 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
             "notify_fault" => i.notify_fault = cx.text(&k, c),
             "notify_stop" => i.notify_stop = cx.text(&k, c),
             "notify" => i.notify = cx.text(&k, c),
+            "notify_master_rx_lower_pri" => i.notify_master_rx_lower_pri = cx.text(&k, c),
+            "use_vmac" => {
+                i.use_vmac = true;
+                i.vmac_name = c.args.first().cloned();
+            }
+            // What we always do: adverts leave from the base interface.
+            "vmac_xmit_base" => {}
             _ => cx.unknown(key, c, &INSTANCE),
         }
     }
@@ -491,6 +523,7 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
         notify_fault: None,
         notify_stop: None,
         notify: None,
+        sync_group_tracking_weight: false,
     };
     for c in &node.children {
         let k = format!("{key}.{}", c.keyword);
@@ -507,6 +540,7 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
             "notify_fault" => g.notify_fault = cx.text(&k, c),
             "notify_stop" => g.notify_stop = cx.text(&k, c),
             "notify" => g.notify = cx.text(&k, c),
+            "sync_group_tracking_weight" => g.sync_group_tracking_weight = true,
             _ => cx.unknown(
                 key,
                 c,
@@ -517,6 +551,7 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
                     "notify_fault",
                     "notify_stop",
                     "notify",
+                    "sync_group_tracking_weight",
                 ],
             ),
         }

@@ -281,6 +281,20 @@ pub struct GlobalDefs {
     /// Default false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub vrrp_skip_check_adv_addr: bool,
+    /// `notify_fifo`: a FIFO (created if missing) that gets a line per state change:
+    /// `INSTANCE "NAME" STATE PRIORITY` or `GROUP "NAME" STATE 0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_fifo: Option<String>,
+    /// `notify_fifo_script`: started once with the FIFO's path as its last argument, to read
+    /// it; stopped with the daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_fifo_script: Option<String>,
+    /// `vrrp_notify_fifo`: as `notify_fifo`, for VRRP events only (the same lines here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_notify_fifo: Option<String>,
+    /// `vrrp_notify_fifo_script`: as `notify_fifo_script`, for `vrrp_notify_fifo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_notify_fifo_script: Option<String>,
 }
 
 impl Default for GlobalDefs {
@@ -301,6 +315,10 @@ impl Default for GlobalDefs {
             vrrp_strict: false,
             vrrp_check_unicast_src: false,
             vrrp_skip_check_adv_addr: false,
+            notify_fifo: None,
+            notify_fifo_script: None,
+            vrrp_notify_fifo: None,
+            vrrp_notify_fifo_script: None,
         }
     }
 }

@@ -82,6 +82,10 @@ pub struct VrrpInstance {
     pub unicast_peer: Vec<IpAddr>,
     /// `virtual_ipaddress { }`: lines as keepalived writes them, `ADDR[/PREFIX] [dev IFNAME]`.
     pub virtual_ipaddress: Vec<String>,
+    /// `virtual_ipaddress_excluded { }`: added and removed with the virtual addresses but not
+    /// listed in adverts (so either family, and any number).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_ipaddress_excluded: Vec<String>,
     /// `track_interface { }`: interfaces whose failure puts the instance in FAULT.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub track_interface: Vec<String>,
@@ -112,6 +116,18 @@ pub struct VrrpInstance {
     /// `notify`: run on every change with `INSTANCE NAME STATE PRIORITY` appended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<String>,
+    /// `notify_master_rx_lower_pri`: run when, as master, the instance hears an advert of a
+    /// lower priority (another router believes it is master).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_master_rx_lower_pri: Option<String>,
+    /// `use_vmac`: the addresses live on a macvlan carrying the virtual router MAC
+    /// (`00:00:5e:00:01:VRID`, or `02` for IPv6), so a takeover changes no ARP entry. Adverts
+    /// leave from `interface` (keepalived's `vmac_xmit_base`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub use_vmac: bool,
+    /// The macvlan's name (keepalived's `use_vmac NAME`); default `vrrp.VRID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmac_name: Option<String>,
 }
 
 const fn default_priority() -> i64 {
@@ -149,4 +165,9 @@ pub struct SyncGroup {
     /// `notify`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<String>,
+    /// `sync_group_tracking_weight`: members' tracker weights move their priority as usual;
+    /// without it (keepalived's default) every weight counts as 0, so a failing tracker puts
+    /// the member, and with it the group, in FAULT.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sync_group_tracking_weight: bool,
 }

@@ -170,6 +170,17 @@ fn spec(
             Err(expected) => report.error(&vkey, format!("{line:?}"), &expected),
         }
     }
+    let mut excluded = Vec::new();
+    for (i, line) in instance.virtual_ipaddress_excluded.iter().enumerate() {
+        match vip_line(line) {
+            Ok(l) => excluded.push(l.vip),
+            Err(expected) => report.error(
+                &format!("{key}.virtual_ipaddress_excluded[{i}]"),
+                format!("{line:?}"),
+                &expected,
+            ),
+        }
+    }
     let Some(first) = vips.first() else {
         if report.errors.len() == errors_before {
             report.error(
@@ -319,6 +330,12 @@ fn spec(
         );
         return None;
     }
+    let vmac = instance.use_vmac.then(|| {
+        instance
+            .vmac_name
+            .clone()
+            .unwrap_or_else(|| crate::vrrp::net::vmac::default_name(c.vrid))
+    });
     Some(InstanceSpec {
         interface: instance.interface.clone(),
         config: c,
@@ -331,6 +348,8 @@ fn spec(
         // The model keeps the tracked names (`VrrpInstance`); the trackers themselves are
         // built when the daemon runs the instance.
         track: crate::vrrp::track::Track::default(),
+        vmac,
+        excluded,
     })
 }
 

@@ -7,6 +7,9 @@ pub mod ipv4;
 pub mod socket;
 pub mod task;
 pub mod vip;
+pub mod vmac;
 
-pub use task::{InstanceSpec, NetError, Notification, run_instance, run_instance_observed};
+pub use task::{
+    InstanceSpec, NetError, Notification, run_instance, run_instance_observed, run_member,
+};
 pub use vip::{Link, Netlink, Vip};

@@ -19,6 +19,8 @@ use crate::vrrp::fsm::{Action, Event, Instance, State};
 use crate::vrrp::net::garp::{self, FrameSender};
 use crate::vrrp::net::socket::{RECV_BUFFER_LEN, VrrpSocket};
 use crate::vrrp::net::vip::{Link, Netlink, NetlinkError, Vip};
+use crate::vrrp::net::vmac::{self, Vmac};
+use crate::vrrp::sync::SyncLink;
 use crate::vrrp::timing::Timestamp;
 use crate::vrrp::track::{self, Track, Tracking, Update};
 use crate::vrrp::wire::Addresses;
@@ -43,10 +45,16 @@ pub struct InstanceSpec {
     pub config: Config,
     /// The virtual addresses with their prefixes, in the order adverts list them.
     pub vips: Vec<Vip>,
+    /// keepalived's `virtual_ipaddress_excluded`: owned with the VIPs (added, removed,
+    /// announced) but left out of adverts, so of either family.
+    pub excluded: Vec<Vip>,
     /// The multicast group (keepalived `mcast_dst_ip`); `None` is the RFC's.
     pub group: Option<IpAddr>,
     /// Trackers besides `interface` (which is always tracked, unweighted).
     pub track: Track,
+    /// keepalived's `use_vmac`: the name of the macvlan that carries the virtual MAC and the
+    /// addresses (see [`crate::vrrp::net::vmac`]).
+    pub vmac: Option<String>,
 }
 
 /// A state change or event for the notify module, sent besides the log line.
@@ -63,7 +71,11 @@ pub enum Notification {
         interface: String,
         vrid: u8,
         from: IpAddr,
+        /// Our effective priority, as keepalived's FIFO line gives it.
+        priority: u8,
     },
+    /// A `vrrp_sync_group` changed state (`Init` is STOP).
+    Group { name: String, state: State },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,8 +137,26 @@ pub async fn run_instance_observed(
     notify: Option<UnboundedSender<Notification>>,
     status: Option<watch::Sender<VrrpStatus>>,
 ) -> Result<Instance, NetError> {
+    run_member(spec, shutdown, notify, status, None).await
+}
+
+/// [`run_instance_observed`] for a member of a `vrrp_sync_group` (see [`crate::vrrp::sync`]):
+/// the instance reports every status change on `sync` and takes the group's events from it.
+///
+/// # Errors
+/// As [`run_instance`].
+pub async fn run_member(
+    spec: InstanceSpec,
+    shutdown: impl Future<Output = ()>,
+    notify: Option<UnboundedSender<Notification>>,
+    status: Option<watch::Sender<VrrpStatus>>,
+    mut sync: Option<SyncLink>,
+) -> Result<Instance, NetError> {
     let mut driver = Driver::new(spec, notify).await?;
     driver.status = status;
+    if sync.is_some() {
+        driver.instance.join_sync_group();
+    }
     let start = Instant::now();
     let now = || Timestamp::from_start(start.elapsed());
     for vip in driver.removable_vips() {
@@ -150,6 +180,7 @@ pub async fn run_instance_observed(
     driver.cause = "startup".into();
     let actions = driver.track(now(), &mut tracking, &mut started);
     driver.execute(actions).await;
+    report(sync.as_mut(), &driver.instance);
 
     let mut buffer = vec![0; RECV_BUFFER_LEN];
     let mut recv_paused_until = None;
@@ -172,6 +203,17 @@ pub async fn run_instance_observed(
                 driver.cause = track_cause(&update, &driver.spec.interface, &driver.spec.track);
                 tracking.apply(&update);
                 driver.track(now(), &mut tracking, &mut started)
+            }
+            Some(event) = group_event(sync.as_mut()) => {
+                tracing::debug!(interface = driver.spec.interface, ?event, "sync group");
+                driver.cause = match &event {
+                    Event::SyncMaster => "its vrrp_sync_group became master",
+                    Event::SyncBackup => "another member of its vrrp_sync_group stepped down",
+                    Event::SyncFault { failing: true } => "another member of its vrrp_sync_group is in FAULT",
+                    _ => "its vrrp_sync_group left FAULT",
+                }
+                .into();
+                driver.instance.handle(now(), event)
             }
             () = sleep_until(recv_paused_until), if recv_paused_until.is_some() => {
                 recv_paused_until = None;
@@ -202,11 +244,29 @@ pub async fn run_instance_observed(
             }
         };
         driver.execute(actions).await;
+        report(sync.as_mut(), &driver.instance);
     }
     driver.cause = "stopping".into();
     let actions = driver.instance.handle(now(), Event::Shutdown);
     driver.execute(actions).await;
+    report(sync.as_mut(), &driver.instance);
+    if let Some(vmac) = driver.vmac.take() {
+        vmac.remove(&driver.netlink).await;
+    }
     Ok(driver.instance)
+}
+
+fn report(sync: Option<&mut SyncLink>, instance: &Instance) {
+    if let Some(link) = sync {
+        link.report(instance);
+    }
+}
+
+async fn group_event(sync: Option<&mut SyncLink>) -> Option<Event> {
+    match sync {
+        Some(link) => link.event().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -220,7 +280,12 @@ struct Driver {
     spec: InstanceSpec,
     instance: Instance,
     netlink: Netlink,
+    /// Where the addresses live and gratuitous ARPs / NAs leave from: the interface, or its
+    /// macvlan with `use_vmac`.
     link: Link,
+    /// The link-local address neighbour advertisements carry (the base interface's).
+    link_local: Option<Ipv6Addr>,
+    vmac: Option<Vmac>,
     socket: VrrpSocket,
     frames: Option<FrameSender>,
     /// Where adverts go: the group, or each unicast peer.
@@ -295,6 +360,21 @@ impl Driver {
             interface: spec.interface.clone(),
             source,
         })?;
+        let link_local = link.link_local();
+        let (link, vmac) = match &spec.vmac {
+            Some(name) => {
+                let mac = vmac::virtual_mac(spec.config.vrid, ipv6);
+                let v = Vmac::create(&netlink, &spec.interface, link.index, name, mac).await?;
+                match netlink.link(name).await {
+                    Ok(l) => (l, Some(v)),
+                    Err(e) => {
+                        v.remove(&netlink).await;
+                        return Err(e.into());
+                    }
+                }
+            }
+            None => (link, None),
+        };
         let frames = match link.mac {
             Some(_) => match FrameSender::new(link.index) {
                 Ok(sender) => Some(sender),
@@ -317,6 +397,8 @@ impl Driver {
             instance,
             netlink,
             link,
+            link_local,
+            vmac,
             socket,
             frames,
             destinations,
@@ -388,7 +470,7 @@ impl Driver {
             match action {
                 Action::SendAdvert { priority } => self.send_advert(priority).await,
                 Action::AddVips => {
-                    for vip in &self.spec.vips {
+                    for vip in self.spec.vips.iter().chain(&self.spec.excluded) {
                         if let Err(e) = self.netlink.add(self.link.index, *vip).await {
                             tracing::error!(error = %e, "virtual address not added");
                         }
@@ -427,6 +509,7 @@ impl Driver {
                         interface: self.spec.interface.clone(),
                         vrid: self.spec.config.vrid,
                         from,
+                        priority: self.instance.priority(),
                     });
                 }
             }
@@ -441,6 +524,7 @@ impl Driver {
         self.spec
             .vips
             .iter()
+            .chain(&self.spec.excluded)
             .copied()
             .filter(|v| v.addr != primary)
             .collect()
@@ -475,8 +559,8 @@ impl Driver {
         let (Some(frames), Some(mac)) = (&self.frames, self.link.mac) else {
             return;
         };
-        let link_local = self.link.link_local();
-        for vip in &self.spec.vips {
+        let link_local = self.link_local;
+        for vip in self.spec.vips.iter().chain(&self.spec.excluded) {
             let Some(frame) = garp::announcement(mac, vip.addr, link_local, self.ipv6_router)
             else {
                 tracing::warn!(interface = self.spec.interface, %vip, "no link-local address for a neighbour advertisement");

@@ -143,6 +143,12 @@ impl Netlink {
         Ok(Self { handle })
     }
 
+    /// The underlying handle, for link operations ([`crate::vrrp::net::vmac`]).
+    #[must_use]
+    pub fn handle(&self) -> rtnetlink::Handle {
+        self.handle.clone()
+    }
+
     /// The interface called `name`, with its MAC and addresses.
     ///
     /// # Errors

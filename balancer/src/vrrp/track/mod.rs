@@ -42,6 +42,23 @@ pub struct Track {
     pub files: Vec<TrackFile>,
 }
 
+impl Track {
+    /// keepalived (`vrrp.c`, "not running floating priorities on any VRRP instance" of a
+    /// sync group unless `sync_group_tracking_weight`): every weight becomes 0, so a failing
+    /// tracker puts the instance in FAULT instead of moving its priority.
+    pub fn ignore_weights(&mut self) {
+        for i in &mut self.interfaces {
+            i.weight = None;
+        }
+        for s in &mut self.scripts {
+            s.weight = 0;
+        }
+        for f in &mut self.files {
+            f.weight = 0;
+        }
+    }
+}
+
 /// A tracker's report; `index` is its place in [`Tracking`]'s lists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Update {

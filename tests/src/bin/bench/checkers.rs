@@ -381,10 +381,7 @@ pub fn run() {
         f.process_cpu[0] + f.process_cpu[1],
         load.trim()
     );
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir).expect("create target/bench");
-    let path = dir.join("checkers.json");
-    std::fs::write(&path, json).expect("write the JSON results");
+    let path = super::save("checkers", &json);
     println!("written to {}", path.display());
     assert_eq!(
         f.failed, 0,

@@ -1,0 +1,89 @@
+//! Layer 3: `use_vmac` with `balancer vrrp --vmac` against Debian's keepalived `use_vmac`. The
+//! master holds the VIP on a macvlan carrying the virtual router MAC (RFC 5798 §7.3), the
+//! peer's neighbour entry for the VIP is that MAC, and it stays the same MAC after keepalived
+//! takes over; our macvlan is gone after we stop. Needs root.
+
+use std::{net::UdpSocket, time::Duration};
+
+use balancer_tests::{
+    Netns,
+    daemon::Daemon,
+    require_root,
+    vrrp::{Lan, Side, ours_v3},
+    wait_until,
+};
+
+const VIP: &str = "198.18.7.100";
+const VMAC: &str = "00:00:5e:00:01:3d";
+const HANDOVER: Duration = Duration::from_secs(5);
+
+const PEER: &str = "global_defs {\n  router_id blt\n}\nvrrp_instance VI {\n  state BACKUP\n  \
+                    interface k0\n  virtual_router_id 61\n  priority 100\n  version 3\n  \
+                    advert_int 0.1\n  use_vmac\n  virtual_ipaddress {\n    198.18.7.100/24\n  }\n}\n";
+
+fn link_shows(ns: &Netns, dev: &str) -> String {
+    String::from_utf8_lossy(&ns.output("ip", &["-o", "link", "show", "dev", dev]).stdout)
+        .into_owned()
+}
+
+fn addr_on(ns: &Netns, dev: &str) -> bool {
+    String::from_utf8_lossy(&ns.output("ip", &["-o", "addr", "show", "dev", dev]).stdout)
+        .contains(&format!(" {VIP}/24 "))
+}
+
+/// The MAC `ns` resolves the VIP to: a datagram to it makes the kernel ask (ARP).
+fn neighbour(ns: &Netns) -> String {
+    ns.run(|| {
+        let socket = UdpSocket::bind("0.0.0.0:0").expect("socket");
+        let _ = socket.send_to(b"who has it", (VIP, 9));
+    });
+    let show =
+        || String::from_utf8_lossy(&ns.output("ip", &["neigh", "show", VIP]).stdout).into_owned();
+    wait_until(Duration::from_secs(2), || show().contains("lladdr"));
+    show()
+}
+
+#[test]
+fn vip_lives_on_the_virtual_mac_and_keeps_it_across_a_takeover() {
+    require_root!();
+    let lan = Lan::new("vmac", 7);
+    let ka = Daemon::keepalived(&lan.peer, PEER);
+    let mut me = ours_v3(
+        &lan,
+        "61",
+        "200",
+        "0.1",
+        &["--vmac", "vrrp.61", "--vip", "198.18.7.100/24"],
+    );
+    lan.settle(
+        &[VIP],
+        Side::Ours,
+        HANDOVER,
+        Duration::from_millis(500),
+        &[&me, &ka],
+    );
+    assert!(
+        link_shows(&lan.ours, "vrrp.61").contains(&format!("link/ether {VMAC}")),
+        "{}\n{}",
+        link_shows(&lan.ours, "vrrp.61"),
+        me.log()
+    );
+    assert!(addr_on(&lan.ours, "vrrp.61"), "the VIP is on the macvlan");
+    assert!(!addr_on(&lan.ours, "v0"), "not on the base interface");
+    // keepalived's own macvlan (vrrp.61 too) exists beside ours; the peer asks over k0.
+    let seen = neighbour(&lan.peer);
+    assert!(seen.contains(VMAC), "peer resolves the VIP to {seen:?}");
+
+    assert!(me.stop().success(), "{}", me.log());
+    lan.settle(&[VIP], Side::Peer, HANDOVER, Duration::ZERO, &[&me, &ka]);
+    assert!(
+        wait_until(HANDOVER, || link_shows(&lan.ours, "vrrp.61").is_empty()),
+        "our macvlan outlived us"
+    );
+    // The client's view (ours, now) of the VIP's MAC is the same virtual MAC.
+    let seen = neighbour(&lan.ours);
+    assert!(
+        seen.contains(VMAC),
+        "after the takeover the VIP is at {seen:?}"
+    );
+}
