@@ -592,17 +592,26 @@ impl Daemon {
             .map_err(|e| e.to_string())?;
         let checks: HashMap<String, ServiceChecks> =
             checks.into_iter().map(|c| (c.name.clone(), c)).collect();
+        // Sync groups and notify FIFOs are wired into every instance at its start: when they
+        // change, every instance restarts with the new wiring.
+        let rewire = vrrp_wiring(&self.loaded) != vrrp_wiring(&new);
+        let fifos = if rewire {
+            notify_fifos(&new.config).map_err(|e| e.to_string())?
+        } else {
+            self.fifos.clone()
+        };
         let mut scripts = HashMap::new();
         for instance in &new.validated.model.vrrp {
             let inputs = instance_inputs(&new.config, instance);
-            if self
-                .instances
-                .get(&instance.name)
-                .is_none_or(|running| running.inputs != inputs)
+            if rewire
+                || self
+                    .instances
+                    .get(&instance.name)
+                    .is_none_or(|running| running.inputs != inputs)
             {
                 scripts.insert(
                     instance.name.clone(),
-                    instance_scripts(&new.config, &instance.name, &self.fifos)
+                    instance_scripts(&new.config, &instance.name, &fifos)
                         .map_err(|e| e.to_string())?,
                 );
             }
@@ -612,8 +621,50 @@ impl Daemon {
         self.reload_globals(&old, &mut changes);
         self.reload_interfaces(&old, &mut changes);
         self.reload_services(&old, checks, &mut changes);
-        self.reload_instances(scripts, &mut changes).await;
+        if rewire {
+            self.rewire_instances(fifos, scripts, &mut changes).await;
+        } else {
+            self.reload_instances(scripts, &mut changes).await;
+        }
         changes.result()
+    }
+
+    /// Sync groups or notify FIFOs changed: every instance stops (as at shutdown, so the
+    /// groups' `notify_stop` runs), the groups are wired anew, and every instance starts.
+    async fn rewire_instances(
+        &mut self,
+        fifos: Vec<Arc<Fifo>>,
+        mut scripts: HashMap<String, (Vec<TrackScript>, InstanceScripts)>,
+        changes: &mut Changes,
+    ) {
+        let names: Vec<String> = self.instances.keys().cloned().collect();
+        for running in self.instances.values() {
+            let _ = running.stop.send(true);
+        }
+        for name in names {
+            self.stop_instance(&name).await;
+        }
+        self.sync.members.clear();
+        for group in std::mem::take(&mut self.sync.tasks) {
+            let _ = group.await;
+        }
+        self.fifos = fifos;
+        let wanted: Vec<VrrpInstance> = self.loaded.validated.model.vrrp.clone();
+        self.sync = match sync_groups(&self.loaded.config, &wanted, &self.fifos) {
+            Ok(groups) => groups,
+            Err(e) => {
+                changes.failures.push(format!("vrrp_sync_group: {e}"));
+                SyncGroups::default()
+            }
+        };
+        for instance in &wanted {
+            if let Some(scripts) = scripts.remove(&instance.name) {
+                self.start_instance(instance, scripts);
+            }
+        }
+        changes.summary.push(
+            "vrrp_sync_group or notify FIFO changed: every vrrp_instance restarted".to_owned(),
+        );
     }
 
     /// The connection timeouts apply at once; what is fixed when the program loads (table
@@ -1174,13 +1225,42 @@ fn notify_fifos(config: &Config) -> Result<Vec<Arc<Fifo>>, RunError> {
     Ok(fifos)
 }
 
+/// What the VRRP instances are wired to at start: the sync groups (their blocks and
+/// members) and the notify FIFOs.
+fn vrrp_wiring(
+    loaded: &Loaded,
+) -> (
+    &std::collections::BTreeMap<String, crate::config::schema::SyncGroup>,
+    Vec<(&str, Option<&str>)>,
+    [Option<&str>; 4],
+) {
+    let g = &loaded.config.global_defs;
+    (
+        &loaded.config.vrrp_sync_group,
+        loaded
+            .validated
+            .model
+            .vrrp
+            .iter()
+            .map(|i| (i.name.as_str(), i.sync_group.as_deref()))
+            .collect(),
+        [
+            g.notify_fifo.as_deref(),
+            g.notify_fifo_script.as_deref(),
+            g.vrrp_notify_fifo.as_deref(),
+            g.vrrp_notify_fifo_script.as_deref(),
+        ],
+    )
+}
+
 /// A member's link to its `vrrp_sync_group`, and whether the group keeps tracker weights.
 type SyncMember = (SyncLink, bool);
 
 /// The running sync groups: by instance name, its group, its place there and whether the
 /// group keeps tracker weights (a member restarted by a reload joins again); and the tasks
 /// that end once the handles are dropped and the members have stopped (and the group's
-/// `notify_stop` has run). Groups are wired at start: a reload does not change them.
+/// `notify_stop` has run). Groups are wired at start, and again by a reload that changes
+/// them (every instance then restarts).
 #[derive(Default)]
 struct SyncGroups {
     members: BTreeMap<String, (GroupHandle, usize, bool)>,

@@ -271,6 +271,41 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
         daemon.log()
     );
     traffic_reaches_both_reals(&lab, &daemon);
+
+    // A reload that adds a notify FIFO rewires the instance: it restarts and its lines reach
+    // the FIFO's reader script (keepalived's line format).
+    let fifo_trace = scripts.file("fifo-trace");
+    let reader = scripts.script(
+        "fifo-reader.sh",
+        &format!("exec cat \"$1\" >> {}", fifo_trace.display()),
+    );
+    let with_fifo = conf.replace(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    notify_fifo {}\n    notify_fifo_script {reader}\n",
+            scripts.file("fifo").display()
+        ),
+    );
+    assert_ne!(with_fifo, conf);
+    std::fs::write(dir.path().join("keepalived.conf"), &with_fifo).unwrap();
+    let (ok, out) = daemon.client(&["reload"]);
+    assert!(ok, "{out}\n{}", daemon.log());
+    assert!(out.contains("every vrrp_instance restarted"), "{out}");
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(
+            &fifo_trace
+        )
+        .unwrap_or_default()
+        .contains("INSTANCE \"VI_1\" MASTER 150")),
+        "{:?}\n{}",
+        std::fs::read_to_string(&fifo_trace),
+        daemon.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || lab.lb.has_addr("198.18.0.100")),
+        "master again after the restart"
+    );
+
     let status = daemon.stop();
     drop(dir);
     assert!(status.success(), "{status}: {}", daemon.log());
