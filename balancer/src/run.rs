@@ -457,6 +457,22 @@ impl Daemon {
         );
     }
 
+    /// Stops every instance together, then their sync groups (whose `notify_stop` runs once
+    /// their members have stopped).
+    async fn stop_all_instances(&mut self) {
+        let names: Vec<String> = self.instances.keys().cloned().collect();
+        for running in self.instances.values() {
+            let _ = running.stop.send(true);
+        }
+        for name in names {
+            self.stop_instance(&name).await;
+        }
+        self.sync.members.clear();
+        for group in std::mem::take(&mut self.sync.tasks) {
+            let _ = group.await;
+        }
+    }
+
     /// Stops one instance (priority 0 if master, addresses released, `notify_stop`) and waits
     /// for it.
     async fn stop_instance(&mut self, name: &str) {
@@ -637,17 +653,7 @@ impl Daemon {
         mut scripts: HashMap<String, (Vec<TrackScript>, InstanceScripts)>,
         changes: &mut Changes,
     ) {
-        let names: Vec<String> = self.instances.keys().cloned().collect();
-        for running in self.instances.values() {
-            let _ = running.stop.send(true);
-        }
-        for name in names {
-            self.stop_instance(&name).await;
-        }
-        self.sync.members.clear();
-        for group in std::mem::take(&mut self.sync.tasks) {
-            let _ = group.await;
-        }
+        self.stop_all_instances().await;
         self.fifos = fifos;
         let wanted: Vec<VrrpInstance> = self.loaded.validated.model.vrrp.clone();
         self.sync = match sync_groups(&self.loaded.config, &wanted, &self.fifos) {
@@ -944,18 +950,7 @@ impl Daemon {
     /// detaches, and unpins unless asked to keep the state.
     async fn stop(mut self) -> Result<(), RunError> {
         tracing::info!("stopping: VRRP instances advertise priority 0 and release their addresses");
-        let names: Vec<String> = self.instances.keys().cloned().collect();
-        for running in self.instances.values() {
-            let _ = running.stop.send(true);
-        }
-        for name in names {
-            self.stop_instance(&name).await;
-        }
-        // The groups' notify_stop runs once their members have stopped.
-        self.sync.members.clear();
-        for group in std::mem::take(&mut self.sync.tasks) {
-            let _ = group.await;
-        }
+        self.stop_all_instances().await;
         let checks = std::mem::replace(
             &mut self.checks,
             CheckHandle::new(&(self.program.clone() as SharedDataplane), 1),
@@ -1227,30 +1222,31 @@ fn notify_fifos(config: &Config) -> Result<Vec<Arc<Fifo>>, RunError> {
 
 /// What the VRRP instances are wired to at start: the sync groups (their blocks and
 /// members) and the notify FIFOs.
-fn vrrp_wiring(
-    loaded: &Loaded,
-) -> (
-    &std::collections::BTreeMap<String, crate::config::schema::SyncGroup>,
-    Vec<(&str, Option<&str>)>,
-    [Option<&str>; 4],
-) {
+#[derive(PartialEq)]
+struct VrrpWiring<'a> {
+    groups: &'a std::collections::BTreeMap<String, crate::config::schema::SyncGroup>,
+    members: Vec<(&'a str, Option<&'a str>)>,
+    fifos: [Option<&'a str>; 4],
+}
+
+fn vrrp_wiring(loaded: &Loaded) -> VrrpWiring<'_> {
     let g = &loaded.config.global_defs;
-    (
-        &loaded.config.vrrp_sync_group,
-        loaded
+    VrrpWiring {
+        groups: &loaded.config.vrrp_sync_group,
+        members: loaded
             .validated
             .model
             .vrrp
             .iter()
             .map(|i| (i.name.as_str(), i.sync_group.as_deref()))
             .collect(),
-        [
+        fifos: [
             g.notify_fifo.as_deref(),
             g.notify_fifo_script.as_deref(),
             g.vrrp_notify_fifo.as_deref(),
             g.vrrp_notify_fifo_script.as_deref(),
         ],
-    )
+    }
 }
 
 /// A member's link to its `vrrp_sync_group`, and whether the group keeps tracker weights.
