@@ -50,6 +50,9 @@ pub const MAX_REALS: u32 = 65_536;
 /// Slots of every scheduler table together (16 MiB of `u32`). Userspace double-buffers a
 /// service's table here, so a table swap is one `Service` update.
 pub const MAX_SCHED_SLOTS: u32 = 1 << 22;
+/// `BPF_F_MMAPABLE` (linux/bpf.h): the scheduler slots are mapped into userspace, so a table
+/// of 100,000 slots is written with one copy instead of one update per slot.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 /// Reals of one service that lc, wlc, sed and nq compare per new connection.
 pub const MAX_LC_REALS: u32 = 64;
 /// Default size of the connection table; configurable at load time.

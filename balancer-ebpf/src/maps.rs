@@ -9,9 +9,9 @@ use aya_ebpf::{
 use balancer_common::{
     ProtoCounter, Reason,
     maps::{
-        DEFAULT_FLOWS, DEFAULT_PERSIST, Flow, FlowKey, Globals, MAX_REALS, MAX_SCHED_SLOTS,
-        MAX_SERVICE_KEYS, MAX_SERVICES, NatKey, NatOrigin, Persist, PersistKey, Real, Service,
-        ServiceKey, Stats, TAIL_TOO_BIG, conn_count,
+        BPF_F_MMAPABLE, DEFAULT_FLOWS, DEFAULT_PERSIST, Flow, FlowKey, Globals, MAX_REALS,
+        MAX_SCHED_SLOTS, MAX_SERVICE_KEYS, MAX_SERVICES, NatKey, NatOrigin, Persist, PersistKey,
+        Real, Service, ServiceKey, Stats, TAIL_TOO_BIG, conn_count,
     },
 };
 
@@ -26,7 +26,7 @@ static VIPS: HashMap<ServiceKey, u32> = HashMap::with_max_entries(MAX_SERVICE_KE
 #[map(name = "REALS")]
 static REALS: Array<Real> = Array::with_max_entries(MAX_REALS, 0);
 #[map(name = "SCHED_SLOTS")]
-static SCHED_SLOTS: Array<u32> = Array::with_max_entries(MAX_SCHED_SLOTS, 0);
+static SCHED_SLOTS: Array<u32> = Array::with_max_entries(MAX_SCHED_SLOTS, BPF_F_MMAPABLE);
 #[map(name = "FLOWS")]
 static FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
 #[map(name = "PERSIST")]

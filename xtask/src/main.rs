@@ -37,8 +37,9 @@ enum Cmd {
     },
     /// Setup, then run a benchmark (needs root): `dataplane` (ns per packet through the XDP
     /// program beside a MAC-swap floor), `checkers` (10,000 TCP checks at `delay_loop` 1:
-    /// checks per second, drift, CPU) or `failover` (VRRP takeover time, ours beside
-    /// keepalived). Prints a table and writes target/bench/NAME.json.
+    /// checks per second, drift, CPU), `failover` (VRRP takeover time, ours beside
+    /// keepalived) or `control` (how long `apply` and `set_weight` take to reach the maps).
+    /// Prints a table and writes target/bench/NAME.json.
     Bench {
         #[arg(default_value = "dataplane")]
         name: String,

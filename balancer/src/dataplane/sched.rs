@@ -123,7 +123,9 @@ pub fn maglev_table(reals: &[(&[u8], u32)], size: u32) -> Vec<u32> {
         .iter()
         .map(|&i| fnv1a(reals[i].0, 0x5bd1_e995) % (m - 1) + 1)
         .collect();
-    let mut next = vec![0u64; live.len()];
+    // Each real's position in its permutation, offset + j * skip (mod M), advanced by one
+    // addition per probe rather than a multiplication and a division.
+    let mut pos = offset;
     let mut filled = vec![0u64; live.len()];
     let mut table = vec![u32::MAX; usize::try_from(size).unwrap_or(0)];
     let mut placed = 0u64;
@@ -134,8 +136,11 @@ pub fn maglev_table(reals: &[(&[u8], u32)], size: u32) -> Vec<u32> {
             }
             // The next empty entry in this real's permutation (offset + j * skip mod M).
             loop {
-                let slot = (offset[k] + next[k] * skip[k]) % m;
-                next[k] += 1;
+                let slot = pos[k];
+                pos[k] += skip[k];
+                if pos[k] >= m {
+                    pos[k] -= m;
+                }
                 let entry = &mut table[usize::try_from(slot).unwrap_or(0)];
                 if *entry == u32::MAX {
                     *entry = u32::try_from(live[k]).unwrap_or(u32::MAX);

@@ -15,6 +15,8 @@
 
 #[path = "bench/checkers.rs"]
 mod checkers;
+#[path = "bench/control.rs"]
+mod control;
 #[path = "bench/failover.rs"]
 mod failover;
 
@@ -186,8 +188,8 @@ fn main() {
         .nth(1)
         .unwrap_or_else(|| "dataplane".into());
     assert!(
-        what == "dataplane" || what == "checkers" || what == "failover",
-        "unknown benchmark {what:?}; available: dataplane, checkers, failover"
+        ["dataplane", "checkers", "failover", "control"].contains(&what.as_str()),
+        "unknown benchmark {what:?}; available: dataplane, checkers, failover, control"
     );
     // SAFETY: geteuid has no preconditions.
     assert!(
@@ -200,6 +202,10 @@ fn main() {
     }
     if what == "failover" {
         failover::run();
+        return;
+    }
+    if what == "control" {
+        control::run();
         return;
     }
 

@@ -22,8 +22,9 @@ use balancer_common::{
     ProtoCounter, Reason,
     counters::{PROTO_COUNTERS_MAP, REASONS_MAP},
     maps::{
-        DEFAULT_FLOWS, DEFAULT_PERSIST, FLOWS_MAP, GLOBALS_MAP, Globals, NAT_REVERSE_MAP,
-        PERSIST_MAP, SERVICES_MAP, TAIL_CALLS_MAP, TAIL_TOO_BIG, TOO_BIG_PROGRAM,
+        DEFAULT_FLOWS, DEFAULT_PERSIST, FLOWS_MAP, GLOBALS_MAP, Globals, MAX_SCHED_SLOTS,
+        NAT_REVERSE_MAP, PERSIST_MAP, SCHED_SLOTS_MAP, SERVICES_MAP, TAIL_CALLS_MAP, TAIL_TOO_BIG,
+        TOO_BIG_PROGRAM,
     },
 };
 use serde::Deserialize;
@@ -158,6 +159,8 @@ pub struct XdpProgram {
     flow_capacity: u32,
     /// Leave pinned links attached when dropped (see [`XdpProgram::keep_attached`]).
     keep_attached: bool,
+    /// The scheduler slots, mapped into this process when the kernel allows.
+    slots: Option<services::MappedSlots>,
 }
 
 impl Drop for XdpProgram {
@@ -231,7 +234,15 @@ impl XdpProgram {
             pin_dir: options.pin_dir.clone(),
             flow_capacity: options.flows,
             keep_attached: false,
+            slots: None,
         };
+        program.slots = match program.ebpf.map(SCHED_SLOTS_MAP) {
+            Some(aya::maps::Map::Array(data)) => services::MappedSlots::new(data, MAX_SCHED_SLOTS),
+            _ => None,
+        };
+        if program.slots.is_none() {
+            tracing::info!("scheduler slots not mappable: tables are written with batch updates");
+        }
         if adopting {
             program.adopt()?;
         }

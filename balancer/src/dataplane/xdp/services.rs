@@ -31,7 +31,9 @@ use crate::{
 };
 
 /// How long freed table slots wait before reuse: far longer than any packet's processing.
-const QUARANTINE: Duration = Duration::from_secs(2);
+/// An XDP program run lasts microseconds; 50 ms is ample, and short enough that a service
+/// changing its weights many times a second does not pin every slot in quarantine.
+const QUARANTINE: Duration = Duration::from_millis(50);
 
 #[derive(Clone)]
 struct Installed {
@@ -115,6 +117,136 @@ pub fn addr_words(addr: IpAddr) -> ([u32; 4], u8) {
             ([w(0), w(4), w(8), w(12)], FAMILY_V6)
         }
     }
+}
+
+/// The scheduler slots map, mapped into this process (`BPF_F_MMAPABLE`): the memory the XDP
+/// program reads. An array map's elements are 8 bytes apart whatever their size
+/// (`round_up(value_size, 8)` in the kernel's arraymap.c), so slot `i` is the `u32` at `2 * i`.
+pub struct MappedSlots {
+    ptr: std::ptr::NonNull<u32>,
+    /// Slots.
+    len: usize,
+}
+
+/// `u32`s per array element in the mapping.
+const SLOT_STRIDE: usize = 2;
+
+// SAFETY: the mapping is plain shared memory owned by this value; writers hold `&mut`.
+unsafe impl Send for MappedSlots {}
+
+impl MappedSlots {
+    /// Maps `entries` slots of the array map `map`; `None` when the map was not created
+    /// mappable (one pinned by an older version) or the kernel refuses.
+    pub fn new(map: &MapData, entries: u32) -> Option<Self> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        let len = usize::try_from(entries).ok()?;
+        let bytes = len * SLOT_STRIDE * size_of::<u32>();
+        // SAFETY: a fresh shared mapping of the map's fd; the kernel checks size and flags.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        Some(Self {
+            ptr: std::ptr::NonNull::new(ptr.cast())?,
+            len,
+        })
+    }
+
+    /// Writes `values` to the slots from `start`.
+    ///
+    /// # Panics
+    /// The range lies outside the map (the allocator hands out only ranges inside it).
+    pub fn write(&mut self, start: u32, values: &[u32]) {
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
+        assert!(
+            start.saturating_add(values.len()) <= self.len,
+            "slots out of range"
+        );
+        for (i, &v) in values.iter().enumerate() {
+            // SAFETY: in bounds (checked above) of a mapping of `len` elements that lives as
+            // long as `self`; the XDP program only reads these slots, and reads a range only
+            // after the service entry naming it is written, a system call later.
+            unsafe {
+                self.ptr
+                    .as_ptr()
+                    .add((start + i) * SLOT_STRIDE)
+                    .write_volatile(v);
+            };
+        }
+    }
+}
+
+impl Drop for MappedSlots {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped.
+        unsafe {
+            libc::munmap(
+                self.ptr.as_ptr().cast(),
+                self.len * SLOT_STRIDE * size_of::<u32>(),
+            );
+        }
+    }
+}
+
+/// `BPF_MAP_UPDATE_BATCH`'s part of `union bpf_attr` (linux/bpf.h, `batch`).
+#[repr(C)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// Writes `values` to consecutive indexes of a `u32` array map from `start`, in one
+/// `BPF_MAP_UPDATE_BATCH` (aya 0.14 has no batch API).
+fn update_batch(map: &MapData, start: u32, values: &[u32]) -> std::io::Result<()> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+    let count = u32::try_from(values.len()).map_err(std::io::Error::other)?;
+    let keys: Vec<u32> = (start..start.saturating_add(count)).collect();
+    if keys.len() != values.len() {
+        return Err(std::io::Error::other("index range overflows"));
+    }
+    let mut attr = BatchAttr {
+        in_batch: 0,
+        out_batch: 0,
+        keys: keys.as_ptr() as u64,
+        values: values.as_ptr() as u64,
+        count,
+        map_fd: u32::try_from(map.fd().as_fd().as_raw_fd()).map_err(std::io::Error::other)?,
+        elem_flags: 0,
+        flags: 0,
+    };
+    // SAFETY: `attr` is the batch layout of bpf_attr, its size given; `keys` and `values`
+    // hold `count` elements of the map's key and value sizes and outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_UPDATE_BATCH,
+            (&raw mut attr).cast::<libc::c_void>(),
+            size_of::<BatchAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if attr.count != count {
+        return Err(std::io::Error::other("batch update stopped early"));
+    }
+    Ok(())
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
@@ -346,6 +478,20 @@ impl ServiceTable {
     }
 
     fn alloc_slots(&mut self, len: u32) -> Result<Range<u32>, DataplaneError> {
+        match self.try_alloc_slots(len) {
+            // Full while tables wait out their quarantine: wait for the oldest, once.
+            Err(DataplaneError::Full { .. }) if !self.quarantine.is_empty() => {
+                let oldest = self.quarantine.iter().map(|(at, _)| *at).min();
+                if let Some(at) = oldest {
+                    std::thread::sleep(QUARANTINE.saturating_sub(at.elapsed()));
+                }
+                self.try_alloc_slots(len)
+            }
+            other => other,
+        }
+    }
+
+    fn try_alloc_slots(&mut self, len: u32) -> Result<Range<u32>, DataplaneError> {
         let now = Instant::now();
         let (ready, waiting): (Vec<_>, Vec<_>) = self
             .quarantine
@@ -862,8 +1008,21 @@ impl XdpProgram {
         };
         let len = u32::try_from(table.len()).map_err(|_| full)?;
         let range = self.table.alloc_slots(len)?;
+        // The slots are mapped into our memory: one copy (a Maglev table of 1,000 reals has
+        // 131,071 slots). Failing that, one system call for the whole table; failing that,
+        // element by element.
+        if let Some(slots) = &mut self.slots {
+            slots.write(range.start, table);
+            return Ok(range);
+        }
+        let map = self.map_mut(SCHED_SLOTS_MAP)?;
+        if let aya::maps::Map::Array(data) = &*map
+            && update_batch(data, range.start, table).is_ok()
+        {
+            return Ok(range);
+        }
         let mut slots: Array<&mut MapData, u32> =
-            Array::try_from(self.map_mut(SCHED_SLOTS_MAP)?).map_err(map_err(SCHED_SLOTS_MAP))?;
+            Array::try_from(map).map_err(map_err(SCHED_SLOTS_MAP))?;
         for (slot, real) in range.clone().zip(table) {
             slots.set(slot, real, 0).map_err(map_err(SCHED_SLOTS_MAP))?;
         }
@@ -923,5 +1082,17 @@ mod tests {
         assert_eq!(t.alloc_slots(15).unwrap(), 0..15);
         assert_eq!(t.free_slots, vec![15..20]);
         assert_eq!(t.next_slot, 30, "the free range at the end went back");
+    }
+
+    /// A service rewriting its table many times a second must not find every slot in
+    /// quarantine: allocation waits for the oldest table to come out instead of failing.
+    #[test]
+    fn a_full_table_space_waits_out_the_quarantine() {
+        use balancer_common::maps::MAX_SCHED_SLOTS;
+        let mut t = ServiceTable::default();
+        let all = t.alloc_slots(MAX_SCHED_SLOTS).unwrap();
+        assert!(t.alloc_slots(1).is_err(), "every slot in use");
+        t.release_slots(all);
+        assert_eq!(t.alloc_slots(1).unwrap(), 0..1, "after the quarantine");
     }
 }
