@@ -486,6 +486,18 @@ fn status_reload_dumps_and_metrics_of_a_running_daemon() {
     assert_eq!(mode & 0o777, 0o600);
     let dumped: Status = serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
     assert_eq!(dumped.generation, 4);
+    // SIGUSR1: the data dump, the running configuration beside the state.
+    let data = daemon.dir().join("default.data.json");
+    daemon.signal(libc::SIGUSR1);
+    assert!(
+        wait_until(Duration::from_secs(5), || data.exists()),
+        "{}",
+        daemon.log()
+    );
+    let data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&data).unwrap()).unwrap();
+    assert_eq!(data["config"]["virtual_server"][0]["ip"], "198.18.0.100");
+    assert_eq!(data["status"]["generation"], 4);
 
     // Metrics, from inside the balancer's namespace where they are served.
     let body = lab.lb.run(|| {
