@@ -83,6 +83,8 @@ pub enum RunError {
         listen: SocketAddr,
         source: std::io::Error,
     },
+    #[error("starting the VRRP thread")]
+    Runtime { source: std::io::Error },
     #[error("installing the {signal} handler")]
     Signal {
         signal: &'static str,
@@ -176,6 +178,7 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
         egress: HashMap::new(),
         fifos: Vec::new(),
         sync: SyncGroups::default(),
+        vrrp_runtime: VrrpRuntime::start().map_err(|source| RunError::Runtime { source })?,
         options: options.clone(),
     };
     daemon.egress = daemon.resolve_egress().await;
@@ -257,6 +260,50 @@ async fn serve(
         None => None,
     };
     Ok((control, metrics))
+}
+
+/// VRRP's own thread and single-threaded runtime: adverts and the master-down timer never
+/// wait behind a connection-table sweep, thousands of checkers, a reload or a status dump on
+/// the daemon's workers (a late advert is a failover, a late timer a slower one).
+struct VrrpRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl VrrpRuntime {
+    fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("vrrp".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Self {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for VrrpRuntime {
+    /// The instances have stopped by now (the daemon awaits them); whatever is left is
+    /// dropped with the runtime.
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The signals the daemon acts on.
@@ -360,6 +407,8 @@ struct Daemon {
     fifos: Vec<Arc<Fifo>>,
     /// The `vrrp_sync_group`s, wired at start: a member's link is taken when it first starts.
     sync: SyncGroups,
+    /// VRRP's own thread and runtime.
+    vrrp_runtime: VrrpRuntime,
 }
 
 type Sample = (Instant, Vec<ServiceStatus>);
@@ -379,7 +428,11 @@ impl Daemon {
         for instance in &self.loaded.validated.model.vrrp {
             scripts.push(instance_scripts(config, &instance.name, &fifos)?);
         }
-        self.sync = sync_groups(config, &self.loaded.validated.model.vrrp, &fifos)?;
+        self.sync = {
+            // The groups' coordinators run beside their members, on VRRP's runtime.
+            let _vrrp = self.vrrp_runtime.handle.enter();
+            sync_groups(config, &self.loaded.validated.model.vrrp, &fifos)?
+        };
         self.fifos = fifos;
         {
             let mut program = self.lock();
@@ -445,7 +498,14 @@ impl Daemon {
             .members
             .get(&instance.name)
             .map(|(group, member, weights)| (group.link(*member), *weights));
-        let task = spawn_instance(instance, scripts, sync, stopped, status_tx);
+        let task = spawn_instance(
+            &self.vrrp_runtime.handle,
+            instance,
+            scripts,
+            sync,
+            stopped,
+            status_tx,
+        );
         self.instances.insert(
             instance.name.clone(),
             RunningInstance {
@@ -656,6 +716,7 @@ impl Daemon {
         self.stop_all_instances().await;
         self.fifos = fifos;
         let wanted: Vec<VrrpInstance> = self.loaded.validated.model.vrrp.clone();
+        let _vrrp = self.vrrp_runtime.handle.enter();
         self.sync = match sync_groups(&self.loaded.config, &wanted, &self.fifos) {
             Ok(groups) => groups,
             Err(e) => {
@@ -1329,6 +1390,7 @@ fn sync_groups(
 /// `status`; its notify scripts run on their own task, which is awaited so `notify_stop`
 /// completes before the task ends.
 fn spawn_instance(
+    vrrp: &tokio::runtime::Handle,
     instance: &VrrpInstance,
     (tracked, scripts): (Vec<TrackScript>, InstanceScripts),
     sync: Option<SyncMember>,
@@ -1353,7 +1415,7 @@ fn spawn_instance(
         interface = spec.interface,
         "VRRP instance starting"
     );
-    tokio::spawn(async move {
+    vrrp.spawn(async move {
         let (tx, notifier) = if scripts.is_empty() {
             (None, None)
         } else {
