@@ -95,6 +95,8 @@ pub struct Globals {
     pub scripts: ScriptPolicy,
     /// The `SSL` block's client certificate, read.
     pub tls_client: Option<Arc<ClientIdentity>>,
+    /// With `SSL { verify }`: the certificates reals' certificates must chain to.
+    pub tls_roots: Option<Arc<rustls::RootCertStore>>,
 }
 
 impl Globals {
@@ -111,9 +113,19 @@ impl Globals {
                     .map_err(|source| ConfigError::Ssl { source })
             })
             .transpose()?;
+        let tls_roots = ssl
+            .filter(|s| s.verify)
+            .and_then(|s| s.ca.as_deref())
+            .map(|ca| {
+                crate::check::tls::roots(Path::new(ca))
+                    .map(Arc::new)
+                    .map_err(|source| ConfigError::Ssl { source })
+            })
+            .transpose()?;
         Ok(Self {
             scripts,
             tls_client,
+            tls_roots,
         })
     }
 }
@@ -209,8 +221,12 @@ pub fn checks_for(
     }
     for c in &rs.ssl_get {
         let timing = timing(vs, c, real, Defaults::HTTP)?;
-        let tls = Tls::new(c.enable_sni, globals.tls_client.as_deref())
-            .map_err(|source| ConfigError::Tls { real, source })?;
+        let tls = Tls::new(
+            c.enable_sni,
+            globals.tls_client.as_deref(),
+            globals.tls_roots.clone(),
+        )
+        .map_err(|source| ConfigError::Tls { real, source })?;
         let check = http(vs, c, real, Some(tls.clone()))?;
         // A virtual host that cannot be a server name is a configuration error, found here
         // rather than as a real that never comes up.

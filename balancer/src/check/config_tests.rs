@@ -11,6 +11,7 @@ fn policy() -> Globals {
             security: false,
         },
         tls_client: None,
+        tls_roots: None,
     }
 }
 

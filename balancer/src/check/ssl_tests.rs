@@ -93,7 +93,7 @@ fn ssl_check_as(
         },
         urls: vec![url],
         protocol: HttpProtocol::default(),
-        tls: Some(Tls::new(sni, client).unwrap()),
+        tls: Some(Tls::new(sni, client, None).unwrap()),
     }
 }
 
@@ -203,4 +203,86 @@ async fn the_ssl_block_s_certificate_goes_to_a_real_that_asks_for_one() {
         2,
         "two handshakes with the certificate"
     );
+}
+
+/// A CA made here, and a server certificate it issues for 127.0.0.1 (PEM of the CA, and the
+/// server's certificate and key).
+fn issued_for_loopback() -> (String, CertificateDer<'static>, PrivatePkcs8KeyDer<'static>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (
+        ca.pem(),
+        cert.der().clone(),
+        PrivatePkcs8KeyDer::from(key.serialize_der()),
+    )
+}
+
+/// `SSL { verify }` (ours): a real whose certificate chains to `ca` for its address passes,
+/// one signed by anyone else fails, where keepalived's semantics accept both.
+#[tokio::test(flavor = "current_thread")]
+async fn verify_accepts_only_certificates_that_chain_to_the_ca() {
+    let (ca_pem, cert, key) = issued_for_loopback();
+    let config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key.into())
+            .unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        while let Ok(Ok((s, _))) =
+            tokio::time::timeout(Duration::from_millis(300), listener.accept()).await
+        {
+            let Ok(mut s) = acceptor.accept(s).await else {
+                continue;
+            };
+            let mut buf = vec![0; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await;
+            let _ = s.shutdown().await;
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("balancer-verify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ours, other) = (dir.join("ca.pem"), dir.join("other.pem"));
+    std::fs::write(&ours, &ca_pem).unwrap();
+    std::fs::write(&other, issued_for_loopback().0).unwrap();
+    let check = |ca: &std::path::Path| {
+        let roots = Arc::new(crate::check::tls::roots(ca).unwrap());
+        let mut c = ssl_check(
+            addr,
+            UrlCheck::new("/".into(), &[], None, None).unwrap(),
+            false,
+        );
+        c.tls = Some(Tls::new(false, None, Some(roots)).unwrap());
+        c
+    };
+    assert_eq!(check(&ours).attempt().await, Verdict::UP);
+    let Verdict::Down { reason } = check(&other).attempt().await else {
+        panic!("a certificate of another CA passed verification");
+    };
+    assert!(reason.contains("TLS handshake"), "{reason}");
+    // Without verify, any certificate passes, as in keepalived.
+    let any = ssl_check(
+        addr,
+        UrlCheck::new("/".into(), &[], None, None).unwrap(),
+        false,
+    );
+    assert_eq!(any.attempt().await, Verdict::UP);
+    assert!(crate::check::tls::roots(&dir.join("none.pem")).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+    server.await.unwrap();
 }

@@ -2,9 +2,10 @@
 //! `build_ssl_ctx`, `ssl_connect`): keepalived never asks OpenSSL to verify the real's
 //! certificate (it sets no `SSL_VERIFY_PEER`, so even a configured `SSL { ca }` is not
 //! enforced), and it sends SNI only when `enable_sni` is set. A health check asks "does this
-//! real answer", not "is this the real we meant": any certificate is accepted, and `lb.toml`
-//! has no key to ask for more. The handshake's signatures are still checked, so the peer must
-//! hold the key of the certificate it presents.
+//! real answer", not "is this the real we meant": any certificate is accepted unless
+//! `lb.toml`'s `SSL { verify = true }` (ours) asks for the real's certificate to chain to
+//! `ca` for the handshake's name. The handshake's signatures are checked either way, so the
+//! peer must hold the key of the certificate it presents.
 //!
 //! keepalived's `SSL` block gives a client certificate ([`ClientIdentity`]) that every
 //! `SSL_GET` presents to a real that asks for one; its `ca` changes nothing, for the reason
@@ -70,6 +71,27 @@ impl ClientIdentity {
     }
 }
 
+/// The trusted certificates of `SSL { ca }` (PEM), for `verify`.
+///
+/// # Errors
+/// The file cannot be read or holds no usable certificate.
+pub fn roots(ca: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let bad = |reason: String| TlsError::File {
+        key: "ca",
+        path: ca.to_owned(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(ca)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| bad(e.to_string()))?;
+    let mut store = rustls::RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(bad("no usable certificate".into()));
+    }
+    Ok(store)
+}
+
 /// How `SSL_GET` wraps its connection.
 #[derive(Clone)]
 pub struct Tls {
@@ -89,19 +111,28 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
-    /// keepalived's client: any certificate, SNI as `sni` says, and `client`'s certificate
+    /// keepalived's client: any certificate (or, with `roots`, only one that chains to them
+    /// for the name the handshake is for), SNI as `sni` says, and `client`'s certificate
     /// for a real that asks for one.
     ///
     /// # Errors
     /// The TLS library refuses its configuration (no protocol version, or a key that does
     /// not suit the certificate).
-    pub fn new(sni: bool, client: Option<&ClientIdentity>) -> Result<Self, TlsError> {
+    pub fn new(
+        sni: bool,
+        client: Option<&ClientIdentity>,
+        roots: Option<Arc<rustls::RootCertStore>>,
+    ) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        let versions = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
-            .map_err(|source| TlsError::Config { source })?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)));
+            .map_err(|source| TlsError::Config { source })?;
+        let builder = match roots {
+            Some(roots) => versions.with_root_certificates(roots),
+            None => versions
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))),
+        };
         let config = match client {
             Some(c) => builder
                 .with_client_auth_cert(c.chain.clone(), c.key.clone_key())
@@ -201,8 +232,8 @@ mod tests {
     #[test]
     fn sni_is_the_virtual_host_without_its_port_and_only_when_enabled() {
         let ip = IpAddr::from([127, 0, 0, 1]);
-        let on = Tls::new(true, None).unwrap();
-        let off = Tls::new(false, None).unwrap();
+        let on = Tls::new(true, None, None).unwrap();
+        let off = Tls::new(false, None, None).unwrap();
         let name = |t: &Tls, h| t.server_name(h, ip).unwrap().to_str().into_owned();
         assert_eq!(name(&on, Some("www.example:8443")), "www.example");
         assert_eq!(name(&on, Some("www.example")), "www.example");

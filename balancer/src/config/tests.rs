@@ -539,3 +539,15 @@ vrrp_instance B {
     );
     assert_eq!(b.sync_group.as_deref(), Some("G"));
 }
+
+#[test]
+fn ssl_verify_needs_a_ca() {
+    let text = "[xdp]\ninterfaces = [\"eth0\"]\n[SSL]\nverify = true\n";
+    let err = match Config::load_text(Path::new("lb.toml"), text) {
+        Err(ConfigError::Invalid { diagnostics }) => diagnostics.to_string(),
+        other => panic!("expected an error, got {other:?}"),
+    };
+    assert!(err.contains("SSL.verify: true without a ca"), "{err}");
+    let text = "[xdp]\ninterfaces = [\"eth0\"]\n[SSL]\nverify = true\nca = \"/etc/ca.pem\"\n";
+    assert!(Config::load_text(Path::new("lb.toml"), text).is_ok());
+}

@@ -160,9 +160,16 @@ pub struct Ssl {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     /// `ca`: a PEM file of trusted certificates. keepalived loads it but never asks for the
-    /// real's certificate to be verified, so it changes nothing; accepted for imports.
+    /// real's certificate to be verified, so alone it changes nothing; with `verify` it is
+    /// what the real's certificate must chain to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<String>,
+    /// Ours, not keepalived's: verify each real's certificate against `ca`, for the name
+    /// the handshake is for (the url's virtual host with `enable_sni`, else the real's
+    /// address). A certificate that does not verify fails the check. Default false: any
+    /// certificate is accepted, as keepalived accepts any.
+    #[serde(default, skip_serializing_if = "crate::config::schema::is_false")]
+    pub verify: bool,
 }
 
 /// keepalived's `real_server IPADDR [PORT] { }`.

@@ -369,6 +369,13 @@ pub(crate) fn ssl(config: &Config, report: &mut Report<'_>) {
             "certificate, the PEM file the key belongs to",
         );
     }
+    if ssl.verify && ssl.ca.is_none() {
+        report.error(
+            "SSL.verify",
+            "true without a ca".into(),
+            "ca, the PEM file of the certificates the reals' must chain to",
+        );
+    }
 }
 
 /// The fields each checker kind accepts besides the common connection options.
