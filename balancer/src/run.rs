@@ -159,6 +159,11 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     })?;
     let program = Arc::new(Mutex::new(program));
     let shared: SharedDataplane = program.clone();
+    let vrrp_runtime = VrrpRuntime::start(
+        loaded.config.global_defs.vrrp_rt_priority,
+        loaded.config.global_defs.vrrp_priority,
+    )
+    .map_err(|source| RunError::Runtime { source })?;
     let mut daemon = Daemon {
         checks: CheckHandle::new(&shared, DEFAULT_CONCURRENCY),
         program,
@@ -178,7 +183,7 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
         egress: HashMap::new(),
         fifos: Vec::new(),
         sync: SyncGroups::default(),
-        vrrp_runtime: VrrpRuntime::start().map_err(|source| RunError::Runtime { source })?,
+        vrrp_runtime,
         options: options.clone(),
     };
     daemon.egress = daemon.resolve_egress().await;
@@ -272,7 +277,9 @@ struct VrrpRuntime {
 }
 
 impl VrrpRuntime {
-    fn start() -> std::io::Result<Self> {
+    /// Starts the thread, with `global_defs`' `vrrp_rt_priority` (`SCHED_RR`) and
+    /// `vrrp_priority` (nice) when given; a refusal is logged and the thread runs on.
+    fn start(rt_priority: Option<u8>, nice: Option<i8>) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -281,6 +288,7 @@ impl VrrpRuntime {
         let thread = std::thread::Builder::new()
             .name("vrrp".into())
             .spawn(move || {
+                schedule_vrrp_thread(rt_priority, nice);
                 runtime.block_on(async {
                     let _ = stopped.await;
                 });
@@ -290,6 +298,36 @@ impl VrrpRuntime {
             stop: Some(stop),
             thread: Some(thread),
         })
+    }
+}
+
+/// keepalived's `vrrp_rt_priority` and `vrrp_priority`, for the calling thread.
+fn schedule_vrrp_thread(rt_priority: Option<u8>, nice: Option<i8>) {
+    if let Some(n) = nice {
+        // SAFETY: plain system calls on this thread's id.
+        let rc = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(
+                libc::PRIO_PROCESS,
+                libc::id_t::try_from(tid).unwrap_or(0),
+                i32::from(n),
+            )
+        };
+        if rc != 0 {
+            tracing::warn!(nice = n, error = %std::io::Error::last_os_error(), "vrrp_priority not applied");
+        }
+    }
+    if let Some(p) = rt_priority {
+        let param = libc::sched_param {
+            sched_priority: i32::from(p),
+        };
+        // SAFETY: a valid sched_param for this thread (0).
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &raw const param) };
+        if rc == 0 {
+            tracing::info!(priority = p, "VRRP runs under SCHED_RR");
+        } else {
+            tracing::warn!(priority = p, error = %std::io::Error::last_os_error(), "vrrp_rt_priority not applied");
+        }
     }
 }
 

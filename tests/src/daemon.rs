@@ -137,6 +137,12 @@ impl Daemon {
         )
     }
 
+    /// The daemon's process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `sig` to the daemon.
     pub fn signal(&self, sig: i32) {
         signal(self.child.id(), sig);

@@ -62,6 +62,7 @@ warmup = 0.0
 const KEEPALIVED_CONF: &str = r"
 global_defs {
     vrrp_version 3
+    vrrp_rt_priority 10
 }
 vrrp_script always_ok {
     script /usr/bin/true
@@ -271,6 +272,11 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
         daemon.log()
     );
     traffic_reaches_both_reals(&lab, &daemon);
+    assert_eq!(
+        thread_policy(daemon.pid(), "vrrp"),
+        Some(libc::SCHED_RR),
+        "vrrp_rt_priority: the VRRP thread runs under SCHED_RR"
+    );
 
     // A reload that adds a notify FIFO rewires the instance: it restarts and its lines reach
     // the FIFO's reader script (keepalived's line format).
@@ -322,6 +328,22 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
         "{calls}"
     );
     drop(lab.servers);
+}
+
+/// The scheduling policy (`/proc/PID/task/TID/stat` field 41) of the process's thread
+/// called `name`.
+fn thread_policy(pid: u32, name: &str) -> Option<i32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(") ")?;
+        if head.split_once(" (").map(|(_, comm)| comm) != Some(name) {
+            continue;
+        }
+        // Fields from the third (state) on: the policy is the 41st field.
+        return rest.split_whitespace().nth(41 - 3)?.parse().ok();
+    }
+    None
 }
 
 /// `balancer status --json`, parsed.

@@ -551,3 +551,22 @@ fn ssl_verify_needs_a_ca() {
     let text = "[xdp]\ninterfaces = [\"eth0\"]\n[SSL]\nverify = true\nca = \"/etc/ca.pem\"\n";
     assert!(Config::load_text(Path::new("lb.toml"), text).is_ok());
 }
+
+#[test]
+fn vrrp_scheduling_keywords_import_and_are_range_checked() {
+    let text = "global_defs {\n    vrrp_rt_priority 50\n    vrrp_priority -10\n}\n";
+    let tree = keepalived::parse(Path::new("keepalived.conf"), text).unwrap();
+    let config = keepalived::import(Path::new("keepalived.conf"), &tree)
+        .map(|i| i.config)
+        .unwrap();
+    assert_eq!(config.global_defs.vrrp_rt_priority, Some(50));
+    assert_eq!(config.global_defs.vrrp_priority, Some(-10));
+    let text =
+        "[xdp]\ninterfaces = [\"eth0\"]\n[global_defs]\nvrrp_rt_priority = 0\nvrrp_priority = 30\n";
+    let err = match Config::load_text(Path::new("lb.toml"), text) {
+        Err(ConfigError::Invalid { diagnostics }) => diagnostics.to_string(),
+        other => panic!("expected errors, got {other:?}"),
+    };
+    assert!(err.contains("global_defs.vrrp_rt_priority: 0"), "{err}");
+    assert!(err.contains("global_defs.vrrp_priority: 30"), "{err}");
+}

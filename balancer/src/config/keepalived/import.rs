@@ -217,7 +217,7 @@ impl Cx {
     }
 }
 
-const GLOBAL: [&str; 19] = [
+const GLOBAL: [&str; 21] = [
     "router_id",
     "vrrp_mcast_group4",
     "vrrp_mcast_group6",
@@ -233,6 +233,8 @@ const GLOBAL: [&str; 19] = [
     "vrrp_strict",
     "vrrp_check_unicast_src",
     "vrrp_skip_check_adv_addr",
+    "vrrp_rt_priority",
+    "vrrp_priority",
     "notify_fifo",
     "notify_fifo_script",
     "vrrp_notify_fifo",
@@ -289,6 +291,8 @@ fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
             "vrrp_strict" => g.vrrp_strict = cx.flag(&key, c),
             "vrrp_check_unicast_src" => g.vrrp_check_unicast_src = cx.flag(&key, c),
             "vrrp_skip_check_adv_addr" => g.vrrp_skip_check_adv_addr = cx.flag(&key, c),
+            "vrrp_rt_priority" => g.vrrp_rt_priority = cx.arg(&key, c, "a priority 1 to 99"),
+            "vrrp_priority" => g.vrrp_priority = cx.arg(&key, c, "a nice value -20 to 19"),
             _ => cx.unknown("global_defs", c, &GLOBAL),
         }
     }

@@ -295,6 +295,15 @@ pub struct GlobalDefs {
     /// `vrrp_notify_fifo_script`: as `notify_fifo_script`, for `vrrp_notify_fifo`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrrp_notify_fifo_script: Option<String>,
+    /// `vrrp_rt_priority`: run VRRP (its own thread in `balancer run`) under real-time
+    /// scheduling (`SCHED_RR`) at this priority, 1..99, so a busy machine cannot delay an
+    /// advert into a spurious takeover. Default: normal scheduling, as keepalived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_rt_priority: Option<u8>,
+    /// `vrrp_priority`: the VRRP thread's nice value, -20..19 (negative runs it sooner).
+    /// Default: unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_priority: Option<i8>,
 }
 
 impl Default for GlobalDefs {
@@ -319,6 +328,8 @@ impl Default for GlobalDefs {
             notify_fifo_script: None,
             vrrp_notify_fifo: None,
             vrrp_notify_fifo_script: None,
+            vrrp_rt_priority: None,
+            vrrp_priority: None,
         }
     }
 }

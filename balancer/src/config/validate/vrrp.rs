@@ -14,6 +14,17 @@ use crate::vrrp::net::{InstanceSpec, Vip};
 use crate::vrrp::wire::{Addresses, Family, Version};
 
 pub(super) fn instances(config: &Config, report: &mut Report<'_>) -> Vec<model::VrrpInstance> {
+    let g = &config.global_defs;
+    if let Some(p) = g.vrrp_rt_priority.filter(|p| !(1..=99).contains(p)) {
+        report.error(
+            "global_defs.vrrp_rt_priority",
+            p.to_string(),
+            "1 to 99 (SCHED_RR priorities)",
+        );
+    }
+    if let Some(n) = g.vrrp_priority.filter(|n| !(-20..=19).contains(n)) {
+        report.error("global_defs.vrrp_priority", n.to_string(), "-20 to 19");
+    }
     for (name, script) in &config.vrrp_script {
         let key = format!("vrrp_script.{name}");
         if !(-253..=253).contains(&script.weight) {
