@@ -84,6 +84,8 @@ pub struct Timing {
     pub delay_before_retry: Duration,
     /// `warmup`: the first check starts after a random delay up to this.
     pub warmup: Duration,
+    /// `rise` (ours): passes in a row a down checker needs to come up. keepalived's is 1.
+    pub rise: u32,
 }
 
 impl Default for Timing {
@@ -94,6 +96,7 @@ impl Default for Timing {
             retry: 1,
             delay_before_retry: Duration::from_secs(1),
             warmup: Duration::ZERO,
+            rise: 1,
         }
     }
 }

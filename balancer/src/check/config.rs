@@ -339,7 +339,12 @@ fn timing(
     }
     Ok(Timing {
         delay_loop: loop_duration,
-        retry: c.retry.or(vs.retry).unwrap_or(defaults.retry),
+        retry: c
+            .fall
+            .map(|f| f.saturating_sub(1))
+            .or(c.retry)
+            .or(vs.retry)
+            .unwrap_or(defaults.retry),
         delay_before_retry: seconds(
             real,
             "delay_before_retry",
@@ -349,6 +354,7 @@ fn timing(
                 .unwrap_or(delay_loop),
         )?,
         warmup: seconds(real, "warmup", c.warmup.or(vs.warmup).unwrap_or(delay_loop))?,
+        rise: c.rise.unwrap_or(1).max(1),
     })
 }
 

@@ -47,7 +47,8 @@ fn keepalived_defaults_and_virtual_server_values_apply() {
             delay_loop: six,
             retry: 1,
             delay_before_retry: two,
-            warmup: six
+            warmup: six,
+            rise: 1
         }
     );
     assert_eq!(timings[1].retry, 4);
@@ -346,4 +347,37 @@ fn notify_scripts_are_prepared_with_the_script_policy() {
     let r = &s.reals[0];
     assert_eq!(r.notify_up.as_ref().map(|n| n.args.len()), Some(2));
     assert!(r.notify_down.is_none());
+}
+
+#[test]
+fn fall_is_retry_plus_one_and_rise_defaults_to_keepalivedss_one() {
+    let text = r#"
+[xdp]
+interfaces = ["eth0"]
+
+[[virtual_server]]
+ip = "198.18.0.100"
+port = 80
+protocol = "TCP"
+
+[[virtual_server.real_server]]
+ip = "198.18.0.11"
+
+[[virtual_server.real_server.TCP_CHECK]]
+fall = 3
+rise = 2
+
+[[virtual_server.real_server.TCP_CHECK]]
+"#;
+    let config: crate::config::Config = toml::from_str(text).unwrap();
+    let vs = &config.virtual_server[0];
+    let checks = checks_for(vs, &vs.real_server[0], &policy()).unwrap();
+    assert_eq!(
+        (checks.checkers[0].1.retry, checks.checkers[0].1.rise),
+        (2, 2)
+    );
+    assert_eq!(
+        (checks.checkers[1].1.retry, checks.checkers[1].1.rise),
+        (1, 1)
+    );
 }

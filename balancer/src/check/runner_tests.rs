@@ -50,6 +50,7 @@ const TIMING: Timing = Timing {
     retry: 1,
     delay_before_retry: Duration::from_secs(1),
     warmup: Duration::ZERO,
+    rise: 1,
 };
 
 struct Lab {

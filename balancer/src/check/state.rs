@@ -29,6 +29,8 @@ pub struct CheckerState {
     retries: u32,
     /// The last dynamic weight reported, so that a new one is a change even while up.
     weight: Option<u32>,
+    /// Passes in a row while down, towards `rise`.
+    passes: u32,
 }
 
 impl CheckerState {
@@ -40,6 +42,7 @@ impl CheckerState {
             has_run: false,
             retries: timing.retry,
             weight: None,
+            passes: 0,
         }
     }
 
@@ -53,6 +56,7 @@ impl CheckerState {
             has_run: true,
             retries: 0,
             weight: if up { weight } else { None },
+            passes: 0,
         }
     }
 
@@ -67,6 +71,15 @@ impl CheckerState {
         match verdict {
             Verdict::Up { weight } => {
                 self.retries = 0;
+                // `rise`: a down checker comes up only after enough passes in a row.
+                if !self.is_up {
+                    self.passes += 1;
+                    if self.passes < self.timing.rise {
+                        self.has_run = true;
+                        return (None, self.timing.delay_loop);
+                    }
+                }
+                self.passes = 0;
                 self.has_run = true;
                 let change = (!self.is_up || first || weight != self.weight)
                     .then_some(Change::Up { weight });
@@ -75,6 +88,7 @@ impl CheckerState {
                 (change, self.timing.delay_loop)
             }
             Verdict::Down { reason } => {
+                self.passes = 0;
                 if (self.is_up || first) && self.retries >= self.timing.retry {
                     self.retries = 0;
                     self.has_run = true;
@@ -103,6 +117,7 @@ mod tests {
         retry: 2,
         delay_before_retry: Duration::from_secs(1),
         warmup: Duration::ZERO,
+        rise: 1,
     };
 
     fn down() -> Verdict {
@@ -176,5 +191,34 @@ mod tests {
         );
         assert_eq!(s.observe(Verdict::Up { weight: Some(5) }).0, None);
         assert_eq!(s.observe(Verdict::UP).0, Some(Change::Up { weight: None }));
+    }
+
+    /// `rise`: a flapping real stays down until it passes `rise` times in a row; a failure
+    /// in between starts the count again.
+    #[test]
+    fn rise_needs_passes_in_a_row_to_bring_a_down_checker_up() {
+        let timing = Timing {
+            retry: 0,
+            rise: 3,
+            ..TIMING
+        };
+        let mut s = CheckerState::new(timing, false);
+        assert!(matches!(s.observe(down()).0, Some(Change::Down { .. })));
+        assert_eq!(s.observe(Verdict::UP), (None, timing.delay_loop));
+        assert_eq!(s.observe(Verdict::UP).0, None);
+        assert_eq!(s.observe(down()).0, None, "already down");
+        assert_eq!(s.observe(Verdict::UP).0, None, "the count starts again");
+        assert_eq!(s.observe(Verdict::UP).0, None);
+        assert_eq!(
+            s.observe(Verdict::UP).0,
+            Some(Change::Up { weight: None }),
+            "the third pass in a row"
+        );
+        assert!(s.is_up());
+        // An alpha checker starts down and needs the same.
+        let mut a = CheckerState::new(timing, true);
+        assert_eq!(a.observe(Verdict::UP).0, None);
+        assert_eq!(a.observe(Verdict::UP).0, None);
+        assert_eq!(a.observe(Verdict::UP).0, Some(Change::Up { weight: None }));
     }
 }

@@ -570,3 +570,17 @@ fn vrrp_scheduling_keywords_import_and_are_range_checked() {
     assert!(err.contains("global_defs.vrrp_rt_priority: 0"), "{err}");
     assert!(err.contains("global_defs.vrrp_priority: 30"), "{err}");
 }
+
+#[test]
+fn fall_and_retry_together_and_zero_rise_are_refused() {
+    let text = "[xdp]\ninterfaces = [\"eth0\"]\n[[virtual_server]]\nip = \"198.18.0.100\"\nport = 80\nprotocol = \"TCP\"\n[[virtual_server.real_server]]\nip = \"198.18.0.11\"\n[[virtual_server.real_server.TCP_CHECK]]\nfall = 2\nretry = 1\nrise = 0\n";
+    let err = match Config::load_text(Path::new("lb.toml"), text) {
+        Err(ConfigError::Invalid { diagnostics }) => diagnostics.to_string(),
+        other => panic!("expected errors, got {other:?}"),
+    };
+    assert!(
+        err.contains("TCP_CHECK[0].fall: both fall and retry"),
+        "{err}"
+    );
+    assert!(err.contains("TCP_CHECK[0].rise: 0"), "{err}");
+}

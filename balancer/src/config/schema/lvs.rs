@@ -251,6 +251,14 @@ pub struct Checker {
     /// (`MISC_CHECK` 0, `DNS_CHECK` 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<u32>,
+    /// Ours: failed attempts in a row that take an up checker down, the same as
+    /// `retry` + 1 (give one or the other).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fall: Option<u32>,
+    /// Ours: passes in a row that bring a down checker up, `delay_loop` apart, so a flapping
+    /// real does not flap the data plane. Default 1 (keepalived's: one pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rise: Option<u32>,
     /// `delay_before_retry`: seconds. Default 1 (`HTTP_GET` / `SSL_GET` 3, `DNS_CHECK`
     /// `delay_loop`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

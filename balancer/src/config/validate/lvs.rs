@@ -416,6 +416,7 @@ fn checkers(key: &str, rs: &RealServer, report: &mut Report<'_>) {
     for ((kind, list), (_, allowed)) in lists.into_iter().zip(KIND_FIELDS) {
         for (i, c) in list.iter().enumerate() {
             let ckey = format!("{key}.{kind}[{i}]");
+            rise_fall(&ckey, c, report);
             for field in specific_fields(c) {
                 if !allowed.contains(&field) {
                     let owner = KIND_FIELDS
@@ -507,6 +508,22 @@ fn checkers(key: &str, rs: &RealServer, report: &mut Report<'_>) {
 }
 
 /// The kind-specific fields a checker table sets.
+/// Our `rise` and `fall`: at least 1, and `fall` not beside keepalived's `retry`.
+fn rise_fall(ckey: &str, c: &Checker, report: &mut Report<'_>) {
+    if c.fall.is_some() && c.retry.is_some() {
+        report.error(
+            &format!("{ckey}.fall"),
+            "both fall and retry".into(),
+            "one of them: fall = retry + 1",
+        );
+    }
+    for (field, value) in [("fall", c.fall), ("rise", c.rise)] {
+        if value == Some(0) {
+            report.error(&format!("{ckey}.{field}"), "0".into(), "1 or more");
+        }
+    }
+}
+
 fn specific_fields(c: &Checker) -> Vec<&'static str> {
     let set = [
         ("url", !c.url.is_empty()),

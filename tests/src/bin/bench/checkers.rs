@@ -155,6 +155,7 @@ fn services(tally: &Arc<Tally>) -> Vec<ServiceChecks> {
         retry: 1,
         delay_before_retry: Duration::from_secs(1),
         warmup: DELAY_LOOP,
+        rise: 1,
     };
     (0..NAMESPACES)
         .map(|n| ServiceChecks {
