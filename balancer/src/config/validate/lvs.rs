@@ -417,26 +417,7 @@ fn checkers(key: &str, rs: &RealServer, report: &mut Report<'_>) {
         for (i, c) in list.iter().enumerate() {
             let ckey = format!("{key}.{kind}[{i}]");
             rise_fall(&ckey, c, report);
-            for field in specific_fields(c) {
-                if !allowed.contains(&field) {
-                    let owner = KIND_FIELDS
-                        .iter()
-                        .find(|(_, f)| f.contains(&field))
-                        .map_or("", |(k, _)| *k);
-                    report.error(
-                        &format!("{ckey}.{field}"),
-                        format!("{field} (a {owner} key) in a {kind}"),
-                        &format!(
-                            "the connection options or {}",
-                            if allowed.is_empty() {
-                                "nothing else".into()
-                            } else {
-                                allowed.join(", ")
-                            }
-                        ),
-                    );
-                }
-            }
+            foreign_fields(&ckey, kind, c, allowed, report);
             match kind {
                 "HTTP_GET" | "SSL_GET" => {
                     if c.url.is_empty() {
@@ -508,6 +489,30 @@ fn checkers(key: &str, rs: &RealServer, report: &mut Report<'_>) {
 }
 
 /// The kind-specific fields a checker table sets.
+/// Keys of another checker kind in this one.
+fn foreign_fields(ckey: &str, kind: &str, c: &Checker, allowed: &[&str], report: &mut Report<'_>) {
+    for field in specific_fields(c) {
+        if !allowed.contains(&field) {
+            let owner = KIND_FIELDS
+                .iter()
+                .find(|(_, f)| f.contains(&field))
+                .map_or("", |(k, _)| *k);
+            report.error(
+                &format!("{ckey}.{field}"),
+                format!("{field} (a {owner} key) in a {kind}"),
+                &format!(
+                    "the connection options or {}",
+                    if allowed.is_empty() {
+                        "nothing else".into()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ),
+            );
+        }
+    }
+}
+
 /// Our `rise` and `fall`: at least 1, and `fall` not beside keepalived's `retry`.
 fn rise_fall(ckey: &str, c: &Checker, report: &mut Report<'_>) {
     if c.fall.is_some() && c.retry.is_some() {
