@@ -76,6 +76,10 @@ vrrp_instance VI_1 {
     virtual_ipaddress {
         198.18.0.100/24
     }
+    virtual_routes {
+        198.18.7.0/24 via 198.18.0.1
+        198.18.8.0/24 via 198.18.0.1 or 198.18.0.11
+    }
     track_script {
         always_ok
     }
@@ -272,6 +276,19 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
         daemon.log()
     );
     traffic_reaches_both_reals(&lab, &daemon);
+    let route = || {
+        String::from_utf8_lossy(
+            &lab.lb
+                .output("ip", &["route", "show", "198.18.7.0/24"])
+                .stdout,
+        )
+        .into_owned()
+    };
+    assert!(
+        route().contains("via 198.18.0.1 dev l0"),
+        "virtual_routes: the master holds the route: {:?}",
+        route()
+    );
     assert_eq!(
         thread_policy(daemon.pid(), "vrrp"),
         Some(libc::SCHED_RR),
@@ -316,6 +333,11 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
     drop(dir);
     assert!(status.success(), "{status}: {}", daemon.log());
     assert!(!lab.lb.has_addr("198.18.0.100"), "SIGTERM releases the VIP");
+    assert!(
+        route().trim().is_empty(),
+        "and the virtual route: {:?}",
+        route()
+    );
     assert!(!xdp_attached(&lab.lb, "l0"), "and detaches");
     let calls = std::fs::read_to_string(&trace).unwrap_or_default();
     // keepalived's convention: INSTANCE NAME STATE PRIORITY.

@@ -62,6 +62,7 @@ fn run_instance_elects_itself_reports_states_and_steps_down() {
         track: Track::default(),
         vmac: None,
         excluded: Vec::new(),
+        routes: Vec::new(),
     };
     let (states, vip_while_master, transitions) = ns.run(|| {
         let rt = tokio::runtime::Builder::new_current_thread()

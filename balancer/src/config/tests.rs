@@ -584,3 +584,23 @@ fn fall_and_retry_together_and_zero_rise_are_refused() {
     );
     assert!(err.contains("TCP_CHECK[0].rise: 0"), "{err}");
 }
+
+#[test]
+fn virtual_routes_import_and_a_bad_one_names_its_line() {
+    let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        198.18.0.100/24\n    }\n    virtual_routes {\n        src 198.18.0.100 to 198.18.9.0/24 via 198.18.0.1 dev eth0\n        198.18.10.0/24 or 198.18.0.2\n    }\n}\n";
+    let tree = keepalived::parse(Path::new("keepalived.conf"), text).unwrap();
+    let config = keepalived::import(Path::new("keepalived.conf"), &tree)
+        .map(|i| i.config)
+        .unwrap();
+    assert_eq!(config.vrrp_instance["VI_1"].virtual_routes.len(), 2);
+    let toml_text = config.to_toml().unwrap();
+    let err = match Config::load_text(Path::new("lb.toml"), &toml_text) {
+        Err(ConfigError::Invalid { diagnostics }) => diagnostics.to_string(),
+        other => panic!("expected an error, got {other:?}"),
+    };
+    assert!(
+        err.contains("vrrp_instance.VI_1.virtual_routes[1]") && err.contains("\"or\""),
+        "{err}"
+    );
+    assert!(!err.contains("virtual_routes[0]"), "{err}");
+}

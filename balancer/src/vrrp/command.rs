@@ -233,6 +233,7 @@ impl VrrpArgs {
             group: self.group,
             vmac: self.vmac.clone(),
             excluded: self.excluded.clone(),
+            routes: Vec::new(),
             track: Track {
                 interfaces: self.track_interfaces.clone(),
                 scripts: Vec::new(),

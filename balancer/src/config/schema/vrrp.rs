@@ -86,6 +86,11 @@ pub struct VrrpInstance {
     /// listed in adverts (so either family, and any number).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub virtual_ipaddress_excluded: Vec<String>,
+    /// `virtual_routes { }`: routes added on becoming master and removed on leaving it, as
+    /// keepalived writes them: `[src ADDR] [to] PREFIX [via|gw ADDR] [dev IF] [metric N]
+    /// [table N] [scope S]`, or `blackhole|unreachable|prohibit PREFIX`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_routes: Vec<String>,
     /// `track_interface { }`: interfaces whose failure puts the instance in FAULT.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub track_interface: Vec<String>,

@@ -192,6 +192,17 @@ fn spec(
             ),
         }
     }
+    let mut routes = Vec::new();
+    for (i, line) in instance.virtual_routes.iter().enumerate() {
+        match crate::vrrp::net::route::VirtualRoute::parse(line) {
+            Ok(r) => routes.push(r),
+            Err(expected) => report.error(
+                &format!("{key}.virtual_routes[{i}]"),
+                format!("{line:?}"),
+                &expected,
+            ),
+        }
+    }
     let Some(first) = vips.first() else {
         if report.errors.len() == errors_before {
             report.error(
@@ -361,6 +372,7 @@ fn spec(
         track: crate::vrrp::track::Track::default(),
         vmac,
         excluded,
+        routes,
     })
 }
 

@@ -4,6 +4,7 @@
 
 pub mod garp;
 pub mod ipv4;
+pub mod route;
 pub mod socket;
 pub mod task;
 pub mod vip;

@@ -55,6 +55,8 @@ pub struct InstanceSpec {
     /// keepalived's `use_vmac`: the name of the macvlan that carries the virtual MAC and the
     /// addresses (see [`crate::vrrp::net::vmac`]).
     pub vmac: Option<String>,
+    /// keepalived's `virtual_routes`: added with the addresses, removed with them.
+    pub routes: Vec<crate::vrrp::net::route::VirtualRoute>,
 }
 
 /// A state change or event for the notify module, sent besides the log line.
@@ -475,8 +477,19 @@ impl Driver {
                             tracing::error!(error = %e, "virtual address not added");
                         }
                     }
+                    // After the addresses: a route may use one as its source.
+                    for route in &self.spec.routes {
+                        if let Err(e) = self.netlink.route(route, true).await {
+                            tracing::error!(error = %e, "virtual route not added");
+                        }
+                    }
                 }
                 Action::DelVips => {
+                    for route in &self.spec.routes {
+                        if let Err(e) = self.netlink.route(route, false).await {
+                            tracing::error!(error = %e, "virtual route not removed");
+                        }
+                    }
                     for vip in self.removable_vips() {
                         if let Err(e) = self.netlink.del(self.link.index, vip).await {
                             tracing::error!(error = %e, "virtual address not removed");

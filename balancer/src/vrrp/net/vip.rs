@@ -116,6 +116,12 @@ pub enum NetlinkError {
         interface: String,
         source: rtnetlink::Error,
     },
+    #[error("{operation} route {route}")]
+    Route {
+        operation: &'static str,
+        route: String,
+        source: rtnetlink::Error,
+    },
     #[error("{operation} {vip} on interface index {ifindex}")]
     Address {
         operation: &'static str,
@@ -223,6 +229,42 @@ impl Netlink {
                 operation: "adding",
                 vip,
                 ifindex,
+                source,
+            }),
+        }
+    }
+
+    /// Adds (`add`) or removes a `virtual_routes` route; one already there counts as added,
+    /// one already gone as removed.
+    ///
+    /// # Errors
+    /// Its `dev` does not exist, or netlink refuses the route.
+    pub async fn route(
+        &self,
+        route: &crate::vrrp::net::route::VirtualRoute,
+        add: bool,
+    ) -> Result<(), NetlinkError> {
+        let ifindex = match &route.dev {
+            Some(dev) => Some(self.link(dev).await?.index),
+            None => None,
+        };
+        let message = route.message(ifindex);
+        let result = if add {
+            self.handle.route().add(message).execute().await
+        } else {
+            self.handle.route().del(message).execute().await
+        };
+        match result {
+            Err(rtnetlink::Error::NetlinkError(e))
+                if (add && e.raw_code() == -libc::EEXIST)
+                    || (!add
+                        && (e.raw_code() == -libc::ESRCH || e.raw_code() == -libc::ENOENT)) =>
+            {
+                Ok(())
+            }
+            other => other.map_err(|source| NetlinkError::Route {
+                operation: if add { "adding" } else { "removing" },
+                route: format!("{}/{}", route.dst, route.prefix),
                 source,
             }),
         }
