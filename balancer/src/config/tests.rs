@@ -604,3 +604,21 @@ fn virtual_routes_import_and_a_bad_one_names_its_line() {
     );
     assert!(!err.contains("virtual_routes[0]"), "{err}");
 }
+
+#[test]
+fn a_per_address_dev_is_warned_as_not_honoured() {
+    let text = "[xdp]\ninterfaces = [\"eth0\"]\n[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = 100\nvirtual_ipaddress = [\"198.18.0.100/24 dev eth1\"]\n";
+    let loaded = Config::load_text(Path::new("lb.toml"), text).unwrap();
+    let warnings: Vec<String> = loaded
+        .validated
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("not supported yet; the address is added on eth0")),
+        "{warnings:?}"
+    );
+}

@@ -157,10 +157,11 @@ fn spec(
         match vip_line(line) {
             Ok(l) => {
                 if l.dev.as_ref().is_some_and(|d| *d != instance.interface) {
+                    // Said plainly: keepalived would put it on that device; we do not yet.
                     report.warn(
                         &vkey,
                         format!(
-                            "{line:?}: the address goes on another device than {}",
+                            "{line:?}: a per-address dev is not supported yet; the address is added on {} instead",
                             instance.interface
                         ),
                         "",
