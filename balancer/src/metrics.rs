@@ -14,7 +14,7 @@ use tokio::{
 
 use crate::{
     control::{Incoming, Request},
-    status::{RealStatus, Status, scheduler_name},
+    status::{Status, endpoint, scheduler_name},
 };
 
 /// The VRRP states a `balancer_vrrp_state` series exists for.
@@ -46,13 +46,6 @@ impl Family<'_> {
         } else {
             let _ = writeln!(self.out, "{name}{{{}}} {value}", labels.join(","));
         }
-    }
-}
-
-fn real_label(r: &RealStatus) -> String {
-    match r.addr {
-        std::net::IpAddr::V4(a) => format!("{a}:{}", r.port),
-        std::net::IpAddr::V6(a) => format!("[{a}]:{}", r.port),
     }
 }
 
@@ -182,7 +175,7 @@ pub fn render(status: &Status) -> String {
                 };
                 f.sample(
                     metric,
-                    &[("service", &s.name), ("real", &real_label(r))],
+                    &[("service", &s.name), ("real", &endpoint(r.addr, r.port))],
                     value,
                 );
             }
@@ -238,10 +231,7 @@ pub fn render(status: &Status) -> String {
         "1 while the checker passes.",
     );
     for c in &status.checkers {
-        let real = match c.real {
-            std::net::IpAddr::V4(a) => format!("{a}:{}", c.port),
-            std::net::IpAddr::V6(a) => format!("[{a}]:{}", c.port),
-        };
+        let real = endpoint(c.real, c.port);
         f.sample(
             "balancer_checker_up",
             &[
@@ -321,7 +311,7 @@ mod tests {
     use super::*;
     use crate::{
         model::{Method, Protocol, Scheduler},
-        status::{Counters, Rates, ServiceStatus, VrrpStatus},
+        status::{Counters, Rates, RealStatus, ServiceStatus, VrrpStatus},
     };
 
     #[test]

@@ -232,7 +232,9 @@ fn protocol_name(p: Protocol) -> &'static str {
     }
 }
 
-fn endpoint(addr: IpAddr, port: u16) -> String {
+/// `ADDR:PORT`, with IPv6 in brackets, as ipvsadm writes a service or a real.
+#[must_use]
+pub fn endpoint(addr: IpAddr, port: u16) -> String {
     match addr {
         IpAddr::V4(a) => format!("{a}:{port}"),
         IpAddr::V6(a) => format!("[{a}]:{port}"),
