@@ -241,7 +241,9 @@ impl XdpProgram {
             _ => None,
         };
         if program.slots.is_none() {
-            tracing::info!("scheduler slots not mappable: tables are written with batch updates");
+            tracing::info!(
+                "scheduler slots not mappable (pinned by an older build): tables are written slot by slot"
+            );
         }
         if adopting {
             program.adopt()?;

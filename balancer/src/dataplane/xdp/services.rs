@@ -197,58 +197,6 @@ impl Drop for MappedSlots {
     }
 }
 
-/// `BPF_MAP_UPDATE_BATCH`'s part of `union bpf_attr` (linux/bpf.h, `batch`).
-#[repr(C)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-/// Writes `values` to consecutive indexes of a `u32` array map from `start`, in one
-/// `BPF_MAP_UPDATE_BATCH` (aya 0.14 has no batch API).
-fn update_batch(map: &MapData, start: u32, values: &[u32]) -> std::io::Result<()> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
-    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-    let count = u32::try_from(values.len()).map_err(std::io::Error::other)?;
-    let keys: Vec<u32> = (start..start.saturating_add(count)).collect();
-    if keys.len() != values.len() {
-        return Err(std::io::Error::other("index range overflows"));
-    }
-    let mut attr = BatchAttr {
-        in_batch: 0,
-        out_batch: 0,
-        keys: keys.as_ptr() as u64,
-        values: values.as_ptr() as u64,
-        count,
-        map_fd: u32::try_from(map.fd().as_fd().as_raw_fd()).map_err(std::io::Error::other)?,
-        elem_flags: 0,
-        flags: 0,
-    };
-    // SAFETY: `attr` is the batch layout of bpf_attr, its size given; `keys` and `values`
-    // hold `count` elements of the map's key and value sizes and outlive the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_UPDATE_BATCH,
-            (&raw mut attr).cast::<libc::c_void>(),
-            size_of::<BatchAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if attr.count != count {
-        return Err(std::io::Error::other("batch update stopped early"));
-    }
-    Ok(())
-}
-
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
     move |source| DataplaneError::Map { map, source }
 }
@@ -693,8 +641,7 @@ impl XdpProgram {
             .partition(|d| !live.contains(&d.index) && d.since.elapsed() >= QUARANTINE);
         self.table.draining = keep;
         for d in &done {
-            self.write_real(d.index, &Real::default())?;
-            self.table.free_reals.push_back(d.index);
+            self.free_real(d.index)?;
             tracing::debug!(real = %d.addr, port = d.port, "removed real drained, index freed");
         }
         Ok(done.len())
@@ -704,6 +651,13 @@ impl XdpProgram {
     #[must_use]
     pub fn draining(&self) -> usize {
         self.table.draining.len()
+    }
+
+    /// Clears a real's entry and hands its index back for reuse.
+    fn free_real(&mut self, index: u32) -> Result<(), DataplaneError> {
+        self.write_real(index, &Real::default())?;
+        self.table.free_reals.push_back(index);
+        Ok(())
     }
 
     fn write_real(&mut self, index: u32, real: &Real) -> Result<(), DataplaneError> {
@@ -868,8 +822,7 @@ impl XdpProgram {
                 self.drain_real(index, o.id, r.addr, r.port)?;
             }
             if let (Some(index), None) = (o.sorry, sorry) {
-                self.write_real(index, &Real::default())?;
-                self.table.free_reals.push_back(index);
+                self.free_real(index)?;
             }
         }
         self.table.services.insert(
@@ -905,8 +858,7 @@ impl XdpProgram {
             self.drain_real(index, o.id, r.addr, r.port)?;
         }
         if let Some(index) = o.sorry {
-            self.write_real(index, &Real::default())?;
-            self.table.free_reals.push_back(index);
+            self.free_real(index)?;
         }
         self.table.release_slots(o.table);
         self.table.free_ids.push(o.id);
@@ -1008,19 +960,13 @@ impl XdpProgram {
         };
         let len = u32::try_from(table.len()).map_err(|_| full)?;
         let range = self.table.alloc_slots(len)?;
-        // The slots are mapped into our memory: one copy (a Maglev table of 1,000 reals has
-        // 131,071 slots). Failing that, one system call for the whole table; failing that,
-        // element by element.
+        // The slots are mapped into our memory (a Maglev table of 1,000 reals has 131,071
+        // slots); only a map pinned by a build without the mapping is written slot by slot.
         if let Some(slots) = &mut self.slots {
             slots.write(range.start, table);
             return Ok(range);
         }
         let map = self.map_mut(SCHED_SLOTS_MAP)?;
-        if let aya::maps::Map::Array(data) = &*map
-            && update_batch(data, range.start, table).is_ok()
-        {
-            return Ok(range);
-        }
         let mut slots: Array<&mut MapData, u32> =
             Array::try_from(map).map_err(map_err(SCHED_SLOTS_MAP))?;
         for (slot, real) in range.clone().zip(table) {
