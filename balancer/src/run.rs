@@ -947,16 +947,19 @@ impl Daemon {
         }
     }
 
-    /// Says how many reals are sent without a FIB lookup.
-    fn log_egress(&self, what: &str) {
-        let reals: Vec<_> = self
-            .loaded
+    /// Every configured real and sorry server.
+    fn configured_reals(&self) -> impl Iterator<Item = &crate::model::RealServer> {
+        self.loaded
             .validated
             .model
             .services
             .iter()
             .flat_map(|s| s.reals.iter().chain(&s.sorry_server))
-            .collect();
+    }
+
+    /// Says how many reals are sent without a FIB lookup.
+    fn log_egress(&self, what: &str) {
+        let reals: Vec<_> = self.configured_reals().collect();
         let resolved = reals
             .iter()
             .filter(|r| self.egress.contains_key(&r.addr))
@@ -973,14 +976,7 @@ impl Daemon {
         let Some(resolver) = &self.resolver else {
             return HashMap::new();
         };
-        let mut addrs: Vec<std::net::IpAddr> = self
-            .loaded
-            .validated
-            .model
-            .services
-            .iter()
-            .flat_map(|s| s.reals.iter().chain(&s.sorry_server).map(|r| r.addr))
-            .collect();
+        let mut addrs: Vec<std::net::IpAddr> = self.configured_reals().map(|r| r.addr).collect();
         addrs.sort_unstable();
         addrs.dedup();
         match resolver.resolve(&addrs).await {
