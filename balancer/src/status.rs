@@ -39,40 +39,35 @@ impl Status {
     /// Fills every service's and real's rates from an earlier status taken `secs` before
     /// (matched by service name and real address and port; new ones stay at zero).
     pub fn rates_since(&mut self, earlier: &[ServiceStatus], secs: f64) {
-        for s in &mut self.services {
-            let Some(e) = earlier.iter().find(|e| e.name == s.name) else {
-                continue;
-            };
-            s.rates = Rates::between(e.counters, s.counters, secs);
-            for r in s.reals.iter_mut().chain(&mut s.sorry_server) {
-                if let Some(er) = e
-                    .reals
-                    .iter()
-                    .chain(&e.sorry_server)
-                    .find(|er| er.addr == r.addr && er.port == r.port)
-                {
-                    r.rates = Rates::between(er.counters, r.counters, secs);
-                }
-            }
-        }
+        self.set_rates(earlier, |e, _, now| Rates::between(e, now, secs));
     }
 
     /// Copies the rates of `from` (an earlier, rated reading) onto the matching services and
     /// reals of this one.
     pub fn copy_rates(&mut self, from: &[ServiceStatus]) {
+        self.set_rates(from, |_, rates, _| rates);
+    }
+
+    /// Sets each service's and real's rates to `rate(other's counters, other's rates, own
+    /// counters)` where `other` has the same service (by name) and real (by address and port).
+    fn set_rates(
+        &mut self,
+        other: &[ServiceStatus],
+        rate: impl Fn(Counters, Rates, Counters) -> Rates,
+    ) {
         for s in &mut self.services {
-            let Some(f) = from.iter().find(|f| f.name == s.name) else {
+            let Some(o) = other.iter().find(|o| o.name == s.name) else {
                 continue;
             };
-            s.rates = f.rates;
+            s.rates = rate(o.counters, o.rates, s.counters);
             for r in s.reals.iter_mut().chain(&mut s.sorry_server) {
-                if let Some(fr) = f
+                if let Some(or) = o
                     .reals
                     .iter()
-                    .chain(&f.sorry_server)
-                    .find(|fr| fr.addr == r.addr && fr.port == r.port)
+                    .chain(&o.sorry_server)
+                    .find(|or| or.addr == r.addr && or.port == r.port)
                 {
-                    r.rates = fr.rates;
+                    r.rates = rate(or.counters, or.rates, r.counters);
                 }
             }
         }
