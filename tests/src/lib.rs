@@ -16,7 +16,7 @@ pub mod lab;
 pub mod netns;
 pub mod vrrp;
 
-pub use netns::{Netns, NsThread, veth_pair};
+pub use netns::{Netns, NsThread, Switch, veth_pair};
 
 /// Polls `cond` every 20 ms until it holds (true) or `timeout` passes (false): every wait in
 /// a test is bounded.

@@ -252,3 +252,33 @@ fn remove_stale() {
         }
     }
 }
+
+/// A namespace holding one bridge, `br0`, that other namespaces plug into: the lab's L2
+/// segment.
+pub struct Switch {
+    ns: Netns,
+}
+
+impl Switch {
+    /// # Panics
+    /// The bridge cannot be made.
+    #[must_use]
+    pub fn new(role: &str) -> Self {
+        let ns = Netns::new(role);
+        ns.ip(&["link", "add", "br0", "type", "bridge"]);
+        ns.ip(&["link", "set", "br0", "up"]);
+        Self { ns }
+    }
+
+    /// Connects `ns` to the bridge by a veth pair: `inner` in `ns`, `port` on the bridge.
+    pub fn plug(&self, ns: &Netns, inner: &str, port: &str) {
+        veth_pair(ns, inner, &self.ns, port);
+        self.ns.ip(&["link", "set", port, "master", "br0"]);
+    }
+
+    /// The switch's own namespace (to attach programs to its ports).
+    #[must_use]
+    pub fn ns(&self) -> &Netns {
+        &self.ns
+    }
+}

@@ -12,9 +12,9 @@ use balancer::{
 };
 use balancer_common::Reason;
 use balancer_tests::{
-    Netns, NsThread,
+    Netns, NsThread, Switch,
     lab::{attach_decap, connect_many, ethtool, identity_server, load_program, warm_neighbours},
-    require_root, veth_pair,
+    require_root,
 };
 
 /// Client, balancer and reals on one bridge, in one address family.
@@ -46,12 +46,9 @@ fn connections_reach_the_predicted_real(f: &Family, method: Method) {
     const CONNECTIONS: usize = 60;
     let v6 = f.vip.contains(':');
     let with_prefix = |a: &str| format!("{a}/{}", f.prefix);
-    let sw = Netns::new("tsw");
-    sw.ip(&["link", "add", "br0", "type", "bridge"]);
-    sw.ip(&["link", "set", "br0", "up"]);
+    let sw = Switch::new("tsw");
     let join = |ns: &Netns, inner: &str, port: &str, addr: &str| {
-        veth_pair(ns, inner, &sw, port);
-        sw.ip(&["link", "set", port, "master", "br0"]);
+        sw.plug(ns, inner, port);
         let mut args = vec!["addr", "add", addr, "dev", inner];
         if v6 {
             args.push("nodad");
@@ -117,7 +114,8 @@ fn connections_reach_the_predicted_real(f: &Family, method: Method) {
     lb.run(|| prog.attach("l0", AttachMode::Driver))
         .expect("attach");
     let mut peer = load_program(16);
-    sw.run(|| peer.attach("p-l", AttachMode::Driver))
+    sw.ns()
+        .run(|| peer.attach("p-l", AttachMode::Driver))
         .expect("attach the veth peer");
     let real_addrs: Vec<IpAddr> = f.reals.iter().map(|a| a.parse().unwrap()).collect();
     warm_neighbours(&lb, f.lb.parse().unwrap(), &real_addrs, "l0");

@@ -10,7 +10,7 @@ use balancer::{
 };
 use balancer_common::Reason;
 use balancer_tests::{
-    Netns, NsThread,
+    Netns, NsThread, Switch,
     lab::{connect_many, ethtool, identity_server, load_program, warm_neighbours},
     require_root, veth_pair,
 };
@@ -82,7 +82,7 @@ fn nat_connections(f: &Family) {
     };
     let client = Netns::new("nclient");
     let lb = Netns::new("nlb");
-    let sw = Netns::new("nsw");
+    let sw = Switch::new("nsw");
     veth_pair(&client, "c0", &lb, "l0");
     addr(&client, f.client, "c0");
     let vip_host = if v6 {
@@ -94,10 +94,7 @@ fn nat_connections(f: &Family) {
     addr(&lb, f.lb_client_side, "l0");
     lb.sysctl("net.ipv4.conf.all.forwarding", "1");
     lb.sysctl("net.ipv6.conf.all.forwarding", "1");
-    sw.ip(&["link", "add", "br0", "type", "bridge"]);
-    sw.ip(&["link", "set", "br0", "up"]);
-    veth_pair(&lb, "l1", &sw, "p-l");
-    sw.ip(&["link", "set", "p-l", "master", "br0"]);
+    sw.plug(&lb, "l1", "p-l");
     addr(&lb, f.lb_real_side, "l1");
     // The program rewrites and forwards frames as they are: senders must fill in complete
     // checksums (veth would otherwise leave them to an offload that never happens).
@@ -107,8 +104,7 @@ fn nat_connections(f: &Family) {
     for (i, a) in f.reals.iter().enumerate() {
         let r = Netns::new(&format!("nreal{i}"));
         let port = format!("p-r{i}");
-        veth_pair(&r, "e0", &sw, &port);
-        sw.ip(&["link", "set", &port, "master", "br0"]);
+        sw.plug(&r, "e0", &port);
         addr(&r, a, "e0");
         r.ip(&["route", "add", "default", "via", f.lb_real_side]);
         ethtool(&r, &["-K", "e0", "tx", "off"]);
@@ -126,7 +122,8 @@ fn nat_connections(f: &Family) {
     // Redirected frames land on the veth peers, which take them only with an XDP program of
     // their own: one with no services passes everything on.
     let mut peers = load_program(16);
-    sw.run(|| peers.attach("p-l", AttachMode::Driver))
+    sw.ns()
+        .run(|| peers.attach("p-l", AttachMode::Driver))
         .expect("attach p-l");
     client
         .run(|| peers.attach("c0", AttachMode::Driver))

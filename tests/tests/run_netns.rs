@@ -9,13 +9,13 @@ use std::{
 
 use balancer::{dataplane::xdp::AttachMode, status::Status};
 use balancer_tests::{
-    Netns, NsThread,
+    Netns, NsThread, Switch,
     daemon::Daemon,
     lab::{
         Bpffs, Held, TempDir, connect_many, echo_server, ethtool, identity_server, load_program,
         warm_neighbours,
     },
-    require_root, veth_pair, wait_until,
+    require_root, wait_until,
 };
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
@@ -105,17 +105,14 @@ struct Lab {
     reals: Vec<Netns>,
     servers: Vec<NsThread>,
     _peer: balancer::dataplane::xdp::XdpProgram,
-    _switch: Netns,
+    _switch: Switch,
 }
 
 fn lab() -> Lab {
-    let sw = Netns::new("rsw");
-    sw.ip(&["link", "add", "br0", "type", "bridge"]);
-    sw.ip(&["link", "set", "br0", "up"]);
+    let sw = Switch::new("rsw");
     let join = |ns: &Netns, inner: &str, port: &str, addr: &str| {
         ns.disable_ipv6();
-        veth_pair(ns, inner, &sw, port);
-        sw.ip(&["link", "set", port, "master", "br0"]);
+        sw.plug(ns, inner, port);
         ns.ip(&["addr", "add", addr, "dev", inner]);
     };
     let client = Netns::new("rclient");
@@ -138,7 +135,8 @@ fn lab() -> Lab {
     }
     // XDP_TX on l0 needs an XDP program on its veth peer (see bridged_netns.rs).
     let mut peer = load_program(16);
-    sw.run(|| peer.attach("p-l", AttachMode::Driver))
+    sw.ns()
+        .run(|| peer.attach("p-l", AttachMode::Driver))
         .expect("attach to the veth peer");
     Lab {
         client,

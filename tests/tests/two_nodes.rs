@@ -16,10 +16,10 @@ use std::{
 
 use balancer::{dataplane::xdp::AttachMode, status::Status};
 use balancer_tests::{
-    Netns, NsThread,
+    Netns, NsThread, Switch,
     daemon::Daemon,
     lab::{Bpffs, Held, TempDir, echo_server, ethtool, http_get, http_server, load_program},
-    require_root, veth_pair, wait_until,
+    require_root, wait_until,
 };
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
@@ -90,17 +90,14 @@ struct Lab {
     _reals: Vec<Netns>,
     _servers: Vec<NsThread>,
     _peers: Vec<balancer::dataplane::xdp::XdpProgram>,
-    _switch: Netns,
+    _switch: Switch,
 }
 
 fn lab() -> Lab {
-    let sw = Netns::new("2sw");
-    sw.ip(&["link", "add", "br0", "type", "bridge"]);
-    sw.ip(&["link", "set", "br0", "up"]);
+    let sw = Switch::new("2sw");
     let join = |ns: &Netns, inner: &str, port: &str, addr: &str| {
         ns.disable_ipv6();
-        veth_pair(ns, inner, &sw, port);
-        sw.ip(&["link", "set", port, "master", "br0"]);
+        sw.plug(ns, inner, port);
         ns.ip(&["addr", "add", addr, "dev", inner]);
     };
     let client = Netns::new("2client");
@@ -114,7 +111,8 @@ fn lab() -> Lab {
         lb.ip(&["link", "set", "lo", "up"]);
         // XDP_TX on l0 needs an XDP program on its veth peer (see bridged_netns.rs).
         let mut peer = load_program(16);
-        sw.run(|| peer.attach(&format!("p-l{i}"), AttachMode::Driver))
+        sw.ns()
+            .run(|| peer.attach(&format!("p-l{i}"), AttachMode::Driver))
             .expect("attach to the veth peer");
         peers.push(peer);
         lb

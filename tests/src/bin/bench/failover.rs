@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use balancer_tests::{Netns, NsThread, daemon::Daemon, veth_pair, wait_until};
+use balancer_tests::{Netns, NsThread, Switch, daemon::Daemon, wait_until};
 
 const VIP: &str = "198.18.6.100";
 const ECHO_PORT: u16 = 7;
@@ -127,19 +127,15 @@ struct Lab {
     b: Netns,
     client: Netns,
     _echo: NsThread,
-    _switch: Netns,
+    _switch: Switch,
 }
 
 fn lab() -> Lab {
-    let sw = Netns::new("fo-sw");
-    sw.ip(&["link", "add", "br0", "type", "bridge"]);
-    sw.ip(&["link", "set", "br0", "up"]);
+    let sw = Switch::new("fo-sw");
     let join = |role: &str, host: u8| {
         let ns = Netns::new(&format!("fo-{role}"));
         ns.disable_ipv6();
-        let port = format!("p-{role}");
-        veth_pair(&ns, "e0", &sw, &port);
-        sw.ip(&["link", "set", &port, "master", "br0"]);
+        sw.plug(&ns, "e0", &format!("p-{role}"));
         ns.ip(&["addr", "add", &format!("198.18.6.{host}/24"), "dev", "e0"]);
         ns
     };
