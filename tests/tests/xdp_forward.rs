@@ -1275,6 +1275,73 @@ fn draining_one_mh_real_moves_only_its_clients() {
 }
 
 #[test]
+fn a_failed_mh_real_takes_no_new_flow_before_its_table_is_rebuilt() {
+    require_root!();
+    let mut prog = load();
+    let reals: Vec<_> = (1..=5).map(|i| dr_real(i, 1)).collect();
+    prog.apply("web", &service(Scheduler::Mh, reals.clone()))
+        .unwrap();
+    let client = |i: u32| Ipv4Addr::from(0xc612_4000 + i);
+    // The exact table with real 3 gone, installed under another name to compare with.
+    let mut without = service(Scheduler::Mh, reals);
+    without.reals[2].weight = 0;
+    without.vips = vec![IpAddr::V4(Ipv4Addr::new(198, 18, 0, 101))];
+    prog.apply("exact", &without).unwrap();
+    let before: Vec<Option<IpAddr>> = (800..1200)
+        .map(|i| prog.predict("web", IpAddr::V4(client(i)), 0))
+        .collect();
+
+    // The checker's decision, without the rebuild: real 3 is patched out of the live table.
+    prog.set_weight_fast("web", real_addr(3), 80, 0).unwrap();
+    let mut differ = 0;
+    for i in 0..400 {
+        let target = dr_target(&run(&mut prog, &tcp4(client(i), 1000, VIP, 80, SYN)).out);
+        assert_ne!(target, 3, "client {i} was sent to the failed real");
+        let predicted = prog.predict("web", IpAddr::V4(client(i)), 0).unwrap();
+        assert_eq!(real_addr(target), predicted, "client {i}");
+        differ += usize::from(Some(predicted) != prog.predict("exact", IpAddr::V4(client(i)), 0));
+    }
+    assert!(
+        differ > 0,
+        "the patch is not the exact table, or the test shows nothing"
+    );
+
+    // The flush brings the exact table, which new flows then follow.
+    prog.flush().unwrap();
+    for i in 400..800 {
+        let exact = prog.predict("exact", IpAddr::V4(client(i)), 0).unwrap();
+        assert_eq!(prog.predict("web", IpAddr::V4(client(i)), 0), Some(exact));
+        let target = dr_target(&run(&mut prog, &tcp4(client(i), 1000, VIP, 80, SYN)).out);
+        assert_eq!(real_addr(target), exact, "client {i}");
+    }
+
+    // Back up: the table it left is written again at once, without a flush.
+    prog.set_weight_fast("web", real_addr(3), 80, 1).unwrap();
+    for i in 800..1200 {
+        let predicted = prog.predict("web", IpAddr::V4(client(i)), 0);
+        assert_eq!(predicted, before[(i - 800) as usize], "client {i}");
+        let target = dr_target(&run(&mut prog, &tcp4(client(i), 1000, VIP, 80, SYN)).out);
+        assert_eq!(Some(real_addr(target)), predicted, "client {i}");
+    }
+    assert!(before.contains(&Some(real_addr(3))));
+}
+
+#[test]
+fn the_last_mh_real_failing_hands_over_to_the_sorry_server_at_once() {
+    require_root!();
+    let mut prog = load();
+    let mut svc = service(Scheduler::Mh, vec![dr_real(1, 1), dr_real(2, 1)]);
+    svc.sorry_server = Some(dr_real(9, 1));
+    prog.apply("web", &svc).unwrap();
+    prog.set_weight_fast("web", real_addr(1), 80, 0).unwrap();
+    prog.set_weight_fast("web", real_addr(2), 80, 0).unwrap();
+    for port in 1..50 {
+        let target = dr_target(&run(&mut prog, &tcp4(CLIENT, port, VIP, 80, SYN)).out);
+        assert_eq!(target, 9, "without a flush");
+    }
+}
+
+#[test]
 fn persistence_to_the_sorry_server_lapses_when_a_real_returns() {
     require_root!();
     let mut prog = load();

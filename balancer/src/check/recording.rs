@@ -11,7 +11,7 @@ use crate::check::SharedDataplane;
 use crate::dataplane::{Dataplane, DataplaneError};
 use crate::model::VirtualService;
 
-/// One `set_weight`.
+/// One `set_weight_fast`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Write {
     pub service: String,
@@ -21,10 +21,13 @@ pub struct Write {
     pub at: Instant,
 }
 
-/// Every `set_weight`, in order; `apply` and `remove` are accepted and ignored.
+/// Every `set_weight_fast`, in order, and how many flushes followed; `apply` and `remove`
+/// are accepted and ignored.
 #[derive(Debug, Default)]
 pub struct RecordingDataplane {
     pub writes: Vec<Write>,
+    /// How many writes had been made at each `flush`.
+    pub flushes: Vec<usize>,
 }
 
 impl RecordingDataplane {
@@ -61,7 +64,7 @@ impl Dataplane for RecordingDataplane {
         Ok(())
     }
 
-    fn set_weight(
+    fn set_weight_fast(
         &mut self,
         service: &str,
         addr: IpAddr,
@@ -75,6 +78,11 @@ impl Dataplane for RecordingDataplane {
             weight,
             at: Instant::now(),
         });
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), DataplaneError> {
+        self.flushes.push(self.writes.len());
         Ok(())
     }
 }

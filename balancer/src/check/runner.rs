@@ -9,8 +9,9 @@
 //! is judged on the sum of those weights after every change; while it is lost and the service
 //! has a `sorry_server`, every real is set to 0 so that the data plane sends new connections
 //! to the sorry server, as keepalived takes the live reals out of IPVS and adds the sorry
-//! server (`update_quorum_state`). Every write goes to [`Dataplane::set_weight`] as the change
-//! happens, logged with the checker and what it saw.
+//! server (`update_quorum_state`). Every write goes to [`Dataplane::set_weight_fast`] as the
+//! change happens, logged with the checker and what it saw; a flusher task then completes
+//! the deferred work of every burst of writes ([`Dataplane::flush`]) once.
 //!
 //! keepalived removes a failed real from IPVS unless `inhibit_on_failure` keeps it with
 //! weight 0. In our data plane a real with weight 0 already takes no new connections while
@@ -26,7 +27,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::check::notices::{self, Event, Notice, NoticeSender};
@@ -64,6 +65,47 @@ pub struct ServiceChecks {
     pub reals: Vec<RealChecks>,
 }
 
+impl ServiceChecks {
+    /// A service of `reals` with keepalived's defaults: quorum 1, no hysteresis, no sorry
+    /// server, no `omega`, no quorum scripts.
+    #[must_use]
+    pub fn new(name: &str, reals: Vec<RealChecks>) -> Self {
+        Self {
+            name: name.to_owned(),
+            quorum: 1,
+            hysteresis: 0,
+            sorry_server: false,
+            omega: false,
+            quorum_up: None,
+            quorum_down: None,
+            reals,
+        }
+    }
+}
+
+impl RealChecks {
+    /// A real of weight `weight` checked by `checkers`, with keepalived's defaults: no
+    /// `alpha`, no `inhibit_on_failure`, no notify scripts.
+    #[must_use]
+    pub fn new(
+        addr: IpAddr,
+        port: u16,
+        weight: u32,
+        checkers: Vec<(Arc<dyn Probe>, Timing)>,
+    ) -> Self {
+        Self {
+            addr,
+            port,
+            weight,
+            alpha: false,
+            inhibit_on_failure: false,
+            notify_up: None,
+            notify_down: None,
+            checkers,
+        }
+    }
+}
+
 /// One real and its checkers.
 #[derive(Clone)]
 pub struct RealChecks {
@@ -90,6 +132,50 @@ pub struct CheckHandle {
     notices: NoticeSender,
     /// The task that runs notify scripts, when [`CheckHandle::new`] started it.
     notifier: Option<tokio::task::JoinHandle<()>>,
+    /// Wakes the flusher after weight writes.
+    flush: Arc<Notify>,
+    flusher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CheckHandle {
+    fn drop(&mut self) {
+        self.flusher.abort();
+    }
+}
+
+/// [`Dataplane::flush`] on a blocking thread: a table rebuild takes milliseconds.
+async fn flush_blocking(
+    dataplane: &SharedDataplane,
+) -> Result<Result<(), crate::dataplane::DataplaneError>, tokio::task::JoinError> {
+    let dataplane = dataplane.clone();
+    tokio::task::spawn_blocking(move || {
+        dataplane
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush()
+    })
+    .await
+}
+
+/// Completes the weight writes' deferred work ([`Dataplane::flush`]: scheduler tables to
+/// rebuild) once after every burst of them: writes made while a flush runs wake it again.
+async fn flusher(dataplane: SharedDataplane, flush: Arc<Notify>) {
+    loop {
+        flush.notified().await;
+        match flush_blocking(&dataplane).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not rebuild a scheduler table; retrying in a second");
+                let flush = flush.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    flush.notify_one();
+                });
+            }
+            // The runtime is shutting down.
+            Err(_) => return,
+        }
+    }
 }
 
 struct Running {
@@ -116,12 +202,15 @@ impl CheckHandle {
         concurrency: usize,
         notices: &NoticeSender,
     ) -> Self {
+        let flush = Arc::new(Notify::new());
         Self {
             services: HashMap::new(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             dataplane: dataplane.clone(),
             notices: notices.clone(),
             notifier: None,
+            flusher: tokio::spawn(flusher(dataplane.clone(), flush.clone())),
+            flush,
         }
     }
 
@@ -186,6 +275,7 @@ impl CheckHandle {
             carried.clone(),
             &self.dataplane,
             self.notices.clone(),
+            self.flush.clone(),
         ));
         let mut tasks = JoinSet::new();
         for (real, spec) in service.spec.reals.iter().enumerate() {
@@ -220,10 +310,13 @@ impl CheckHandle {
     }
 
     /// Stops the checkers of a service a reload deleted: its live reals are taken out with
-    /// their `notify_down`, as keepalived's reload does (`clear_service_rs`).
+    /// their `notify_down`, and then, if the quorum was up, `quorum_down` runs, as
+    /// keepalived's reload does (`clear_service_vs` -> `clear_service_rs_list`, whose
+    /// `update_vs_notifies` finds no live weight left).
     pub fn delete(&mut self, service: &str) {
         if let Some(running) = self.services.remove(service) {
             running.state.retire(|_| false);
+            running.state.lose_quorum();
         }
     }
 
@@ -280,6 +373,11 @@ impl CheckHandle {
         for (_, mut running) in self.services.drain() {
             running.tasks.shutdown().await;
             running.state.shut_down();
+        }
+        // What the last decisions left to do, before the data plane outlives us.
+        self.flusher.abort();
+        if let Ok(Err(e)) = flush_blocking(&self.dataplane).await {
+            tracing::warn!(error = %e, "could not rebuild a scheduler table at stop");
         }
         let notifier = self.notifier.take();
         // The handle and the services held the only senders: the notifier ends once the
@@ -347,6 +445,8 @@ async fn run_checker(
         timing.warmup
     };
     tokio::time::sleep(spread.mul_f64(fastrand::f64())).await;
+    // When the attempt about to run was due.
+    let mut due = tokio::time::Instant::now();
     loop {
         let verdict = {
             let Ok(_permit) = permits.acquire().await else {
@@ -354,11 +454,23 @@ async fn run_checker(
             };
             probe.attempt().await
         };
+        let passed = matches!(verdict, crate::check::Verdict::Up { .. });
         let (change, delay) = state.observe(verdict);
         if let Some(change) = change {
             service.apply(slot, &change, &probe.describe(), &dataplane);
         }
-        tokio::time::sleep(delay).await;
+        // A passing checker keeps its cadence: the next attempt is due `delay_loop` after
+        // this one was, so checks neither drift later by their own duration nor bunch up
+        // (one that ran late is not made up for). After a failure the wait runs from the
+        // end of the attempt, as keepalived's (`tcp_epilog` re-arms its timer when the
+        // attempt ends), so `delay_before_retry` is a real pause after a timeout.
+        let now = tokio::time::Instant::now();
+        due = if passed {
+            (due + delay).max(now)
+        } else {
+            now + delay
+        };
+        tokio::time::sleep_until(due).await;
     }
 }
 
@@ -367,6 +479,8 @@ struct ServiceState {
     spec: ServiceChecks,
     inner: Mutex<Inner>,
     notices: NoticeSender,
+    /// Wakes the flusher after a weight write.
+    flush: Arc<Notify>,
 }
 
 struct Inner {
@@ -395,6 +509,7 @@ impl ServiceState {
         carried: Vec<Option<Verdicts>>,
         dataplane: &SharedDataplane,
         notices: NoticeSender,
+        flush: Arc<Notify>,
     ) -> Self {
         let now = unix_now();
         let reals = spec
@@ -430,6 +545,7 @@ impl ServiceState {
             }),
             spec,
             notices,
+            flush,
         };
         {
             let mut inner = state.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -529,6 +645,19 @@ impl ServiceState {
         }
     }
 
+    /// The service is going away with every real: `quorum_down`, if the quorum was up.
+    fn lose_quorum(&self) {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.quorum.is_up() {
+            self.notify(
+                self.spec.quorum_down.as_ref(),
+                None,
+                Event::QuorumDown,
+                NOTIFY_TIMEOUT,
+            );
+        }
+    }
+
     /// keepalived's shutdown with `omega` (`clear_service_rs`, `update_vs_notifies`): every
     /// live real's `notify_down`, then `quorum_down`, each with the stop timeout.
     fn shut_down(&self) {
@@ -613,9 +742,10 @@ impl ServiceState {
         let result = dataplane
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .set_weight(service, real.addr, real.port, weight);
+            .set_weight_fast(service, real.addr, real.port, weight);
         match result {
             Ok(()) => {
+                self.flush.notify_one();
                 tracing::info!(
                     service,
                     real = %real.addr,

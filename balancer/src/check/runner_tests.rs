@@ -356,27 +356,16 @@ impl Probe for Slow {
 async fn thousands_of_checkers_share_a_bounded_number_of_attempts() {
     let probe = Arc::new(Slow::default());
     let reals = (0..2000u16)
-        .map(|i| RealChecks {
-            addr: IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)),
-            port: i,
-            weight: 1,
-            alpha: false,
-            inhibit_on_failure: false,
-            notify_up: None,
-            notify_down: None,
-            checkers: vec![(probe.clone() as Arc<dyn Probe>, TIMING)],
+        .map(|i| {
+            RealChecks::new(
+                IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)),
+                i,
+                1,
+                vec![(probe.clone() as Arc<dyn Probe>, TIMING)],
+            )
         })
         .collect();
-    let service = ServiceChecks {
-        name: "many".into(),
-        quorum: 1,
-        hysteresis: 0,
-        sorry_server: false,
-        omega: false,
-        quorum_up: None,
-        quorum_down: None,
-        reals,
-    };
+    let service = ServiceChecks::new("many", reals);
     let (_, dataplane) = RecordingDataplane::shared();
     let handle = spawn(vec![service], &dataplane, 100);
     assert_eq!(handle.len(), 2000);
@@ -558,8 +547,86 @@ async fn a_reload_that_deletes_the_service_runs_its_live_reals_notify_down() {
     lab.handle.delete("web");
     assert_eq!(
         lab.notices(),
-        [notice("down", 11)],
-        "only the real still alive is taken out"
+        [notice("down", 11), notice("quorum_down", 0)],
+        "only the real still alive is taken out, then the quorum is lost"
     );
     assert!(lab.handle.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn deleting_a_service_whose_quorum_is_lost_runs_no_quorum_down() {
+    let mut lab = Lab::start(ONE_REAL);
+    lab.until(5).await;
+    lab.set(0, 0, 1);
+    lab.until(15).await;
+    assert_eq!(
+        lab.notices(),
+        [notice("down", 11), notice("quorum_down", 0)]
+    );
+    lab.handle.delete("web");
+    assert_eq!(lab.notices(), [], "nothing was up to go down");
+}
+
+/// A checker whose attempts take three seconds (of the paused clock) and note when each
+/// started; it passes until told to fail.
+struct ThreeSeconds {
+    t0: Instant,
+    fail: std::sync::atomic::AtomicBool,
+    starts: Mutex<Vec<Duration>>,
+}
+
+impl Probe for ThreeSeconds {
+    fn attempt(&self) -> Attempt<'_> {
+        self.starts.lock().unwrap().push(Instant::now() - self.t0);
+        Box::pin(async move {
+            tokio::time::sleep(secs(3)).await;
+            if self.fail.load(Ordering::Relaxed) {
+                Verdict::down("slow failure")
+            } else {
+                Verdict::UP
+            }
+        })
+    }
+    fn describe(&self) -> String {
+        "slow".into()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn passing_checks_keep_their_cadence_and_a_retry_waits_after_the_failure() {
+    let t0 = Instant::now();
+    let probe = Arc::new(ThreeSeconds {
+        t0,
+        fail: std::sync::atomic::AtomicBool::new(false),
+        starts: Mutex::new(Vec::new()),
+    });
+    let (recorder, dataplane) = RecordingDataplane::shared();
+    let service = ServiceChecks::new(
+        "web",
+        vec![RealChecks::new(
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 11)),
+            80,
+            5,
+            vec![(probe.clone() as Arc<dyn Probe>, TIMING)],
+        )],
+    );
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let _handle = spawn_notifying(vec![service], &dataplane, 4, &tx);
+    // Passing attempts start every delay_loop (10 s), not 10 s after the previous ended.
+    tokio::time::sleep_until(t0 + secs(25)).await;
+    assert_eq!(*probe.starts.lock().unwrap(), [secs(0), secs(10), secs(20)]);
+    probe.fail.store(true, Ordering::Relaxed);
+    // The attempt at 30 fails at 33; its retry waits delay_before_retry from there (34),
+    // fails at 37 and takes the real down; the next attempt is a delay_loop later (47).
+    tokio::time::sleep_until(t0 + secs(48)).await;
+    assert_eq!(
+        *probe.starts.lock().unwrap(),
+        [secs(0), secs(10), secs(20), secs(30), secs(34), secs(47)]
+    );
+    let recorder = RecordingDataplane::lock(&recorder);
+    assert_eq!(
+        recorder.writes.iter().map(|w| w.weight).collect::<Vec<_>>(),
+        [0]
+    );
+    assert_eq!(recorder.flushes, [1], "the write was flushed, once");
 }

@@ -52,7 +52,8 @@ pub trait Dataplane {
     /// No such service, or a map write fails.
     fn remove(&mut self, name: &str) -> Result<(), DataplaneError>;
 
-    /// Sets one real's weight (a checker's decision); 0 drains it.
+    /// Sets one real's weight; 0 drains it (no new connections, established ones stay).
+    /// Everything, scheduler tables included, is as the weight says when this returns.
     ///
     /// # Errors
     /// No such service or real, or a map write fails.
@@ -62,5 +63,33 @@ pub trait Dataplane {
         addr: IpAddr,
         port: u16,
         weight: u32,
+    ) -> Result<(), DataplaneError> {
+        self.set_weight_fast(name, addr, port, weight)?;
+        self.flush()
+    }
+
+    /// A checker's decision: as [`Dataplane::set_weight`], except for work that can wait
+    /// for [`Dataplane::flush`] (a scheduler table that takes milliseconds to rebuild), so
+    /// that a decision takes effect in microseconds and a burst of them (a rack going
+    /// down) costs one rebuild. A real set to 0 takes no new connection once this returns;
+    /// one set above 0 may take none until the flush.
+    ///
+    /// # Errors
+    /// No such service or real, or a map write fails.
+    fn set_weight_fast(
+        &mut self,
+        name: &str,
+        addr: IpAddr,
+        port: u16,
+        weight: u32,
     ) -> Result<(), DataplaneError>;
+
+    /// Completes what [`Dataplane::set_weight_fast`] left to do. A failed flush leaves the
+    /// work pending for the next one.
+    ///
+    /// # Errors
+    /// A map write fails.
+    fn flush(&mut self) -> Result<(), DataplaneError> {
+        Ok(())
+    }
 }

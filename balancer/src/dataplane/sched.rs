@@ -118,41 +118,56 @@ pub fn maglev_table(reals: &[(&[u8], u32)], size: u32) -> Vec<u32> {
     {
         quota[k] += 1;
     }
-    let offset: Vec<u64> = live.iter().map(|&i| fnv1a(reals[i].0, 0) % m).collect();
-    let skip: Vec<u64> = live
+    // Per live real: its position in its permutation (offset + j * skip mod M, advanced by
+    // one addition per probe), its skip, and the entries it still has to fill.
+    let mut perm: Vec<(u32, u32, u64)> = live
         .iter()
-        .map(|&i| fnv1a(reals[i].0, 0x5bd1_e995) % (m - 1) + 1)
+        .zip(&quota)
+        .map(|(&i, &q)| {
+            let offset = fnv1a(reals[i].0, 0) % m;
+            let skip = fnv1a(reals[i].0, 0x5bd1_e995) % (m - 1) + 1;
+            // Both are below m, which is a u32.
+            (
+                u32::try_from(offset).unwrap_or(0),
+                u32::try_from(skip).unwrap_or(1),
+                q,
+            )
+        })
         .collect();
-    // Each real's position in its permutation, offset + j * skip (mod M), advanced by one
-    // addition per probe rather than a multiplication and a division.
-    let mut pos = offset;
-    let mut filled = vec![0u64; live.len()];
-    let mut table = vec![u32::MAX; usize::try_from(size).unwrap_or(0)];
-    let mut placed = 0u64;
-    while placed < m {
-        for k in 0..live.len() {
-            if filled[k] >= quota[k] {
-                continue;
-            }
-            // The next empty entry in this real's permutation (offset + j * skip mod M).
+    // Which entries are still empty, one bit each: the probes that find an entry taken (most
+    // of them once the table is nearly full) read this, which stays in the L1 cache, rather
+    // than the table itself.
+    let len = usize::try_from(size).unwrap_or(0);
+    let mut empty = vec![u64::MAX; len.div_ceil(64)];
+    let mut table = vec![u32::MAX; len];
+    // The reals that still have entries to fill, in turn order.
+    let mut turns: Vec<usize> = (0..live.len()).filter(|&k| perm[k].2 > 0).collect();
+    while !turns.is_empty() {
+        let mut kept = 0;
+        for t in 0..turns.len() {
+            let k = turns[t];
+            let (mut pos, skip, _) = perm[k];
             loop {
-                let slot = pos[k];
-                pos[k] += skip[k];
-                if pos[k] >= m {
-                    pos[k] -= m;
+                let slot = pos;
+                pos += skip;
+                if pos >= size {
+                    pos -= size;
                 }
-                let entry = &mut table[usize::try_from(slot).unwrap_or(0)];
-                if *entry == u32::MAX {
-                    *entry = u32::try_from(live[k]).unwrap_or(u32::MAX);
-                    filled[k] += 1;
-                    placed += 1;
+                let (word, bit) = ((slot >> 6) as usize, 1u64 << (slot & 63));
+                if empty[word] & bit != 0 {
+                    empty[word] &= !bit;
+                    table[slot as usize] = u32::try_from(live[k]).unwrap_or(u32::MAX);
                     break;
                 }
             }
-            if placed == m {
-                break;
+            perm[k].0 = pos;
+            perm[k].2 -= 1;
+            if perm[k].2 > 0 {
+                turns[kept] = k;
+                kept += 1;
             }
         }
+        turns.truncate(kept);
     }
     table
 }
@@ -222,6 +237,51 @@ mod tests {
         assert_eq!(c[2], 0, "weight 0 gets no entry");
         assert_eq!(c[0] + c[1], 1021);
         assert!(c[0].abs_diff(766) <= 1, "{c:?}");
+    }
+
+    /// The paper's population loop (§3.4) written plainly: the j-th choice of a real is
+    /// (offset + j * skip) mod M, and reals take turns while they have quota left.
+    fn maglev_reference(reals: &[(&[u8], u32)], size: u32, quota: &[u64]) -> Vec<u32> {
+        let m = u64::from(size);
+        let mut next = vec![0u64; reals.len()];
+        let mut left = quota.to_vec();
+        let mut table = vec![u32::MAX; usize::try_from(size).unwrap()];
+        while left.iter().any(|&q| q > 0) {
+            for (k, r) in reals.iter().enumerate() {
+                if left[k] == 0 {
+                    continue;
+                }
+                let offset = fnv1a(r.0, 0) % m;
+                let skip = fnv1a(r.0, 0x5bd1_e995) % (m - 1) + 1;
+                loop {
+                    let slot = usize::try_from((offset + next[k] * skip) % m).unwrap();
+                    next[k] += 1;
+                    if table[slot] == u32::MAX {
+                        table[slot] = u32::try_from(k).unwrap();
+                        left[k] -= 1;
+                        break;
+                    }
+                }
+            }
+        }
+        table
+    }
+
+    #[test]
+    fn maglev_matches_the_papers_population() {
+        let names = ids(37);
+        let reals: Vec<(&[u8], u32)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_bytes(), 1 + u32::try_from(i % 3).unwrap()))
+            .collect();
+        let size = maglev_size(reals.len());
+        let table = maglev_table(&reals, size);
+        let mut quota = vec![0u64; reals.len()];
+        for &e in &table {
+            quota[e as usize] += 1;
+        }
+        assert_eq!(table, maglev_reference(&reals, size, &quota));
     }
 
     #[test]

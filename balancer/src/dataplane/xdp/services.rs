@@ -46,6 +46,23 @@ struct Installed {
     table: Range<u32>,
     /// The scheduler table's content: positions into `model.reals` (for predictions).
     positions: Vec<u32>,
+    /// The table is not the one `model`'s weights give (a weight changed by
+    /// [`Dataplane::set_weight_fast`]); [`Dataplane::flush`] rebuilds it.
+    stale: bool,
+    /// A weight change failed part way: the model may say more than the maps hold.
+    failed: bool,
+    /// The two latest exact hash tables (mh/sh/dh) with the weights they were built for,
+    /// the latest first: a real that fails and comes back returns to the table it left,
+    /// which is then written rather than computed again.
+    exact: Vec<(Vec<u32>, Vec<u32>)>,
+}
+
+fn weights(svc: &VirtualService) -> Vec<u32> {
+    svc.reals.iter().map(|r| r.weight).collect()
+}
+
+fn hashed(svc: &VirtualService) -> bool {
+    matches!(svc.scheduler, Scheduler::Sh | Scheduler::Dh | Scheduler::Mh)
 }
 
 /// One installed service as [`ServiceTable::installed`] lists it.
@@ -173,8 +190,10 @@ impl MappedSlots {
         );
         for (i, &v) in values.iter().enumerate() {
             // SAFETY: in bounds (checked above) of a mapping of `len` elements that lives as
-            // long as `self`; the XDP program only reads these slots, and reads a range only
-            // after the service entry naming it is written, a system call later.
+            // long as `self`; the XDP program only reads these slots. It reads a new range
+            // only after the service entry naming it is written, a system call later; a
+            // patch of a live range is one aligned 4-byte store per slot, so a reader sees
+            // the old real or the new one, never a mix.
             unsafe {
                 self.ptr
                     .as_ptr()
@@ -320,6 +339,9 @@ impl ServiceTable {
             sorry,
             table: service.table_base..service.table_base + service.table_len,
             positions: Vec::new(),
+            stale: false,
+            failed: false,
+            exact: Vec::new(),
         })
     }
 
@@ -557,6 +579,38 @@ fn table_positions(svc: &VirtualService) -> Vec<u32> {
     }
 }
 
+/// The SERVICES entry of `svc` with its scheduler table in `table`.
+fn service_entry(svc: &VirtualService, id: u32, table: &Range<u32>, sorry: Option<u32>) -> Service {
+    let mut flags = 0;
+    if svc.ops {
+        flags |= SVC_F_OPS;
+    }
+    if svc.hash_port {
+        flags |= SVC_F_HASH_PORT;
+    }
+    if svc.persistence.is_some() {
+        flags |= SVC_F_PERSIST;
+    }
+    Service {
+        id,
+        sched: match svc.scheduler {
+            Scheduler::Rr | Scheduler::Wrr => sched::RING,
+            Scheduler::Sh | Scheduler::Mh => sched::SOURCE_HASH,
+            Scheduler::Dh => sched::DEST_HASH,
+            Scheduler::Lc => sched::LC,
+            Scheduler::Wlc => sched::WLC,
+            Scheduler::Sed => sched::SED,
+            Scheduler::Nq => sched::NQ,
+        },
+        flags,
+        table_base: table.start,
+        table_len: table.end - table.start,
+        sorry_real: sorry.map_or(0, |i| i + 1),
+        persist_timeout_s: svc.persistence.map_or(0, |p| p.timeout_s),
+        persist_prefix: svc.persistence.map_or(0, |p| u32::from(p.prefix)),
+    }
+}
+
 fn validate(name: &str, svc: &VirtualService) -> Result<(), DataplaneError> {
     let invalid = |message: String| DataplaneError::Invalid {
         service: name.to_owned(),
@@ -702,24 +756,35 @@ impl Dataplane for XdpProgram {
         self.remove_installed(name)
     }
 
-    fn set_weight(
+    fn set_weight_fast(
         &mut self,
         name: &str,
         addr: IpAddr,
         port: u16,
         weight: u32,
     ) -> Result<(), DataplaneError> {
-        self.set_real_weight(name, addr, port, weight)
+        self.set_real_weight_fast(name, addr, port, weight)
+    }
+
+    fn flush(&mut self) -> Result<(), DataplaneError> {
+        let mut stale: Vec<String> = self
+            .table
+            .services
+            .iter()
+            .filter(|(_, s)| s.stale)
+            .map(|(name, _)| name.clone())
+            .collect();
+        stale.sort();
+        for name in stale {
+            self.rebuild_table(&name)?;
+        }
+        Ok(())
     }
 }
 
 impl XdpProgram {
     /// `apply` once the previous installation (if any) is known: reals, table, service entry,
     /// then releases of what is no longer used.
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one ordered sequence: reals, table, service entry, then releases"
-    )]
     fn apply_over(
         &mut self,
         name: &str,
@@ -763,49 +828,20 @@ impl XdpProgram {
         let positions = table_positions(svc);
         let table: Vec<u32> = positions.iter().map(|&p| reals[p as usize]).collect();
         let range = self.write_table(&table)?;
-
-        let mut flags = 0;
-        if svc.ops {
-            flags |= SVC_F_OPS;
-        }
-        if svc.hash_port {
-            flags |= SVC_F_HASH_PORT;
-        }
-        if svc.persistence.is_some() {
-            flags |= SVC_F_PERSIST;
-        }
-        let value = Service {
-            id,
-            sched: match svc.scheduler {
-                Scheduler::Rr | Scheduler::Wrr => sched::RING,
-                Scheduler::Sh | Scheduler::Mh => sched::SOURCE_HASH,
-                Scheduler::Dh => sched::DEST_HASH,
-                Scheduler::Lc => sched::LC,
-                Scheduler::Wlc => sched::WLC,
-                Scheduler::Sed => sched::SED,
-                Scheduler::Nq => sched::NQ,
-            },
-            flags,
-            table_base: range.start,
-            table_len: range.end - range.start,
-            sorry_real: sorry.map_or(0, |i| i + 1),
-            persist_timeout_s: svc.persistence.map_or(0, |p| p.timeout_s),
-            persist_prefix: svc.persistence.map_or(0, |p| u32::from(p.prefix)),
+        let exact = if hashed(svc) {
+            vec![(weights(svc), positions.clone())]
+        } else {
+            Vec::new()
         };
-        {
-            let mut services: BpfHashMap<&mut MapData, ServiceKey, Service> =
-                BpfHashMap::try_from(self.map_mut(SERVICES_MAP)?).map_err(map_err(SERVICES_MAP))?;
-            for key in &keys {
-                services
-                    .insert(key, value, 0)
-                    .map_err(map_err(SERVICES_MAP))?;
-            }
-            for key in old.iter().flat_map(|o| &o.keys) {
-                if !keys.contains(key) {
-                    services.remove(key).map_err(map_err(SERVICES_MAP))?;
-                }
-            }
-        }
+
+        let value = service_entry(svc, id, &range, sorry);
+        let dropped: Vec<ServiceKey> = old
+            .iter()
+            .flat_map(|o| &o.keys)
+            .filter(|k| !keys.contains(k))
+            .copied()
+            .collect();
+        self.write_service_entries(&keys, value, &dropped)?;
         let old_keys = old.as_ref().map(|o| o.keys.clone()).unwrap_or_default();
         self.vip_refs_update(&keys, &old_keys)?;
 
@@ -835,6 +871,9 @@ impl XdpProgram {
                 sorry,
                 table: range,
                 positions,
+                stale: false,
+                failed: false,
+                exact,
             },
         );
         Ok(())
@@ -865,23 +904,30 @@ impl XdpProgram {
         Ok(())
     }
 
-    fn set_real_weight(
+    /// [`Dataplane::set_weight_fast`]: the real's entry at once (lc/wlc read its weight
+    /// there), and the scheduler table as far as it cannot wait. A ring (rr/wrr) is rebuilt
+    /// at once, which is cheap. A hash table (mh/sh/dh) costs milliseconds to rebuild for a
+    /// thousand reals, so a real set to 0 is first patched out of the live table in place
+    /// (each of its entries takes the next live real's, a few hundred single writes) and the
+    /// exact table waits for [`Dataplane::flush`], as does a real set above 0, which misses
+    /// nothing meanwhile but new connections.
+    fn set_real_weight_fast(
         &mut self,
         name: &str,
         addr: IpAddr,
         port: u16,
         weight: u32,
     ) -> Result<(), DataplaneError> {
-        let Some(installed) = self.table.services.get(name) else {
+        let Some(installed) = self.table.services.get_mut(name) else {
             return Err(DataplaneError::UnknownService {
                 service: name.to_owned(),
             });
         };
-        let mut model = installed.model.clone();
-        let Some(real) = model
+        let Some(position) = installed
+            .model
             .reals
-            .iter_mut()
-            .find(|r| r.addr == addr && r.port == port)
+            .iter()
+            .position(|r| r.addr == addr && r.port == port)
         else {
             return Err(DataplaneError::UnknownReal {
                 service: name.to_owned(),
@@ -889,9 +935,120 @@ impl XdpProgram {
                 port,
             });
         };
+        if installed.model.reals[position].weight == weight && !installed.failed {
+            return Ok(());
+        }
+        // Until every write below is done, a retry must not take the weight as set.
+        installed.failed = true;
+        let real = &mut installed.model.reals[position];
         real.weight = weight;
-        self.apply(name, &model)
+        let (index, entry) = (installed.reals[position], real_entry(real, installed.id));
+        let model = &installed.model;
+        let any_live = model.reals.iter().any(|r| r.weight > 0);
+        let hashed = hashed(model);
+        let mut rebuild_now = match model.scheduler {
+            Scheduler::Rr | Scheduler::Wrr => true,
+            // The table lists every real whatever its weight, and none while all are at 0.
+            Scheduler::Lc | Scheduler::Wlc | Scheduler::Sed | Scheduler::Nq => {
+                installed.positions.is_empty() == any_live
+            }
+            // The sorry server takes over at once when the last real goes; a table built
+            // before is written at once.
+            Scheduler::Sh | Scheduler::Dh | Scheduler::Mh => {
+                let now = weights(model);
+                !any_live || installed.exact.iter().any(|(w, _)| *w == now)
+            }
+        };
+        let mut patch = Vec::new();
+        if weight == 0 && hashed && !rebuild_now {
+            match patch_out(&mut installed.positions, model, position) {
+                Some(p) => patch = p,
+                // No entry holds a live real (the live ones came up since the last rebuild).
+                None => rebuild_now = true,
+            }
+        }
+        installed.stale |= hashed && !rebuild_now;
+        let (table_start, reals) = (installed.table.start, installed.reals.clone());
+        self.write_real(index, &entry)?;
+        for (slot, replacement) in patch {
+            self.write_slots(table_start + slot, &[reals[replacement as usize]])?;
+        }
+        if rebuild_now {
+            self.rebuild_table(name)?;
+        }
+        if let Some(installed) = self.table.services.get_mut(name) {
+            installed.failed = false;
+        }
+        Ok(())
     }
+
+    /// Writes the exact scheduler table of an installed service's model into fresh slots
+    /// and points its SERVICES entries at them; the old slots are released.
+    fn rebuild_table(&mut self, name: &str) -> Result<(), DataplaneError> {
+        let Some(installed) = self.table.services.get(name) else {
+            return Err(DataplaneError::UnknownService {
+                service: name.to_owned(),
+            });
+        };
+        let now = weights(&installed.model);
+        let positions = match installed.exact.iter().find(|(w, _)| *w == now) {
+            Some((_, p)) => p.clone(),
+            None => table_positions(&installed.model),
+        };
+        let table: Vec<u32> = positions
+            .iter()
+            .map(|&p| installed.reals[p as usize])
+            .collect();
+        let (id, sorry, keys) = (installed.id, installed.sorry, installed.keys.clone());
+        let range = self.write_table(&table)?;
+        let value = {
+            let model = &self.table.services[name].model;
+            service_entry(model, id, &range, sorry)
+        };
+        let written = self.write_service_entries(&keys, value, &[]);
+        if let Err(e) = written {
+            self.table.release_slots(range);
+            return Err(e);
+        }
+        let Some(installed) = self.table.services.get_mut(name) else {
+            return Ok(());
+        };
+        let old = std::mem::replace(&mut installed.table, range);
+        if hashed(&installed.model) {
+            installed.exact.retain(|(w, _)| *w != now);
+            installed.exact.insert(0, (now, positions.clone()));
+            installed.exact.truncate(2);
+        }
+        installed.positions = positions;
+        installed.stale = false;
+        self.table.release_slots(old);
+        Ok(())
+    }
+}
+
+/// Takes real `gone` (now at weight 0) out of a hash table in place: each of its entries
+/// gets the real of the next entry (cyclically) that holds a live one. Returns the changed
+/// entries and their new positions, having updated `positions`; `None`, with nothing
+/// changed, when no entry holds a live real.
+fn patch_out(
+    positions: &mut [u32],
+    model: &VirtualService,
+    gone: usize,
+) -> Option<Vec<(u32, u32)>> {
+    let live = |p: u32| model.reals.get(p as usize).is_some_and(|r| r.weight > 0);
+    let len = positions.len();
+    // A plain comparison over the table first: the walks below are short, the table is not.
+    let target = u32::try_from(gone).unwrap_or(u32::MAX);
+    let entries: Vec<usize> = (0..len).filter(|&i| positions[i] == target).collect();
+    let mut changed = Vec::with_capacity(entries.len());
+    for i in entries {
+        let next = (1..len)
+            .map(|step| positions[(i + step) % len])
+            .find(|&p| live(p))?;
+        positions[i] = next;
+        changed.push((u32::try_from(i).unwrap_or(u32::MAX), next));
+    }
+    Some(changed)
 }
 
 impl XdpProgram {
@@ -952,6 +1109,26 @@ impl XdpProgram {
         Ok(removed)
     }
 
+    /// Points `keys` at `value` in SERVICES and removes `dropped`.
+    fn write_service_entries(
+        &mut self,
+        keys: &[ServiceKey],
+        value: Service,
+        dropped: &[ServiceKey],
+    ) -> Result<(), DataplaneError> {
+        let mut services: BpfHashMap<&mut MapData, ServiceKey, Service> =
+            BpfHashMap::try_from(self.map_mut(SERVICES_MAP)?).map_err(map_err(SERVICES_MAP))?;
+        for key in keys {
+            services
+                .insert(key, value, 0)
+                .map_err(map_err(SERVICES_MAP))?;
+        }
+        for key in dropped {
+            services.remove(key).map_err(map_err(SERVICES_MAP))?;
+        }
+        Ok(())
+    }
+
     /// Writes a scheduler table into free slots and returns them.
     fn write_table(&mut self, table: &[u32]) -> Result<Range<u32>, DataplaneError> {
         let full = DataplaneError::Full {
@@ -960,19 +1137,28 @@ impl XdpProgram {
         };
         let len = u32::try_from(table.len()).map_err(|_| full)?;
         let range = self.table.alloc_slots(len)?;
+        if let Err(e) = self.write_slots(range.start, table) {
+            self.table.release_slots(range);
+            return Err(e);
+        }
+        Ok(range)
+    }
+
+    /// Writes `values` to the scheduler slots from `start`.
+    fn write_slots(&mut self, start: u32, values: &[u32]) -> Result<(), DataplaneError> {
         // The slots are mapped into our memory (a Maglev table of 1,000 reals has 131,071
         // slots); only a map pinned by a build without the mapping is written slot by slot.
         if let Some(slots) = &mut self.slots {
-            slots.write(range.start, table);
-            return Ok(range);
+            slots.write(start, values);
+            return Ok(());
         }
         let map = self.map_mut(SCHED_SLOTS_MAP)?;
         let mut slots: Array<&mut MapData, u32> =
             Array::try_from(map).map_err(map_err(SCHED_SLOTS_MAP))?;
-        for (slot, real) in range.clone().zip(table) {
+        for (slot, real) in (start..).zip(values) {
             slots.set(slot, real, 0).map_err(map_err(SCHED_SLOTS_MAP))?;
         }
-        Ok(range)
+        Ok(())
     }
 
     /// Keeps the VIPS map (is this address a VIP at all?) in step with the service keys.

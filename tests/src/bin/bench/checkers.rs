@@ -5,9 +5,9 @@
 //!
 //! Figures, over a window that starts once every checker has run (after the warmup):
 //! - checks per second: attempts that ended within the window, divided by its length;
-//! - drift: how late each attempt started against its schedule, which is the end of the
-//!   checker's previous attempt plus `delay_loop` (keepalived schedules the next check from
-//!   the end of the last): median, p99 and max;
+//! - drift: how late each attempt started against its schedule: the runner's, where a
+//!   passing check is due `delay_loop` after the previous one was due (or at once, if that
+//!   has passed when the previous one ends): median, p99 and max;
 //! - CPU: user and system time of the checker runtime's worker threads (from
 //!   `/proc/self/task/*/stat`) over the window, as a share of one core; and of the whole bench
 //!   process beside it (`getrusage`), which also holds the listeners' accept loops. The
@@ -56,18 +56,21 @@ struct Tally {
 /// A `TCP_CHECK` that notes when each attempt starts and ends.
 struct Timed {
     inner: TcpCheck,
-    last_end: Mutex<Option<Instant>>,
+    /// When the next attempt is due, by the runner's rule, once one has run.
+    due: Mutex<Option<Instant>>,
     tally: Arc<Tally>,
 }
 
 impl Probe for Timed {
     fn attempt(&self) -> Attempt<'_> {
         let start = Instant::now();
-        let scheduled = self.last_end.lock().unwrap().map(|end| end + DELAY_LOOP);
+        let scheduled = *self.due.lock().unwrap();
         Box::pin(async move {
             let verdict = self.inner.attempt().await;
             let end = Instant::now();
-            *self.last_end.lock().unwrap() = Some(end);
+            // The first attempt's schedule (a random warmup) is unknown: it counts as due
+            // when it started.
+            *self.due.lock().unwrap() = Some((scheduled.unwrap_or(start) + DELAY_LOOP).max(end));
             if self.tally.recording.load(Ordering::Relaxed) {
                 self.tally.completed.fetch_add(1, Ordering::Relaxed);
                 if verdict != Verdict::UP {
@@ -158,15 +161,8 @@ fn services(tally: &Arc<Tally>) -> Vec<ServiceChecks> {
         rise: 1,
     };
     (0..NAMESPACES)
-        .map(|n| ServiceChecks {
-            name: format!("bench{n}"),
-            quorum: 1,
-            hysteresis: 0,
-            sorry_server: false,
-            omega: false,
-            quorum_up: None,
-            quorum_down: None,
-            reals: (0..ADDRESSES)
+        .map(|n| {
+            let reals = (0..ADDRESSES)
                 .flat_map(|i| (FIRST_PORT..FIRST_PORT + PORTS).map(move |p| (i, p)))
                 .map(|(i, port)| {
                     let to = SocketAddr::new(IpAddr::V4(real_addr(n, i)), port);
@@ -180,21 +176,18 @@ fn services(tally: &Arc<Tally>) -> Vec<ServiceChecks> {
                                 fwmark: None,
                             },
                         },
-                        last_end: Mutex::new(None),
+                        due: Mutex::new(None),
                         tally: tally.clone(),
                     };
-                    RealChecks {
-                        addr: to.ip(),
+                    RealChecks::new(
+                        to.ip(),
                         port,
-                        weight: 1,
-                        alpha: false,
-                        inhibit_on_failure: false,
-                        notify_up: None,
-                        notify_down: None,
-                        checkers: vec![(Arc::new(probe) as Arc<dyn Probe>, timing)],
-                    }
+                        1,
+                        vec![(Arc::new(probe) as Arc<dyn Probe>, timing)],
+                    )
                 })
-                .collect(),
+                .collect();
+            ServiceChecks::new(&format!("bench{n}"), reals)
         })
         .collect()
 }

@@ -1,6 +1,11 @@
-//! `cargo xtask bench control`: how long a change takes to reach the XDP program's maps:
-//! `apply` of an mh service and `set_weight` of one of its reals (what a checker's decision
-//! costs), for 10, 100 and 1,000 reals. Each figure is the median of 21 runs.
+//! `cargo xtask bench control`: how long a change takes to reach the XDP program's maps,
+//! for an mh service of 10, 100 and 1,000 reals; each figure is the median of 21 runs:
+//! - `apply` of the whole service;
+//! - `set_weight` of one real, tables included;
+//! - what a checker's decision costs: `set_weight_fast` of a live real to 0 (after which it
+//!   takes no new connection until it is set back) and of the same real back up (which
+//!   returns it to the table it left), and the `flush` that computes the exact table after
+//!   the failure (the checkers' flusher runs it, once per burst of decisions).
 
 use std::{
     fmt::Write as _,
@@ -52,10 +57,12 @@ fn service(reals: u32, weight: u32) -> VirtualService {
 
 pub fn run() {
     let mut prog = XdpProgram::load_with(&LoadOptions::default()).expect("load the XDP program");
-    println!(
-        "{:<8} {:>14} {:>18}",
-        "reals", "apply (median)", "set_weight (median)"
-    );
+    let columns = ["apply", "set_weight", "fast, down", "fast, up", "flush"];
+    print!("{:<8}", "reals");
+    for c in columns {
+        print!(" {c:>12}");
+    }
+    println!("   (medians)");
     let mut json = String::from("[\n");
     for (i, n) in [10u32, 100, 1000].into_iter().enumerate() {
         let name = format!("bench{n}");
@@ -72,22 +79,48 @@ pub fn run() {
         let mut weights = Vec::new();
         for run in 0..RUNS {
             let real = &svc.reals[run % svc.reals.len()];
-            let weight = u32::try_from(run % 2).unwrap_or(0);
-            let t = Instant::now();
-            prog.set_weight(&name, real.addr, real.port, weight)
-                .expect("set_weight");
-            weights.push(t.elapsed());
+            for weight in [0, 1] {
+                let t = Instant::now();
+                prog.set_weight(&name, real.addr, real.port, weight)
+                    .expect("set_weight");
+                weights.push(t.elapsed());
+            }
+        }
+        prog.apply(&name, &svc).expect("apply");
+        let (mut downs, mut ups, mut flushes) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..RUNS {
+            let real = &svc.reals[run % svc.reals.len()];
+            for (weight, times) in [(0, &mut downs), (1, &mut ups)] {
+                let t = Instant::now();
+                prog.set_weight_fast(&name, real.addr, real.port, weight)
+                    .expect("set_weight_fast");
+                times.push(t.elapsed());
+                let t = Instant::now();
+                prog.flush().expect("flush");
+                // Only the flush after a failure computes a table: the real coming back
+                // returns to the table it left, written by set_weight_fast itself.
+                if weight == 0 {
+                    flushes.push(t.elapsed());
+                }
+            }
         }
         prog.remove(&name).expect("remove");
-        let (a, w) = (median(applies), median(weights));
-        println!("{n:<8} {a:>14.3?} {w:>18.3?}");
-        let _ = writeln!(
-            json,
-            "  {{\"reals\": {n}, \"apply_us\": {}, \"set_weight_us\": {}}}{}",
-            a.as_micros(),
-            w.as_micros(),
-            if i == 2 { "" } else { "," }
-        );
+        let figures = [applies, weights, downs, ups, flushes].map(median);
+        print!("{n:<8}");
+        for f in figures {
+            print!(" {:>12}", format!("{f:.1?}"));
+        }
+        println!();
+        let _ = write!(json, "  {{\"reals\": {n}");
+        for (c, f) in columns.iter().zip(figures) {
+            let _ = write!(
+                json,
+                ", \"{}_us\": {:.1}",
+                c.replace(", ", "_"),
+                f.as_secs_f64() * 1e6
+            );
+        }
+        let _ = writeln!(json, "}}{}", if i == 2 { "" } else { "," });
     }
     json.push_str("]\n");
     let path = super::save("control", &json);
