@@ -6,7 +6,7 @@ use std::{net::Ipv4Addr, process::Command, time::Duration};
 
 use balancer::vrrp::{
     config::Config,
-    fsm::State,
+    fsm::{Instance, State},
     net::{InstanceSpec, Notification, run_instance},
     track::Track,
     wire::{Addresses, Version},
@@ -47,61 +47,12 @@ fn run_instance_elects_itself_reports_states_and_steps_down() {
     let (ns, peer) = (&lan.ours, &lan.peer);
     let wire = Capture::start(peer, "k0");
 
-    let mut config = Config::new(
-        9,
-        Version::V3,
-        Ipv4Addr::UNSPECIFIED.into(),
-        Addresses::V4(Vec::new()),
-    );
-    config.advert_interval = Duration::from_millis(100);
-    let spec = InstanceSpec {
-        interface: "v0".into(),
-        config,
-        vips: vec!["198.18.2.100/24".parse().unwrap()],
-        group: None,
-        track: Track::default(),
-        vmac: None,
-        excluded: Vec::new(),
-        routes: Vec::new(),
-    };
-    let (states, vip_while_master, transitions) = ns.run(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-            let task = tokio::spawn(run_instance(
-                spec,
-                async {
-                    let _ = stop_rx.await;
-                },
-                Some(tx),
-            ));
-            let mut states = Vec::new();
-            // Backup at once, master after Master_Down_Interval (0.3 s + skew).
-            while states.len() < 2 {
-                match timeout(Duration::from_secs(3), rx.recv()).await {
-                    Ok(Some(Notification::State { state, .. })) => states.push(state),
-                    other => panic!("expected a state, got {other:?} after {states:?}"),
-                }
-            }
-            // Let a few adverts go out at the 100 ms interval.
-            tokio::time::sleep(Duration::from_millis(350)).await;
-            let vip_while_master = has_vip(ns);
-            stop_tx.send(()).unwrap();
-            let instance = timeout(Duration::from_secs(3), task)
-                .await
-                .expect("run_instance stops within 3 s")
-                .expect("task")
-                .expect("run_instance");
-            while let Ok(Notification::State { state, .. }) = rx.try_recv() {
-                states.push(state);
-            }
-            (states, vip_while_master, instance.transitions())
-        })
-    });
+    let spec = spec_on_v0(9, vec!["198.18.2.100/24".parse().unwrap()]);
+    // Backup at once, master after Master_Down_Interval (0.3 s + skew); then a few adverts
+    // go out at the 100 ms interval.
+    let (vip_while_master, states, instance) =
+        master_then_stop(ns, spec, Duration::from_millis(350), || has_vip(ns));
+    let transitions = instance.transitions();
     assert_eq!(states, [State::Backup, State::Master, State::Init]);
     assert!(vip_while_master, "the VIP was not added while master");
     assert!(!has_vip(ns), "the VIP stayed after shutdown");
@@ -162,4 +113,159 @@ fn an_address_owner_keeps_its_own_address() {
         me.log()
     );
     assert!(me.log().contains("state=\"MASTER\""), "{}", me.log());
+}
+
+/// `ip -o addr show dev DEV` in `ns`, one line per address.
+fn addr_lines(ns: &Netns, dev: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-n", ns.name(), "-o", "addr", "show", "dev", dev])
+        .output()
+        .expect("ip addr show");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A VRRPv3 instance on `v0` with a 100 ms advert interval, source address and
+/// addresses to advertise taken from the interface and `vips`.
+fn spec_on_v0(vrid: u8, vips: Vec<balancer::vrrp::net::Vip>) -> InstanceSpec {
+    let mut config = Config::new(
+        vrid,
+        Version::V3,
+        Ipv4Addr::UNSPECIFIED.into(),
+        Addresses::V4(Vec::new()),
+    );
+    config.advert_interval = Duration::from_millis(100);
+    InstanceSpec {
+        interface: "v0".into(),
+        config,
+        vips,
+        group: None,
+        track: Track::default(),
+        vmac: None,
+        excluded: Vec::new(),
+        routes: Vec::new(),
+        address_options: std::collections::BTreeMap::default(),
+    }
+}
+
+/// Runs `spec` in `ns` until it is master, waits `settle`, calls `observe`, stops the
+/// instance and waits for it to end: what `observe` saw, every state it reported, and the
+/// instance as it ended.
+fn master_then_stop<T: Send>(
+    ns: &Netns,
+    spec: InstanceSpec,
+    settle: Duration,
+    observe: impl FnOnce() -> T + Send,
+) -> (T, Vec<State>, Instance) {
+    ns.run(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(run_instance(
+                spec,
+                async {
+                    let _ = stop_rx.await;
+                },
+                Some(tx),
+            ));
+            let mut states = Vec::new();
+            while states.last() != Some(&State::Master) {
+                match timeout(Duration::from_secs(3), rx.recv()).await {
+                    Ok(Some(Notification::State { state, .. })) => states.push(state),
+                    Ok(Some(_)) => {}
+                    other => panic!("expected a state, got {other:?} after {states:?}"),
+                }
+            }
+            tokio::time::sleep(settle).await;
+            let seen = observe();
+            stop_tx.send(()).unwrap();
+            let instance = timeout(Duration::from_secs(3), task)
+                .await
+                .expect("run_instance stops within 3 s")
+                .expect("task")
+                .expect("run_instance");
+            while let Ok(n) = rx.try_recv() {
+                if let Notification::State { state, .. } = n {
+                    states.push(state);
+                }
+            }
+            (seen, states, instance)
+        })
+    })
+}
+
+/// The options of `virtual_ipaddress` lines reach the kernel: another `dev` (with its
+/// gratuitous ARP sent there), `brd`, `scope`, `label`, `noprefixroute`, and keepalived's
+/// default of a deprecated (`preferred_lft` 0) IPv6 /128; all go when the instance stops.
+#[test]
+fn address_options_reach_the_kernel_and_go_with_the_instance() {
+    require_root!();
+    let lan = Lan::new("vrrp-opts", 4);
+    let ns = &lan.ours;
+    let other = Netns::new("vrrp-opts-other");
+    veth_pair(ns, "v1", &other, "o1");
+    let wire = Capture::start(&other, "o1");
+
+    let mut spec_vips = Vec::new();
+    let mut excluded = Vec::new();
+    let mut address_options = std::collections::BTreeMap::new();
+    for (line, is_excluded) in [
+        ("198.18.4.100/24 brd + label v0:vip", false),
+        ("198.18.5.100/24 dev v1 scope link noprefixroute", false),
+        ("fd00:4::100", true),
+    ] {
+        let l = balancer::config::address::vip_line(line).unwrap();
+        address_options.insert(l.vip.addr, l.options);
+        if is_excluded {
+            excluded.push(l.vip);
+        } else {
+            spec_vips.push(l.vip);
+        }
+    }
+    let mut spec = spec_on_v0(19, spec_vips);
+    spec.excluded = excluded;
+    spec.address_options = address_options;
+    let (while_master, ..) = master_then_stop(ns, spec, Duration::ZERO, || {
+        [addr_lines(ns, "v0"), addr_lines(ns, "v1")].concat()
+    });
+    let after = [addr_lines(ns, "v0"), addr_lines(ns, "v1")].concat();
+    let line = |addr: &str| {
+        while_master
+            .iter()
+            .find(|l| l.contains(addr))
+            .unwrap_or_else(|| panic!("{addr} not added: {while_master:#?}"))
+            .clone()
+    };
+    let v4 = line("inet 198.18.4.100/24");
+    assert!(
+        v4.contains("brd 198.18.4.255") && v4.contains("v0:vip"),
+        "{v4}"
+    );
+    let other_dev = line("inet 198.18.5.100/24");
+    assert!(other_dev.contains(" v1 "), "on v1: {other_dev}");
+    assert!(
+        other_dev.contains("scope link") && other_dev.contains("noprefixroute"),
+        "{other_dev}"
+    );
+    let v6 = line("inet6 fd00:4::100/128");
+    assert!(v6.contains("preferred_lft 0sec"), "deprecated: {v6}");
+    for addr in ["198.18.4.100", "198.18.5.100", "fd00:4::100"] {
+        assert!(
+            !after.iter().any(|l| l.contains(addr)),
+            "{addr} stayed: {after:#?}"
+        );
+    }
+    assert!(
+        wire.wait_for(Duration::from_secs(1), |f| is_gratuitous_arp(
+            f,
+            Ipv4Addr::new(198, 18, 5, 100)
+        )),
+        "no gratuitous ARP on v1"
+    );
 }

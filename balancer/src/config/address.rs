@@ -3,24 +3,42 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::vrrp::net::Vip;
+use crate::vrrp::net::vip::{AddressOptions, flags};
 
 /// keepalived's range limit is similar; a larger range is almost certainly a typo.
 pub const MAX_RANGE: u32 = 256;
 
-/// One `virtual_ipaddress` line: `ADDR[/PREFIX] [dev IFNAME]`.
+/// One `virtual_ipaddress` line: `ADDR[/PREFIX]` and keepalived's options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VipLine {
     pub vip: Vip,
-    pub dev: Option<String>,
+    pub options: AddressOptions,
+}
+
+/// The options a `virtual_ipaddress` line may carry, for error messages.
+const VIP_SYNTAX: &str = "ADDR[/PREFIX] [dev IF] [brd ADDR|+|-] [scope SCOPE] [label LABEL] \
+     [home] [mngtmpaddr] [noprefixroute] [autojoin] [-nodad] [no_track] [preferred_lft N|forever]";
+
+/// `scope` names as `/etc/iproute2/rt_scopes` gives them, or a number.
+fn scope(text: &str) -> Option<u8> {
+    match text {
+        "global" | "universe" => Some(0),
+        "site" => Some(200),
+        "link" => Some(253),
+        "host" => Some(254),
+        "nowhere" => Some(255),
+        n => n.parse().ok(),
+    }
 }
 
 /// Parses a `virtual_ipaddress` line; the error says what would be valid.
 ///
 /// # Errors
-/// Not an address, a bad prefix, or an option we do not implement.
+/// Not an address, a bad prefix or option value, an option of the other family, or one we
+/// do not implement (`peer`, `use_vmac` per address).
 pub fn vip_line(text: &str) -> Result<VipLine, String> {
     let mut words = text.split_whitespace();
-    let first = words.next().ok_or("ADDR[/PREFIX] [dev IFNAME]")?;
+    let first = words.next().ok_or(VIP_SYNTAX)?;
     let (addr, prefix) = match first.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (first, None),
@@ -39,18 +57,84 @@ pub fn vip_line(text: &str) -> Result<VipLine, String> {
             .ok_or_else(|| format!("a prefix length 0 to {max}"))?,
     };
     let vip = Vip::new(addr, prefix).map_err(|e| e.to_string())?;
-    let mut dev = None;
+    let mut options = AddressOptions::default();
+    let v4_only = |word: &str| {
+        if addr.is_ipv4() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{word}` only for an IPv4 address (keepalived ignores it on IPv6)"
+            ))
+        }
+    };
     while let Some(word) = words.next() {
-        match (word, words.next()) {
-            ("dev", Some(name)) => dev = Some(name.to_owned()),
-            (other, _) => {
-                return Err(format!(
-                    "ADDR[/PREFIX] [dev IFNAME] (`{other}` is not supported yet)"
-                ));
+        let mut value = |what: &str| {
+            words
+                .next()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("`{word}` followed by {what}"))
+        };
+        match word {
+            "dev" => options.dev = Some(value("an interface name")?),
+            "brd" | "broadcast" => {
+                v4_only(word)?;
+                let IpAddr::V4(a) = addr else { unreachable!() };
+                let given = value("an address, + or -")?;
+                let host = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+                options.broadcast = Some(match given.as_str() {
+                    "+" | "-" if prefix > 30 => {
+                        return Err(format!(
+                            "`{word} {given}` with a prefix of /30 or shorter (this one is /{prefix})"
+                        ));
+                    }
+                    "+" => Ipv4Addr::from(u32::from(a) | host),
+                    "-" => Ipv4Addr::from(u32::from(a) & !host),
+                    other => other
+                        .parse()
+                        .map_err(|_| format!("`{word}` followed by an IPv4 address, + or -"))?,
+                });
+            }
+            "scope" => {
+                v4_only(word)?;
+                let given = value("a scope")?;
+                options.scope = Some(scope(&given).ok_or_else(|| {
+                    format!("scope {given}: global, site, link, host, nowhere or 0 to 255")
+                })?);
+            }
+            "label" => {
+                v4_only(word)?;
+                let label = value("a label")?;
+                if label.len() > 15 {
+                    return Err(format!(
+                        "label {label}: at most 15 characters (an interface name)"
+                    ));
+                }
+                options.label = Some(label);
+            }
+            "home" => options.flags |= flags::HOMEADDRESS,
+            "mngtmpaddr" => options.flags |= flags::MANAGETEMPADDR,
+            "noprefixroute" => options.flags |= flags::NOPREFIXROUTE,
+            "autojoin" => options.flags |= flags::MCAUTOJOIN,
+            "-nodad" => options.dad = true,
+            // We do not watch for a VIP removed behind our back, which is what no_track
+            // asks for.
+            "no_track" => {}
+            "preferred_lft" => {
+                let given = value("seconds or forever")?;
+                options.preferred_lft = Some(if given == "forever" {
+                    u32::MAX
+                } else {
+                    given
+                        .parse()
+                        .map_err(|_| "preferred_lft followed by seconds or forever".to_owned())?
+                });
+            }
+            other => {
+                return Err(format!("{VIP_SYNTAX} (`{other}` is not supported)"));
             }
         }
     }
-    Ok(VipLine { vip, dev })
+    Ok(VipLine { vip, options })
 }
 
 /// A `virtual_server_group` address line: `ADDR [PORT]`, `A.B.C.D-E [PORT]` or
@@ -162,14 +246,49 @@ mod tests {
     fn vip_lines() {
         let l = vip_line("198.18.1.100/24 dev eth0").unwrap();
         assert_eq!(l.vip.to_string(), "198.18.1.100/24");
-        assert_eq!(l.dev.as_deref(), Some("eth0"));
+        assert_eq!(l.options.dev.as_deref(), Some("eth0"));
         assert_eq!(vip_line("fd00::1").unwrap().vip.prefix, 128);
         assert!(vip_line("198.18.1.100/33").is_err());
-        assert!(
-            vip_line("198.18.1.100 label x")
-                .unwrap_err()
-                .contains("label")
+        let l = vip_line("198.18.1.100/24 brd + scope link label eth0:vip noprefixroute").unwrap();
+        assert_eq!(
+            l.options,
+            AddressOptions {
+                broadcast: Some(Ipv4Addr::new(198, 18, 1, 255)),
+                scope: Some(253),
+                label: Some("eth0:vip".into()),
+                flags: flags::NOPREFIXROUTE,
+                ..AddressOptions::default()
+            }
         );
+        let brd = |line: &str| {
+            vip_line(line)
+                .unwrap()
+                .options
+                .broadcast
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(brd("198.18.1.100/24 brd -"), "198.18.1.0");
+        assert_eq!(brd("198.18.1.100/24 broadcast 198.18.1.7"), "198.18.1.7");
+        assert_eq!(
+            vip_line("198.18.1.1/24 scope 7").unwrap().options.scope,
+            Some(7)
+        );
+        let l = vip_line("fd00::1/64 -nodad preferred_lft forever no_track").unwrap();
+        assert!(l.options.dad);
+        assert_eq!(l.options.preferred_lft, Some(u32::MAX));
+        for (line, named) in [
+            ("198.18.1.100/31 brd +", "/30 or shorter"),
+            ("fd00::1 label x", "only for an IPv4"),
+            ("fd00::1 brd +", "only for an IPv4"),
+            ("198.18.1.1 scope far", "scope far"),
+            ("198.18.1.1 label a-very-long-label", "at most 15"),
+            ("198.18.1.1 peer 198.18.1.2", "`peer` is not supported"),
+            ("198.18.1.1 label", "`label` followed by"),
+        ] {
+            let e = vip_line(line).unwrap_err();
+            assert!(e.contains(named), "{line}: {e}");
+        }
     }
 
     #[test]

@@ -339,7 +339,6 @@ fn keepalived_sample_configurations_convert_or_say_what_is_unsupported() {
             "virtual_server_group",
             "the XDP data plane runs before netfilter",
         ),
-        ("vrrp", "(`label` is not supported yet)"),
     ];
     let mut paths: Vec<_> = std::fs::read_dir(SAMPLES)
         .unwrap_or_else(|e| panic!("{SAMPLES}: {e}: install keepalived (cargo xtask setup)"))
@@ -606,19 +605,39 @@ fn virtual_routes_import_and_a_bad_one_names_its_line() {
 }
 
 #[test]
-fn a_per_address_dev_is_warned_as_not_honoured() {
-    let text = "[xdp]\ninterfaces = [\"eth0\"]\n[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = 100\nvirtual_ipaddress = [\"198.18.0.100/24 dev eth1\"]\n";
+fn per_address_options_reach_the_instance() {
+    let text = "[xdp]\ninterfaces = [\"eth0\"]\n[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = 100\nvirtual_ipaddress = [\"198.18.0.100/24 dev eth1 label eth1:a\", \"198.18.0.101/24\"]\n";
     let loaded = Config::load_text(Path::new("lb.toml"), text).unwrap();
-    let warnings: Vec<String> = loaded
-        .validated
-        .warnings
-        .iter()
-        .map(ToString::to_string)
-        .collect();
     assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("not supported yet; the address is added on eth0")),
-        "{warnings:?}"
+        loaded.validated.warnings.is_empty(),
+        "{:?}",
+        loaded.validated.warnings
+    );
+    let spec = &loaded.validated.model.vrrp[0].spec;
+    let options = &spec.address_options;
+    assert_eq!(
+        options.len(),
+        1,
+        "only the address with options: {options:?}"
+    );
+    let o = &options[&"198.18.0.100".parse::<std::net::IpAddr>().unwrap()];
+    assert_eq!(
+        (o.dev.as_deref(), o.label.as_deref()),
+        (Some("eth1"), Some("eth1:a"))
+    );
+}
+
+#[test]
+fn a_bad_address_option_names_the_line_and_what_is_valid() {
+    let text = "[xdp]\ninterfaces = [\"eth0\"]\n[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = 100\nvirtual_ipaddress = [\"198.18.0.100/24\", \"198.18.0.101/24 scope far\"]\n";
+    let err = match Config::load_text(Path::new("lb.toml"), text) {
+        Err(ConfigError::Invalid { diagnostics }) => diagnostics.to_string(),
+        other => panic!("expected an error, got {other:?}"),
+    };
+    assert!(
+        err.contains("lb.toml:7")
+            && err.contains("vrrp_instance.VI_1.virtual_ipaddress[1]")
+            && err.contains("global, site, link, host, nowhere"),
+        "{err}"
     );
 }

@@ -80,7 +80,12 @@ pub struct VrrpInstance {
     /// `unicast_peer { }`: send adverts to these addresses instead of multicast.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unicast_peer: Vec<IpAddr>,
-    /// `virtual_ipaddress { }`: lines as keepalived writes them, `ADDR[/PREFIX] [dev IFNAME]`.
+    /// `virtual_ipaddress { }`: lines as keepalived writes them, `ADDR[/PREFIX] [dev IF]
+    /// [brd ADDR|+|-] [scope SCOPE] [label LABEL] [home] [mngtmpaddr] [noprefixroute]
+    /// [autojoin] [-nodad] [no_track] [preferred_lft N|forever]`. An address goes on its
+    /// `dev` (the instance's interface by default) with a gratuitous ARP / NA there; no
+    /// broadcast unless `brd` says; an IPv6 /128 is deprecated (`preferred_lft` 0) unless
+    /// told otherwise, as keepalived adds them.
     pub virtual_ipaddress: Vec<String>,
     /// `virtual_ipaddress_excluded { }`: added and removed with the virtual addresses but not
     /// listed in adverts (so either family, and any number).

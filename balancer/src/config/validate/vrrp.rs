@@ -10,6 +10,7 @@ use crate::config::validate::Report;
 use crate::model;
 use crate::vrrp::auth::Password;
 use crate::vrrp::config::{Config as VrrpConfig, ConfigError, InitialState};
+use crate::vrrp::net::vip::AddressOptions;
 use crate::vrrp::net::{InstanceSpec, Vip};
 use crate::vrrp::wire::{Addresses, Family, Version};
 
@@ -152,21 +153,11 @@ fn spec(
             })
     });
     let mut vips: Vec<Vip> = Vec::new();
+    let mut address_options = std::collections::BTreeMap::new();
     for (i, line) in instance.virtual_ipaddress.iter().enumerate() {
         let vkey = format!("{key}.virtual_ipaddress[{i}]");
         match vip_line(line) {
             Ok(l) => {
-                if l.dev.as_ref().is_some_and(|d| *d != instance.interface) {
-                    // Said plainly: keepalived would put it on that device; we do not yet.
-                    report.warn(
-                        &vkey,
-                        format!(
-                            "{line:?}: a per-address dev is not supported yet; the address is added on {} instead",
-                            instance.interface
-                        ),
-                        "",
-                    );
-                }
                 if let Some(first) = vips.first()
                     && first.addr.is_ipv4() != l.vip.addr.is_ipv4()
                 {
@@ -177,6 +168,9 @@ fn spec(
                     );
                     continue;
                 }
+                if l.options != AddressOptions::default() {
+                    address_options.insert(l.vip.addr, l.options);
+                }
                 vips.push(l.vip);
             }
             Err(expected) => report.error(&vkey, format!("{line:?}"), &expected),
@@ -185,7 +179,12 @@ fn spec(
     let mut excluded = Vec::new();
     for (i, line) in instance.virtual_ipaddress_excluded.iter().enumerate() {
         match vip_line(line) {
-            Ok(l) => excluded.push(l.vip),
+            Ok(l) => {
+                if l.options != AddressOptions::default() {
+                    address_options.insert(l.vip.addr, l.options);
+                }
+                excluded.push(l.vip);
+            }
             Err(expected) => report.error(
                 &format!("{key}.virtual_ipaddress_excluded[{i}]"),
                 format!("{line:?}"),
@@ -374,6 +373,7 @@ fn spec(
         vmac,
         excluded,
         routes,
+        address_options,
     })
 }
 

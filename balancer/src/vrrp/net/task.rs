@@ -18,7 +18,7 @@ use crate::vrrp::config::{Config, ConfigError};
 use crate::vrrp::fsm::{Action, Event, Instance, State};
 use crate::vrrp::net::garp::{self, FrameSender};
 use crate::vrrp::net::socket::{RECV_BUFFER_LEN, VrrpSocket};
-use crate::vrrp::net::vip::{Link, Netlink, NetlinkError, Vip};
+use crate::vrrp::net::vip::{AddressOptions, Link, Netlink, NetlinkError, Vip};
 use crate::vrrp::net::vmac::{self, Vmac};
 use crate::vrrp::sync::SyncLink;
 use crate::vrrp::timing::Timestamp;
@@ -57,6 +57,9 @@ pub struct InstanceSpec {
     pub vmac: Option<String>,
     /// keepalived's `virtual_routes`: added with the addresses, removed with them.
     pub routes: Vec<crate::vrrp::net::route::VirtualRoute>,
+    /// The options of the addresses (of `vips` and `excluded`) that have any: another
+    /// `dev`, `brd`, `scope`, `label`, flags.
+    pub address_options: std::collections::BTreeMap<IpAddr, AddressOptions>,
 }
 
 /// A state change or event for the notify module, sent besides the log line.
@@ -161,11 +164,7 @@ pub async fn run_member(
     }
     let start = Instant::now();
     let now = || Timestamp::from_start(start.elapsed());
-    for vip in driver.removable_vips() {
-        if driver.netlink.del(driver.link.index, vip).await? {
-            tracing::warn!(interface = driver.spec.interface, %vip, "removed a leftover virtual address");
-        }
-    }
+    driver.remove_leftovers().await?;
     // Trackers report on a channel; the instance starts once each has been heard from (an
     // unweighted script's first result, every interface and file read).
     let (track_tx, mut track_rx) = unbounded_channel();
@@ -290,6 +289,9 @@ struct Driver {
     vmac: Option<Vmac>,
     socket: VrrpSocket,
     frames: Option<FrameSender>,
+    /// The other interfaces addresses name with `dev`, and a gratuitous ARP / NA sender on
+    /// each, by name.
+    devices: std::collections::HashMap<String, (Link, Option<FrameSender>)>,
     /// Where adverts go: the group, or each unicast peer.
     destinations: Vec<IpAddr>,
     /// Whether the interface forwards IPv6: neighbour advertisements then carry the Router
@@ -377,16 +379,16 @@ impl Driver {
             }
             None => (link, None),
         };
-        let frames = match link.mac {
-            Some(_) => match FrameSender::new(link.index) {
-                Ok(sender) => Some(sender),
-                Err(e) => {
-                    tracing::warn!(interface = spec.interface, error = %e, "no gratuitous ARP / NA socket");
-                    None
-                }
-            },
-            None => None,
-        };
+        let frames = frame_sender(&link, &spec.interface);
+        let mut devices = std::collections::HashMap::new();
+        for dev in spec.address_options.values().filter_map(|o| o.dev.as_ref()) {
+            if *dev == spec.interface || devices.contains_key(dev) {
+                continue;
+            }
+            let other = netlink.link(dev).await?;
+            let sender = frame_sender(&other, dev);
+            devices.insert(dev.clone(), (other, sender));
+        }
         let destinations = if unicast {
             spec.config.unicast_peers.clone()
         } else {
@@ -403,6 +405,7 @@ impl Driver {
             vmac,
             socket,
             frames,
+            devices,
             destinations,
             ipv6_router,
             notify,
@@ -473,7 +476,12 @@ impl Driver {
                 Action::SendAdvert { priority } => self.send_advert(priority).await,
                 Action::AddVips => {
                     for vip in self.spec.vips.iter().chain(&self.spec.excluded) {
-                        if let Err(e) = self.netlink.add(self.link.index, *vip).await {
+                        let (link, _) = self.place(vip.addr);
+                        let result = self
+                            .netlink
+                            .add(link.index, *vip, self.options(vip.addr))
+                            .await;
+                        if let Err(e) = result {
                             tracing::error!(error = %e, "virtual address not added");
                         }
                     }
@@ -491,7 +499,8 @@ impl Driver {
                         }
                     }
                     for vip in self.removable_vips() {
-                        if let Err(e) = self.netlink.del(self.link.index, vip).await {
+                        let (link, _) = self.place(vip.addr);
+                        if let Err(e) = self.netlink.del(link.index, vip).await {
                             tracing::error!(error = %e, "virtual address not removed");
                         }
                     }
@@ -569,11 +578,12 @@ impl Driver {
     }
 
     fn send_gratuitous(&self, repeat: u32) {
-        let (Some(frames), Some(mac)) = (&self.frames, self.link.mac) else {
-            return;
-        };
         let link_local = self.link_local;
         for vip in self.spec.vips.iter().chain(&self.spec.excluded) {
+            let (link, frames) = self.place(vip.addr);
+            let (Some(frames), Some(mac)) = (frames, link.mac) else {
+                continue;
+            };
             let Some(frame) = garp::announcement(mac, vip.addr, link_local, self.ipv6_router)
             else {
                 tracing::warn!(interface = self.spec.interface, %vip, "no link-local address for a neighbour advertisement");
@@ -584,6 +594,56 @@ impl Driver {
                     tracing::warn!(interface = self.spec.interface, %vip, error = %e, "gratuitous ARP / NA not sent");
                 }
             }
+        }
+    }
+
+    /// Removes the addresses a previous run left behind (a crash), before electing.
+    async fn remove_leftovers(&self) -> Result<(), NetlinkError> {
+        for vip in self.removable_vips() {
+            if self.netlink.del(self.place(vip.addr).0.index, vip).await? {
+                tracing::warn!(interface = self.spec.interface, %vip, "removed a leftover virtual address");
+            }
+        }
+        Ok(())
+    }
+
+    /// The options `addr` was configured with.
+    fn options(&self, addr: IpAddr) -> &AddressOptions {
+        static NONE: AddressOptions = AddressOptions {
+            dev: None,
+            broadcast: None,
+            scope: None,
+            label: None,
+            flags: 0,
+            dad: false,
+            preferred_lft: None,
+        };
+        self.spec.address_options.get(&addr).unwrap_or(&NONE)
+    }
+
+    /// The interface `addr` goes on (its `dev`, else the instance's or its macvlan) and the
+    /// sender of its gratuitous ARPs / NAs there.
+    fn place(&self, addr: IpAddr) -> (&Link, Option<&FrameSender>) {
+        match self
+            .options(addr)
+            .dev
+            .as_ref()
+            .and_then(|dev| self.devices.get(dev))
+        {
+            Some((link, frames)) => (link, frames.as_ref()),
+            None => (&self.link, self.frames.as_ref()),
+        }
+    }
+}
+
+/// A gratuitous ARP / NA sender on `link`, if it has a MAC; a failure is logged.
+fn frame_sender(link: &Link, name: &str) -> Option<FrameSender> {
+    link.mac?;
+    match FrameSender::new(link.index) {
+        Ok(sender) => Some(sender),
+        Err(e) => {
+            tracing::warn!(interface = name, error = %e, "no gratuitous ARP / NA socket");
+            None
         }
     }
 }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
 
 use futures_util::TryStreamExt as _;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, CacheInfo};
 use rtnetlink::packet_route::link::LinkAttribute;
 
 use crate::vrrp::net::garp::Mac;
@@ -35,6 +35,39 @@ impl fmt::Display for Vip {
         write!(f, "{}/{}", self.addr, self.prefix)
     }
 }
+
+/// What a `virtual_ipaddress` line says besides the address, as keepalived's
+/// `parse_ipaddress` reads it (`vrrp_ipaddress.c`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddressOptions {
+    /// `dev`: the interface the address goes on, when not the instance's.
+    pub dev: Option<String>,
+    /// `brd` / `broadcast` (IPv4); keepalived sets none unless told.
+    pub broadcast: Option<std::net::Ipv4Addr>,
+    /// `scope` (IPv4), as rtnetlink numbers it; global unless told.
+    pub scope: Option<u8>,
+    /// `label` (IPv4), as `ip address` shows it.
+    pub label: Option<String>,
+    /// `home`, `mngtmpaddr`, `noprefixroute`, `autojoin`: `IFA_F_*` flags to set.
+    pub flags: u32,
+    /// `-nodad`: keep the kernel's duplicate address detection for an IPv6 address, which
+    /// keepalived (and we) otherwise skip.
+    pub dad: bool,
+    /// `preferred_lft` seconds (IPv6); `None` is keepalived's default: 0 (deprecated, so
+    /// never picked as a source) for a /128, forever otherwise.
+    pub preferred_lft: Option<u32>,
+}
+
+/// `IFA_F_*` flags (`linux/if_addr.h`).
+pub mod flags {
+    pub const HOMEADDRESS: u32 = 0x10;
+    pub const MANAGETEMPADDR: u32 = 0x100;
+    pub const NOPREFIXROUTE: u32 = 0x200;
+    pub const MCAUTOJOIN: u32 = 0x400;
+}
+
+/// The kernel's "forever" lifetime.
+const INFINITY_LIFE_TIME: u32 = u32::MAX;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VipParseError {
@@ -213,15 +246,52 @@ impl Netlink {
     ///
     /// # Errors
     /// The kernel refuses it.
-    pub async fn add(&self, ifindex: u32, vip: Vip) -> Result<(), NetlinkError> {
+    pub async fn add(
+        &self,
+        ifindex: u32,
+        vip: Vip,
+        options: &AddressOptions,
+    ) -> Result<(), NetlinkError> {
         let mut request = self.handle.address().add(ifindex, vip.addr, vip.prefix);
+        let message = request.message_mut();
+        // rtnetlink adds the "+" broadcast by itself; keepalived adds one only when told.
+        message
+            .attributes
+            .retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+        if let Some(brd) = options.broadcast {
+            message.attributes.push(AddressAttribute::Broadcast(brd));
+        }
+        if let Some(scope) = options.scope {
+            message.header.scope = scope.into();
+        }
+        if let Some(label) = &options.label {
+            message
+                .attributes
+                .push(AddressAttribute::Label(label.clone()));
+        }
+        let mut flags = AddressFlags::from_bits_retain(options.flags);
         if vip.addr.is_ipv6() {
             // keepalived adds VIPs without duplicate address detection: the address must
             // answer at once, and the backup that just let go of it would make DAD fail.
-            request
-                .message_mut()
-                .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            if !options.dad {
+                flags |= AddressFlags::Nodad;
+            }
+            let preferred = options.preferred_lft.unwrap_or(if vip.prefix == 128 {
+                0
+            } else {
+                INFINITY_LIFE_TIME
+            });
+            if preferred != INFINITY_LIFE_TIME {
+                let mut lifetimes = CacheInfo::default();
+                lifetimes.ifa_preferred = preferred;
+                lifetimes.ifa_valid = INFINITY_LIFE_TIME;
+                message
+                    .attributes
+                    .push(AddressAttribute::CacheInfo(lifetimes));
+            }
+        }
+        if !flags.is_empty() {
+            message.attributes.push(AddressAttribute::Flags(flags));
         }
         match request.execute().await {
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
