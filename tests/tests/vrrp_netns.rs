@@ -7,7 +7,7 @@ use std::{net::Ipv4Addr, process::Command, time::Duration};
 use balancer::vrrp::{
     config::Config,
     fsm::{Instance, State},
-    net::{InstanceSpec, Notification, run_instance},
+    net::{InstanceSpec, Notification, rule::VirtualRule, run_instance},
     track::Track,
     wire::{Addresses, Version},
 };
@@ -117,10 +117,21 @@ fn an_address_owner_keeps_its_own_address() {
 
 /// `ip -o addr show dev DEV` in `ns`, one line per address.
 fn addr_lines(ns: &Netns, dev: &str) -> Vec<String> {
+    ip_lines(ns, &["-o", "addr", "show", "dev", dev])
+}
+
+/// `ip FAMILY rule show` in `ns`, one line per rule.
+fn rule_lines(ns: &Netns, family: &str) -> Vec<String> {
+    ip_lines(ns, &[family, "rule", "show"])
+}
+
+/// What `ip ARGS` prints in `ns`, by line.
+fn ip_lines(ns: &Netns, args: &[&str]) -> Vec<String> {
     let out = Command::new("ip")
-        .args(["-n", ns.name(), "-o", "addr", "show", "dev", dev])
+        .args(["-n", ns.name()])
+        .args(args)
         .output()
-        .expect("ip addr show");
+        .expect("ip");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_owned)
@@ -146,6 +157,7 @@ fn spec_on_v0(vrid: u8, vips: Vec<balancer::vrrp::net::Vip>) -> InstanceSpec {
         vmac: None,
         excluded: Vec::new(),
         routes: Vec::new(),
+        rules: Vec::new(),
         address_options: std::collections::BTreeMap::default(),
     }
 }
@@ -201,10 +213,10 @@ fn master_then_stop<T: Send>(
 }
 
 /// The options of `virtual_ipaddress` lines reach the kernel: another `dev` (with its
-/// gratuitous ARP sent there), `brd`, `scope`, `label`, `noprefixroute`, and keepalived's
+/// gratuitous ARP sent there), `brd`, `scope`, `label`, `noprefixroute`, `virtual_rules`, and keepalived's
 /// default of a deprecated (`preferred_lft` 0) IPv6 /128; all go when the instance stops.
 #[test]
-fn address_options_reach_the_kernel_and_go_with_the_instance() {
+fn address_options_and_rules_reach_the_kernel_and_go_with_the_instance() {
     require_root!();
     let lan = Lan::new("vrrp-opts", 4);
     let ns = &lan.ours;
@@ -231,10 +243,24 @@ fn address_options_reach_the_kernel_and_go_with_the_instance() {
     let mut spec = spec_on_v0(19, spec_vips);
     spec.excluded = excluded;
     spec.address_options = address_options;
-    let (while_master, ..) = master_then_stop(ns, spec, Duration::ZERO, || {
-        [addr_lines(ns, "v0"), addr_lines(ns, "v1")].concat()
-    });
-    let after = [addr_lines(ns, "v0"), addr_lines(ns, "v1")].concat();
+    spec.rules = [
+        "from 198.18.4.100 table 100 preference 1000",
+        "inet6 not to fd00:4::/64 lookup 200 preference 1001 ipproto udp dport 53",
+    ]
+    .into_iter()
+    .map(|line| VirtualRule::parse(line).unwrap())
+    .collect();
+    let lines = || {
+        [
+            addr_lines(ns, "v0"),
+            addr_lines(ns, "v1"),
+            rule_lines(ns, "-4"),
+            rule_lines(ns, "-6"),
+        ]
+        .concat()
+    };
+    let (while_master, ..) = master_then_stop(ns, spec, Duration::ZERO, lines);
+    let after = lines();
     let line = |addr: &str| {
         while_master
             .iter()
@@ -255,10 +281,26 @@ fn address_options_reach_the_kernel_and_go_with_the_instance() {
     );
     let v6 = line("inet6 fd00:4::100/128");
     assert!(v6.contains("preferred_lft 0sec"), "deprecated: {v6}");
-    for addr in ["198.18.4.100", "198.18.5.100", "fd00:4::100"] {
+    let rule4 = line("1000:\tfrom 198.18.4.100 lookup 100");
+    assert!(
+        rule4.contains("proto 18") || rule4.contains("proto keepalived"),
+        "{rule4}"
+    );
+    let rule6 = line("1001:\tnot from all to fd00:4::/64");
+    assert!(
+        rule6.contains("ipproto udp") && rule6.contains("dport 53") && rule6.contains("lookup 200"),
+        "{rule6}"
+    );
+    for gone in [
+        "198.18.4.100",
+        "198.18.5.100",
+        "fd00:4::100",
+        "lookup 100",
+        "lookup 200",
+    ] {
         assert!(
-            !after.iter().any(|l| l.contains(addr)),
-            "{addr} stayed: {after:#?}"
+            !after.iter().any(|l| l.contains(gone)),
+            "{gone} stayed: {after:#?}"
         );
     }
     assert!(

@@ -38,24 +38,7 @@ fn scope(text: &str) -> Option<u8> {
 /// do not implement (`peer`, `use_vmac` per address).
 pub fn vip_line(text: &str) -> Result<VipLine, String> {
     let mut words = text.split_whitespace();
-    let first = words.next().ok_or(VIP_SYNTAX)?;
-    let (addr, prefix) = match first.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (first, None),
-    };
-    let addr: IpAddr = addr
-        .parse()
-        .map_err(|_| "an address such as 198.18.1.100/24 or fd00::100/64".to_owned())?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    // keepalived's default: a host route.
-    let prefix = match prefix {
-        None => max,
-        Some(p) => p
-            .parse::<u8>()
-            .ok()
-            .filter(|p| *p <= max)
-            .ok_or_else(|| format!("a prefix length 0 to {max}"))?,
-    };
+    let (addr, prefix) = addr_prefix(words.next().ok_or(VIP_SYNTAX)?)?;
     let vip = Vip::new(addr, prefix).map_err(|e| e.to_string())?;
     let mut options = AddressOptions::default();
     let v4_only = |word: &str| {
@@ -135,6 +118,30 @@ pub fn vip_line(text: &str) -> Result<VipLine, String> {
         }
     }
     Ok(VipLine { vip, options })
+}
+
+/// `ADDR[/PREFIX]`; no prefix is a host's (keepalived's default).
+///
+/// # Errors
+/// Not an address, or a prefix longer than it.
+pub fn addr_prefix(text: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, prefix) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{text:?}: an address such as 198.18.1.100/24 or fd00::100/64"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("{text:?}: a prefix length 0 to {max}"))?,
+    };
+    Ok((addr, prefix))
 }
 
 /// A `virtual_server_group` address line: `ADDR [PORT]`, `A.B.C.D-E [PORT]` or

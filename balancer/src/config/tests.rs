@@ -339,6 +339,8 @@ fn keepalived_sample_configurations_convert_or_say_what_is_unsupported() {
             "virtual_server_group",
             "the XDP data plane runs before netfilter",
         ),
+        // The sample's second rule has a malformed prefix, which keepalived also skips.
+        ("rules", "\"192.168.200./24\": an address such as"),
     ];
     let mut paths: Vec<_> = std::fs::read_dir(SAMPLES)
         .unwrap_or_else(|e| panic!("{SAMPLES}: {e}: install keepalived (cargo xtask setup)"))
@@ -582,6 +584,51 @@ fn fall_and_retry_together_and_zero_rise_are_refused() {
         "{err}"
     );
     assert!(err.contains("TCP_CHECK[0].rise: 0"), "{err}");
+}
+
+#[test]
+fn virtual_rules_import_get_keepalived_preferences_and_a_bad_one_names_its_line() {
+    let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        198.18.0.100/24\n    }\n    virtual_rules {\n        from 198.18.0.0/24 table 1\n        to 198.18.2.0/24 table 1 no_track\n        inet6 from fd00::/8 table 2\n        from 198.18.3.0/24 preference 7 lookup 3\n    }\n}\n";
+    let path = Path::new("keepalived.conf");
+    let tree = keepalived::parse(path, text).unwrap();
+    let loaded = from_keepalived(path, &tree).unwrap();
+    let rules = &loaded.validated.model.vrrp[0].spec.rules;
+    let preferences: Vec<Option<u32>> = rules.iter().map(|r| r.priority).collect();
+    // Counting down per family from 16384, as keepalived assigns them.
+    assert_eq!(
+        preferences,
+        [Some(16384), Some(16383), Some(16384), Some(7)]
+    );
+    let warnings: Vec<String> = loaded
+        .validated
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|w| w.contains("no preference"))
+            .count(),
+        3,
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("keepalived.conf:9") && w.contains("virtual_rules[0]")),
+        "{warnings:?}"
+    );
+
+    let bad = text.replace("lookup 3", "lookup 3 goto 9");
+    let tree = keepalived::parse(path, &bad).unwrap();
+    let err = from_keepalived(path, &tree).unwrap_err().to_string();
+    assert!(
+        err.contains("keepalived.conf:12")
+            && err.contains("virtual_rules[3]")
+            && err.contains("one action"),
+        "{err}"
+    );
 }
 
 #[test]

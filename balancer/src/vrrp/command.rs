@@ -234,6 +234,7 @@ impl VrrpArgs {
             vmac: self.vmac.clone(),
             excluded: self.excluded.clone(),
             routes: Vec::new(),
+            rules: Vec::new(),
             address_options: std::collections::BTreeMap::new(),
             track: Track {
                 interfaces: self.track_interfaces.clone(),

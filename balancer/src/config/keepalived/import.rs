@@ -350,7 +350,7 @@ fn vrrp_script(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpScript> {
     Some(s)
 }
 
-const INSTANCE: [&str; 31] = [
+const INSTANCE: [&str; 32] = [
     "state",
     "interface",
     "virtual_router_id",
@@ -369,6 +369,7 @@ const INSTANCE: [&str; 31] = [
     "virtual_ipaddress",
     "virtual_ipaddress_excluded",
     "virtual_routes",
+    "virtual_rules",
     "track_interface",
     "track_script",
     "garp_master_delay",
@@ -407,6 +408,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
         virtual_ipaddress: Vec::new(),
         virtual_ipaddress_excluded: Vec::new(),
         virtual_routes: Vec::new(),
+        virtual_rules: Vec::new(),
         track_interface: Vec::new(),
         track_script: Vec::new(),
         garp_master_delay: None,
@@ -459,6 +461,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
             "virtual_ipaddress" => i.virtual_ipaddress = cx.lines(&k, c),
             "virtual_ipaddress_excluded" => i.virtual_ipaddress_excluded = cx.lines(&k, c),
             "virtual_routes" => i.virtual_routes = cx.lines(&k, c),
+            "virtual_rules" => i.virtual_rules = cx.lines(&k, c),
             "track_interface" => {
                 i.track_interface = cx
                     .lines(&k, c)

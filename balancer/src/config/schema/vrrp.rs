@@ -96,6 +96,15 @@ pub struct VrrpInstance {
     /// [table N] [scope S]`, or `blackhole|unreachable|prohibit PREFIX`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub virtual_routes: Vec<String>,
+    /// `virtual_rules { }`: policy routing rules added after the routes on becoming master
+    /// and removed before them on leaving it, as keepalived writes them: `[inet|inet6] [not]
+    /// [from PREFIX] [to PREFIX] [iif IF] [oif IF] [fwmark N[/MASK]] [tos N] [preference N]
+    /// [uidrange A-B] [ipproto P] [sport A[-B]] [dport A[-B]] [protocol N]` and one action,
+    /// `table N`, `goto N`, `nop`, `blackhole`, `unreachable`, `prohibit` or `l3mdev`. A
+    /// rule without `preference` gets one counting down from 16384, with a warning, as
+    /// keepalived assigns it; a rule with neither `from` nor `to` is IPv4 unless `inet6`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_rules: Vec<String>,
     /// `track_interface { }`: interfaces whose failure puts the instance in FAULT.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub track_interface: Vec<String>,

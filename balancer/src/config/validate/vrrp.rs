@@ -10,6 +10,7 @@ use crate::config::validate::Report;
 use crate::model;
 use crate::vrrp::auth::Password;
 use crate::vrrp::config::{Config as VrrpConfig, ConfigError, InitialState};
+use crate::vrrp::net::rule::FIRST_ASSIGNED_PRIORITY;
 use crate::vrrp::net::vip::AddressOptions;
 use crate::vrrp::net::{InstanceSpec, Vip};
 use crate::vrrp::wire::{Addresses, Family, Version};
@@ -71,6 +72,8 @@ pub(super) fn instances(config: &Config, report: &mut Report<'_>) -> Vec<model::
         }
     }
     let mut by_interface: BTreeMap<(&str, bool, u8), &str> = BTreeMap::new();
+    // keepalived's `next_rule_priority_ipv4` / `_ipv6`.
+    let mut next_rule_priority = [FIRST_ASSIGNED_PRIORITY; 2];
     let mut out = Vec::new();
     for (name, instance) in &config.vrrp_instance {
         let key = format!("vrrp_instance.{name}");
@@ -82,9 +85,10 @@ pub(super) fn instances(config: &Config, report: &mut Report<'_>) -> Vec<model::
                 config.vrrp_script.keys(),
             );
         }
-        let Some(spec) = spec(config, &key, instance, report) else {
+        let Some(mut spec) = spec(config, &key, instance, report) else {
             continue;
         };
+        assign_rule_preferences(&key, &mut spec, &mut next_rule_priority, report);
         let slot = (
             instance.interface.as_str(),
             spec.config.family() == Family::V4,
@@ -109,6 +113,30 @@ pub(super) fn instances(config: &Config, report: &mut Report<'_>) -> Vec<model::
         });
     }
     out
+}
+
+/// keepalived's preference for a rule without one: counting down per family from
+/// [`FIRST_ASSIGNED_PRIORITY`] across every instance, each with a warning.
+fn assign_rule_preferences(
+    key: &str,
+    spec: &mut InstanceSpec,
+    next_rule_priority: &mut [u32; 2],
+    report: &mut Report<'_>,
+) {
+    for (i, rule) in spec.rules.iter_mut().enumerate() {
+        if rule.priority.is_none() {
+            let next = &mut next_rule_priority[usize::from(rule.v6)];
+            rule.priority = Some(*next);
+            report.warn(
+                &format!("{key}.virtual_rules[{i}]"),
+                format!(
+                    "no preference: {next} assigned, as keepalived assigns one (counting down from {FIRST_ASSIGNED_PRIORITY})"
+                ),
+                "a preference on every rule, so that their order does not depend on which instance became master first",
+            );
+            *next = next.saturating_sub(1);
+        }
+    }
 }
 
 /// One instance's state-machine configuration, or `None` after reporting why not.
@@ -198,6 +226,17 @@ fn spec(
             Ok(r) => routes.push(r),
             Err(expected) => report.error(
                 &format!("{key}.virtual_routes[{i}]"),
+                format!("{line:?}"),
+                &expected,
+            ),
+        }
+    }
+    let mut rules = Vec::new();
+    for (i, line) in instance.virtual_rules.iter().enumerate() {
+        match crate::vrrp::net::rule::VirtualRule::parse(line) {
+            Ok(r) => rules.push(r),
+            Err(expected) => report.error(
+                &format!("{key}.virtual_rules[{i}]"),
                 format!("{line:?}"),
                 &expected,
             ),
@@ -373,6 +412,7 @@ fn spec(
         vmac,
         excluded,
         routes,
+        rules,
         address_options,
     })
 }

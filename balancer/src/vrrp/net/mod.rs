@@ -5,6 +5,7 @@
 pub mod garp;
 pub mod ipv4;
 pub mod route;
+pub mod rule;
 pub mod socket;
 pub mod task;
 pub mod vip;

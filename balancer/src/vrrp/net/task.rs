@@ -57,6 +57,8 @@ pub struct InstanceSpec {
     pub vmac: Option<String>,
     /// keepalived's `virtual_routes`: added with the addresses, removed with them.
     pub routes: Vec<crate::vrrp::net::route::VirtualRoute>,
+    /// keepalived's `virtual_rules`: added after the routes, removed before them.
+    pub rules: Vec<crate::vrrp::net::rule::VirtualRule>,
     /// The options of the addresses (of `vips` and `excluded`) that have any: another
     /// `dev`, `brd`, `scope`, `label`, flags.
     pub address_options: std::collections::BTreeMap<IpAddr, AddressOptions>,
@@ -491,13 +493,14 @@ impl Driver {
                             tracing::error!(error = %e, "virtual route not added");
                         }
                     }
-                }
-                Action::DelVips => {
-                    for route in &self.spec.routes {
-                        if let Err(e) = self.netlink.route(route, false).await {
-                            tracing::error!(error = %e, "virtual route not removed");
+                    for rule in &self.spec.rules {
+                        if let Err(e) = self.netlink.rule(rule, true).await {
+                            tracing::error!(error = %e, "virtual rule not added");
                         }
                     }
+                }
+                Action::DelVips => {
+                    self.remove_rules_and_routes().await;
                     for vip in self.removable_vips() {
                         let (link, _) = self.place(vip.addr);
                         if let Err(e) = self.netlink.del(link.index, vip).await {
@@ -597,8 +600,24 @@ impl Driver {
         }
     }
 
-    /// Removes the addresses a previous run left behind (a crash), before electing.
+    /// Removes the rules, then the routes (a route may be what a rule leads to).
+    async fn remove_rules_and_routes(&self) {
+        for rule in &self.spec.rules {
+            if let Err(e) = self.netlink.rule(rule, false).await {
+                tracing::error!(error = %e, "virtual rule not removed");
+            }
+        }
+        for route in &self.spec.routes {
+            if let Err(e) = self.netlink.route(route, false).await {
+                tracing::error!(error = %e, "virtual route not removed");
+            }
+        }
+    }
+
+    /// Removes the rules, routes and addresses a previous run left behind (a crash),
+    /// before electing.
     async fn remove_leftovers(&self) -> Result<(), NetlinkError> {
+        self.remove_rules_and_routes().await;
         for vip in self.removable_vips() {
             if self.netlink.del(self.place(vip.addr).0.index, vip).await? {
                 tracing::warn!(interface = self.spec.interface, %vip, "removed a leftover virtual address");

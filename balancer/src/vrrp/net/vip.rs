@@ -155,6 +155,12 @@ pub enum NetlinkError {
         route: String,
         source: rtnetlink::Error,
     },
+    #[error("{operation} rule {rule}")]
+    Rule {
+        operation: &'static str,
+        rule: String,
+        source: rtnetlink::Error,
+    },
     #[error("{operation} {vip} on interface index {ifindex}")]
     Address {
         operation: &'static str,
@@ -324,20 +330,36 @@ impl Netlink {
         } else {
             self.handle.route().del(message).execute().await
         };
-        match result {
-            Err(rtnetlink::Error::NetlinkError(e))
-                if (add && e.raw_code() == -libc::EEXIST)
-                    || (!add
-                        && (e.raw_code() == -libc::ESRCH || e.raw_code() == -libc::ENOENT)) =>
-            {
-                Ok(())
-            }
-            other => other.map_err(|source| NetlinkError::Route {
-                operation: if add { "adding" } else { "removing" },
-                route: format!("{}/{}", route.dst, route.prefix),
-                source,
-            }),
-        }
+        already(result, add).map_err(|source| NetlinkError::Route {
+            operation: if add { "adding" } else { "removing" },
+            route: format!("{}/{}", route.dst, route.prefix),
+            source,
+        })
+    }
+
+    /// Adds (`add`) or removes a `virtual_rules` rule; one already there counts as added,
+    /// one already gone as removed.
+    ///
+    /// # Errors
+    /// Netlink refuses the rule.
+    pub async fn rule(
+        &self,
+        rule: &crate::vrrp::net::rule::VirtualRule,
+        add: bool,
+    ) -> Result<(), NetlinkError> {
+        let message = rule.message();
+        let result = if add {
+            let mut request = self.handle.rule().add();
+            *request.message_mut() = message;
+            request.execute().await
+        } else {
+            self.handle.rule().del(message).execute().await
+        };
+        already(result, add).map_err(|source| NetlinkError::Rule {
+            operation: if add { "adding" } else { "removing" },
+            rule: format!("{rule:?}"),
+            source,
+        })
     }
 
     /// Removes `vip` (whatever prefix it carries) from the interface; returns whether it was
@@ -366,6 +388,19 @@ impl Netlink {
             }
         }
         Ok(found)
+    }
+}
+
+/// Adding what is there already, or removing what is gone already, succeeded.
+fn already(result: Result<(), rtnetlink::Error>, add: bool) -> Result<(), rtnetlink::Error> {
+    match result {
+        Err(rtnetlink::Error::NetlinkError(e))
+            if (add && e.raw_code() == -libc::EEXIST)
+                || (!add && (e.raw_code() == -libc::ESRCH || e.raw_code() == -libc::ENOENT)) =>
+        {
+            Ok(())
+        }
+        other => other,
     }
 }
 
