@@ -16,6 +16,8 @@ pub struct Model {
     /// program (which runs before netfilter) cannot, so validation refuses them with XDP.
     pub fwmark_services: Vec<FwmarkService>,
     pub vrrp: Vec<VrrpInstance>,
+    /// `static_ipaddress`, `static_routes`, `static_rules`.
+    pub statics: crate::vrrp::net::statics::Statics,
 }
 
 /// A virtual service selected by firewall mark instead of by address and port.

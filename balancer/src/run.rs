@@ -41,7 +41,7 @@ use crate::{
     notify::{InstanceScripts, Script, ScriptUser, fifo::Fifo},
     status::{ServiceStatus, Status, VrrpStatus},
     vrrp::{
-        net::{NetError, run_member},
+        net::{NetError, Netlink, run_member, statics::Statics},
         sync::{GroupHandle, SyncLink},
         track::{TrackInterface, script::TrackScript},
     },
@@ -188,7 +188,12 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     };
     daemon.egress = daemon.resolve_egress().await;
     daemon.log_egress("reals' egress");
-    daemon.start()?;
+    // Before the instances, as keepalived's `start_vrrp`: a virtual route may need them.
+    daemon.hold_statics(&Statics::default()).await;
+    if let Err(e) = daemon.start() {
+        daemon.release_statics().await;
+        return Err(e);
+    }
     // Neighbours are learnt (and change): the egress is looked at again every few seconds.
     let mut egress_ticker = tokio::time::interval(EGRESS_REFRESH);
     egress_ticker.tick().await;
@@ -555,6 +560,38 @@ impl Daemon {
         );
     }
 
+    /// Makes the kernel hold the configured `static_ipaddress`, `static_routes` and
+    /// `static_rules` where it held `old`'s; returns (and logs) what failed.
+    async fn hold_statics(&self, old: &Statics) -> Vec<String> {
+        let wanted = &self.loaded.validated.model.statics;
+        if wanted.is_empty() && old.is_empty() {
+            return Vec::new();
+        }
+        let failures = match Netlink::connect() {
+            Ok(netlink) => wanted.apply(old, &netlink).await,
+            Err(e) => vec![format!("static entries: {e}")],
+        };
+        for f in &failures {
+            tracing::error!("{f}");
+        }
+        failures
+    }
+
+    /// Removes the static entries, as keepalived's `stop_vrrp` does.
+    async fn release_statics(&self) {
+        let statics = &self.loaded.validated.model.statics;
+        if statics.is_empty() {
+            return;
+        }
+        let failures = match Netlink::connect() {
+            Ok(netlink) => statics.remove(&netlink).await,
+            Err(e) => vec![format!("static entries: {e}")],
+        };
+        for f in failures {
+            tracing::error!("{f}");
+        }
+    }
+
     /// Stops every instance together, then their sync groups (whose `notify_stop` runs once
     /// their members have stopped).
     async fn stop_all_instances(&mut self) {
@@ -735,6 +772,15 @@ impl Daemon {
         self.reload_globals(&old, &mut changes);
         self.reload_interfaces(&old, &mut changes);
         self.reload_services(&old, checks, &mut changes);
+        let old_statics = &old.validated.model.statics;
+        if *old_statics != self.loaded.validated.model.statics {
+            changes
+                .failures
+                .extend(self.hold_statics(old_statics).await);
+            changes
+                .summary
+                .push("static addresses, routes or rules changed".to_owned());
+        }
         if rewire {
             self.rewire_instances(fifos, scripts, &mut changes).await;
         } else {
@@ -1046,6 +1092,7 @@ impl Daemon {
     async fn stop(mut self) -> Result<(), RunError> {
         tracing::info!("stopping: VRRP instances advertise priority 0 and release their addresses");
         self.stop_all_instances().await;
+        self.release_statics().await;
         let checks = std::mem::replace(
             &mut self.checks,
             CheckHandle::new(&(self.program.clone() as SharedDataplane), 1),

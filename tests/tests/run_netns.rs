@@ -64,6 +64,15 @@ global_defs {
     vrrp_version 3
     vrrp_rt_priority 10
 }
+static_ipaddress {
+    198.18.6.2/24 dev l0 label l0:static
+}
+static_routes {
+    198.18.9.0/24 via 198.18.0.1
+}
+static_rules {
+    from 198.18.6.0/24 table 106 preference 1006
+}
 vrrp_script always_ok {
     script /usr/bin/true
     interval 0.2
@@ -292,6 +301,9 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
         Some(libc::SCHED_RR),
         "vrrp_rt_priority: the VRRP thread runs under SCHED_RR"
     );
+    // The static entries, held from the start.
+    let statics = || statics_held(&lab.lb);
+    assert_eq!(statics(), (true, true, true, false), "{}", daemon.log());
 
     // A reload that adds a notify FIFO rewires the instance: it restarts and its lines reach
     // the FIFO's reader script (keepalived's line format).
@@ -300,13 +312,16 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
         "fifo-reader.sh",
         &format!("exec cat \"$1\" >> {}", fifo_trace.display()),
     );
-    let with_fifo = conf.replace(
-        "global_defs {\n",
-        &format!(
-            "global_defs {{\n    notify_fifo {}\n    notify_fifo_script {reader}\n",
-            scripts.file("fifo").display()
-        ),
-    );
+    // ... and the static route replaced by another.
+    let with_fifo = conf
+        .replace(
+            "global_defs {\n",
+            &format!(
+                "global_defs {{\n    notify_fifo {}\n    notify_fifo_script {reader}\n",
+                scripts.file("fifo").display()
+            ),
+        )
+        .replace("198.18.9.0/24 via", "198.18.10.0/24 via");
     assert_ne!(with_fifo, conf);
     std::fs::write(dir.path().join("keepalived.conf"), &with_fifo).unwrap();
     let (ok, out) = daemon.client(&["reload"]);
@@ -326,6 +341,11 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
         wait_until(Duration::from_secs(3), || lab.lb.has_addr("198.18.0.100")),
         "master again after the restart"
     );
+    assert!(
+        out.contains("static addresses, routes or rules changed"),
+        "{out}"
+    );
+    assert_eq!(statics(), (true, false, true, true), "{}", daemon.log());
 
     let status = daemon.stop();
     drop(dir);
@@ -337,6 +357,11 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
         route()
     );
     assert!(!xdp_attached(&lab.lb, "l0"), "and detaches");
+    assert_eq!(
+        statics(),
+        (false, false, false, false),
+        "and the static entries"
+    );
     let calls = std::fs::read_to_string(&trace).unwrap_or_default();
     // keepalived's convention: INSTANCE NAME STATE PRIORITY.
     assert!(
@@ -348,6 +373,20 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
         "{calls}"
     );
     drop(lab.servers);
+}
+
+/// Whether `ns` holds the test's static address (with its label), its first static
+/// route, its static rule, and the route a reload puts in place of the first.
+fn statics_held(ns: &Netns) -> (bool, bool, bool, bool) {
+    let shown = |args: &[&str]| String::from_utf8_lossy(&ns.output("ip", args).stdout).into_owned();
+    (
+        shown(&["-o", "addr", "show", "dev", "l0"])
+            .lines()
+            .any(|l| l.contains("inet 198.18.6.2/24") && l.contains("l0:static")),
+        shown(&["route", "show", "198.18.9.0/24"]).contains("via 198.18.0.1"),
+        shown(&["rule", "show"]).contains("1006:\tfrom 198.18.6.0/24 lookup 106"),
+        shown(&["route", "show", "198.18.10.0/24"]).contains("via 198.18.0.1"),
+    )
 }
 
 /// The scheduling policy (`/proc/PID/task/TID/stat` field 41) of the process's thread

@@ -339,8 +339,8 @@ fn keepalived_sample_configurations_convert_or_say_what_is_unsupported() {
             "virtual_server_group",
             "the XDP data plane runs before netfilter",
         ),
-        // The sample's second rule has a malformed prefix, which keepalived also skips.
-        ("rules", "\"192.168.200./24\": an address such as"),
+        // The sample's second rules have malformed prefixes, which keepalived also skips.
+        ("rules", "./24\": an address such as"),
     ];
     let mut paths: Vec<_> = std::fs::read_dir(SAMPLES)
         .unwrap_or_else(|e| panic!("{SAMPLES}: {e}: install keepalived (cargo xtask setup)"))
@@ -627,6 +627,33 @@ fn virtual_rules_import_get_keepalived_preferences_and_a_bad_one_names_its_line(
         err.contains("keepalived.conf:12")
             && err.contains("virtual_rules[3]")
             && err.contains("one action"),
+        "{err}"
+    );
+}
+
+#[test]
+fn static_entries_import_share_rule_preferences_and_need_a_dev() {
+    let text = "static_ipaddress {\n    198.18.6.2/24 dev eth0\n}\nstatic_routes {\n    198.18.9.0/24 via 198.18.0.1\n}\nstatic_rules {\n    from 198.18.6.0/24 table 6\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        198.18.0.100/24\n    }\n    virtual_rules {\n        from 198.18.0.0/24 table 1\n    }\n}\n";
+    let path = Path::new("keepalived.conf");
+    let loaded = from_keepalived(path, &keepalived::parse(path, text).unwrap()).unwrap();
+    let model = &loaded.validated.model;
+    assert_eq!(model.statics.addresses.len(), 1);
+    assert_eq!(model.statics.routes.len(), 1);
+    // Static rules take their preferences first, as keepalived reads them first.
+    assert_eq!(model.statics.rules[0].priority, Some(16384));
+    assert_eq!(model.vrrp[0].spec.rules[0].priority, Some(16383));
+    // Round trip through lb.toml.
+    let again = Config::load_text(Path::new("lb.toml"), &loaded.config.to_toml().unwrap()).unwrap();
+    assert_eq!(again.validated.model.statics, model.statics);
+
+    let no_dev = text.replace("198.18.6.2/24 dev eth0", "198.18.6.2/24");
+    let err = from_keepalived(path, &keepalived::parse(path, &no_dev).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("keepalived.conf:2")
+            && err.contains("static_ipaddress[0]")
+            && err.contains("has no dev"),
         "{err}"
     );
 }

@@ -61,6 +61,18 @@ pub fn import(path: &Path, tree: &Tree) -> Result<Imported, Diagnostics> {
                 config.virtual_server.push(vs);
             }
             "SSL" => config.ssl = Some(import_lvs::ssl(&mut cx, node)),
+            "static_ipaddress" => {
+                let lines = cx.lines("static_ipaddress", node);
+                config.static_ipaddress.extend(lines);
+            }
+            "static_routes" => {
+                let lines = cx.lines("static_routes", node);
+                config.static_routes.extend(lines);
+            }
+            "static_rules" => {
+                let lines = cx.lines("static_rules", node);
+                config.static_rules.extend(lines);
+            }
             _ => cx.unknown("", node, &TOP),
         }
     }
@@ -82,8 +94,11 @@ pub fn import(path: &Path, tree: &Tree) -> Result<Imported, Diagnostics> {
     }
 }
 
-const TOP: [&str; 7] = [
+const TOP: [&str; 10] = [
     "global_defs",
+    "static_ipaddress",
+    "static_routes",
+    "static_rules",
     "vrrp_script",
     "vrrp_instance",
     "vrrp_sync_group",

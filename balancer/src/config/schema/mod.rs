@@ -38,6 +38,18 @@ pub struct Config {
     /// keepalived's `global_defs`: node-wide settings and defaults for every VRRP instance.
     #[serde(default)]
     pub global_defs: GlobalDefs,
+    /// keepalived's `static_ipaddress { }`: addresses held while the daemon runs, whatever
+    /// any instance's state, as `virtual_ipaddress` lines, each with its `dev`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub static_ipaddress: Vec<String>,
+    /// keepalived's `static_routes { }`: routes held while the daemon runs, as
+    /// `virtual_routes` lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub static_routes: Vec<String>,
+    /// keepalived's `static_rules { }`: policy rules held while the daemon runs, as
+    /// `virtual_rules` lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub static_rules: Vec<String>,
     /// keepalived's `vrrp_script NAME { }`, by name: commands whose result `track_script`
     /// turns into a fault or a priority change.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

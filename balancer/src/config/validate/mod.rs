@@ -103,7 +103,7 @@ pub fn validate_on(
             report.error(&format!("connections.{field}"), "0".into(), "1 or more");
         }
     }
-    let vrrp = vrrp::instances(config, &mut report);
+    let (vrrp, statics) = vrrp::instances(config, &mut report);
     let (services, fwmark_services) = lvs::services(config, &mut report);
     lvs::ssl(config, &mut report);
     let mut errors = report.errors;
@@ -120,6 +120,7 @@ pub fn validate_on(
                 services,
                 fwmark_services,
                 vrrp,
+                statics,
             },
             warnings: report.warnings,
         })

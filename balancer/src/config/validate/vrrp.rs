@@ -10,12 +10,91 @@ use crate::config::validate::Report;
 use crate::model;
 use crate::vrrp::auth::Password;
 use crate::vrrp::config::{Config as VrrpConfig, ConfigError, InitialState};
-use crate::vrrp::net::rule::FIRST_ASSIGNED_PRIORITY;
+use crate::vrrp::net::route::VirtualRoute;
+use crate::vrrp::net::rule::{FIRST_ASSIGNED_PRIORITY, VirtualRule};
+use crate::vrrp::net::statics::Statics;
 use crate::vrrp::net::vip::AddressOptions;
 use crate::vrrp::net::{InstanceSpec, Vip};
 use crate::vrrp::wire::{Addresses, Family, Version};
 
-pub(super) fn instances(config: &Config, report: &mut Report<'_>) -> Vec<model::VrrpInstance> {
+pub(super) fn instances(
+    config: &Config,
+    report: &mut Report<'_>,
+) -> (Vec<model::VrrpInstance>, Statics) {
+    globals_and_scripts(config, report);
+    let mut sync_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for (group, sync) in &config.vrrp_sync_group {
+        for (i, member) in sync.group.iter().enumerate() {
+            let key = format!("vrrp_sync_group.{group}.group[{i}]");
+            if report.reference(&key, member, "vrrp_instance", config.vrrp_instance.keys())
+                && let Some(previous) = sync_of.insert(member, group)
+            {
+                report.error(
+                    &key,
+                    format!("{member} is already in vrrp_sync_group {previous}"),
+                    "each instance in one sync group at most",
+                );
+            }
+        }
+    }
+    let mut by_interface: BTreeMap<(&str, bool, u8), &str> = BTreeMap::new();
+    // keepalived's `next_rule_priority_ipv4` / `_ipv6`, static rules first.
+    let mut next_rule_priority = [FIRST_ASSIGNED_PRIORITY; 2];
+    let mut statics = statics(config, report);
+    assign_rule_preferences(
+        "static_rules",
+        &mut statics.rules,
+        &mut next_rule_priority,
+        report,
+    );
+    let mut out = Vec::new();
+    for (name, instance) in &config.vrrp_instance {
+        let key = format!("vrrp_instance.{name}");
+        for (i, script) in instance.track_script.iter().enumerate() {
+            report.reference(
+                &format!("{key}.track_script[{i}]"),
+                script,
+                "vrrp_script",
+                config.vrrp_script.keys(),
+            );
+        }
+        let Some(mut spec) = spec(config, &key, instance, report) else {
+            continue;
+        };
+        assign_rule_preferences(
+            &format!("{key}.virtual_rules"),
+            &mut spec.rules,
+            &mut next_rule_priority,
+            report,
+        );
+        let slot = (
+            instance.interface.as_str(),
+            spec.config.family() == Family::V4,
+            spec.config.vrid,
+        );
+        if let Some(other) = by_interface.insert(slot, name) {
+            report.error(
+                &format!("{key}.virtual_router_id"),
+                format!(
+                    "{} is already used by vrrp_instance {other} on {}",
+                    spec.config.vrid, instance.interface
+                ),
+                "a virtual_router_id unique per interface and address family",
+            );
+        }
+        out.push(model::VrrpInstance {
+            name: name.clone(),
+            spec,
+            track_interfaces: instance.track_interface.clone(),
+            track_scripts: instance.track_script.clone(),
+            sync_group: sync_of.get(name.as_str()).map(|g| (*g).to_owned()),
+        });
+    }
+    (out, statics)
+}
+
+/// `global_defs`' VRRP thread settings and every `vrrp_script`.
+fn globals_and_scripts(config: &Config, report: &mut Report<'_>) {
     let g = &config.global_defs;
     if let Some(p) = g.vrrp_rt_priority.filter(|p| !(1..=99).contains(p)) {
         report.error(
@@ -56,79 +135,65 @@ pub(super) fn instances(config: &Config, report: &mut Report<'_>) -> Vec<model::
             );
         }
     }
-    let mut sync_of: BTreeMap<&str, &str> = BTreeMap::new();
-    for (group, sync) in &config.vrrp_sync_group {
-        for (i, member) in sync.group.iter().enumerate() {
-            let key = format!("vrrp_sync_group.{group}.group[{i}]");
-            if report.reference(&key, member, "vrrp_instance", config.vrrp_instance.keys())
-                && let Some(previous) = sync_of.insert(member, group)
-            {
+}
+
+/// `static_ipaddress`, `static_routes` and `static_rules`, each line checked as its
+/// instance counterpart is; a static address must say its `dev`.
+fn statics(config: &Config, report: &mut Report<'_>) -> Statics {
+    let mut statics = Statics::default();
+    for (i, line) in config.static_ipaddress.iter().enumerate() {
+        let key = format!("static_ipaddress[{i}]");
+        match vip_line(line) {
+            Ok(l) if l.options.dev.is_none() => report.error(
+                &key,
+                format!("{line:?} has no dev"),
+                "ADDR[/PREFIX] dev IF ... (keepalived falls back to a default interface; we do not guess one)",
+            ),
+            Ok(l) => statics.addresses.push((l.vip, l.options)),
+            Err(expected) => report.error(&key, format!("{line:?}"), &expected),
+        }
+    }
+    for (i, line) in config.static_routes.iter().enumerate() {
+        match VirtualRoute::parse(line) {
+            Ok(r) => statics.routes.push(r),
+            Err(expected) => {
                 report.error(
-                    &key,
-                    format!("{member} is already in vrrp_sync_group {previous}"),
-                    "each instance in one sync group at most",
+                    &format!("static_routes[{i}]"),
+                    format!("{line:?}"),
+                    &expected,
                 );
             }
         }
     }
-    let mut by_interface: BTreeMap<(&str, bool, u8), &str> = BTreeMap::new();
-    // keepalived's `next_rule_priority_ipv4` / `_ipv6`.
-    let mut next_rule_priority = [FIRST_ASSIGNED_PRIORITY; 2];
-    let mut out = Vec::new();
-    for (name, instance) in &config.vrrp_instance {
-        let key = format!("vrrp_instance.{name}");
-        for (i, script) in instance.track_script.iter().enumerate() {
-            report.reference(
-                &format!("{key}.track_script[{i}]"),
-                script,
-                "vrrp_script",
-                config.vrrp_script.keys(),
-            );
+    for (i, line) in config.static_rules.iter().enumerate() {
+        match VirtualRule::parse(line) {
+            Ok(r) => statics.rules.push(r),
+            Err(expected) => {
+                report.error(
+                    &format!("static_rules[{i}]"),
+                    format!("{line:?}"),
+                    &expected,
+                );
+            }
         }
-        let Some(mut spec) = spec(config, &key, instance, report) else {
-            continue;
-        };
-        assign_rule_preferences(&key, &mut spec, &mut next_rule_priority, report);
-        let slot = (
-            instance.interface.as_str(),
-            spec.config.family() == Family::V4,
-            spec.config.vrid,
-        );
-        if let Some(other) = by_interface.insert(slot, name) {
-            report.error(
-                &format!("{key}.virtual_router_id"),
-                format!(
-                    "{} is already used by vrrp_instance {other} on {}",
-                    spec.config.vrid, instance.interface
-                ),
-                "a virtual_router_id unique per interface and address family",
-            );
-        }
-        out.push(model::VrrpInstance {
-            name: name.clone(),
-            spec,
-            track_interfaces: instance.track_interface.clone(),
-            track_scripts: instance.track_script.clone(),
-            sync_group: sync_of.get(name.as_str()).map(|g| (*g).to_owned()),
-        });
     }
-    out
+    statics
 }
 
 /// keepalived's preference for a rule without one: counting down per family from
 /// [`FIRST_ASSIGNED_PRIORITY`] across every instance, each with a warning.
 fn assign_rule_preferences(
     key: &str,
-    spec: &mut InstanceSpec,
+    rules: &mut [VirtualRule],
     next_rule_priority: &mut [u32; 2],
     report: &mut Report<'_>,
 ) {
-    for (i, rule) in spec.rules.iter_mut().enumerate() {
+    for (i, rule) in rules.iter_mut().enumerate() {
         if rule.priority.is_none() {
             let next = &mut next_rule_priority[usize::from(rule.v6)];
             rule.priority = Some(*next);
             report.warn(
-                &format!("{key}.virtual_rules[{i}]"),
+                &format!("{key}[{i}]"),
                 format!(
                     "no preference: {next} assigned, as keepalived assigns one (counting down from {FIRST_ASSIGNED_PRIORITY})"
                 ),
@@ -222,7 +287,7 @@ fn spec(
     }
     let mut routes = Vec::new();
     for (i, line) in instance.virtual_routes.iter().enumerate() {
-        match crate::vrrp::net::route::VirtualRoute::parse(line) {
+        match VirtualRoute::parse(line) {
             Ok(r) => routes.push(r),
             Err(expected) => report.error(
                 &format!("{key}.virtual_routes[{i}]"),
@@ -233,7 +298,7 @@ fn spec(
     }
     let mut rules = Vec::new();
     for (i, line) in instance.virtual_rules.iter().enumerate() {
-        match crate::vrrp::net::rule::VirtualRule::parse(line) {
+        match VirtualRule::parse(line) {
             Ok(r) => rules.push(r),
             Err(expected) => report.error(
                 &format!("{key}.virtual_rules[{i}]"),

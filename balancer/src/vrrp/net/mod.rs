@@ -7,6 +7,7 @@ pub mod ipv4;
 pub mod route;
 pub mod rule;
 pub mod socket;
+pub mod statics;
 pub mod task;
 pub mod vip;
 pub mod vmac;
