@@ -11,6 +11,11 @@
 //!   on its interface, as after a crash; they are removed before it is started again.
 //! - graceful: SIGTERM; the master advertises priority 0 and lets the address go.
 //!
+//! The master is stopped right after the client sees one of its adverts, so every run
+//! starts at the same point of the advert cycle and the figure is the backup's full
+//! reaction, not the luck of the phase (a kill just before an advert would shorten it by up
+//! to one interval).
+//!
 //! Both routers run the same implementation. The RFC bound is the backup's
 //! `Master_Down_Interval` (3 x advert + `Skew_Time`, RFC 5798 §6.1 / RFC 3768 §6.1) for a
 //! crash, and `Skew_Time` for a graceful stop (RFC 5798 §6.4.2, priority 0).
@@ -207,9 +212,47 @@ fn start(imp: Impl, ns: &Netns, master: bool, case: &Case) -> Daemon {
     }
 }
 
-/// In the client's namespace: primes its neighbour entry for the VIP, runs `trigger` and
+/// VRRP adverts as the client sees them: a raw socket for protocol 112 in the group.
+fn advert_listener() -> socket2::Socket {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112)))
+        .expect("raw VRRP socket");
+    socket
+        .join_multicast_v4(
+            &std::net::Ipv4Addr::new(224, 0, 0, 18),
+            &std::net::Ipv4Addr::new(198, 18, 6, 10),
+        )
+        .expect("join 224.0.0.18");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    socket
+}
+
+/// Waits (up to 3 s) for the next advert from `from`, having dropped those queued.
+fn next_advert(adverts: &socket2::Socket, from: std::net::Ipv4Addr) -> bool {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 128];
+    adverts.set_nonblocking(true).expect("non-blocking");
+    while adverts.recv(&mut buf).is_ok() {}
+    adverts.set_nonblocking(false).expect("blocking");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok((n, addr)) = adverts.recv_from(&mut buf)
+            && n >= 20
+            && addr.as_socket_ipv4().map(|a| *a.ip()) == Some(from)
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// In the client's namespace: primes its neighbour entry for the VIP, waits for an advert
+/// of the master (so that every run starts at the same point of the advert cycle: the
+/// backup's `Master_Down_Interval` runs from that advert), runs `trigger` at once and
 /// returns how long after it the first echo reply came, if one came within `limit`.
 fn probe(trigger: impl FnOnce(), limit: Duration) -> Option<Duration> {
+    let adverts = advert_listener();
     let socket = UdpSocket::bind("0.0.0.0:0").expect("client socket");
     socket.connect((VIP, ECHO_PORT)).expect("connect");
     socket
@@ -229,6 +272,9 @@ fn probe(trigger: impl FnOnce(), limit: Duration) -> Option<Duration> {
     // between high-resolution sleeps keeps the step near the millisecond.
     socket.set_nonblocking(true).expect("non-blocking");
     while socket.recv(&mut buf).is_ok() {}
+    if !next_advert(&adverts, std::net::Ipv4Addr::new(198, 18, 6, 1)) {
+        eprintln!("no advert from the master seen: the kill is not aligned to one");
+    }
     let start = Instant::now();
     trigger();
     let mut seq = 0u64;
