@@ -33,10 +33,14 @@ pub struct FwmarkService {
 pub struct VrrpInstance {
     pub name: String,
     pub spec: InstanceSpec,
-    /// Interfaces whose failure puts the instance in FAULT.
-    pub track_interfaces: Vec<String>,
-    /// `vrrp_script` names.
-    pub track_scripts: Vec<String>,
+    /// `track_interface`s, its sync group's included (unweighted).
+    pub track_interfaces: Vec<crate::vrrp::track::TrackInterface>,
+    /// `track_script`s: `vrrp_script` names, each with the weight that replaces the
+    /// script's own, if the line gives one; its sync group's included (weight 0).
+    pub track_scripts: Vec<(String, Option<i32>)>,
+    /// `track_file`s, resolved from their `vrrp_track_file` blocks; its sync group's
+    /// included (weight 0).
+    pub track_files: Vec<crate::vrrp::track::TrackFile>,
     /// The `vrrp_sync_group` it belongs to.
     pub sync_group: Option<String>,
 }

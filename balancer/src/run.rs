@@ -43,7 +43,7 @@ use crate::{
     vrrp::{
         net::{NetError, Netlink, run_member, statics::Statics},
         sync::{GroupHandle, SyncLink},
-        track::{TrackInterface, script::TrackScript},
+        track::script::TrackScript,
     },
 };
 
@@ -415,10 +415,10 @@ struct InstanceInputs {
 
 fn instance_inputs(config: &Config, model: &VrrpInstance) -> InstanceInputs {
     let block = config.vrrp_instance.get(&model.name).cloned();
-    let scripts = block
+    let scripts = model
+        .track_scripts
         .iter()
-        .flat_map(|b| &b.track_script)
-        .filter_map(|n| config.vrrp_script.get(n).cloned())
+        .filter_map(|(n, _)| config.vrrp_script.get(n).cloned())
         .collect();
     InstanceInputs {
         model: model.clone(),
@@ -469,8 +469,9 @@ impl Daemon {
         let fifos = notify_fifos(config)?;
         let mut scripts = Vec::new();
         for instance in &self.loaded.validated.model.vrrp {
-            scripts.push(instance_scripts(config, &instance.name, &fifos)?);
+            scripts.push(instance_scripts(config, instance, &fifos)?);
         }
+        init_track_files(config);
         self.sync = {
             // The groups' coordinators run beside their members, on VRRP's runtime.
             let _vrrp = self.vrrp_runtime.handle.enter();
@@ -762,8 +763,7 @@ impl Daemon {
             {
                 scripts.insert(
                     instance.name.clone(),
-                    instance_scripts(&new.config, &instance.name, &fifos)
-                        .map_err(|e| e.to_string())?,
+                    instance_scripts(&new.config, instance, &fifos).map_err(|e| e.to_string())?,
                 );
             }
         }
@@ -1247,13 +1247,30 @@ fn script_user(config: &Config, spec: Option<&str>) -> Result<ScriptUser, RunErr
     .map_err(|source| RunError::ScriptUser { source })
 }
 
+/// keepalived's `init_file`: a `vrrp_track_file` starts with its value (unless the file
+/// exists and `overwrite` is not given). A file that cannot be written is logged; it then
+/// reads as 0, as a missing file does.
+fn init_track_files(config: &Config) {
+    for (name, block) in &config.vrrp_track_file {
+        let Some(value) = block.init_file else {
+            continue;
+        };
+        if (block.init_overwrite || !block.file.exists())
+            && let Err(e) = std::fs::write(&block.file, format!("{value}\n"))
+        {
+            tracing::error!(vrrp_track_file = name, path = %block.file.display(), error = %e, "init_file not written");
+        }
+    }
+}
+
 /// An instance's `track_script`s (from their `vrrp_script` blocks) and notify scripts, split
 /// and checked now, so a script keepalived would refuse stops the start with its reason.
 fn instance_scripts(
     config: &Config,
-    instance: &str,
+    model: &VrrpInstance,
     fifos: &[Arc<Fifo>],
 ) -> Result<(Vec<TrackScript>, InstanceScripts), RunError> {
+    let instance = model.name.as_str();
     let none = (
         Vec::new(),
         InstanceScripts {
@@ -1278,16 +1295,16 @@ fn instance_scripts(
         &inst.notify,
         &inst.notify_master_rx_lower_pri,
     ];
-    if inst.track_script.is_empty() && notify.iter().all(|n| n.is_none()) {
+    if model.track_scripts.is_empty() && notify.iter().all(|n| n.is_none()) {
         return Ok(none);
     }
     let default_user = script_user(config, None)?;
     let mut tracked = Vec::new();
     // validate() has checked that every name is a vrrp_script.
-    for s in inst
-        .track_script
+    for (s, weight) in model
+        .track_scripts
         .iter()
-        .filter_map(|n| config.vrrp_script.get(n))
+        .filter_map(|(n, w)| Some((config.vrrp_script.get(n)?, *w)))
     {
         let user = match &s.user {
             Some(u) => script_user(config, Some(u))?,
@@ -1297,7 +1314,7 @@ fn instance_scripts(
             script: Script::prepare(&s.script, user, security).map_err(script_err)?,
             interval: Duration::from_secs_f64(s.interval.max(0.0)),
             timeout: s.timeout.map(|t| Duration::from_secs_f64(t.max(0.0))),
-            weight: s.weight,
+            weight: weight.unwrap_or(s.weight),
             rise: s.rise,
             fall: s.fall,
             init_fail: s.init_fail,
@@ -1481,10 +1498,10 @@ fn spawn_instance(
     let mut spec = instance.spec.clone();
     spec.track
         .interfaces
-        .extend(instance.track_interfaces.iter().map(|name| TrackInterface {
-            name: name.clone(),
-            weight: None,
-        }));
+        .extend(instance.track_interfaces.iter().cloned());
+    spec.track
+        .files
+        .extend(instance.track_files.iter().cloned());
     spec.track.scripts = tracked;
     if sync.as_ref().is_some_and(|(_, weights)| !weights) {
         spec.track.ignore_weights();

@@ -271,3 +271,60 @@ fn track_file_with_weight_zero_faults_on_a_non_zero_value() {
     std::fs::write(&file, "0\n").expect("status");
     settle(&lan, Side::Ours, Duration::ZERO, &[&me]);
 }
+
+/// (e) Through `balancer run` and a configuration file: a weighted `track_interface` lowers
+/// our priority (150 - 60 < 100) so that keepalived takes over without a FAULT, and a
+/// `track_file` of our sync group (unweighted there) puts us in FAULT.
+#[test]
+fn configured_tracker_weights_and_sync_group_trackers_reach_the_instance() {
+    require_root!();
+    let lan = lan();
+    let dir = TempDir::new("track-config");
+    let flag = dir.file("flag");
+    let conf = "global_defs {\n  router_id blt\n}\nvrrp_instance VI {\n  state BACKUP\n  \
+                interface k0\n  priority 100\n  virtual_router_id 62\n  version 3\n  \
+                advert_int 0.2\n  virtual_ipaddress {\n    198.18.3.100/24\n  }\n}\n";
+    let ka = Daemon::keepalived(&lan.peer, conf);
+    let ours_conf = format!(
+        "vrrp_track_file flag {{\n  file {}\n  init_file 0 overwrite\n}}\n\
+         vrrp_sync_group G {{\n  group {{\n    VI\n  }}\n  track_file {{\n    flag weight 5\n  }}\n}}\n\
+         vrrp_instance VI {{\n  interface v0\n  virtual_router_id 62\n  priority 150\n  \
+         version 3\n  advert_int 0.2\n  virtual_ipaddress {{\n    198.18.3.100/24\n  }}\n  \
+         track_interface {{\n    t0 weight -60\n  }}\n}}\n",
+        flag.display()
+    );
+    let path = dir.file("keepalived.conf");
+    std::fs::write(&path, ours_conf).expect("config");
+    let me = Daemon::balancer(
+        &lan.ours,
+        &[
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--interval",
+            "0.2",
+        ],
+    );
+    settle(&lan, Side::Ours, Duration::from_millis(600), &[&me, &ka]);
+    assert_eq!(
+        std::fs::read_to_string(&flag).unwrap().trim(),
+        "0",
+        "init_file"
+    );
+
+    lan.ours.ip(&["link", "set", "t0", "down"]);
+    settle(&lan, Side::Peer, Duration::from_millis(600), &[&me, &ka]);
+    assert!(
+        !me.log().contains("state=\"FAULT\""),
+        "a weighted tracker is no FAULT\n{}",
+        me.log()
+    );
+    lan.ours.ip(&["link", "set", "t0", "up"]);
+    settle(&lan, Side::Ours, Duration::from_millis(400), &[&me, &ka]);
+
+    std::fs::write(&flag, "1\n").expect("flag");
+    settle(&lan, Side::Peer, Duration::from_millis(600), &[&me, &ka]);
+    assert!(me.log().contains("state=\"FAULT\""), "{}", me.log());
+    std::fs::write(&flag, "0\n").expect("unflag");
+    settle(&lan, Side::Ours, Duration::from_millis(400), &[&me, &ka]);
+}

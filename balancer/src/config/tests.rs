@@ -147,7 +147,7 @@ fn keepalived_examples_convert_to_the_model() {
     assert!(vi.spec.config.auth.is_some());
     assert_eq!(vi.spec.config.garp.master_delay.as_secs(), 10);
     assert_eq!(vi.sync_group.as_deref(), Some("VG_1"));
-    assert_eq!(vi.track_scripts, ["chk_http"]);
+    assert_eq!(vi.track_scripts, [("chk_http".to_owned(), None)]);
     assert_eq!(loaded.config.xdp.interfaces, ["eth0"]);
 
     assert_eq!(m.services.len(), 2);
@@ -178,12 +178,7 @@ fn keepalived_examples_convert_to_the_model() {
     assert_eq!(web.reals[1].method, Method::Dr);
 
     // Unimplemented keywords are warned with file, line and keyword, never dropped silently.
-    let warnings: Vec<String> = loaded
-        .validated
-        .warnings
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let warnings = warning_lines(&loaded);
     assert!(
         warnings
             .iter()
@@ -599,12 +594,7 @@ fn virtual_rules_import_get_keepalived_preferences_and_a_bad_one_names_its_line(
         preferences,
         [Some(16384), Some(16383), Some(16384), Some(7)]
     );
-    let warnings: Vec<String> = loaded
-        .validated
-        .warnings
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let warnings = warning_lines(&loaded);
     assert_eq!(
         warnings
             .iter()
@@ -656,6 +646,66 @@ fn static_entries_import_share_rule_preferences_and_need_a_dev() {
             && err.contains("has no dev"),
         "{err}"
     );
+}
+
+#[test]
+fn tracker_weights_track_files_and_sync_group_trackers_are_kept() {
+    let text = "vrrp_script chk {\n    script /usr/bin/true\n    weight -20\n}\nvrrp_track_file flag {\n    file /run/flag\n    weight 3\n    init_file 5 overwrite\n}\nvrrp_sync_group G {\n    group {\n        VI_1\n    }\n    track_interface {\n        eth9 weight 10\n    }\n    track_script {\n        chk\n    }\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        198.18.0.100/24\n    }\n    track_interface {\n        eth1 weight -50\n        eth2\n    }\n    track_script {\n        chk weight 7\n    }\n    track_file {\n        flag weight -2\n    }\n}\n";
+    let path = Path::new("keepalived.conf");
+    let loaded = from_keepalived(path, &keepalived::parse(path, text).unwrap()).unwrap();
+    let vi = &loaded.validated.model.vrrp[0];
+    let interfaces: Vec<(&str, Option<i32>)> = vi
+        .track_interfaces
+        .iter()
+        .map(|t| (t.name.as_str(), t.weight))
+        .collect();
+    // The group's interface is tracked unweighted: its weight is ignored, and said so.
+    assert_eq!(
+        interfaces,
+        [("eth1", Some(-50)), ("eth2", None), ("eth9", None)]
+    );
+    assert_eq!(
+        vi.track_scripts,
+        [("chk".to_owned(), Some(7)), ("chk".to_owned(), Some(0))]
+    );
+    assert_eq!(vi.track_files.len(), 1);
+    assert_eq!(
+        (vi.track_files[0].path.to_str(), vi.track_files[0].weight),
+        (Some("/run/flag"), -2)
+    );
+    let block = &loaded.config.vrrp_track_file["flag"];
+    assert_eq!(
+        (block.weight, block.init_file, block.init_overwrite),
+        (3, Some(5), true)
+    );
+    let warnings = warning_lines(&loaded);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("vrrp_sync_group.G.track_interface[0]")
+                && w.contains("weight is ignored")),
+        "{warnings:?}"
+    );
+    // Round trip through lb.toml.
+    let again = Config::load_text(Path::new("lb.toml"), &loaded.config.to_toml().unwrap()).unwrap();
+    assert_eq!(again.validated.model.vrrp, loaded.validated.model.vrrp);
+
+    for (from, to, named) in [
+        ("eth1 weight -50", "eth1 weight -300", "W from -253 to 253"),
+        (
+            "eth1 weight -50",
+            "eth1 weight -50 reverse",
+            "`reverse` is not supported",
+        ),
+        ("flag weight -2", "nofile", "vrrp_track_file"),
+        ("chk weight 7", "chk weight", "NAME [weight W]"),
+    ] {
+        let bad = text.replace(from, to);
+        let err = from_keepalived(path, &keepalived::parse(path, &bad).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(named), "{to}: {err}");
+    }
 }
 
 #[test]
@@ -714,4 +764,14 @@ fn a_bad_address_option_names_the_line_and_what_is_valid() {
             && err.contains("global, site, link, host, nowhere"),
         "{err}"
     );
+}
+
+/// Every validation warning of `loaded`, as printed.
+fn warning_lines(loaded: &Loaded) -> Vec<String> {
+    loaded
+        .validated
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }

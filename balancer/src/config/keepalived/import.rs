@@ -10,7 +10,9 @@ use crate::config::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::config::keepalived::import_lvs;
 use crate::config::keepalived::tree::{Node, Tree};
 use crate::config::locate::KeyLocations;
-use crate::config::schema::{Authentication, Config, SyncGroup, VrrpInstance, VrrpScript};
+use crate::config::schema::{
+    Authentication, Config, SyncGroup, TrackFileBlock, VrrpInstance, VrrpScript,
+};
 
 /// keepalived.conf as `lb.toml`, with where each key came from.
 #[derive(Debug, Clone)]
@@ -61,6 +63,12 @@ pub fn import(path: &Path, tree: &Tree) -> Result<Imported, Diagnostics> {
                 config.virtual_server.push(vs);
             }
             "SSL" => config.ssl = Some(import_lvs::ssl(&mut cx, node)),
+            "vrrp_track_file" => {
+                let key = format!("vrrp_track_file.{}", name());
+                if let Some(f) = track_file(&mut cx, &key, node) {
+                    config.vrrp_track_file.insert(name(), f);
+                }
+            }
             "static_ipaddress" => {
                 let lines = cx.lines("static_ipaddress", node);
                 config.static_ipaddress.extend(lines);
@@ -94,8 +102,9 @@ pub fn import(path: &Path, tree: &Tree) -> Result<Imported, Diagnostics> {
     }
 }
 
-const TOP: [&str; 10] = [
+const TOP: [&str; 11] = [
     "global_defs",
+    "vrrp_track_file",
     "static_ipaddress",
     "static_routes",
     "static_rules",
@@ -365,7 +374,7 @@ fn vrrp_script(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpScript> {
     Some(s)
 }
 
-const INSTANCE: [&str; 32] = [
+const INSTANCE: [&str; 33] = [
     "state",
     "interface",
     "virtual_router_id",
@@ -387,6 +396,7 @@ const INSTANCE: [&str; 32] = [
     "virtual_rules",
     "track_interface",
     "track_script",
+    "track_file",
     "garp_master_delay",
     "garp_master_repeat",
     "garp_master_refresh",
@@ -400,10 +410,6 @@ const INSTANCE: [&str; 32] = [
     "vmac_xmit_base",
 ];
 
-#[expect(
-    clippy::too_many_lines,
-    reason = "one arm per keepalived keyword of vrrp_instance"
-)]
 fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
     cx.at(key, node);
     let (mut interface, mut vrid) = (None, None);
@@ -426,6 +432,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
         virtual_rules: Vec::new(),
         track_interface: Vec::new(),
         track_script: Vec::new(),
+        track_file: Vec::new(),
         garp_master_delay: None,
         garp_master_repeat: None,
         garp_master_refresh: None,
@@ -477,20 +484,9 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
             "virtual_ipaddress_excluded" => i.virtual_ipaddress_excluded = cx.lines(&k, c),
             "virtual_routes" => i.virtual_routes = cx.lines(&k, c),
             "virtual_rules" => i.virtual_rules = cx.lines(&k, c),
-            "track_interface" => {
-                i.track_interface = cx
-                    .lines(&k, c)
-                    .into_iter()
-                    .map(|l| first_word(&l))
-                    .collect();
-            }
-            "track_script" => {
-                i.track_script = cx
-                    .lines(&k, c)
-                    .into_iter()
-                    .map(|l| first_word(&l))
-                    .collect();
-            }
+            "track_interface" => i.track_interface = cx.lines(&k, c),
+            "track_script" => i.track_script = cx.lines(&k, c),
+            "track_file" => i.track_file = cx.lines(&k, c),
             "garp_master_delay" => i.garp_master_delay = cx.arg(&k, c, "whole seconds"),
             "garp_master_repeat" => i.garp_master_repeat = cx.arg(&k, c, "a count"),
             "garp_master_refresh" => i.garp_master_refresh = cx.arg(&k, c, "whole seconds"),
@@ -514,12 +510,39 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
     Some(i)
 }
 
-/// The first word of a block line (`track_script { chk weight 10 }`: the name).
-fn first_word(line: &str) -> String {
-    line.split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+/// `vrrp_track_file NAME { file PATH; weight W; init_file [VALUE] [overwrite] }`.
+fn track_file(cx: &mut Cx, key: &str, node: &Node) -> Option<TrackFileBlock> {
+    let mut file = None;
+    let mut f = TrackFileBlock {
+        file: std::path::PathBuf::new(),
+        weight: 1,
+        init_file: None,
+        init_overwrite: false,
+    };
+    for c in &node.children {
+        let k = format!("{key}.{}", c.keyword);
+        match c.keyword.as_str() {
+            "file" => file = cx.text(&k, c).map(std::path::PathBuf::from),
+            "weight" => f.weight = cx.arg(&k, c, "-254 to 254").unwrap_or(1),
+            "init_file" => {
+                cx.at(&k, c);
+                let mut value = 0;
+                for a in &c.args {
+                    if a == "overwrite" {
+                        f.init_overwrite = true;
+                    } else if let Ok(v) = a.parse() {
+                        value = v;
+                    } else {
+                        cx.error(&k, c, format!("{a:?}"), "[VALUE] [overwrite]");
+                    }
+                }
+                f.init_file = Some(value);
+            }
+            _ => cx.unknown(key, c, &["file", "weight", "init_file"]),
+        }
+    }
+    f.file = cx.required(key, node, file, "file")?;
+    Some(f)
 }
 
 fn authentication(cx: &mut Cx, key: &str, node: &Node) -> Option<Authentication> {
@@ -549,6 +572,9 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
         notify_stop: None,
         notify: None,
         sync_group_tracking_weight: false,
+        track_interface: Vec::new(),
+        track_script: Vec::new(),
+        track_file: Vec::new(),
     };
     for c in &node.children {
         let k = format!("{key}.{}", c.keyword);
@@ -556,10 +582,13 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
             "group" => {
                 g.group = cx
                     .lines(&k, c)
-                    .into_iter()
-                    .map(|l| first_word(&l))
+                    .iter()
+                    .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
                     .collect();
             }
+            "track_interface" => g.track_interface = cx.lines(&k, c),
+            "track_script" => g.track_script = cx.lines(&k, c),
+            "track_file" => g.track_file = cx.lines(&k, c),
             "notify_master" => g.notify_master = cx.text(&k, c),
             "notify_backup" => g.notify_backup = cx.text(&k, c),
             "notify_fault" => g.notify_fault = cx.text(&k, c),
@@ -577,6 +606,9 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
                     "notify_stop",
                     "notify",
                     "sync_group_tracking_weight",
+                    "track_interface",
+                    "track_script",
+                    "track_file",
                 ],
             ),
         }

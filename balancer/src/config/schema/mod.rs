@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::dataplane::xdp::AttachMode;
 
 pub use lvs::{Checker, Endpoint, RealServer, Ssl, Url, VirtualServer, VirtualServerGroup};
-pub use vrrp::{Authentication, SyncGroup, VrrpInstance, VrrpScript};
+pub use vrrp::{Authentication, SyncGroup, TrackFileBlock, VrrpInstance, VrrpScript};
 
 /// The whole `lb.toml`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
@@ -54,6 +54,10 @@ pub struct Config {
     /// turns into a fault or a priority change.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vrrp_script: BTreeMap<String, VrrpScript>,
+    /// keepalived's `vrrp_track_file NAME { }`, by name: files whose value `track_file`
+    /// follows.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vrrp_track_file: BTreeMap<String, TrackFileBlock>,
     /// keepalived's `vrrp_instance NAME { }`, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vrrp_instance: BTreeMap<String, VrrpInstance>,

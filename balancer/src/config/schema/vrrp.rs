@@ -105,12 +105,19 @@ pub struct VrrpInstance {
     /// keepalived assigns it; a rule with neither `from` nor `to` is IPv4 unless `inet6`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub virtual_rules: Vec<String>,
-    /// `track_interface { }`: interfaces whose failure puts the instance in FAULT.
+    /// `track_interface { }`: lines `IF [weight W]`. Without a weight the interface going
+    /// down puts the instance in FAULT; with one (-253..=253) a positive weight is added to
+    /// the priority while it is up, a negative one while it is down.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub track_interface: Vec<String>,
-    /// `track_script { }`: names of `vrrp_script`s this instance follows.
+    /// `track_script { }`: lines `NAME [weight W]` naming `vrrp_script`s; a weight here
+    /// replaces the script's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub track_script: Vec<String>,
+    /// `track_file { }`: lines `NAME [weight W]` naming `vrrp_track_file`s; a weight here
+    /// replaces the file's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_file: Vec<String>,
     /// `garp_master_delay`; default `global_defs.vrrp_garp_master_delay`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub garp_master_delay: Option<u32>,
@@ -189,4 +196,45 @@ pub struct SyncGroup {
     /// the member, and with it the group, in FAULT.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sync_group_tracking_weight: bool,
+    /// `track_interface { }`: interfaces every member tracks, unweighted: one going down puts
+    /// the whole group in FAULT.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_interface: Vec<String>,
+    /// `track_script { }`: `vrrp_script`s every member tracks, unweighted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_script: Vec<String>,
+    /// `track_file { }`: `vrrp_track_file`s every member tracks, unweighted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_file: Vec<String>,
+}
+
+/// `[vrrp_track_file.NAME]`, keepalived's `vrrp_track_file NAME { }`: an integer read from a
+/// file; times the weight it moves the priority, and at -254 or below (or, with weight 0,
+/// anything but 0) it puts the instance in FAULT.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrackFileBlock {
+    /// `file`: the path.
+    pub file: std::path::PathBuf,
+    /// `weight`: -254..=254. Default 1.
+    #[serde(default = "one_i32", skip_serializing_if = "is_one_i32")]
+    pub weight: i32,
+    /// `init_file [VALUE]`: create the file with VALUE (default 0) if it does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_file: Option<i64>,
+    /// `init_file ... overwrite`: write VALUE even when the file exists.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init_overwrite: bool,
+}
+
+fn one_i32() -> i32 {
+    1
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if signature"
+)]
+fn is_one_i32(v: &i32) -> bool {
+    *v == 1
 }

@@ -50,14 +50,10 @@ pub(super) fn instances(
     let mut out = Vec::new();
     for (name, instance) in &config.vrrp_instance {
         let key = format!("vrrp_instance.{name}");
-        for (i, script) in instance.track_script.iter().enumerate() {
-            report.reference(
-                &format!("{key}.track_script[{i}]"),
-                script,
-                "vrrp_script",
-                config.vrrp_script.keys(),
-            );
-        }
+        let group = sync_of
+            .get(name.as_str())
+            .and_then(|g| Some((*g, config.vrrp_sync_group.get(*g)?)));
+        let trackers = trackers(config, &key, instance, group, report);
         let Some(mut spec) = spec(config, &key, instance, report) else {
             continue;
         };
@@ -85,12 +81,139 @@ pub(super) fn instances(
         out.push(model::VrrpInstance {
             name: name.clone(),
             spec,
-            track_interfaces: instance.track_interface.clone(),
-            track_scripts: instance.track_script.clone(),
+            track_interfaces: trackers.0,
+            track_scripts: trackers.1,
+            track_files: trackers.2,
             sync_group: sync_of.get(name.as_str()).map(|g| (*g).to_owned()),
         });
     }
     (out, statics)
+}
+
+/// A tracker line, `NAME [weight W]`, with W within `range`.
+fn tracker_line(
+    line: &str,
+    range: std::ops::RangeInclusive<i32>,
+) -> Result<(String, Option<i32>), String> {
+    let syntax = format!(
+        "NAME [weight W], W from {} to {}",
+        range.start(),
+        range.end()
+    );
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        [name] => Ok(((*name).to_owned(), None)),
+        [name, "weight", w] => match w.parse::<i32>() {
+            Ok(w) if range.contains(&w) => Ok(((*name).to_owned(), Some(w))),
+            _ => Err(syntax),
+        },
+        [_, "weight", _, "reverse"] => Err(format!("{syntax} (`reverse` is not supported)")),
+        _ => Err(syntax),
+    }
+}
+
+/// One tracker line at `key`, checked (errors and warnings reported): name, weight (0 when
+/// `unweighted`) and the key.
+fn checked_tracker(
+    report: &mut Report<'_>,
+    key: &str,
+    text: &str,
+    range: std::ops::RangeInclusive<i32>,
+    unweighted: bool,
+) -> Option<(String, Option<i32>, String)> {
+    match tracker_line(text, range) {
+        Ok((name, weight)) => {
+            if unweighted && weight.is_some() {
+                report.warn(
+                    key,
+                    format!("{text:?}: the weight is ignored"),
+                    "a sync group's trackers put every member in FAULT, weighted or not",
+                );
+            }
+            Some((
+                name,
+                if unweighted { Some(0) } else { weight },
+                key.to_owned(),
+            ))
+        }
+        Err(expected) => {
+            report.error(key, format!("{text:?}"), &expected);
+            None
+        }
+    }
+}
+
+/// An instance's trackers, each line checked and each name resolved, with its sync
+/// group's appended unweighted (keepalived's group trackers put every member in FAULT).
+type Trackers = (
+    Vec<crate::vrrp::track::TrackInterface>,
+    Vec<(String, Option<i32>)>,
+    Vec<crate::vrrp::track::TrackFile>,
+);
+
+fn trackers(
+    config: &Config,
+    key: &str,
+    instance: &VrrpInstance,
+    group: Option<(&str, &crate::config::schema::SyncGroup)>,
+    report: &mut Report<'_>,
+) -> Trackers {
+    use crate::vrrp::track::{TrackFile, TrackInterface};
+    let mut out: Trackers = (Vec::new(), Vec::new(), Vec::new());
+    let own = [(
+        key.to_owned(),
+        &instance.track_interface,
+        &instance.track_script,
+        &instance.track_file,
+        false,
+    )];
+    let grouped = group.map(|(name, g)| {
+        (
+            format!("vrrp_sync_group.{name}"),
+            &g.track_interface,
+            &g.track_script,
+            &g.track_file,
+            true,
+        )
+    });
+    for (key, interfaces, scripts, files, unweighted) in own.into_iter().chain(grouped) {
+        let line = |report: &mut Report<'_>, field: &str, i: usize, text: &str, range| {
+            checked_tracker(
+                report,
+                &format!("{key}.{field}[{i}]"),
+                text,
+                range,
+                unweighted,
+            )
+        };
+        for (i, text) in interfaces.iter().enumerate() {
+            if let Some((name, weight, _)) = line(report, "track_interface", i, text, -253..=253) {
+                // A weight of 0 tracks unweighted, as keepalived reads it.
+                out.0.push(TrackInterface {
+                    name,
+                    weight: weight.filter(|w| *w != 0),
+                });
+            }
+        }
+        for (i, text) in scripts.iter().enumerate() {
+            if let Some((name, weight, k)) = line(report, "track_script", i, text, -253..=253)
+                && report.reference(&k, &name, "vrrp_script", config.vrrp_script.keys())
+            {
+                out.1.push((name, weight));
+            }
+        }
+        for (i, text) in files.iter().enumerate() {
+            if let Some((name, weight, k)) = line(report, "track_file", i, text, -254..=254)
+                && report.reference(&k, &name, "vrrp_track_file", config.vrrp_track_file.keys())
+                && let Some(block) = config.vrrp_track_file.get(&name)
+            {
+                let mut file = TrackFile::new(block.file.clone());
+                file.weight = weight.unwrap_or(block.weight);
+                out.2.push(file);
+            }
+        }
+    }
+    out
 }
 
 /// `global_defs`' VRRP thread settings and every `vrrp_script`.

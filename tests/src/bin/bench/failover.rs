@@ -215,8 +215,8 @@ fn start(imp: Impl, ns: &Netns, master: bool, case: &Case) -> Daemon {
 /// VRRP adverts as the client sees them: a raw socket for protocol 112 in the group.
 fn advert_listener() -> socket2::Socket {
     use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112)))
-        .expect("raw VRRP socket");
+    let socket =
+        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).expect("raw VRRP socket");
     socket
         .join_multicast_v4(
             &std::net::Ipv4Addr::new(224, 0, 0, 18),
