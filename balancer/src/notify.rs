@@ -12,6 +12,7 @@
 //! order holds and a hung script cannot hold up the next for ever.
 
 pub mod fifo;
+pub mod mail;
 pub mod process;
 pub mod security;
 pub mod split;
@@ -51,6 +52,8 @@ pub struct InstanceScripts {
     pub master_rx_lower_pri: Option<Script>,
     /// `notify_fifo` and `vrrp_notify_fifo`: each gets [`InstanceScripts::fifo_line`].
     pub fifos: Vec<Arc<fifo::Fifo>>,
+    /// `smtp_alert`: state changes mailed.
+    pub mail: Option<Arc<mail::VrrpAlerts>>,
 }
 
 impl InstanceScripts {
@@ -67,6 +70,7 @@ impl InstanceScripts {
         .iter()
         .all(|s| s.is_none())
             && self.fifos.is_empty()
+            && self.mail.is_none()
     }
 
     /// The line the notify FIFOs get (`keepalived/vrrp/vrrp_notify.c` `notify_fifo`):
@@ -149,6 +153,13 @@ pub fn spawn(scripts: InstanceScripts) -> (UnboundedSender<Notification>, JoinHa
 
 async fn notifier(scripts: InstanceScripts, mut rx: UnboundedReceiver<Notification>) {
     while let Some(notification) = rx.recv().await {
+        if let (
+            Some(alerts),
+            Notification::State { state, .. } | Notification::Group { state, .. },
+        ) = (&scripts.mail, &notification)
+        {
+            alerts.send(&scripts.name, *state).await;
+        }
         // keepalived writes the FIFO as it launches the scripts, without waiting for them.
         if !scripts.fifos.is_empty() {
             let line = scripts.fifo_line(&notification);
@@ -229,6 +240,7 @@ mod tests {
             generic: Some(script("g")),
             master_rx_lower_pri: Some(script("r")),
             fifos: Vec::new(),
+            mail: None,
         };
         let words = |v: &[&str]| v.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
         for (st, specific, word) in [

@@ -38,7 +38,11 @@ use crate::{
     },
     metrics,
     model::{Egress, Protocol, VirtualService, VrrpInstance},
-    notify::{InstanceScripts, Script, ScriptUser, fifo::Fifo},
+    notify::{
+        InstanceScripts, Script, ScriptUser,
+        fifo::Fifo,
+        mail::{Mailer, VrrpAlerts},
+    },
     status::{ServiceStatus, Status, VrrpStatus},
     vrrp::{
         net::{NetError, Netlink, run_member, statics::Statics},
@@ -184,6 +188,7 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
         fifos: Vec::new(),
         sync: SyncGroups::default(),
         vrrp_runtime,
+        mailer: None,
         options: options.clone(),
     };
     daemon.egress = daemon.resolve_egress().await;
@@ -452,6 +457,8 @@ struct Daemon {
     sync: SyncGroups,
     /// VRRP's own thread and runtime.
     vrrp_runtime: VrrpRuntime,
+    /// Where `smtp_alert`s are mailed, if anywhere.
+    mailer: Option<Arc<Mailer>>,
 }
 
 type Sample = (Instant, Vec<ServiceStatus>);
@@ -467,15 +474,27 @@ impl Daemon {
         // Everything that can refuse the configuration before anything changes.
         let checks = service_checks(config, &self.loaded.validated.model.services)?;
         let fifos = notify_fifos(config)?;
+        self.mailer = mailer(config);
+        self.checks.set_mailer(self.mailer.clone());
         let mut scripts = Vec::new();
         for instance in &self.loaded.validated.model.vrrp {
-            scripts.push(instance_scripts(config, instance, &fifos)?);
+            scripts.push(instance_scripts(
+                config,
+                instance,
+                &fifos,
+                self.mailer.as_ref(),
+            )?);
         }
         init_track_files(config);
         self.sync = {
             // The groups' coordinators run beside their members, on VRRP's runtime.
             let _vrrp = self.vrrp_runtime.handle.enter();
-            sync_groups(config, &self.loaded.validated.model.vrrp, &fifos)?
+            sync_groups(
+                config,
+                &self.loaded.validated.model.vrrp,
+                &fifos,
+                self.mailer.as_ref(),
+            )?
         };
         self.fifos = fifos;
         {
@@ -752,6 +771,10 @@ impl Daemon {
         } else {
             self.fifos.clone()
         };
+        if rewire {
+            self.mailer = mailer(&new.config);
+            self.checks.set_mailer(self.mailer.clone());
+        }
         let mut scripts = HashMap::new();
         for instance in &new.validated.model.vrrp {
             let inputs = instance_inputs(&new.config, instance);
@@ -763,7 +786,8 @@ impl Daemon {
             {
                 scripts.insert(
                     instance.name.clone(),
-                    instance_scripts(&new.config, instance, &fifos).map_err(|e| e.to_string())?,
+                    instance_scripts(&new.config, instance, &fifos, self.mailer.as_ref())
+                        .map_err(|e| e.to_string())?,
                 );
             }
         }
@@ -801,7 +825,12 @@ impl Daemon {
         self.fifos = fifos;
         let wanted: Vec<VrrpInstance> = self.loaded.validated.model.vrrp.clone();
         let _vrrp = self.vrrp_runtime.handle.enter();
-        self.sync = match sync_groups(&self.loaded.config, &wanted, &self.fifos) {
+        self.sync = match sync_groups(
+            &self.loaded.config,
+            &wanted,
+            &self.fifos,
+            self.mailer.as_ref(),
+        ) {
             Ok(groups) => groups,
             Err(e) => {
                 changes.failures.push(format!("vrrp_sync_group: {e}"));
@@ -1228,11 +1257,11 @@ fn service_checks(
             policy = Some(crate::check::Globals::new(scripts, config.ssl.as_ref())?);
         }
         if let Some(p) = &policy {
-            out.push(crate::check::config::service_checks(
-                &service_name(svc),
-                vs,
-                p,
-            )?);
+            let mut spec = crate::check::config::service_checks(&service_name(svc), vs, p)?;
+            spec.alerts = vs
+                .smtp_alert
+                .unwrap_or_else(|| config.global_defs.checker_alerts());
+            out.push(spec);
         }
     }
     Ok(out)
@@ -1269,17 +1298,21 @@ fn instance_scripts(
     config: &Config,
     model: &VrrpInstance,
     fifos: &[Arc<Fifo>],
+    mailer: Option<&Arc<Mailer>>,
 ) -> Result<(Vec<TrackScript>, InstanceScripts), RunError> {
     let instance = model.name.as_str();
+    let block = config.vrrp_instance.get(instance);
+    let mail = vrrp_alerts(config, mailer, block.and_then(|b| b.smtp_alert), false);
     let none = (
         Vec::new(),
         InstanceScripts {
             name: instance.to_owned(),
             fifos: fifos.to_vec(),
+            mail: mail.clone(),
             ..InstanceScripts::default()
         },
     );
-    let Some(inst) = config.vrrp_instance.get(instance) else {
+    let Some(inst) = block else {
         return Ok(none);
     };
     let security = config.global_defs.enable_script_security;
@@ -1320,9 +1353,35 @@ fn instance_scripts(
             init_fail: s.init_fail,
         });
     }
-    let scripts =
+    let mut scripts =
         notify_scripts(instance, notify, &default_user, security, fifos).map_err(script_err)?;
+    scripts.mail = mail;
     Ok((tracked, scripts))
+}
+
+/// The mailer of `config`'s `global_defs` (validation has refused a malformed one).
+fn mailer(config: &Config) -> Option<Arc<Mailer>> {
+    Mailer::from_config(&config.global_defs)
+        .map_err(|e| tracing::error!(error = %e, "no mail alerts"))
+        .ok()
+        .flatten()
+}
+
+/// An instance's or group's mail alerts: its `smtp_alert`, else `global_defs`' default;
+/// none without a mailer.
+fn vrrp_alerts(
+    config: &Config,
+    mailer: Option<&Arc<Mailer>>,
+    own: Option<bool>,
+    group: bool,
+) -> Option<Arc<VrrpAlerts>> {
+    let g = &config.global_defs;
+    let mailer = mailer.filter(|_| own.unwrap_or_else(|| g.vrrp_alerts()))?;
+    Some(Arc::new(VrrpAlerts::new(
+        mailer.clone(),
+        group,
+        g.no_email_faults,
+    )))
 }
 
 /// `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`, `notify` and
@@ -1350,6 +1409,7 @@ fn notify_scripts(
         generic: prepare(generic)?,
         master_rx_lower_pri: prepare(rx_lower)?,
         fifos: fifos.to_vec(),
+        mail: None,
     })
 }
 
@@ -1386,7 +1446,19 @@ struct VrrpWiring<'a> {
     groups: &'a std::collections::BTreeMap<String, crate::config::schema::SyncGroup>,
     members: Vec<(&'a str, Option<&'a str>)>,
     fifos: [Option<&'a str>; 4],
+    /// The mail settings the instances' and groups' alerts are built with.
+    mail: MailWiring<'a>,
 }
+
+type MailWiring<'a> = (
+    &'a Vec<String>,
+    &'a Option<String>,
+    &'a Option<String>,
+    &'a Option<String>,
+    Option<u32>,
+    [Option<bool>; 3],
+    &'a Option<String>,
+);
 
 fn vrrp_wiring(loaded: &Loaded) -> VrrpWiring<'_> {
     let g = &loaded.config.global_defs;
@@ -1405,6 +1477,15 @@ fn vrrp_wiring(loaded: &Loaded) -> VrrpWiring<'_> {
             g.vrrp_notify_fifo.as_deref(),
             g.vrrp_notify_fifo_script.as_deref(),
         ],
+        mail: (
+            &g.notification_email,
+            &g.notification_email_from,
+            &g.smtp_server,
+            &g.smtp_helo_name,
+            g.smtp_connect_timeout,
+            [g.smtp_alert, g.smtp_alert_vrrp, Some(g.no_email_faults)],
+            &g.router_id,
+        ),
     }
 }
 
@@ -1428,6 +1509,7 @@ fn sync_groups(
     config: &Config,
     instances: &[VrrpInstance],
     fifos: &[Arc<Fifo>],
+    mailer: Option<&Arc<Mailer>>,
 ) -> Result<SyncGroups, RunError> {
     let mut groups = SyncGroups::default();
     for (name, group) in &config.vrrp_sync_group {
@@ -1461,6 +1543,8 @@ fn sync_groups(
             block: format!("vrrp_sync_group {name}"),
             source,
         })?;
+        let mut scripts = scripts;
+        scripts.mail = vrrp_alerts(config, mailer, group.smtp_alert, true);
         let (notify, notifier) = if scripts.is_empty() {
             (None, None)
         } else {

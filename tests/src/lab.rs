@@ -157,6 +157,67 @@ pub fn echo_server(ns: &Netns, port: u16, me: IpAddr) -> NsThread {
     })
 }
 
+/// A mail server that takes every message and keeps it: `220`, `250` to `EHLO`/`HELO`,
+/// `MAIL`, `RCPT`, `354` to `DATA`, then the message up to the lone dot, `221` to `QUIT`.
+/// Each message's text (headers and body) is pushed to the returned list.
+#[must_use]
+pub fn smtp_sink(
+    ns: &Netns,
+    port: u16,
+) -> (NsThread, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let mails = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = mails.clone();
+    let thread = ns.spawn_thread(move |stop: &AtomicBool| {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("listen");
+        listener.set_nonblocking(true).unwrap();
+        while !NsThread::stopping(stop) {
+            let Ok((s, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            let _ = s.set_nonblocking(false);
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut reader = std::io::BufReader::new(&s);
+            let mut out = &s;
+            let _ = out.write_all(b"220 sink ESMTP\r\n");
+            let (mut data, mut message) = (false, String::new());
+            let mut line = String::new();
+            // Bounded: a session ends at QUIT, at a read timeout or after 1,000 lines.
+            for _ in 0..1000 {
+                line.clear();
+                match std::io::BufRead::read_line(&mut reader, &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                if data {
+                    if line.trim_end() == "." {
+                        data = false;
+                        kept.lock().unwrap().push(std::mem::take(&mut message));
+                        let _ = out.write_all(b"250 kept\r\n");
+                    } else {
+                        message.push_str(&line);
+                    }
+                    continue;
+                }
+                let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+                let reply: &[u8] = match verb.as_str() {
+                    "DATA" => {
+                        data = true;
+                        b"354 go on\r\n"
+                    }
+                    "QUIT" => {
+                        let _ = out.write_all(b"221 bye\r\n");
+                        break;
+                    }
+                    _ => b"250 ok\r\n",
+                };
+                let _ = out.write_all(reply);
+            }
+        }
+    });
+    (thread, mails)
+}
+
 /// `total` TCP connections to `to` from `ns`, `threads` at a time: each one's local port and
 /// the answer as text.
 #[must_use]

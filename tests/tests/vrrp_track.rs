@@ -272,9 +272,18 @@ fn track_file_with_weight_zero_faults_on_a_non_zero_value() {
     settle(&lan, Side::Ours, Duration::ZERO, &[&me]);
 }
 
+/// `balancer run` in our namespace on `conf`, written as `keepalived.conf` in `dir`.
+fn balancer_run(lan: &Lan, dir: &TempDir, conf: &str) -> Daemon {
+    let path = dir.file("keepalived.conf");
+    std::fs::write(&path, conf).expect("config");
+    let path = path.to_str().unwrap();
+    Daemon::balancer(&lan.ours, &["run", "--config", path, "--interval", "0.2"])
+}
+
 /// (e) Through `balancer run` and a configuration file: a weighted `track_interface` lowers
-/// our priority (150 - 60 < 100) so that keepalived takes over without a FAULT, and a
-/// `track_file` of our sync group (unweighted there) puts us in FAULT.
+/// our priority (150 - 60 < 100) so that keepalived takes over without a FAULT (the group
+/// keeps member weights: `sync_group_tracking_weight`), and a `track_file` of our sync
+/// group (unweighted there) puts the whole group in FAULT.
 #[test]
 fn configured_tracker_weights_and_sync_group_trackers_reach_the_instance() {
     require_root!();
@@ -287,24 +296,15 @@ fn configured_tracker_weights_and_sync_group_trackers_reach_the_instance() {
     let ka = Daemon::keepalived(&lan.peer, conf);
     let ours_conf = format!(
         "vrrp_track_file flag {{\n  file {}\n  init_file 0 overwrite\n}}\n\
-         vrrp_sync_group G {{\n  group {{\n    VI\n  }}\n  track_file {{\n    flag weight 5\n  }}\n}}\n\
+         vrrp_sync_group G {{\n  group {{\n    VI\n    VI2\n  }}\n  sync_group_tracking_weight\n  track_file {{\n    flag weight 5\n  }}\n}}\n\
+         vrrp_instance VI2 {{\n  interface v0\n  virtual_router_id 63\n  priority 150\n  \
+         version 3\n  advert_int 0.2\n  virtual_ipaddress {{\n    198.18.3.101/24\n  }}\n}}\n\
          vrrp_instance VI {{\n  interface v0\n  virtual_router_id 62\n  priority 150\n  \
          version 3\n  advert_int 0.2\n  virtual_ipaddress {{\n    198.18.3.100/24\n  }}\n  \
          track_interface {{\n    t0 weight -60\n  }}\n}}\n",
         flag.display()
     );
-    let path = dir.file("keepalived.conf");
-    std::fs::write(&path, ours_conf).expect("config");
-    let me = Daemon::balancer(
-        &lan.ours,
-        &[
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--interval",
-            "0.2",
-        ],
-    );
+    let me = balancer_run(&lan, &dir, &ours_conf);
     settle(&lan, Side::Ours, Duration::from_millis(600), &[&me, &ka]);
     assert_eq!(
         std::fs::read_to_string(&flag).unwrap().trim(),
@@ -322,9 +322,89 @@ fn configured_tracker_weights_and_sync_group_trackers_reach_the_instance() {
     lan.ours.ip(&["link", "set", "t0", "up"]);
     settle(&lan, Side::Ours, Duration::from_millis(400), &[&me, &ka]);
 
+    assert!(
+        lan.ours.has_addr("198.18.3.101"),
+        "VI2, the group's other member, is master"
+    );
     std::fs::write(&flag, "1\n").expect("flag");
     settle(&lan, Side::Peer, Duration::from_millis(600), &[&me, &ka]);
     assert!(me.log().contains("state=\"FAULT\""), "{}", me.log());
+    assert!(
+        wait_until(HANDOVER, || !lan.ours.has_addr("198.18.3.101")),
+        "the whole group is in FAULT\n{}",
+        me.log()
+    );
     std::fs::write(&flag, "0\n").expect("unflag");
     settle(&lan, Side::Ours, Duration::from_millis(400), &[&me, &ka]);
+}
+
+/// (f) `smtp_alert`: the instance's state changes and a real's failure (with the lost
+/// quorum) are mailed to `notification_email` through `smtp_server`, with keepalived's
+/// subjects.
+#[test]
+fn smtp_alerts_are_mailed_with_keepalived_subjects() {
+    require_root!();
+    let lan = lan();
+    let (_sink, mails) = balancer_tests::lab::smtp_sink(&lan.ours, 2525);
+    let dir = TempDir::new("smtp-alert");
+    let conf = "global_defs {\n  router_id lb-test\n  notification_email {\n    ops@example.org\n  }\n  \
+                notification_email_from lb@example.org\n  smtp_server 127.0.0.1 2525\n  \
+                smtp_connect_timeout 5\n}\nvrrp_instance VI {\n  interface v0\n  \
+                virtual_router_id 64\n  priority 150\n  version 3\n  advert_int 0.2\n  \
+                smtp_alert\n  virtual_ipaddress {\n    198.18.3.100/24\n  }\n}\n\
+                virtual_server 198.18.3.100 80 {\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  \
+                protocol TCP\n  smtp_alert\n  real_server 198.18.3.2 80 {\n    TCP_CHECK {\n      \
+                connect_timeout 1\n    }\n  }\n}\n";
+    let mut me = balancer_run(&lan, &dir, conf);
+    let subjects = || -> Vec<String> {
+        mails
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|m| {
+                m.lines()
+                    .filter(|l| l.starts_with("Subject: "))
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    let wanted = [
+        "Subject: [lb-test] VRRP Instance VI - Entering MASTER state",
+        "Subject: [lb-test] Realserver 198.18.3.2:80 of virtual server",
+        "Subject: [lb-test] Virtualserver ",
+    ];
+    let all_seen = || {
+        wanted
+            .iter()
+            .all(|w| subjects().iter().any(|s| s.starts_with(w)))
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), all_seen),
+        "{:#?}\n{}",
+        subjects(),
+        me.log()
+    );
+    let text = mails.lock().unwrap().join("\n");
+    assert!(
+        text.contains("From: lb@example.org") && text.contains("To: ops@example.org"),
+        "{text}"
+    );
+    assert!(
+        text.contains("=> VRRP Instance is now owning VRRP VIPs <="),
+        "{text}"
+    );
+    assert!(
+        subjects().iter().any(|s| s.ends_with(" - DOWN")),
+        "{:#?}",
+        subjects()
+    );
+    let status = me.stop();
+    assert!(status.success(), "{status}");
+    assert!(
+        wait_until(Duration::from_secs(5), || subjects()
+            .iter()
+            .any(|s| s == "Subject: [lb-test] VRRP Instance VI - Stopping")),
+        "{:#?}",
+        subjects()
+    );
 }

@@ -149,6 +149,7 @@ pub fn service_checks(
         omega: vs.omega,
         quorum_up: notify_script(vs.quorum_up.as_deref(), scripts, owner, "quorum_up")?,
         quorum_down: notify_script(vs.quorum_down.as_deref(), scripts, owner, "quorum_down")?,
+        alerts: false,
         reals: vs
             .real_server
             .iter()

@@ -35,6 +35,7 @@ use crate::check::quorum::Quorum;
 use crate::check::state::{Change, CheckerState};
 use crate::check::{Probe, Timing};
 use crate::dataplane::Dataplane;
+use crate::notify::mail::Mailer;
 use crate::notify::{NOTIFY_TIMEOUT, STOP_TIMEOUT, Script};
 use crate::status::{CheckerStatus, unix_now};
 
@@ -62,6 +63,8 @@ pub struct ServiceChecks {
     pub quorum_up: Option<Script>,
     /// `quorum_down`.
     pub quorum_down: Option<Script>,
+    /// `smtp_alert` (resolved against `global_defs`): real and quorum changes are mailed.
+    pub alerts: bool,
     pub reals: Vec<RealChecks>,
 }
 
@@ -78,6 +81,7 @@ impl ServiceChecks {
             omega: false,
             quorum_up: None,
             quorum_down: None,
+            alerts: false,
             reals,
         }
     }
@@ -135,6 +139,8 @@ pub struct CheckHandle {
     /// Wakes the flusher after weight writes.
     flush: Arc<Notify>,
     flusher: tokio::task::JoinHandle<()>,
+    /// Where the alerts of services with `smtp_alert` go.
+    mailer: Option<Arc<Mailer>>,
 }
 
 impl Drop for CheckHandle {
@@ -211,7 +217,13 @@ impl CheckHandle {
             notifier: None,
             flusher: tokio::spawn(flusher(dataplane.clone(), flush.clone())),
             flush,
+            mailer: None,
         }
+    }
+
+    /// Where services with `smtp_alert` mail their changes, from their next start on.
+    pub fn set_mailer(&mut self, mailer: Option<Arc<Mailer>>) {
+        self.mailer = mailer;
     }
 
     /// How many checker tasks run.
@@ -270,11 +282,12 @@ impl CheckHandle {
         }
         // Dropping the old set aborts its tasks.
         drop(previous);
+        let mail = self.mailer.clone().filter(|_| spec.alerts);
         let service = Arc::new(ServiceState::new(
             spec,
             carried.clone(),
             &self.dataplane,
-            self.notices.clone(),
+            (self.notices.clone(), mail),
             self.flush.clone(),
         ));
         let mut tasks = JoinSet::new();
@@ -479,6 +492,8 @@ struct ServiceState {
     spec: ServiceChecks,
     inner: Mutex<Inner>,
     notices: NoticeSender,
+    /// Where real and quorum changes are mailed (`smtp_alert`).
+    mail: Option<Arc<Mailer>>,
     /// Wakes the flusher after a weight write.
     flush: Arc<Notify>,
 }
@@ -508,7 +523,7 @@ impl ServiceState {
         spec: ServiceChecks,
         carried: Vec<Option<Verdicts>>,
         dataplane: &SharedDataplane,
-        notices: NoticeSender,
+        (notices, mail): (NoticeSender, Option<Arc<Mailer>>),
         flush: Arc<Notify>,
     ) -> Self {
         let now = unix_now();
@@ -545,6 +560,7 @@ impl ServiceState {
             }),
             spec,
             notices,
+            mail,
             flush,
         };
         {
@@ -592,6 +608,18 @@ impl ServiceState {
         if alive != verdicts.alive {
             verdicts.alive = alive;
             self.notify_real(slot.real, alive, NOTIFY_TIMEOUT);
+            if let Some(mailer) = &self.mail {
+                // keepalived's SMTP_MSG_RS.
+                mailer.send(
+                    &format!(
+                        "Realserver {} of virtual server {} - {}",
+                        crate::status::endpoint(real.addr, real.port),
+                        self.spec.name,
+                        if alive { "UP" } else { "DOWN" }
+                    ),
+                    &format!("=> {reason} <="),
+                );
+            }
         } else if !alive && first && real.alpha {
             // keepalived's `update_svr_checker_state`: an alpha checker's first failure
             // notifies although the real was never up.
@@ -719,6 +747,20 @@ impl ServiceState {
                 (&self.spec.quorum_down, Event::QuorumDown)
             };
             self.notify(script.as_ref(), None, event, NOTIFY_TIMEOUT);
+            if let Some(mailer) = &self.mail {
+                // keepalived's SMTP_MSG_VS.
+                mailer.send(
+                    &format!(
+                        "Virtualserver {} - {}",
+                        self.spec.name,
+                        if up { "UP" } else { "DOWN" }
+                    ),
+                    &format!(
+                        "=> {} quorum: live weight {live}, threshold {threshold} <=",
+                        if up { "Gained" } else { "Lost" }
+                    ),
+                );
+            }
         }
         let sorry = self.spec.sorry_server && !inner.quorum.is_up();
         for (index, (verdicts, weight)) in inner.reals.iter_mut().zip(checked).enumerate() {

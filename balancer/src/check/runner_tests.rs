@@ -122,6 +122,7 @@ impl Lab {
             omega: setup.omega,
             quorum_up: Some(script("quorum_up")),
             quorum_down: Some(script("quorum_down")),
+            alerts: false,
             reals,
         };
         let (tx, notices) = tokio::sync::mpsc::unbounded_channel();

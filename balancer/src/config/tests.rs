@@ -650,7 +650,7 @@ fn static_entries_import_share_rule_preferences_and_need_a_dev() {
 
 #[test]
 fn tracker_weights_track_files_and_sync_group_trackers_are_kept() {
-    let text = "vrrp_script chk {\n    script /usr/bin/true\n    weight -20\n}\nvrrp_track_file flag {\n    file /run/flag\n    weight 3\n    init_file 5 overwrite\n}\nvrrp_sync_group G {\n    group {\n        VI_1\n    }\n    track_interface {\n        eth9 weight 10\n    }\n    track_script {\n        chk\n    }\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        198.18.0.100/24\n    }\n    track_interface {\n        eth1 weight -50\n        eth2\n    }\n    track_script {\n        chk weight 7\n    }\n    track_file {\n        flag weight -2\n    }\n}\n";
+    let text = "vrrp_script chk {\n    script /usr/bin/true\n    weight -20\n}\nvrrp_track_file flag {\n    file /run/flag\n    weight 3\n    init_file 5 overwrite\n}\nvrrp_sync_group G {\n    group {\n        VI_1\n        VI_2\n    }\n    track_interface {\n        eth9 weight 10\n    }\n    track_script {\n        chk\n    }\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        198.18.0.100/24\n    }\n    track_interface {\n        eth1 weight -50\n        eth2\n    }\n    track_script {\n        chk weight 7\n    }\n    track_file {\n        flag weight -2\n    }\n}\nvrrp_instance VI_2 {\n    interface eth0\n    virtual_router_id 52\n    priority 100\n    virtual_ipaddress {\n        198.18.0.101/24\n    }\n}\n";
     let path = Path::new("keepalived.conf");
     let loaded = from_keepalived(path, &keepalived::parse(path, text).unwrap()).unwrap();
     let vi = &loaded.validated.model.vrrp[0];

@@ -304,6 +304,7 @@ impl VrrpArgs {
             generic: optional(&self.notify)?,
             master_rx_lower_pri: optional(&self.notify_master_rx_lower_pri)?,
             fifos: Vec::new(),
+            mail: None,
         };
         Ok((tracked, notify))
     }

@@ -241,8 +241,17 @@ impl Cx {
     }
 }
 
-const GLOBAL: [&str; 21] = [
+const GLOBAL: [&str; 30] = [
     "router_id",
+    "notification_email",
+    "notification_email_from",
+    "smtp_server",
+    "smtp_helo_name",
+    "smtp_connect_timeout",
+    "smtp_alert",
+    "smtp_alert_vrrp",
+    "smtp_alert_checker",
+    "no_email_faults",
     "vrrp_mcast_group4",
     "vrrp_mcast_group6",
     "script_user",
@@ -317,6 +326,21 @@ fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
             "vrrp_skip_check_adv_addr" => g.vrrp_skip_check_adv_addr = cx.flag(&key, c),
             "vrrp_rt_priority" => g.vrrp_rt_priority = cx.arg(&key, c, "a priority 1 to 99"),
             "vrrp_priority" => g.vrrp_priority = cx.arg(&key, c, "a nice value -20 to 19"),
+            "notification_email" => {
+                g.notification_email = cx
+                    .lines(&key, c)
+                    .iter()
+                    .flat_map(|l| l.split_whitespace().map(str::to_owned))
+                    .collect();
+            }
+            "notification_email_from" => g.notification_email_from = cx.text(&key, c),
+            "smtp_server" => g.smtp_server = cx.text(&key, c),
+            "smtp_helo_name" => g.smtp_helo_name = cx.text(&key, c),
+            "smtp_connect_timeout" => g.smtp_connect_timeout = cx.arg(&key, c, "seconds"),
+            "smtp_alert" => g.smtp_alert = Some(cx.flag(&key, c)),
+            "smtp_alert_vrrp" => g.smtp_alert_vrrp = Some(cx.flag(&key, c)),
+            "smtp_alert_checker" => g.smtp_alert_checker = Some(cx.flag(&key, c)),
+            "no_email_faults" => g.no_email_faults = cx.flag(&key, c),
             _ => cx.unknown("global_defs", c, &GLOBAL),
         }
     }
@@ -374,7 +398,7 @@ fn vrrp_script(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpScript> {
     Some(s)
 }
 
-const INSTANCE: [&str; 33] = [
+const INSTANCE: [&str; 34] = [
     "state",
     "interface",
     "virtual_router_id",
@@ -397,6 +421,7 @@ const INSTANCE: [&str; 33] = [
     "track_interface",
     "track_script",
     "track_file",
+    "smtp_alert",
     "garp_master_delay",
     "garp_master_repeat",
     "garp_master_refresh",
@@ -433,6 +458,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
         track_interface: Vec::new(),
         track_script: Vec::new(),
         track_file: Vec::new(),
+        smtp_alert: None,
         garp_master_delay: None,
         garp_master_repeat: None,
         garp_master_refresh: None,
@@ -487,6 +513,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
             "track_interface" => i.track_interface = cx.lines(&k, c),
             "track_script" => i.track_script = cx.lines(&k, c),
             "track_file" => i.track_file = cx.lines(&k, c),
+            "smtp_alert" => i.smtp_alert = Some(cx.flag(&k, c)),
             "garp_master_delay" => i.garp_master_delay = cx.arg(&k, c, "whole seconds"),
             "garp_master_repeat" => i.garp_master_repeat = cx.arg(&k, c, "a count"),
             "garp_master_refresh" => i.garp_master_refresh = cx.arg(&k, c, "whole seconds"),
@@ -575,6 +602,7 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
         track_interface: Vec::new(),
         track_script: Vec::new(),
         track_file: Vec::new(),
+        smtp_alert: None,
     };
     for c in &node.children {
         let k = format!("{key}.{}", c.keyword);
@@ -589,6 +617,7 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
             "track_interface" => g.track_interface = cx.lines(&k, c),
             "track_script" => g.track_script = cx.lines(&k, c),
             "track_file" => g.track_file = cx.lines(&k, c),
+            "smtp_alert" => g.smtp_alert = Some(cx.flag(&k, c)),
             "notify_master" => g.notify_master = cx.text(&k, c),
             "notify_backup" => g.notify_backup = cx.text(&k, c),
             "notify_fault" => g.notify_fault = cx.text(&k, c),
@@ -609,6 +638,7 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
                     "track_interface",
                     "track_script",
                     "track_file",
+                    "smtp_alert",
                 ],
             ),
         }

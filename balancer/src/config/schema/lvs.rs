@@ -103,6 +103,10 @@ pub struct VirtualServer {
     /// `quorum_down`: run when the quorum is lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum_down: Option<String>,
+    /// `smtp_alert`: mail its reals' and quorum's changes; default
+    /// `global_defs.smtp_alert_checker`, else `smtp_alert`, else off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_alert: Option<bool>,
     /// `virtualhost`: default Host header for `HTTP_GET` / `SSL_GET`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtualhost: Option<String>,

@@ -320,6 +320,50 @@ pub struct GlobalDefs {
     /// Default: unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrrp_priority: Option<i8>,
+    /// `notification_email { }`: where alerts are mailed. No addresses, no mail. A bare name
+    /// (keepalived's samples write `acassen`) is sent to NAME@HOSTNAME.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notification_email: Vec<String>,
+    /// `notification_email_from`: the sender; keepalived's default is
+    /// `keepalived@HOSTNAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_email_from: Option<String>,
+    /// `smtp_server`: `ADDR [PORT]` (port 25 by default), plain SMTP as keepalived speaks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_server: Option<String>,
+    /// `smtp_helo_name`: the HELO name; default the host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_helo_name: Option<String>,
+    /// `smtp_connect_timeout`: seconds. Default 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_connect_timeout: Option<u32>,
+    /// `smtp_alert`: the default of every instance, group and virtual server. Default off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_alert: Option<bool>,
+    /// `smtp_alert_vrrp`: the default of VRRP instances and groups, before `smtp_alert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_alert_vrrp: Option<bool>,
+    /// `smtp_alert_checker`: the default of virtual servers, before `smtp_alert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_alert_checker: Option<bool>,
+    /// `no_email_faults`: no mail for a VRRP FAULT.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_email_faults: bool,
+}
+
+impl GlobalDefs {
+    /// Whether VRRP alerts are mailed by default (`smtp_alert_vrrp`, else `smtp_alert`).
+    #[must_use]
+    pub fn vrrp_alerts(&self) -> bool {
+        self.smtp_alert_vrrp.or(self.smtp_alert).unwrap_or(false)
+    }
+
+    /// Whether checker alerts are mailed by default (`smtp_alert_checker`, else
+    /// `smtp_alert`).
+    #[must_use]
+    pub fn checker_alerts(&self) -> bool {
+        self.smtp_alert_checker.or(self.smtp_alert).unwrap_or(false)
+    }
 }
 
 impl Default for GlobalDefs {
@@ -338,6 +382,15 @@ impl Default for GlobalDefs {
             vrrp_garp_lower_prio_delay: None,
             vrrp_garp_lower_prio_repeat: None,
             vrrp_strict: false,
+            notification_email: Vec::new(),
+            notification_email_from: None,
+            smtp_server: None,
+            smtp_helo_name: None,
+            smtp_connect_timeout: None,
+            smtp_alert: None,
+            smtp_alert_vrrp: None,
+            smtp_alert_checker: None,
+            no_email_faults: false,
             vrrp_check_unicast_src: false,
             vrrp_skip_check_adv_addr: false,
             notify_fifo: None,

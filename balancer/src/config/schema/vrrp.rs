@@ -105,6 +105,10 @@ pub struct VrrpInstance {
     /// keepalived assigns it; a rule with neither `from` nor `to` is IPv4 unless `inet6`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub virtual_rules: Vec<String>,
+    /// `smtp_alert`: mail the instance's state changes; default `global_defs.smtp_alert_vrrp`,
+    /// else `smtp_alert`, else off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_alert: Option<bool>,
     /// `track_interface { }`: lines `IF [weight W]`. Without a weight the interface going
     /// down puts the instance in FAULT; with one (-253..=253) a positive weight is added to
     /// the priority while it is up, a negative one while it is down.
@@ -196,6 +200,10 @@ pub struct SyncGroup {
     /// the member, and with it the group, in FAULT.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sync_group_tracking_weight: bool,
+    /// `smtp_alert`: mail the group's state changes; default `global_defs.smtp_alert_vrrp`,
+    /// else `smtp_alert`, else off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_alert: Option<bool>,
     /// `track_interface { }`: interfaces every member tracks, unweighted: one going down puts
     /// the whole group in FAULT.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

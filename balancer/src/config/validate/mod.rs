@@ -103,6 +103,7 @@ pub fn validate_on(
             report.error(&format!("connections.{field}"), "0".into(), "1 or more");
         }
     }
+    mail(config, &mut report);
     let (vrrp, statics) = vrrp::instances(config, &mut report);
     let (services, fwmark_services) = lvs::services(config, &mut report);
     lvs::ssl(config, &mut report);
@@ -126,6 +127,67 @@ pub fn validate_on(
         })
     } else {
         Err(Diagnostics(errors))
+    }
+}
+
+/// `notification_email`, `notification_email_from` and `smtp_server` as the mailer reads
+/// them; alerts asked for with nowhere to send them are said to go nowhere.
+fn mail(config: &Config, report: &mut Report<'_>) {
+    use crate::notify::mail::{MailError, Mailer};
+    let g = &config.global_defs;
+    match Mailer::from_config(g) {
+        Err(MailError::Server(s)) => {
+            report.error("global_defs.smtp_server", format!("{s:?}"), "ADDR [PORT]");
+        }
+        Err(MailError::Address { what, address }) => {
+            report.error(
+                &format!("global_defs.{what}"),
+                format!("{address:?}"),
+                "a mail address such as ops@example.org",
+            );
+        }
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            if !g.notification_email.is_empty() && g.smtp_server.is_none() {
+                report.warn(
+                    "global_defs.notification_email",
+                    "no smtp_server: alerts are not mailed".into(),
+                    "smtp_server ADDR [PORT]",
+                );
+            }
+            let on = |v: Option<bool>| v == Some(true);
+            let mut asked: Vec<String> = [
+                ("global_defs.smtp_alert", g.smtp_alert),
+                ("global_defs.smtp_alert_vrrp", g.smtp_alert_vrrp),
+                ("global_defs.smtp_alert_checker", g.smtp_alert_checker),
+            ]
+            .into_iter()
+            .filter(|(_, v)| on(*v))
+            .map(|(k, _)| k.to_owned())
+            .collect();
+            asked.extend(
+                (config.vrrp_instance.iter())
+                    .filter(|(_, i)| on(i.smtp_alert))
+                    .map(|(n, _)| format!("vrrp_instance.{n}.smtp_alert")),
+            );
+            asked.extend(
+                (config.vrrp_sync_group.iter())
+                    .filter(|(_, i)| on(i.smtp_alert))
+                    .map(|(n, _)| format!("vrrp_sync_group.{n}.smtp_alert")),
+            );
+            asked.extend(
+                (config.virtual_server.iter().enumerate())
+                    .filter(|(_, v)| on(v.smtp_alert))
+                    .map(|(i, _)| format!("virtual_server[{i}].smtp_alert")),
+            );
+            for key in asked {
+                report.warn(
+                    &key,
+                    "smtp_alert is on, but without smtp_server and notification_email no mail is sent".into(),
+                    "smtp_server ADDR [PORT] and a notification_email address",
+                );
+            }
+        }
     }
 }
 

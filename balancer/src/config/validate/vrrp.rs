@@ -50,9 +50,12 @@ pub(super) fn instances(
     let mut out = Vec::new();
     for (name, instance) in &config.vrrp_instance {
         let key = format!("vrrp_instance.{name}");
+        // keepalived drops a group of fewer than two instances, its trackers with it (the
+        // daemon ignores such a group too).
         let group = sync_of
             .get(name.as_str())
-            .and_then(|g| Some((*g, config.vrrp_sync_group.get(*g)?)));
+            .and_then(|g| Some((*g, config.vrrp_sync_group.get(*g)?)))
+            .filter(|(_, g)| g.group.len() >= 2);
         let trackers = trackers(config, &key, instance, group, report);
         let Some(mut spec) = spec(config, &key, instance, report) else {
             continue;
