@@ -1422,7 +1422,18 @@ fn notify_fifos(config: &Config) -> Result<Vec<Arc<Fifo>>, RunError> {
         (&g.notify_fifo, &g.notify_fifo_script),
         (&g.vrrp_notify_fifo, &g.vrrp_notify_fifo_script),
     ] {
-        let Some(path) = path else { continue };
+        let Some(line) = path else { continue };
+        // keepalived's `notify_fifo PATH [USER [GROUP]]`.
+        let mut words = line.split_whitespace();
+        let path = words.next().unwrap_or_default();
+        let owner_spec: Vec<&str> = words.collect();
+        let owner = if owner_spec.is_empty() {
+            None
+        } else {
+            let user = ScriptUser::from_spec(Some(&owner_spec.join(":")), false)
+                .map_err(|source| RunError::ScriptUser { source })?;
+            Some((user.uid, user.gid))
+        };
         let script = script
             .as_ref()
             .map(|c| {
@@ -1434,7 +1445,7 @@ fn notify_fifos(config: &Config) -> Result<Vec<Arc<Fifo>>, RunError> {
                 )
             })
             .transpose()?;
-        fifos.push(Arc::new(Fifo::open(Path::new(path), script)?));
+        fifos.push(Arc::new(Fifo::open(Path::new(path), script, owner)?));
     }
     Ok(fifos)
 }

@@ -472,7 +472,7 @@ fn keepalived_vrrp_extras_convert() {
 global_defs {
     notify_fifo /run/keepalived.fifo
     notify_fifo_script /usr/bin/true
-    vrrp_notify_fifo /run/vrrp.fifo
+    vrrp_notify_fifo /run/vrrp.fifo nobody nogroup
 }
 vrrp_sync_group G {
     group {
@@ -509,7 +509,11 @@ vrrp_instance B {
     let g = &loaded.config.global_defs;
     assert_eq!(g.notify_fifo.as_deref(), Some("/run/keepalived.fifo"));
     assert_eq!(g.notify_fifo_script.as_deref(), Some("/usr/bin/true"));
-    assert_eq!(g.vrrp_notify_fifo.as_deref(), Some("/run/vrrp.fifo"));
+    assert_eq!(
+        g.vrrp_notify_fifo.as_deref(),
+        Some("/run/vrrp.fifo nobody nogroup"),
+        "keepalived's owner words, kept for the daemon"
+    );
     let group = &loaded.config.vrrp_sync_group["G"];
     assert!(group.sync_group_tracking_weight);
     assert_eq!(group.notify_fault.as_deref(), Some("/usr/bin/true"));

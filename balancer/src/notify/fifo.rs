@@ -46,7 +46,11 @@ impl Fifo {
     ///
     /// # Errors
     /// It cannot be created or opened, or the path holds something other than our FIFO.
-    pub fn open(path: &Path, script: Option<Script>) -> Result<Self, FifoError> {
+    pub fn open(
+        path: &Path,
+        script: Option<Script>,
+        owner: Option<(u32, u32)>,
+    ) -> Result<Self, FifoError> {
         let created = match nix_mkfifo(path) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
@@ -74,9 +78,20 @@ impl Fifo {
                 });
             }
         };
+        // keepalived's `notify_fifo PATH USER [GROUP]`: the FIFO belongs to that user.
+        if let (true, Some((uid, gid))) = (created, owner)
+            && let Err(source) = std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+        {
+            let _ = std::fs::remove_file(path);
+            return Err(FifoError::Open {
+                path: path.to_owned(),
+                source,
+            });
+        }
+        let owner_uid = owner.map_or_else(|| ScriptUser::current().uid, |(uid, _)| uid);
         let ours = file
             .metadata()
-            .is_ok_and(|m| m.file_type().is_fifo() && m.uid() == ScriptUser::current().uid);
+            .is_ok_and(|m| m.file_type().is_fifo() && m.uid() == owner_uid);
         if !ours {
             return Err(FifoError::NotOurFifo {
                 path: path.to_owned(),
@@ -162,7 +177,7 @@ mod tests {
     fn a_created_fifo_carries_lines_and_is_removed_at_the_end() {
         let dir = crate::config::test_dir::TestDir::new();
         let path = dir.path().join("notify");
-        let fifo = Fifo::open(&path, None).unwrap();
+        let fifo = Fifo::open(&path, None, None).unwrap();
         assert!(std::fs::metadata(&path).unwrap().file_type().is_fifo());
         // Written before any reader: the read-write open keeps it in the pipe.
         fifo.write("INSTANCE \"VI_1\" BACKUP 100\n");
@@ -183,20 +198,45 @@ mod tests {
         let dir = crate::config::test_dir::TestDir::new();
         let path = dir.path().join("theirs");
         nix_mkfifo(&path).unwrap();
-        drop(Fifo::open(&path, None).unwrap());
+        drop(Fifo::open(&path, None, None).unwrap());
         assert!(path.exists(), "not ours to remove");
 
         let planted = dir.path().join("planted");
         std::fs::write(&planted, "").unwrap();
         assert!(matches!(
-            Fifo::open(&planted, None),
+            Fifo::open(&planted, None, None),
             Err(FifoError::NotOurFifo { .. })
         ));
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&path, &link).unwrap();
         assert!(matches!(
-            Fifo::open(&link, None),
+            Fifo::open(&link, None, None),
             Err(FifoError::Open { .. })
         ));
+    }
+
+    /// Needs root (to give the FIFO away), as CI runs.
+    #[test]
+    fn a_fifo_with_an_owner_belongs_to_it_and_is_reopened_as_ours() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = crate::config::test_dir::TestDir::new();
+        let path = dir.path().join("owned");
+        let fifo = Fifo::open(&path, None, Some((65534, 65534))).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+        // A second daemon (the file exists now) finds it its own...
+        let again = Fifo::open(&path, None, Some((65534, 65534)));
+        assert!(again.is_ok(), "{again:?}");
+        // ... and one that expects it root's does not.
+        assert!(matches!(
+            Fifo::open(&path, None, None),
+            Err(FifoError::NotOurFifo { .. })
+        ));
+        drop(again);
+        drop(fifo);
     }
 }

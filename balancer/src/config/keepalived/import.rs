@@ -274,10 +274,6 @@ const GLOBAL: [&str; 30] = [
     "vrrp_notify_fifo_script",
 ];
 
-/// What `notify_fifo` takes here: keepalived's optional user and group words (the FIFO's
-/// owner) are not supported; the daemon's user owns it.
-const FIFO_PATH: &str = "one path";
-
 fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
     let g = &mut config.global_defs;
     for c in &node.children {
@@ -297,9 +293,9 @@ fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
             }
             "script_user" => g.script_user = cx.text(&key, c),
             "enable_script_security" => g.enable_script_security = cx.flag(&key, c),
-            "notify_fifo" => g.notify_fifo = cx.arg(&key, c, FIFO_PATH),
+            "notify_fifo" => g.notify_fifo = cx.text(&key, c),
             "notify_fifo_script" => g.notify_fifo_script = cx.text(&key, c),
-            "vrrp_notify_fifo" => g.vrrp_notify_fifo = cx.arg(&key, c, FIFO_PATH),
+            "vrrp_notify_fifo" => g.vrrp_notify_fifo = cx.text(&key, c),
             "vrrp_notify_fifo_script" => g.vrrp_notify_fifo_script = cx.text(&key, c),
             "vrrp_version" => g.vrrp_version = cx.arg(&key, c, "2 or 3").unwrap_or(g.vrrp_version),
             "vrrp_garp_master_delay" => {

@@ -297,8 +297,9 @@ pub struct GlobalDefs {
     /// Default false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub vrrp_skip_check_adv_addr: bool,
-    /// `notify_fifo`: a FIFO (created if missing) that gets a line per state change:
-    /// `INSTANCE "NAME" STATE PRIORITY` or `GROUP "NAME" STATE 0`.
+    /// `notify_fifo`: `PATH [USER [GROUP]]`, a FIFO (created if missing, owned by USER and
+    /// GROUP when given) that gets a line per state change: `INSTANCE "NAME" STATE
+    /// PRIORITY` or `GROUP "NAME" STATE 0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_fifo: Option<String>,
     /// `notify_fifo_script`: started once with the FIFO's path as its last argument, to read
