@@ -35,6 +35,7 @@ const DEB_PACKAGES: &[(&str, &str)] = &[
     ("ethtool", "GRO on veth, which XDP_TX towards a veth needs"),
     ("keepalived", "a real VRRP peer in interoperability tests"),
     ("tcpdump", "capturing test traffic"),
+    ("openssl", "making encrypted keys for the SSL password test"),
     ("bpftool", "inspecting loaded programs and maps"),
     (
         "netsniff-ng",

@@ -106,9 +106,12 @@ impl Globals {
     /// A file of the `SSL` block cannot be read as PEM.
     pub fn new(scripts: ScriptPolicy, ssl: Option<&Ssl>) -> Result<Self, ConfigError> {
         let tls_client = ssl
-            .and_then(|s| s.certificate.as_deref().map(|c| (c, s.key.as_deref())))
-            .map(|(certificate, key)| {
-                ClientIdentity::load(Path::new(certificate), key.map(Path::new))
+            .and_then(|s| {
+                let certificate = s.certificate.as_deref()?;
+                Some((certificate, s.key.as_deref(), s.password.as_deref()))
+            })
+            .map(|(certificate, key, password)| {
+                ClientIdentity::load(Path::new(certificate), key.map(Path::new), password)
                     .map(Arc::new)
                     .map_err(|source| ConfigError::Ssl { source })
             })

@@ -169,11 +169,45 @@ async fn the_ssl_block_s_certificate_goes_to_a_real_that_asks_for_one() {
     std::fs::write(&cert, client.cert.pem()).unwrap();
     std::fs::write(&key, &key_pem).unwrap();
     std::fs::write(&both, format!("{}{key_pem}", client.cert.pem())).unwrap();
-    let separate = ClientIdentity::load(&cert, Some(&key));
-    let combined = ClientIdentity::load(&both, None);
-    let no_key = ClientIdentity::load(&cert, None);
-    let missing = ClientIdentity::load(&dir.join("none.pem"), None);
+    // `SSL { password }`: the key encrypted as OpenSSL writes it (PKCS#8, PBES2), and in
+    // OpenSSL's older form, which is refused with the way out.
+    let (encrypted, legacy) = (dir.join("ek.pem"), dir.join("legacy.pem"));
+    for (args, out) in [
+        (vec!["pkcs8", "-topk8", "-v2", "aes-256-cbc"], &encrypted),
+        (vec!["ec", "-aes256"], &legacy),
+    ] {
+        let made = std::process::Command::new("openssl")
+            .args(args)
+            .arg("-in")
+            .arg(&key)
+            .arg("-out")
+            .arg(out)
+            .args(["-passout", "pass:s3cret"])
+            .output()
+            .expect("openssl (cargo xtask setup installs it)");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let separate = ClientIdentity::load(&cert, Some(&key), None);
+    let combined = ClientIdentity::load(&both, None, None);
+    let unlocked = ClientIdentity::load(&cert, Some(&encrypted), Some("s3cret"));
+    let wrong = ClientIdentity::load(&cert, Some(&encrypted), Some("guess"));
+    let locked = ClientIdentity::load(&cert, Some(&encrypted), None);
+    let old_form = ClientIdentity::load(&cert, Some(&legacy), Some("s3cret"));
+    let no_key = ClientIdentity::load(&cert, None, None);
+    let missing = ClientIdentity::load(&dir.join("none.pem"), None, None);
     std::fs::remove_dir_all(&dir).unwrap();
+    for (result, says) in [
+        (&wrong, "decrypting the key with SSL.password"),
+        (&locked, "SSL.password"),
+        (&old_form, "openssl pkcs8 -topk8"),
+    ] {
+        let e = result.as_ref().unwrap_err().to_string();
+        assert!(e.contains(says), "{e}");
+    }
     assert!(
         matches!(
             no_key,
@@ -194,14 +228,14 @@ async fn the_ssl_block_s_certificate_goes_to_a_real_that_asks_for_one() {
         matches!(verdict, Verdict::Down { .. }),
         "a real that requires a client certificate passed without one"
     );
-    for identity in [separate.unwrap(), combined.unwrap()] {
+    for identity in [separate.unwrap(), combined.unwrap(), unlocked.unwrap()] {
         let check = ssl_check_as(addr, url.clone(), false, Some(&identity));
         assert_eq!(check.attempt().await, Verdict::UP);
     }
     assert_eq!(
         server.await.unwrap().len(),
-        2,
-        "two handshakes with the certificate"
+        3,
+        "three handshakes with the certificate"
     );
 }
 

@@ -47,7 +47,11 @@ impl ClientIdentity {
     ///
     /// # Errors
     /// A file cannot be read or holds no certificate or no key.
-    pub fn load(certificate: &Path, key: Option<&Path>) -> Result<Self, TlsError> {
+    pub fn load(
+        certificate: &Path,
+        key: Option<&Path>,
+        password: Option<&str>,
+    ) -> Result<Self, TlsError> {
         let bad = |key, path: &Path, reason: String| TlsError::File {
             key,
             path: path.to_owned(),
@@ -60,15 +64,57 @@ impl ClientIdentity {
             return Err(bad("certificate", certificate, "no certificate".into()));
         }
         let (name, path) = key.map_or(("certificate", certificate), |k| ("key", k));
-        let key = PrivateKeyDer::from_pem_file(path).map_err(|e| {
-            bad(
-                name,
-                path,
-                format!("{e} (an unencrypted PKCS#8, PKCS#1 or SEC1 key)"),
-            )
-        })?;
+        let key = match password {
+            Some(password) => encrypted_key(path, password).map_err(|e| bad(name, path, e))?,
+            None => PrivateKeyDer::from_pem_file(path).map_err(|e| {
+                bad(
+                    name,
+                    path,
+                    format!("{e} (an unencrypted PKCS#8, PKCS#1 or SEC1 key, or SSL.password)"),
+                )
+            })?,
+        };
         Ok(Self { chain, key })
     }
+}
+
+/// The `ENCRYPTED PRIVATE KEY` (PKCS#8, as `openssl pkcs8 -topk8` and OpenSSL 3's
+/// `genpkey -aes256` write it) in the PEM file at `path`, decrypted with `password`. The
+/// older OpenSSL form (`Proc-Type: 4,ENCRYPTED` headers) is refused with the command that
+/// converts it.
+fn encrypted_key(path: &Path, password: &str) -> Result<PrivateKeyDer<'static>, String> {
+    use pkcs8::der::pem::PemLabel as _;
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(
+            "an old-style encrypted key: convert it with `openssl pkcs8 -topk8 -in KEY -out NEW` (PKCS#8)"
+                .into(),
+        );
+    }
+    let begin = format!(
+        "-----BEGIN {}-----",
+        pkcs8::EncryptedPrivateKeyInfo::PEM_LABEL
+    );
+    let end = format!(
+        "-----END {}-----",
+        pkcs8::EncryptedPrivateKeyInfo::PEM_LABEL
+    );
+    let block = text
+        .find(&begin)
+        .and_then(|start| {
+            let stop = text[start..].find(&end)? + start + end.len();
+            Some(&text[start..stop])
+        })
+        .ok_or("no ENCRYPTED PRIVATE KEY block (SSL.password is for an encrypted PKCS#8 key)")?;
+    let (_, document) =
+        pkcs8::der::SecretDocument::from_pem(block).map_err(|e| format!("reading the key: {e}"))?;
+    let info: pkcs8::EncryptedPrivateKeyInfo<'_> = document
+        .decode_msg()
+        .map_err(|e| format!("reading the key: {e}"))?;
+    let plain = info
+        .decrypt(password)
+        .map_err(|e| format!("decrypting the key with SSL.password: {e}"))?;
+    Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()))
 }
 
 /// The trusted certificates of `SSL { ca }` (PEM), for `verify`.

@@ -278,7 +278,7 @@ virtual_server 198.18.0.100 53 {
 }
 
 #[test]
-fn the_ssl_block_imports_and_a_password_is_refused() {
+fn the_ssl_block_imports_and_a_key_or_password_needs_its_certificate() {
     let text = r"
 SSL {
     certificate /etc/keepalived/client.pem
@@ -313,7 +313,10 @@ SSL {
         errors[0].contains("SSL.key: a key without a certificate"),
         "{errors:?}"
     );
-    assert!(errors[1].contains("SSL.password"), "{errors:?}");
+    assert!(
+        errors[1].contains("SSL.password: a password without a certificate"),
+        "{errors:?}"
+    );
 }
 
 /// keepalived's own examples (Debian's keepalived package, which `cargo xtask setup`

@@ -159,8 +159,9 @@ pub struct Ssl {
     /// Default: the key in the `certificate` file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// `password`: the password of an encrypted key. Encrypted keys are not supported:
-    /// validation refuses this key, and the error says how to decrypt the file.
+    /// `password`: opens an encrypted key (PKCS#8 `ENCRYPTED PRIVATE KEY`, as OpenSSL 3
+    /// writes them; the older `Proc-Type: 4,ENCRYPTED` form is refused with the command
+    /// that converts it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     /// `ca`: a PEM file of trusted certificates. keepalived loads it but never asks for the

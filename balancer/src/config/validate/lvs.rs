@@ -352,14 +352,14 @@ fn real(
     })
 }
 
-/// The `SSL` block: a key needs its certificate, and encrypted keys are not read.
+/// The `SSL` block: a key and a password need their certificate.
 pub(crate) fn ssl(config: &Config, report: &mut Report<'_>) {
     let Some(ssl) = &config.ssl else { return };
-    if ssl.password.is_some() {
+    if ssl.password.is_some() && ssl.certificate.is_none() {
         report.error(
             "SSL.password",
-            "a password for an encrypted key: encrypted keys are not supported".into(),
-            "an unencrypted key (`openssl pkey -in KEY -out PLAIN`), and no password",
+            "a password without a certificate and key".into(),
+            "certificate (and key), the encrypted key the password opens",
         );
     }
     if ssl.key.is_some() && ssl.certificate.is_none() {
