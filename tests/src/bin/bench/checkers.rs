@@ -323,6 +323,50 @@ fn measure(lb: &Netns) -> Figures {
     }
 }
 
+/// The same connections without the runner, for comparison: one thread in the checker
+/// namespace connects to every real once per `DELAY_LOOP` (blocking connect, closed with a
+/// reset as `TCP_CHECK` closes) for `BARE_WINDOW`. Returns connects per second and the
+/// thread's CPU (user, system) as a share of one core: most of it is the kernel's TCP work
+/// for both ends of each handshake, which any checker on this host pays.
+fn bare_connects(lb: &Netns) -> (f64, [f64; 2]) {
+    const BARE_WINDOW: Duration = Duration::from_secs(5);
+    let targets: Vec<SocketAddr> = (0..NAMESPACES)
+        .flat_map(|n| {
+            (0..ADDRESSES).flat_map(move |i| {
+                (FIRST_PORT..FIRST_PORT + PORTS)
+                    .map(move |p| SocketAddr::new(IpAddr::V4(real_addr(n, i)), p))
+            })
+        })
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _bare = lb.spawn_thread(move |_: &AtomicBool| {
+        let (before, start) = (cpu(libc::RUSAGE_THREAD), Instant::now());
+        let per = DELAY_LOOP / u32::try_from(targets.len()).unwrap_or(u32::MAX);
+        let mut done = 0u32;
+        while start.elapsed() < BARE_WINDOW {
+            let to = targets[done as usize % targets.len()];
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            if socket
+                .connect_timeout(&to.into(), Duration::from_secs(1))
+                .is_ok()
+            {
+                let _ = socket.set_linger(Some(Duration::ZERO));
+            }
+            drop(socket);
+            done += 1;
+            // Paced to the checkers' rate, not faster.
+            if let Some(ahead) = (per * done).checked_sub(start.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
+        let wall = start.elapsed().as_secs_f64();
+        let _ = tx.send((f64::from(done) / wall, share(cpu(libc::RUSAGE_THREAD), before, wall)));
+    });
+    rx.recv_timeout(BARE_WINDOW + Duration::from_secs(30))
+        .expect("the bare loop reports")
+}
+
 /// Raises the open-file limit to its hard limit: 10,000 listeners and the checks' sockets.
 fn raise_nofile() {
     // SAFETY: getrlimit / setrlimit with a valid struct.
@@ -338,6 +382,7 @@ pub fn run() {
     raise_nofile();
     let (lb, reals) = topology();
     let f = measure(&lb);
+    let (bare_rate, bare_cpu) = bare_connects(&lb);
     drop(reals);
     drop(lb);
     println!(
@@ -359,10 +404,17 @@ pub fn run() {
         "whole process CPU        {:>9.1} % of one core (listeners included)",
         (f.process_cpu[0] + f.process_cpu[1]) * 100.0
     );
+    println!(
+        "bare connect loop CPU    {:>9.1} % of one core ({:.1} user, {:.1} system) at {bare_rate:.0} connects/s: \
+         the same handshakes without the runner",
+        (bare_cpu[0] + bare_cpu[1]) * 100.0,
+        bare_cpu[0] * 100.0,
+        bare_cpu[1] * 100.0
+    );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average during the run: {}", load.trim());
     let json = format!(
-        "{{\"reals\": {}, \"delay_loop_s\": {}, \"concurrency\": {DEFAULT_CONCURRENCY}, \"window_s\": {}, \"checks_per_s\": {:.1}, \"drift_ms\": {{\"median\": {:.3}, \"p99\": {:.3}, \"max\": {:.3}}}, \"checker_workers_cpu_cores\": {{\"user\": {:.4}, \"system\": {:.4}}}, \"process_cpu_cores\": {:.4}, \"loadavg\": \"{}\"}}\n",
+        "{{\"reals\": {}, \"delay_loop_s\": {}, \"concurrency\": {DEFAULT_CONCURRENCY}, \"window_s\": {}, \"checks_per_s\": {:.1}, \"drift_ms\": {{\"median\": {:.3}, \"p99\": {:.3}, \"max\": {:.3}}}, \"checker_workers_cpu_cores\": {{\"user\": {:.4}, \"system\": {:.4}}}, \"process_cpu_cores\": {:.4}, \"bare_connects_per_s\": {bare_rate:.1}, \"bare_cpu_cores\": {{\"user\": {:.4}, \"system\": {:.4}}}, \"loadavg\": \"{}\"}}\n",
         f.reals,
         DELAY_LOOP.as_secs_f64(),
         WINDOW.as_secs_f64(),
@@ -373,6 +425,8 @@ pub fn run() {
         f.checker_cpu[0],
         f.checker_cpu[1],
         f.process_cpu[0] + f.process_cpu[1],
+        bare_cpu[0],
+        bare_cpu[1],
         load.trim()
     );
     let path = super::save("checkers", &json);
