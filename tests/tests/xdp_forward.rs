@@ -1327,6 +1327,38 @@ fn a_failed_mh_real_takes_no_new_flow_before_its_table_is_rebuilt() {
 }
 
 #[test]
+fn mh_reals_recovering_after_several_failures_return_to_the_first_table_at_once() {
+    require_root!();
+    let mut prog = load();
+    let reals: Vec<_> = (1..=5).map(|i| dr_real(i, 1)).collect();
+    prog.apply("web", &service(Scheduler::Mh, reals)).unwrap();
+    let client = |i: u32| IpAddr::V4(Ipv4Addr::from(0xc612_5000 + i));
+    let before: Vec<_> = (0..300)
+        .map(|i| prog.predict("web", client(i), 0))
+        .collect();
+    // Three failures, each flushed: more tables than the two latest are kept of.
+    for i in [2, 3, 4] {
+        prog.set_weight_fast("web", real_addr(i), 80, 0).unwrap();
+        prog.flush().unwrap();
+    }
+    // Recovering without a flush: the table apply built is written back at once.
+    for i in [2, 3, 4] {
+        prog.set_weight_fast("web", real_addr(i), 80, 1).unwrap();
+    }
+    let after: Vec<_> = (0..300)
+        .map(|i| prog.predict("web", client(i), 0))
+        .collect();
+    assert_eq!(after, before);
+    for i in 0..300 {
+        let IpAddr::V4(c) = client(i) else {
+            unreachable!()
+        };
+        let target = dr_target(&run(&mut prog, &tcp4(c, 1000, VIP, 80, SYN)).out);
+        assert_eq!(Some(real_addr(target)), before[i as usize], "client {i}");
+    }
+}
+
+#[test]
 fn the_last_mh_real_failing_hands_over_to_the_sorry_server_at_once() {
     require_root!();
     let mut prog = load();

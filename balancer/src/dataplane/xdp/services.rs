@@ -51,9 +51,10 @@ struct Installed {
     stale: bool,
     /// A weight change failed part way: the model may say more than the maps hold.
     failed: bool,
-    /// The two latest exact hash tables (mh/sh/dh) with the weights they were built for,
-    /// the latest first: a real that fails and comes back returns to the table it left,
-    /// which is then written rather than computed again.
+    /// Exact hash tables (mh/sh/dh) with the weights they were built for: the one `apply`
+    /// built (every real as configured, the state a service returns to once its reals
+    /// recover), then the two latest, the latest first. A real that fails and comes back
+    /// returns to a table built before, which is then written rather than computed again.
     exact: Vec<(Vec<u32>, Vec<u32>)>,
 }
 
@@ -1015,9 +1016,13 @@ impl XdpProgram {
         };
         let old = std::mem::replace(&mut installed.table, range);
         if hashed(&installed.model) {
-            installed.exact.retain(|(w, _)| *w != now);
-            installed.exact.insert(0, (now, positions.clone()));
-            installed.exact.truncate(2);
+            // The first entry, `apply`'s, stays; the others are the latest two.
+            if installed.exact.first().is_none_or(|(w, _)| *w != now) {
+                let keep = usize::from(!installed.exact.is_empty());
+                installed.exact.retain(|(w, _)| *w != now);
+                installed.exact.insert(keep, (now, positions.clone()));
+                installed.exact.truncate(keep + 2);
+            }
         }
         installed.positions = positions;
         installed.stale = false;

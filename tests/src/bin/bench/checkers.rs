@@ -361,7 +361,10 @@ fn bare_connects(lb: &Netns) -> (f64, [f64; 2]) {
             }
         }
         let wall = start.elapsed().as_secs_f64();
-        let _ = tx.send((f64::from(done) / wall, share(cpu(libc::RUSAGE_THREAD), before, wall)));
+        let _ = tx.send((
+            f64::from(done) / wall,
+            share(cpu(libc::RUSAGE_THREAD), before, wall),
+        ));
     });
     rx.recv_timeout(BARE_WINDOW + Duration::from_secs(30))
         .expect("the bare loop reports")
