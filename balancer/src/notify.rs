@@ -153,13 +153,6 @@ pub fn spawn(scripts: InstanceScripts) -> (UnboundedSender<Notification>, JoinHa
 
 async fn notifier(scripts: InstanceScripts, mut rx: UnboundedReceiver<Notification>) {
     while let Some(notification) = rx.recv().await {
-        if let (
-            Some(alerts),
-            Notification::State { state, .. } | Notification::Group { state, .. },
-        ) = (&scripts.mail, &notification)
-        {
-            alerts.send(&scripts.name, *state).await;
-        }
         // keepalived writes the FIFO as it launches the scripts, without waiting for them.
         if !scripts.fifos.is_empty() {
             let line = scripts.fifo_line(&notification);
@@ -170,6 +163,14 @@ async fn notifier(scripts: InstanceScripts, mut rx: UnboundedReceiver<Notificati
         for (script, extra, timeout) in scripts.runs(&notification) {
             let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
             run_logged(script, &extra, timeout).await;
+        }
+        // After the scripts: a slow mail server never delays them.
+        if let (
+            Some(alerts),
+            Notification::State { state, .. } | Notification::Group { state, .. },
+        ) = (&scripts.mail, &notification)
+        {
+            alerts.send(&scripts.name, *state, STOP_TIMEOUT).await;
         }
     }
 }

@@ -188,7 +188,7 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
         fifos: Vec::new(),
         sync: SyncGroups::default(),
         vrrp_runtime,
-        mailer: None,
+        mailer: Arc::new(Mailer::default()),
         options: options.clone(),
     };
     daemon.egress = daemon.resolve_egress().await;
@@ -457,8 +457,9 @@ struct Daemon {
     sync: SyncGroups,
     /// VRRP's own thread and runtime.
     vrrp_runtime: VrrpRuntime,
-    /// Where `smtp_alert`s are mailed, if anywhere.
-    mailer: Option<Arc<Mailer>>,
+    /// Where `smtp_alert`s are mailed (nowhere until `global_defs` says where); every
+    /// instance, group and service holds this one, so a reload's settings reach them all.
+    mailer: Arc<Mailer>,
 }
 
 type Sample = (Instant, Vec<ServiceStatus>);
@@ -474,18 +475,20 @@ impl Daemon {
         // Everything that can refuse the configuration before anything changes.
         let checks = service_checks(config, &self.loaded.validated.model.services)?;
         let fifos = notify_fifos(config)?;
-        self.mailer = mailer(config);
-        self.checks.set_mailer(self.mailer.clone());
+        if let Err(e) = self.mailer.reconfigure(&config.global_defs) {
+            tracing::error!(error = %e, "no mail alerts");
+        }
+        self.checks.set_mailer(Some(self.mailer.clone()));
         let mut scripts = Vec::new();
         for instance in &self.loaded.validated.model.vrrp {
             scripts.push(instance_scripts(
                 config,
                 instance,
                 &fifos,
-                self.mailer.as_ref(),
+                Some(&self.mailer),
             )?);
         }
-        init_track_files(config);
+        init_track_files(config, None);
         self.sync = {
             // The groups' coordinators run beside their members, on VRRP's runtime.
             let _vrrp = self.vrrp_runtime.handle.enter();
@@ -493,7 +496,7 @@ impl Daemon {
                 config,
                 &self.loaded.validated.model.vrrp,
                 &fifos,
-                self.mailer.as_ref(),
+                Some(&self.mailer),
             )?
         };
         self.fifos = fifos;
@@ -771,10 +774,7 @@ impl Daemon {
         } else {
             self.fifos.clone()
         };
-        if rewire {
-            self.mailer = mailer(&new.config);
-            self.checks.set_mailer(self.mailer.clone());
-        }
+
         let mut scripts = HashMap::new();
         for instance in &new.validated.model.vrrp {
             let inputs = instance_inputs(&new.config, instance);
@@ -786,13 +786,17 @@ impl Daemon {
             {
                 scripts.insert(
                     instance.name.clone(),
-                    instance_scripts(&new.config, instance, &fifos, self.mailer.as_ref())
+                    instance_scripts(&new.config, instance, &fifos, Some(&self.mailer))
                         .map_err(|e| e.to_string())?,
                 );
             }
         }
         let old = std::mem::replace(&mut self.loaded, new);
         let mut changes = Changes::default();
+        if let Err(e) = self.mailer.reconfigure(&self.loaded.config.global_defs) {
+            changes.failures.push(format!("mail settings: {e}"));
+        }
+        init_track_files(&self.loaded.config, Some(&old.config));
         self.reload_globals(&old, &mut changes);
         self.reload_interfaces(&old, &mut changes);
         self.reload_services(&old, checks, &mut changes);
@@ -829,7 +833,7 @@ impl Daemon {
             &self.loaded.config,
             &wanted,
             &self.fifos,
-            self.mailer.as_ref(),
+            Some(&self.mailer),
         ) {
             Ok(groups) => groups,
             Err(e) => {
@@ -1279,11 +1283,15 @@ fn script_user(config: &Config, spec: Option<&str>) -> Result<ScriptUser, RunErr
 /// keepalived's `init_file`: a `vrrp_track_file` starts with its value (unless the file
 /// exists and `overwrite` is not given). A file that cannot be written is logged; it then
 /// reads as 0, as a missing file does.
-fn init_track_files(config: &Config) {
+/// At a reload (`before` given) only blocks that are new or changed are initialised.
+fn init_track_files(config: &Config, before: Option<&Config>) {
     for (name, block) in &config.vrrp_track_file {
         let Some(value) = block.init_file else {
             continue;
         };
+        if before.is_some_and(|b| b.vrrp_track_file.get(name) == Some(block)) {
+            continue;
+        }
         if (block.init_overwrite || !block.file.exists())
             && let Err(e) = std::fs::write(&block.file, format!("{value}\n"))
         {
@@ -1359,14 +1367,6 @@ fn instance_scripts(
     Ok((tracked, scripts))
 }
 
-/// The mailer of `config`'s `global_defs` (validation has refused a malformed one).
-fn mailer(config: &Config) -> Option<Arc<Mailer>> {
-    Mailer::from_config(&config.global_defs)
-        .map_err(|e| tracing::error!(error = %e, "no mail alerts"))
-        .ok()
-        .flatten()
-}
-
 /// An instance's or group's mail alerts: its `smtp_alert`, else `global_defs`' default;
 /// none without a mailer.
 fn vrrp_alerts(
@@ -1376,6 +1376,7 @@ fn vrrp_alerts(
     group: bool,
 ) -> Option<Arc<VrrpAlerts>> {
     let g = &config.global_defs;
+    // Asked for: the mailer may get its settings only at a later reload.
     let mailer = mailer.filter(|_| own.unwrap_or_else(|| g.vrrp_alerts()))?;
     Some(Arc::new(VrrpAlerts::new(
         mailer.clone(),
@@ -1457,19 +1458,7 @@ struct VrrpWiring<'a> {
     groups: &'a std::collections::BTreeMap<String, crate::config::schema::SyncGroup>,
     members: Vec<(&'a str, Option<&'a str>)>,
     fifos: [Option<&'a str>; 4],
-    /// The mail settings the instances' and groups' alerts are built with.
-    mail: MailWiring<'a>,
 }
-
-type MailWiring<'a> = (
-    &'a Vec<String>,
-    &'a Option<String>,
-    &'a Option<String>,
-    &'a Option<String>,
-    Option<u32>,
-    [Option<bool>; 3],
-    &'a Option<String>,
-);
 
 fn vrrp_wiring(loaded: &Loaded) -> VrrpWiring<'_> {
     let g = &loaded.config.global_defs;
@@ -1488,15 +1477,6 @@ fn vrrp_wiring(loaded: &Loaded) -> VrrpWiring<'_> {
             g.vrrp_notify_fifo.as_deref(),
             g.vrrp_notify_fifo_script.as_deref(),
         ],
-        mail: (
-            &g.notification_email,
-            &g.notification_email_from,
-            &g.smtp_server,
-            &g.smtp_helo_name,
-            g.smtp_connect_timeout,
-            [g.smtp_alert, g.smtp_alert_vrrp, Some(g.no_email_faults)],
-            &g.router_id,
-        ),
     }
 }
 

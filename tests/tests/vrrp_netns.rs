@@ -214,7 +214,8 @@ fn master_then_stop<T: Send>(
 
 /// The options of `virtual_ipaddress` lines reach the kernel: another `dev` (with its
 /// gratuitous ARP sent there), `brd`, `scope`, `label`, `noprefixroute`, `virtual_rules`, and keepalived's
-/// default of a deprecated (`preferred_lft` 0) IPv6 /128; all go when the instance stops.
+/// default of a deprecated (`preferred_lft` 0) IPv6 /128, an address on a missing dev
+/// skipped; all go when the instance stops.
 #[test]
 fn address_options_and_rules_reach_the_kernel_and_go_with_the_instance() {
     require_root!();
@@ -231,6 +232,8 @@ fn address_options_and_rules_reach_the_kernel_and_go_with_the_instance() {
         ("198.18.4.100/24 brd + label v0:vip", false),
         ("198.18.5.100/24 dev v1 scope link noprefixroute", false),
         ("fd00:4::100", true),
+        // A dev that does not exist: that address is skipped, not the instance.
+        ("198.18.4.200/24 dev nosuch0", true),
     ] {
         let l = balancer::config::address::vip_line(line).unwrap();
         address_options.insert(l.vip.addr, l.options);
@@ -290,6 +293,10 @@ fn address_options_and_rules_reach_the_kernel_and_go_with_the_instance() {
     assert!(
         rule6.contains("ipproto udp") && rule6.contains("dport 53") && rule6.contains("lookup 200"),
         "{rule6}"
+    );
+    assert!(
+        !while_master.iter().any(|l| l.contains("198.18.4.200")),
+        "{while_master:#?}"
     );
     for gone in [
         "198.18.4.100",

@@ -179,7 +179,8 @@ async fn flusher(dataplane: SharedDataplane, flush: Arc<Notify>) {
                 });
             }
             // The runtime is shutting down.
-            Err(_) => return,
+            Err(e) if e.is_cancelled() => return,
+            Err(e) => tracing::error!(error = %e, "a scheduler table rebuild panicked"),
         }
     }
 }
@@ -474,12 +475,14 @@ async fn run_checker(
         }
         // A passing checker keeps its cadence: the next attempt is due `delay_loop` after
         // this one was, so checks neither drift later by their own duration nor bunch up
-        // (one that ran late is not made up for). After a failure the wait runs from the
-        // end of the attempt, as keepalived's (`tcp_epilog` re-arms its timer when the
-        // attempt ends), so `delay_before_retry` is a real pause after a timeout.
+        // (one that ran late is not made up for). After a failure, or an attempt (with its
+        // wait for a permit) that outlasted the interval, the wait runs from the end of the
+        // attempt, as keepalived's (`tcp_epilog` re-arms its timer when the attempt ends),
+        // so `delay_before_retry` is a real pause after a timeout and slow checks never run
+        // back to back.
         let now = tokio::time::Instant::now();
-        due = if passed {
-            (due + delay).max(now)
+        due = if passed && due + delay >= now {
+            due + delay
         } else {
             now + delay
         };
@@ -800,16 +803,20 @@ impl ServiceState {
                 );
                 verdicts.applied = weight;
             }
-            // `applied` stays as it was, so the next change tries again.
-            Err(e) => tracing::warn!(
-                service,
-                real = %real.addr,
-                port = real.port,
-                weight,
-                reason,
-                error = %e,
-                "could not set the real's weight"
-            ),
+            // `applied` stays as it was, so the next change tries again; the flush rebuilds
+            // the table the failed write may have left half done.
+            Err(e) => {
+                self.flush.notify_one();
+                tracing::warn!(
+                    service,
+                    real = %real.addr,
+                    port = real.port,
+                    weight,
+                    reason,
+                    error = %e,
+                    "could not set the real's weight"
+                );
+            }
         }
     }
 }

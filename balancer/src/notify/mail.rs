@@ -25,8 +25,14 @@ pub enum MailError {
     Address { what: &'static str, address: String },
 }
 
-/// Where and how alerts are mailed.
+/// Where and how alerts are mailed. The settings can change under the daemon's feet (a
+/// reload): everything that mails holds the same `Mailer`, which reads them at each mail.
+#[derive(Default)]
 pub struct Mailer {
+    settings: std::sync::RwLock<Option<Arc<Settings>>>,
+}
+
+struct Settings {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     to: Vec<Mailbox>,
@@ -36,10 +42,10 @@ pub struct Mailer {
 
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let settings = self.current();
         f.debug_struct("Mailer")
-            .field("from", &self.from)
-            .field("to", &self.to)
-            .field("router_id", &self.router_id)
+            .field("from", &settings.as_ref().map(|s| &s.from))
+            .field("to", &settings.as_ref().map(|s| &s.to))
             .finish_non_exhaustive()
     }
 }
@@ -53,13 +59,10 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-impl Mailer {
-    /// The mailer `global_defs` describes: `None` without recipients or a server, as
+impl Settings {
+    /// The settings `global_defs` describes: `None` without recipients or a server, as
     /// keepalived then sends nothing.
-    ///
-    /// # Errors
-    /// A malformed server or address.
-    pub fn from_config(g: &GlobalDefs) -> Result<Option<Arc<Self>>, MailError> {
+    fn parse(g: &GlobalDefs) -> Result<Option<Self>, MailError> {
         let (Some(server), false) = (&g.smtp_server, g.notification_email.is_empty()) else {
             return Ok(None);
         };
@@ -110,16 +113,57 @@ impl Mailer {
                 g.smtp_connect_timeout.unwrap_or(30),
             ))))
             .build();
-        Ok(Some(Arc::new(Self {
+        Ok(Some(Self {
             transport,
             from,
             to,
             router_id: g.router_id.clone().unwrap_or(hostname),
-        })))
+        }))
+    }
+}
+
+impl Mailer {
+    /// A mailer with the settings of `global_defs` (none: it sends nothing).
+    ///
+    /// # Errors
+    /// A malformed server or address.
+    pub fn from_config(g: &GlobalDefs) -> Result<Arc<Self>, MailError> {
+        let mailer = Arc::new(Self::default());
+        mailer.reconfigure(g)?;
+        Ok(mailer)
+    }
+
+    /// Takes the settings of `global_defs`; on error the previous ones stay.
+    ///
+    /// # Errors
+    /// A malformed server or address.
+    pub fn reconfigure(&self, g: &GlobalDefs) -> Result<(), MailError> {
+        let settings = Settings::parse(g)?.map(Arc::new);
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = settings;
+        Ok(())
+    }
+
+    /// Whether mail goes anywhere.
+    #[must_use]
+    pub fn is_configured(&self) -> bool {
+        self.current().is_some()
+    }
+
+    fn current(&self) -> Option<Arc<Settings>> {
+        self.settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Mails `subject` (after the `[router_id]` tag) and `body`, on a task of its own.
     pub fn send(self: &Arc<Self>, subject: &str, body: &str) {
+        if !self.is_configured() {
+            return;
+        }
         let (mailer, subject, body) = (self.clone(), subject.to_owned(), body.to_owned());
         tokio::spawn(async move { mailer.deliver(&subject, &body).await });
     }
@@ -127,12 +171,15 @@ impl Mailer {
     /// Mails `subject` and `body` and returns once the server has answered (or the
     /// connect timeout passed): for a stop, which must not end before its mail is out.
     pub async fn deliver(&self, subject: &str, body: &str) {
-        let subject = format!("[{}] {subject}", self.router_id);
+        let Some(settings) = self.current() else {
+            return;
+        };
+        let subject = format!("[{}] {subject}", settings.router_id);
         let mut builder = Message::builder()
-            .from(self.from.clone())
+            .from(settings.from.clone())
             .subject(subject.clone())
             .user_agent("balancer".to_owned());
-        for to in &self.to {
+        for to in &settings.to {
             builder = builder.to(to.clone());
         }
         let message = match builder.body(format!("{body}\n")) {
@@ -142,7 +189,7 @@ impl Mailer {
                 return;
             }
         };
-        match self.transport.send(message).await {
+        match settings.transport.send(message).await {
             Ok(_) => tracing::info!(subject, "alert mailed"),
             Err(e) => tracing::warn!(subject, error = %e, "alert mail not sent"),
         }
@@ -208,11 +255,15 @@ impl VrrpAlerts {
     }
 
     /// Mails `name` entering `state`, if that calls for a mail: in the background, but a
-    /// stop's mail is delivered before this returns.
-    pub async fn send(&self, name: &str, state: State) {
+    /// stop's mail is given up to `stop_wait` before this returns (the daemon may exit
+    /// right after).
+    pub async fn send(&self, name: &str, state: State, stop_wait: Duration) {
         if let Some((subject, body)) = self.mail(name, state) {
             if state == State::Init {
-                self.mailer.deliver(&subject, &body).await;
+                let delivered = self.mailer.deliver(&subject, &body);
+                if tokio::time::timeout(stop_wait, delivered).await.is_err() {
+                    tracing::warn!(name, "the stop's alert mail not sent in time");
+                }
             } else {
                 self.mailer.send(&subject, &body);
             }
@@ -235,7 +286,8 @@ mod tests {
 
     #[tokio::test]
     async fn vrrp_alerts_follow_keepalived_once_per_state() {
-        let mailer = Mailer::from_config(&globals()).unwrap().unwrap();
+        let mailer = Mailer::from_config(&globals()).unwrap();
+        assert!(mailer.is_configured());
         let alerts = VrrpAlerts::new(mailer.clone(), false, true);
         assert_eq!(
             alerts.mail("VI_1", State::Master),
@@ -257,7 +309,7 @@ mod tests {
     fn no_recipients_or_server_is_no_mailer_and_bad_values_are_named() {
         let mut g = globals();
         g.notification_email.clear();
-        assert!(Mailer::from_config(&g).unwrap().is_none());
+        assert!(!Mailer::from_config(&g).unwrap().is_configured());
         let mut g = globals();
         g.smtp_server = Some("198.18.0.25 smtp".into());
         assert!(

@@ -146,8 +146,8 @@ fn mail(config: &Config, report: &mut Report<'_>) {
                 "a mail address such as ops@example.org",
             );
         }
-        Ok(Some(_)) => {}
-        Ok(None) => {
+        Ok(m) if m.is_configured() => {}
+        Ok(_) => {
             if !g.notification_email.is_empty() && g.smtp_server.is_none() {
                 report.warn(
                     "global_defs.notification_email",

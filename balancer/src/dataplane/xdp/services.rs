@@ -49,8 +49,6 @@ struct Installed {
     /// The table is not the one `model`'s weights give (a weight changed by
     /// [`Dataplane::set_weight_fast`]); [`Dataplane::flush`] rebuilds it.
     stale: bool,
-    /// A weight change failed part way: the model may say more than the maps hold.
-    failed: bool,
     /// Exact hash tables (mh/sh/dh) with the weights they were built for: the one `apply`
     /// built (every real as configured, the state a service returns to once its reals
     /// recover), then the two latest, the latest first. A real that fails and comes back
@@ -341,7 +339,6 @@ impl ServiceTable {
             table: service.table_base..service.table_base + service.table_len,
             positions: Vec::new(),
             stale: false,
-            failed: false,
             exact: Vec::new(),
         })
     }
@@ -776,10 +773,14 @@ impl Dataplane for XdpProgram {
             .map(|(name, _)| name.clone())
             .collect();
         stale.sort();
+        // One service that cannot be rebuilt does not hold back the others.
+        let mut first_error = None;
         for name in stale {
-            self.rebuild_table(&name)?;
+            if let Err(e) = self.rebuild_table(&name) {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 
@@ -873,7 +874,6 @@ impl XdpProgram {
                 table: range,
                 positions,
                 stale: false,
-                failed: false,
                 exact,
             },
         );
@@ -936,11 +936,10 @@ impl XdpProgram {
                 port,
             });
         };
-        if installed.model.reals[position].weight == weight && !installed.failed {
+        let previous = installed.model.reals[position].weight;
+        if previous == weight {
             return Ok(());
         }
-        // Until every write below is done, a retry must not take the weight as set.
-        installed.failed = true;
         let real = &mut installed.model.reals[position];
         real.weight = weight;
         let (index, entry) = (installed.reals[position], real_entry(real, installed.id));
@@ -962,23 +961,41 @@ impl XdpProgram {
         };
         let mut patch = Vec::new();
         if weight == 0 && hashed && !rebuild_now {
-            match patch_out(&mut installed.positions, model, position) {
+            match patch_out(&installed.positions, model, position) {
                 Some(p) => patch = p,
                 // No entry holds a live real (the live ones came up since the last rebuild).
                 None => rebuild_now = true,
             }
         }
-        installed.stale |= hashed && !rebuild_now;
         let (table_start, reals) = (installed.table.start, installed.reals.clone());
-        self.write_real(index, &entry)?;
-        for (slot, replacement) in patch {
-            self.write_slots(table_start + slot, &[reals[replacement as usize]])?;
-        }
-        if rebuild_now {
-            self.rebuild_table(name)?;
-        }
-        if let Some(installed) = self.table.services.get_mut(name) {
-            installed.failed = false;
+        let written = (|| {
+            self.write_real(index, &entry)?;
+            for &(slot, replacement) in &patch {
+                self.write_slots(table_start + slot, &[reals[replacement as usize]])?;
+            }
+            if rebuild_now {
+                self.rebuild_table(name)?;
+            }
+            Ok(())
+        })();
+        let Some(installed) = self.table.services.get_mut(name) else {
+            return written;
+        };
+        match written {
+            Ok(()) => {
+                for (slot, replacement) in patch {
+                    installed.positions[slot as usize] = replacement;
+                }
+                installed.stale |= hashed && !rebuild_now;
+            }
+            Err(e) => {
+                // The model says what the maps may not hold: a retry (the same decision
+                // again) writes everything anew, and a flush rebuilds the table from the
+                // model as it was.
+                installed.model.reals[position].weight = previous;
+                installed.stale |= hashed;
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -1033,13 +1050,9 @@ impl XdpProgram {
 
 /// Takes real `gone` (now at weight 0) out of a hash table in place: each of its entries
 /// gets the real of the next entry (cyclically) that holds a live one. Returns the changed
-/// entries and their new positions, having updated `positions`; `None`, with nothing
-/// changed, when no entry holds a live real.
-fn patch_out(
-    positions: &mut [u32],
-    model: &VirtualService,
-    gone: usize,
-) -> Option<Vec<(u32, u32)>> {
+/// entries and their new positions (`positions` itself is left for the caller to update
+/// once the writes succeed); `None` when no entry holds a live real.
+fn patch_out(positions: &[u32], model: &VirtualService, gone: usize) -> Option<Vec<(u32, u32)>> {
     let live = |p: u32| model.reals.get(p as usize).is_some_and(|r| r.weight > 0);
     let len = positions.len();
     // A plain comparison over the table first: the walks below are short, the table is not.
@@ -1047,10 +1060,10 @@ fn patch_out(
     let entries: Vec<usize> = (0..len).filter(|&i| positions[i] == target).collect();
     let mut changed = Vec::with_capacity(entries.len());
     for i in entries {
+        // `gone` is not live, so the entry found is one the patch leaves as it is.
         let next = (1..len)
             .map(|step| positions[(i + step) % len])
             .find(|&p| live(p))?;
-        positions[i] = next;
         changed.push((u32::try_from(i).unwrap_or(u32::MAX), next));
     }
     Some(changed)

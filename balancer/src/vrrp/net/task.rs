@@ -387,9 +387,20 @@ impl Driver {
             if *dev == spec.interface || devices.contains_key(dev) {
                 continue;
             }
-            let other = netlink.link(dev).await?;
-            let sender = frame_sender(&other, dev);
-            devices.insert(dev.clone(), (other, sender));
+            // keepalived skips an address whose interface is missing ("Cannot find
+            // interface"), and so do we, rather than the instance.
+            match netlink.link(dev).await {
+                Ok(other) => {
+                    let sender = frame_sender(&other, dev);
+                    devices.insert(dev.clone(), (other, sender));
+                }
+                Err(e) => tracing::error!(
+                    interface = spec.interface,
+                    dev,
+                    error = %e,
+                    "the virtual addresses on this dev are skipped"
+                ),
+            }
         }
         let destinations = if unicast {
             spec.config.unicast_peers.clone()
@@ -478,7 +489,9 @@ impl Driver {
                 Action::SendAdvert { priority } => self.send_advert(priority).await,
                 Action::AddVips => {
                     for vip in self.spec.vips.iter().chain(&self.spec.excluded) {
-                        let (link, _) = self.place(vip.addr);
+                        let Some((link, _)) = self.place(vip.addr) else {
+                            continue;
+                        };
                         let result = self
                             .netlink
                             .add(link.index, *vip, self.options(vip.addr))
@@ -502,7 +515,9 @@ impl Driver {
                 Action::DelVips => {
                     self.remove_rules_and_routes().await;
                     for vip in self.removable_vips() {
-                        let (link, _) = self.place(vip.addr);
+                        let Some((link, _)) = self.place(vip.addr) else {
+                            continue;
+                        };
                         if let Err(e) = self.netlink.del(link.index, vip).await {
                             tracing::error!(error = %e, "virtual address not removed");
                         }
@@ -583,7 +598,9 @@ impl Driver {
     fn send_gratuitous(&self, repeat: u32) {
         let link_local = self.link_local;
         for vip in self.spec.vips.iter().chain(&self.spec.excluded) {
-            let (link, frames) = self.place(vip.addr);
+            let Some((link, frames)) = self.place(vip.addr) else {
+                continue;
+            };
             let (Some(frames), Some(mac)) = (frames, link.mac) else {
                 continue;
             };
@@ -619,7 +636,10 @@ impl Driver {
     async fn remove_leftovers(&self) -> Result<(), NetlinkError> {
         self.remove_rules_and_routes().await;
         for vip in self.removable_vips() {
-            if self.netlink.del(self.place(vip.addr).0.index, vip).await? {
+            let Some((link, _)) = self.place(vip.addr) else {
+                continue;
+            };
+            if self.netlink.del(link.index, vip).await? {
                 tracing::warn!(interface = self.spec.interface, %vip, "removed a leftover virtual address");
             }
         }
@@ -641,16 +661,15 @@ impl Driver {
     }
 
     /// The interface `addr` goes on (its `dev`, else the instance's or its macvlan) and the
-    /// sender of its gratuitous ARPs / NAs there.
-    fn place(&self, addr: IpAddr) -> (&Link, Option<&FrameSender>) {
-        match self
-            .options(addr)
-            .dev
-            .as_ref()
-            .and_then(|dev| self.devices.get(dev))
-        {
-            Some((link, frames)) => (link, frames.as_ref()),
-            None => (&self.link, self.frames.as_ref()),
+    /// sender of its gratuitous ARPs / NAs there; `None` when its `dev` does not exist (the
+    /// address is skipped).
+    fn place(&self, addr: IpAddr) -> Option<(&Link, Option<&FrameSender>)> {
+        match self.options(addr).dev.as_ref() {
+            Some(dev) if *dev != self.spec.interface => self
+                .devices
+                .get(dev)
+                .map(|(link, frames)| (link, frames.as_ref())),
+            _ => Some((&self.link, self.frames.as_ref())),
         }
     }
 }
