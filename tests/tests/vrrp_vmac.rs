@@ -1,5 +1,6 @@
 //! Layer 3: `use_vmac` with `balancer vrrp --vmac` against Debian's keepalived `use_vmac`. The
-//! master holds the VIP on a macvlan carrying the virtual router MAC (RFC 5798 §7.3), the
+//! master holds the VIP on a macvlan carrying the virtual router MAC (RFC 5798 §7.3) and
+//! sends its adverts from that MAC, the
 //! peer's neighbour entry for the VIP is that MAC, and it stays the same MAC after keepalived
 //! takes over; our macvlan is gone after we stop. Needs root.
 
@@ -47,6 +48,7 @@ fn neighbour(ns: &Netns) -> String {
 fn vip_lives_on_the_virtual_mac_and_keeps_it_across_a_takeover() {
     require_root!();
     let lan = Lan::new("vmac", 7);
+    let wire = balancer_tests::capture::Capture::start(&lan.peer, "k0");
     let ka = Daemon::keepalived(&lan.peer, PEER);
     let mut me = ours_v3(
         &lan,
@@ -70,6 +72,20 @@ fn vip_lives_on_the_virtual_mac_and_keeps_it_across_a_takeover() {
     );
     assert!(addr_on(&lan.ours, "vrrp.61"), "the VIP is on the macvlan");
     assert!(!addr_on(&lan.ours, "v0"), "not on the base interface");
+    // RFC 5798 §7.3 (keepalived's default): the master's adverts carry the virtual MAC.
+    let our_advert = |f: &[u8]| {
+        f.len() >= 34 && f[12..14] == [0x08, 0x00] && f[23] == 112 && f[26..30] == [198, 18, 7, 1]
+    };
+    assert!(
+        wire.wait_for(Duration::from_secs(1), |f| our_advert(f)
+            && f[6..12] == [0x00, 0x00, 0x5e, 0x00, 0x01, 0x3d]),
+        "no advert of ours from the virtual MAC"
+    );
+    assert_eq!(
+        wire.count(|f| our_advert(f) && f[6..12] != [0x00, 0x00, 0x5e, 0x00, 0x01, 0x3d]),
+        0,
+        "an advert of ours from another MAC"
+    );
     // keepalived's own macvlan (vrrp.61 too) exists beside ours; the peer asks over k0.
     let seen = neighbour(&lan.peer);
     assert!(seen.contains(VMAC), "peer resolves the VIP to {seen:?}");

@@ -290,6 +290,10 @@ struct Driver {
     link_local: Option<Ipv6Addr>,
     vmac: Option<Vmac>,
     socket: VrrpSocket,
+    /// With `use_vmac` on IPv4 multicast: the socket adverts leave from, on the macvlan, so
+    /// that they carry the virtual MAC as RFC 5798 §7.3 has them (keepalived's default;
+    /// adverts are still received on `socket`).
+    vmac_socket: Option<VrrpSocket>,
     frames: Option<FrameSender>,
     /// The other interfaces addresses name with `dev`, and a gratuitous ARP / NA sender on
     /// each, by name.
@@ -381,27 +385,9 @@ impl Driver {
             }
             None => (link, None),
         };
+        let vmac_socket = vmac.as_ref().and_then(|_| vmac_advert_socket(&spec, &link));
         let frames = frame_sender(&link, &spec.interface);
-        let mut devices = std::collections::HashMap::new();
-        for dev in spec.address_options.values().filter_map(|o| o.dev.as_ref()) {
-            if *dev == spec.interface || devices.contains_key(dev) {
-                continue;
-            }
-            // keepalived skips an address whose interface is missing ("Cannot find
-            // interface"), and so do we, rather than the instance.
-            match netlink.link(dev).await {
-                Ok(other) => {
-                    let sender = frame_sender(&other, dev);
-                    devices.insert(dev.clone(), (other, sender));
-                }
-                Err(e) => tracing::error!(
-                    interface = spec.interface,
-                    dev,
-                    error = %e,
-                    "the virtual addresses on this dev are skipped"
-                ),
-            }
-        }
+        let devices = other_devices(&netlink, &spec).await;
         let destinations = if unicast {
             spec.config.unicast_peers.clone()
         } else {
@@ -417,6 +403,7 @@ impl Driver {
             link_local,
             vmac,
             socket,
+            vmac_socket,
             frames,
             devices,
             destinations,
@@ -586,7 +573,13 @@ impl Driver {
                 dst: *dst,
             };
             let result = match repr.to_bytes(ph, mode) {
-                Ok(bytes) => self.socket.send(*dst, &bytes).await,
+                Ok(bytes) => {
+                    self.vmac_socket
+                        .as_ref()
+                        .unwrap_or(&self.socket)
+                        .send(*dst, &bytes)
+                        .await
+                }
                 Err(e) => Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())),
             };
             if let Err(e) = result {
@@ -672,6 +665,52 @@ impl Driver {
             _ => Some((&self.link, self.frames.as_ref())),
         }
     }
+}
+
+/// With `use_vmac`, the socket IPv4 multicast adverts leave from, on the macvlan `link`.
+/// Unicast adverts and IPv6 ones (whose link-local source lives on the base) leave from the
+/// base, as keepalived's `vmac_xmit_base` sends them; so does everything when the socket
+/// cannot be opened (logged).
+fn vmac_advert_socket(spec: &InstanceSpec, link: &Link) -> Option<VrrpSocket> {
+    if spec.config.is_unicast() || spec.config.primary_address.is_ipv6() {
+        return None;
+    }
+    let name = spec.vmac.as_deref()?;
+    match VrrpSocket::open(name, link.index, spec.config.primary_address, None) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(interface = spec.interface, error = %e, "adverts leave from the base interface, not the macvlan");
+            None
+        }
+    }
+}
+
+/// The interfaces other than the instance's that addresses name with `dev`, with a
+/// gratuitous ARP / NA sender on each. keepalived skips an address whose interface is
+/// missing ("Cannot find interface"), and so do we (logged), rather than the instance.
+async fn other_devices(
+    netlink: &Netlink,
+    spec: &InstanceSpec,
+) -> std::collections::HashMap<String, (Link, Option<FrameSender>)> {
+    let mut devices = std::collections::HashMap::new();
+    for dev in spec.address_options.values().filter_map(|o| o.dev.as_ref()) {
+        if *dev == spec.interface || devices.contains_key(dev) {
+            continue;
+        }
+        match netlink.link(dev).await {
+            Ok(other) => {
+                let sender = frame_sender(&other, dev);
+                devices.insert(dev.clone(), (other, sender));
+            }
+            Err(e) => tracing::error!(
+                interface = spec.interface,
+                dev,
+                error = %e,
+                "the virtual addresses on this dev are skipped"
+            ),
+        }
+    }
+    devices
 }
 
 /// A gratuitous ARP / NA sender on `link`, if it has a MAC; a failure is logged.

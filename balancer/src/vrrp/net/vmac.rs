@@ -3,9 +3,10 @@
 //! `00:00:5e:00:02:VRID` for IPv6), so a takeover moves no ARP / neighbour entry: the new
 //! master answers with the same MAC (`keepalived/vrrp/vrrp_vmac.c`, `vrrp_if_config.c`).
 //!
-//! Adverts leave from the base interface (keepalived's `vmac_xmit_base`), where they are also
-//! received; gratuitous ARPs / NAs leave from the macvlan, so switches learn where the
-//! virtual MAC is.
+//! IPv4 multicast adverts leave from the macvlan, so they carry the virtual MAC as RFC 5798
+//! §7.3 has them (keepalived's default); unicast and IPv6 adverts leave from the base
+//! interface (keepalived's `vmac_xmit_base`). Adverts are received on the base. Gratuitous
+//! ARPs / NAs leave from the macvlan, so switches learn where the virtual MAC is.
 
 use std::path::PathBuf;
 
