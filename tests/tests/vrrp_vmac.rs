@@ -17,6 +17,8 @@ use balancer_tests::{
 const VIP: &str = "198.18.7.100";
 const VMAC: &str = "00:00:5e:00:01:3d";
 const HANDOVER: Duration = Duration::from_secs(5);
+const VIP6: &str = "fd00:8::100";
+const VMAC6: &str = "00:00:5e:00:02:3e";
 
 const PEER: &str = "global_defs {\n  router_id blt\n}\nvrrp_instance VI {\n  state BACKUP\n  \
                     interface k0\n  virtual_router_id 61\n  priority 100\n  version 3\n  \
@@ -101,5 +103,70 @@ fn vip_lives_on_the_virtual_mac_and_keeps_it_across_a_takeover() {
     assert!(
         seen.contains(VMAC),
         "after the takeover the VIP is at {seen:?}"
+    );
+}
+
+/// The same over IPv6: the VIP lives on our macvlan with the IPv6 virtual MAC
+/// (`00:00:5e:00:02:VRID`), keepalived (its own `use_vmac`) accepts our adverts and stays
+/// backup, and after we stop it holds the VIP, which the peer's neighbour entry still
+/// reaches at the same MAC.
+#[test]
+fn ipv6_vip_lives_on_the_ipv6_virtual_mac() {
+    require_root!();
+    let lan = Lan::new("vmac6", 8);
+    let peer = "global_defs {\n  router_id blt\n}\nvrrp_instance VI {\n  state BACKUP\n  \
+                interface k0\n  virtual_router_id 62\n  priority 100\n  version 3\n  \
+                advert_int 0.1\n  use_vmac\n  virtual_ipaddress {\n    fd00:8::100/64\n  }\n}\n";
+    let ka = Daemon::keepalived(&lan.peer, peer);
+    let mut me = ours_v3(
+        &lan,
+        "62",
+        "200",
+        "0.1",
+        &["--vmac", "vrrp.62", "--vip", "fd00:8::100/64"],
+    );
+    lan.settle(
+        &[VIP6],
+        Side::Ours,
+        HANDOVER,
+        Duration::from_millis(500),
+        &[&me, &ka],
+    );
+    assert!(
+        link_shows(&lan.ours, "vrrp.62").contains(&format!("link/ether {VMAC6}")),
+        "{}\n{}",
+        link_shows(&lan.ours, "vrrp.62"),
+        me.log()
+    );
+    let on = |dev: &str| {
+        String::from_utf8_lossy(
+            &lan.ours
+                .output("ip", &["-o", "addr", "show", "dev", dev])
+                .stdout,
+        )
+        .contains(&format!(" {VIP6}/64 "))
+    };
+    assert!(on("vrrp.62") && !on("v0"), "the VIP is on the macvlan only");
+    // The peer resolves the VIP (neighbour discovery) to the virtual MAC.
+    let neigh = || {
+        lan.peer.run(|| {
+            let socket = UdpSocket::bind("[::]:0").expect("socket");
+            let _ = socket.send_to(b"who has it", (VIP6, 9));
+        });
+        let show = || {
+            String::from_utf8_lossy(&lan.peer.output("ip", &["-6", "neigh", "show", VIP6]).stdout)
+                .into_owned()
+        };
+        wait_until(Duration::from_secs(2), || show().contains("lladdr"));
+        show()
+    };
+    let seen = neigh();
+    assert!(seen.contains(VMAC6), "peer resolves the VIP to {seen:?}");
+
+    assert!(me.stop().success(), "{}", me.log());
+    lan.settle(&[VIP6], Side::Peer, HANDOVER, Duration::ZERO, &[&me, &ka]);
+    assert!(
+        wait_until(HANDOVER, || link_shows(&lan.ours, "vrrp.62").is_empty()),
+        "our macvlan outlived us"
     );
 }
