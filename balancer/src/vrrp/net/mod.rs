@@ -9,6 +9,7 @@ pub mod rule;
 pub mod socket;
 pub mod statics;
 pub mod task;
+pub mod timer;
 pub mod vip;
 pub mod vmac;
 

@@ -274,7 +274,7 @@ async fn group_event(sync: Option<&mut SyncLink>) -> Option<Event> {
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
+        Some(at) => crate::vrrp::net::timer::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
