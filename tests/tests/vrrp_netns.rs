@@ -13,7 +13,7 @@ use balancer::vrrp::{
 };
 use balancer_tests::{
     Netns,
-    capture::{Capture, is_gratuitous_arp},
+    capture::{Capture, is_gratuitous_arp, is_unsolicited_na},
     require_root, veth_pair,
     vrrp::Lan,
 };
@@ -212,6 +212,33 @@ fn master_then_stop<T: Send>(
     })
 }
 
+/// [`spec_on_v0`] with `virtual_ipaddress` lines (and whether each is excluded from
+/// adverts), their options included.
+fn spec_with_lines(vrid: u8, lines: &[(&str, bool)]) -> InstanceSpec {
+    let mut spec = spec_on_v0(vrid, Vec::new());
+    for &(line, excluded) in lines {
+        let l = balancer::config::address::vip_line(line).unwrap();
+        spec.address_options.insert(l.vip.addr, l.options);
+        if excluded {
+            spec.excluded.push(l.vip);
+        } else {
+            spec.vips.push(l.vip);
+        }
+    }
+    spec
+}
+
+/// The link-local address of `dev` in `ns`.
+fn link_local(ns: &Netns, dev: &str) -> std::net::Ipv6Addr {
+    addr_lines(ns, dev)
+        .iter()
+        .find_map(|l| {
+            let at = l.find("inet6 fe80::")? + "inet6 ".len();
+            l[at..].split('/').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("{dev} has no link-local address"))
+}
+
 /// The options of `virtual_ipaddress` lines reach the kernel: another `dev` (with its
 /// gratuitous ARP sent there), `brd`, `scope`, `label`, `noprefixroute`, `virtual_rules`, and keepalived's
 /// default of a deprecated (`preferred_lft` 0) IPv6 /128, an address on a missing dev
@@ -225,27 +252,17 @@ fn address_options_and_rules_reach_the_kernel_and_go_with_the_instance() {
     veth_pair(ns, "v1", &other, "o1");
     let wire = Capture::start(&other, "o1");
 
-    let mut spec_vips = Vec::new();
-    let mut excluded = Vec::new();
-    let mut address_options = std::collections::BTreeMap::new();
-    for (line, is_excluded) in [
-        ("198.18.4.100/24 brd + label v0:vip", false),
-        ("198.18.5.100/24 dev v1 scope link noprefixroute", false),
-        ("fd00:4::100", true),
-        // A dev that does not exist: that address is skipped, not the instance.
-        ("198.18.4.200/24 dev nosuch0", true),
-    ] {
-        let l = balancer::config::address::vip_line(line).unwrap();
-        address_options.insert(l.vip.addr, l.options);
-        if is_excluded {
-            excluded.push(l.vip);
-        } else {
-            spec_vips.push(l.vip);
-        }
-    }
-    let mut spec = spec_on_v0(19, spec_vips);
-    spec.excluded = excluded;
-    spec.address_options = address_options;
+    let mut spec = spec_with_lines(
+        19,
+        &[
+            ("198.18.4.100/24 brd + label v0:vip", false),
+            ("198.18.5.100/24 dev v1 scope link noprefixroute", false),
+            ("fd00:4::100", true),
+            // A dev that does not exist: that address is skipped, not the instance.
+            ("198.18.4.200/24 dev nosuch0", true),
+            ("fd00:5::100/64 dev v1", true),
+        ],
+    );
     spec.rules = [
         "from 198.18.4.100 table 100 preference 1000",
         "inet6 not to fd00:4::/64 lookup 200 preference 1001 ipproto udp dport 53",
@@ -302,6 +319,7 @@ fn address_options_and_rules_reach_the_kernel_and_go_with_the_instance() {
         "198.18.4.100",
         "198.18.5.100",
         "fd00:4::100",
+        "fd00:5::100",
         "lookup 100",
         "lookup 200",
     ] {
@@ -316,5 +334,15 @@ fn address_options_and_rules_reach_the_kernel_and_go_with_the_instance() {
             Ipv4Addr::new(198, 18, 5, 100)
         )),
         "no gratuitous ARP on v1"
+    );
+    // The IPv6 address on v1 is announced from v1's own link-local address.
+    let v1_link_local = link_local(ns, "v1");
+    assert!(
+        wire.wait_for(Duration::from_secs(1), |f| is_unsolicited_na(
+            f,
+            "fd00:5::100".parse().unwrap()
+        ) && f[22..38]
+            == v1_link_local.octets()),
+        "no neighbour advertisement from v1's link-local address"
     );
 }

@@ -393,8 +393,7 @@ impl Driver {
         } else {
             vec![group]
         };
-        let forwarding = format!("/proc/sys/net/ipv6/conf/{}/forwarding", spec.interface);
-        let ipv6_router = std::fs::read_to_string(forwarding).is_ok_and(|v| v.trim() == "1");
+        let ipv6_router = ipv6_forwarding(&spec.interface);
         Ok(Self {
             spec,
             instance,
@@ -589,7 +588,6 @@ impl Driver {
     }
 
     fn send_gratuitous(&self, repeat: u32) {
-        let link_local = self.link_local;
         for vip in self.spec.vips.iter().chain(&self.spec.excluded) {
             let Some((link, frames)) = self.place(vip.addr) else {
                 continue;
@@ -597,8 +595,15 @@ impl Driver {
             let (Some(frames), Some(mac)) = (frames, link.mac) else {
                 continue;
             };
-            let Some(frame) = garp::announcement(mac, vip.addr, link_local, self.ipv6_router)
-            else {
+            // An address on another `dev` is announced with that device's own link-local
+            // source and Router flag.
+            let (link_local, router) = if link.index == self.link.index {
+                (self.link_local, self.ipv6_router)
+            } else {
+                let dev = self.options(vip.addr).dev.as_deref().unwrap_or_default();
+                (link.link_local(), ipv6_forwarding(dev))
+            };
+            let Some(frame) = garp::announcement(mac, vip.addr, link_local, router) else {
                 tracing::warn!(interface = self.spec.interface, %vip, "no link-local address for a neighbour advertisement");
                 continue;
             };
@@ -711,6 +716,13 @@ async fn other_devices(
         }
     }
     devices
+}
+
+/// Whether `interface` forwards IPv6: its neighbour advertisements then carry the Router
+/// flag (RFC 4861 §4.4), as keepalived's do.
+fn ipv6_forwarding(interface: &str) -> bool {
+    let path = format!("/proc/sys/net/ipv6/conf/{interface}/forwarding");
+    std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1")
 }
 
 /// A gratuitous ARP / NA sender on `link`, if it has a MAC; a failure is logged.
