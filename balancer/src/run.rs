@@ -194,9 +194,10 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     daemon.egress = daemon.resolve_egress().await;
     daemon.log_egress("reals' egress");
     // Before the instances, as keepalived's `start_vrrp`: a virtual route may need them.
-    daemon.hold_statics(&Statics::default()).await;
+    let statics = &daemon.loaded.validated.model.statics;
+    change_statics(statics, &Statics::default()).await;
     if let Err(e) = daemon.start() {
-        daemon.release_statics().await;
+        change_statics(&Statics::default(), &daemon.loaded.validated.model.statics).await;
         return Err(e);
     }
     // Neighbours are learnt (and change): the egress is looked at again every few seconds.
@@ -583,38 +584,6 @@ impl Daemon {
         );
     }
 
-    /// Makes the kernel hold the configured `static_ipaddress`, `static_routes` and
-    /// `static_rules` where it held `old`'s; returns (and logs) what failed.
-    async fn hold_statics(&self, old: &Statics) -> Vec<String> {
-        let wanted = &self.loaded.validated.model.statics;
-        if wanted.is_empty() && old.is_empty() {
-            return Vec::new();
-        }
-        let failures = match Netlink::connect() {
-            Ok(netlink) => wanted.apply(old, &netlink).await,
-            Err(e) => vec![format!("static entries: {e}")],
-        };
-        for f in &failures {
-            tracing::error!("{f}");
-        }
-        failures
-    }
-
-    /// Removes the static entries, as keepalived's `stop_vrrp` does.
-    async fn release_statics(&self) {
-        let statics = &self.loaded.validated.model.statics;
-        if statics.is_empty() {
-            return;
-        }
-        let failures = match Netlink::connect() {
-            Ok(netlink) => statics.remove(&netlink).await,
-            Err(e) => vec![format!("static entries: {e}")],
-        };
-        for f in failures {
-            tracing::error!("{f}");
-        }
-    }
-
     /// Stops every instance together, then their sync groups (whose `notify_stop` runs once
     /// their members have stopped).
     async fn stop_all_instances(&mut self) {
@@ -804,7 +773,7 @@ impl Daemon {
         if *old_statics != self.loaded.validated.model.statics {
             changes
                 .failures
-                .extend(self.hold_statics(old_statics).await);
+                .extend(change_statics(&self.loaded.validated.model.statics, old_statics).await);
             changes
                 .summary
                 .push("static addresses, routes or rules changed".to_owned());
@@ -1125,7 +1094,8 @@ impl Daemon {
     async fn stop(mut self) -> Result<(), RunError> {
         tracing::info!("stopping: VRRP instances advertise priority 0 and release their addresses");
         self.stop_all_instances().await;
-        self.release_statics().await;
+        // As keepalived's `stop_vrrp`.
+        change_statics(&Statics::default(), &self.loaded.validated.model.statics).await;
         let checks = std::mem::replace(
             &mut self.checks,
             CheckHandle::new(&(self.program.clone() as SharedDataplane), 1),
@@ -1143,6 +1113,23 @@ impl Daemon {
         }
         Ok(())
     }
+}
+
+/// Makes the kernel hold `wanted`'s `static_ipaddress`, `static_routes` and `static_rules`
+/// where it held `old`'s (nothing wanted: all of `old` removed); returns (and logs) what
+/// failed.
+async fn change_statics(wanted: &Statics, old: &Statics) -> Vec<String> {
+    if wanted.is_empty() && old.is_empty() {
+        return Vec::new();
+    }
+    let failures = match Netlink::connect() {
+        Ok(netlink) => wanted.apply(old, &netlink).await,
+        Err(e) => vec![format!("static entries: {e}")],
+    };
+    for f in &failures {
+        tracing::error!("{f}");
+    }
+    failures
 }
 
 /// How often the reals' egress is resolved again.

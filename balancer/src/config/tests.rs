@@ -591,9 +591,7 @@ fn fall_and_retry_together_and_zero_rise_are_refused() {
 #[test]
 fn virtual_rules_import_get_keepalived_preferences_and_a_bad_one_names_its_line() {
     let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        198.18.0.100/24\n    }\n    virtual_rules {\n        from 198.18.0.0/24 table 1\n        to 198.18.2.0/24 table 1 no_track\n        inet6 from fd00::/8 table 2\n        from 198.18.3.0/24 preference 7 lookup 3\n    }\n}\n";
-    let path = Path::new("keepalived.conf");
-    let tree = keepalived::parse(path, text).unwrap();
-    let loaded = from_keepalived(path, &tree).unwrap();
+    let loaded = from_keepalived_text(text).unwrap();
     let rules = &loaded.validated.model.vrrp[0].spec.rules;
     let preferences: Vec<Option<u32>> = rules.iter().map(|r| r.priority).collect();
     // Counting down per family from 16384, as keepalived assigns them.
@@ -618,8 +616,7 @@ fn virtual_rules_import_get_keepalived_preferences_and_a_bad_one_names_its_line(
     );
 
     let bad = text.replace("lookup 3", "lookup 3 goto 9");
-    let tree = keepalived::parse(path, &bad).unwrap();
-    let err = from_keepalived(path, &tree).unwrap_err().to_string();
+    let err = from_keepalived_text(&bad).unwrap_err().to_string();
     assert!(
         err.contains("keepalived.conf:12")
             && err.contains("virtual_rules[3]")
@@ -631,8 +628,7 @@ fn virtual_rules_import_get_keepalived_preferences_and_a_bad_one_names_its_line(
 #[test]
 fn static_entries_import_share_rule_preferences_and_need_a_dev() {
     let text = "static_ipaddress {\n    198.18.6.2/24 dev eth0\n}\nstatic_routes {\n    198.18.9.0/24 via 198.18.0.1\n}\nstatic_rules {\n    from 198.18.6.0/24 table 6\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        198.18.0.100/24\n    }\n    virtual_rules {\n        from 198.18.0.0/24 table 1\n    }\n}\n";
-    let path = Path::new("keepalived.conf");
-    let loaded = from_keepalived(path, &keepalived::parse(path, text).unwrap()).unwrap();
+    let loaded = from_keepalived_text(text).unwrap();
     let model = &loaded.validated.model;
     assert_eq!(model.statics.addresses.len(), 1);
     assert_eq!(model.statics.routes.len(), 1);
@@ -644,9 +640,7 @@ fn static_entries_import_share_rule_preferences_and_need_a_dev() {
     assert_eq!(again.validated.model.statics, model.statics);
 
     let no_dev = text.replace("198.18.6.2/24 dev eth0", "198.18.6.2/24");
-    let err = from_keepalived(path, &keepalived::parse(path, &no_dev).unwrap())
-        .unwrap_err()
-        .to_string();
+    let err = from_keepalived_text(&no_dev).unwrap_err().to_string();
     assert!(
         err.contains("keepalived.conf:2")
             && err.contains("static_ipaddress[0]")
@@ -658,8 +652,7 @@ fn static_entries_import_share_rule_preferences_and_need_a_dev() {
 #[test]
 fn tracker_weights_track_files_and_sync_group_trackers_are_kept() {
     let text = "vrrp_script chk {\n    script /usr/bin/true\n    weight -20\n}\nvrrp_track_file flag {\n    file /run/flag\n    weight 3\n    init_file 5 overwrite\n}\nvrrp_sync_group G {\n    group {\n        VI_1\n        VI_2\n    }\n    track_interface {\n        eth9 weight 10\n    }\n    track_script {\n        chk\n    }\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        198.18.0.100/24\n    }\n    track_interface {\n        eth1 weight -50\n        eth2\n    }\n    track_script {\n        chk weight 7\n    }\n    track_file {\n        flag weight -2\n    }\n}\nvrrp_instance VI_2 {\n    interface eth0\n    virtual_router_id 52\n    priority 100\n    virtual_ipaddress {\n        198.18.0.101/24\n    }\n}\n";
-    let path = Path::new("keepalived.conf");
-    let loaded = from_keepalived(path, &keepalived::parse(path, text).unwrap()).unwrap();
+    let loaded = from_keepalived_text(text).unwrap();
     let vi = &loaded.validated.model.vrrp[0];
     let interfaces: Vec<(&str, Option<i32>)> = vi
         .track_interfaces
@@ -708,9 +701,7 @@ fn tracker_weights_track_files_and_sync_group_trackers_are_kept() {
         ("chk weight 7", "chk weight", "NAME [weight W]"),
     ] {
         let bad = text.replace(from, to);
-        let err = from_keepalived(path, &keepalived::parse(path, &bad).unwrap())
-            .unwrap_err()
-            .to_string();
+        let err = from_keepalived_text(&bad).unwrap_err().to_string();
         assert!(err.contains(named), "{to}: {err}");
     }
 }

@@ -537,7 +537,7 @@ fn real_entry(r: &RealServer, service_id: u32) -> Real {
 
 /// The scheduler table of `svc` as positions into `svc.reals`.
 fn table_positions(svc: &VirtualService) -> Vec<u32> {
-    let weights: Vec<u32> = svc.reals.iter().map(|r| r.weight).collect();
+    let weights = weights(svc);
     // Ring positions index `svc.reals`, whose length validate() bounded far below u32::MAX.
     let positions = |v: Vec<usize>| {
         v.into_iter()

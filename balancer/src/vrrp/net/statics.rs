@@ -75,7 +75,7 @@ impl Statics {
 
     /// Removes every entry: rules, then routes, then addresses. Returns a line per failure;
     /// what is gone already counts as removed.
-    pub async fn remove(&self, netlink: &Netlink) -> Vec<String> {
+    async fn remove(&self, netlink: &Netlink) -> Vec<String> {
         let mut failures = Vec::new();
         for rule in &self.rules {
             if let Err(e) = netlink.rule(rule, false).await {
