@@ -209,12 +209,13 @@ fn main() {
         return;
     }
 
-    let (rows, floor_repeat, floor_single) = measure();
+    let filter = std::env::args().nth(2).unwrap_or_default();
+    let (rows, floor_repeat, floor_single) = measure(&filter);
     report(&rows, floor_repeat, floor_single);
 }
 
 /// Every case, with the floor's figures for each method.
-fn measure() -> (Vec<Row>, f64, f64) {
+fn measure(filter: &str) -> (Vec<Row>, f64, f64) {
     let mut rows = Vec::new();
     let mut floor_obj = Ebpf::load(FLOOR_OBJECT).expect("load the floor program");
     let floor: &mut Xdp = floor_obj
@@ -259,6 +260,9 @@ fn measure() -> (Vec<Row>, f64, f64) {
         ("DR v4 UDP, established", Protocol::Udp, false, udp4(40000)),
     ];
     for (name, proto, v6, frame) in established {
+        if !name.contains(filter) {
+            continue;
+        }
         let mut prog = balancer(&service(Scheduler::Mh, proto, v6, Method::Dr));
         rows.push(Row {
             name: name.into(),
@@ -278,6 +282,9 @@ fn measure() -> (Vec<Row>, f64, f64) {
         (Scheduler::Sh, "sh"),
         (Scheduler::Mh, "mh"),
     ] {
+        if !format!("DR v4 TCP SYN, new flow, {label}").contains(filter) {
+            continue;
+        }
         let mut prog = balancer(&service(sched, Protocol::Tcp, false, Method::Dr));
         rows.push(Row {
             name: format!("DR v4 TCP SYN, new flow, {label}"),
@@ -289,6 +296,9 @@ fn measure() -> (Vec<Row>, f64, f64) {
         ("TUN v4 (IPIP) TCP ACK, established", false),
         ("TUN v6 (IP6IP6) TCP ACK, established", true),
     ] {
+        if !name.contains(filter) {
+            continue;
+        }
         let mut prog = balancer(&service(Scheduler::Mh, Protocol::Tcp, v6, Method::Tun));
         let frame = if v6 {
             tcp6(40000, 0x10)
