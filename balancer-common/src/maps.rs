@@ -34,6 +34,9 @@ pub const PERSIST_MAP: &str = "PERSIST";
 pub const NAT_REVERSE_MAP: &str = "NAT_REVERSE";
 /// Index 0 -> `Globals`.
 pub const GLOBALS_MAP: &str = "GLOBALS";
+/// Index 0 -> `Clock`: how the XDP program reads the time. Not pinned: each loaded program
+/// has its own, calibrated when it is loaded.
+pub const CLOCK_MAP: &str = "CLOCK";
 /// Per-CPU service id -> `Stats`.
 pub const SERVICE_STATS_MAP: &str = "SERVICE_STATS";
 /// Per-CPU real index -> `Stats`.
@@ -263,6 +266,36 @@ pub struct Globals {
 }
 const _: () = assert!(size_of::<Globals>() == 24);
 
+/// The packet path's clock: `CLOCK_MONOTONIC` nanoseconds from the kernel's jiffies.
+///
+/// `bpf_ktime_get_ns` reads the clocksource, which cost about 38 ns per packet on the
+/// development machine (a quarter of an established flow's path); `bpf_jiffies64` is one load.
+/// Timestamps stay in nanoseconds on `CLOCK_MONOTONIC` (to within a tick), so the userspace
+/// sweep, adopted maps and the timeouts keep their meaning. IPVS itself times connections in
+/// jiffies.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Clock {
+    /// Nanoseconds per jiffy (the kernel's `TICK_NSEC`); 0 until calibrated, and then the
+    /// program reads `bpf_ktime_get_ns` instead.
+    pub jiffy_ns: u64,
+    /// The jiffies count at `CLOCK_MONOTONIC` zero.
+    pub epoch_jiffies: u64,
+}
+const _: () = assert!(size_of::<Clock>() == 16);
+
+impl Clock {
+    #[expect(clippy::inline_always, reason = "called per packet by the XDP program")]
+    /// `CLOCK_MONOTONIC` nanoseconds at `jiffies` (at most one tick behind the clock).
+    #[inline(always)]
+    #[must_use]
+    pub const fn now_ns(&self, jiffies: u64) -> u64 {
+        jiffies
+            .wrapping_sub(self.epoch_jiffies)
+            .wrapping_mul(self.jiffy_ns)
+    }
+}
+
 /// IPVS's timeout of a TCP connection in `SYN_RECV` (`ip_vs_proto_tcp.c`), which `ipvsadm
 /// --set` does not change: a SYN flood's entries go after a minute, not after the tcp timeout.
 pub const SYN_RECV_TIMEOUT_NS: u64 = 60_000_000_000;
@@ -352,8 +385,8 @@ const _: () = assert!(size_of::<Stats>() == 24);
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        Flow, FlowKey, Globals, NatKey, NatOrigin, Persist, PersistKey, Real, Service, ServiceKey,
-        Stats,
+        Clock, Flow, FlowKey, Globals, NatKey, NatOrigin, Persist, PersistKey, Real, Service,
+        ServiceKey, Stats,
     };
     // SAFETY: all of these are #[repr(C)], Copy, and have no padding holes (sizes asserted).
     unsafe impl aya::Pod for ServiceKey {}
@@ -364,6 +397,7 @@ mod pod {
     unsafe impl aya::Pod for PersistKey {}
     unsafe impl aya::Pod for Persist {}
     unsafe impl aya::Pod for Globals {}
+    unsafe impl aya::Pod for Clock {}
     unsafe impl aya::Pod for NatKey {}
     unsafe impl aya::Pod for NatOrigin {}
     unsafe impl aya::Pod for Stats {}

@@ -28,7 +28,10 @@ mod schedule;
 mod toobig;
 
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+    bindings::xdp_action,
+    helpers::{bpf_jiffies64, bpf_ktime_get_ns},
+    macros::xdp,
+    programs::XdpContext,
 };
 use balancer_common::{
     ProtoCounter, Reason,
@@ -80,6 +83,23 @@ pub fn too_big(ctx: XdpContext) -> u32 {
     }
 }
 
+/// Calibrates the packet path's clock: run by userspace through `BPF_PROG_TEST_RUN` on a
+/// 16-byte frame, it writes the jiffies count and `CLOCK_MONOTONIC` nanoseconds into it.
+#[xdp]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the #[xdp] macro fixes the signature"
+)]
+pub fn clock(ctx: XdpContext) -> u32 {
+    let Some(out) = parse::ptr_at_mut::<[u64; 2]>(&ctx, 0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // SAFETY: plain helper calls; `out` was bounds-checked (the frame is not 8-byte aligned
+    // for the verifier's sake, so it is written unaligned).
+    unsafe { out.write_unaligned([bpf_jiffies64(), bpf_ktime_get_ns()]) };
+    xdp_action::XDP_PASS
+}
+
 #[inline(always)]
 fn process(ctx: &XdpContext) -> Reason {
     let mut h = Headers::new(ProtoCounter::Truncated);
@@ -106,8 +126,7 @@ fn process(ctx: &XdpContext) -> Reason {
     if h.proto != IPPROTO_TCP && h.proto != IPPROTO_UDP {
         return icmp_error(ctx, &h);
     }
-    // SAFETY: a plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = maps::now_ns();
     let globals = maps::globals();
     let key = FlowKey {
         src: h.src,

@@ -3,13 +3,14 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
+    helpers::{bpf_jiffies64, bpf_ktime_get_ns},
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
 use balancer_common::{
     ProtoCounter, Reason,
     maps::{
-        BPF_F_MMAPABLE, DEFAULT_FLOWS, DEFAULT_PERSIST, Flow, FlowKey, Globals, MAX_REALS,
+        BPF_F_MMAPABLE, Clock, DEFAULT_FLOWS, DEFAULT_PERSIST, Flow, FlowKey, Globals, MAX_REALS,
         MAX_SCHED_SLOTS, MAX_SERVICE_KEYS, MAX_SERVICES, NatKey, NatOrigin, Persist, PersistKey,
         Real, Service, ServiceKey, Stats, TAIL_TOO_BIG, conn_count,
     },
@@ -35,6 +36,8 @@ static PERSIST: LruHashMap<PersistKey, Persist> = LruHashMap::with_max_entries(D
 static NAT_REVERSE: LruHashMap<NatKey, NatOrigin> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
 #[map(name = "GLOBALS")]
 static GLOBALS: Array<Globals> = Array::with_max_entries(1, 0);
+#[map(name = "CLOCK")]
+static CLOCK: Array<Clock> = Array::with_max_entries(1, 0);
 #[map(name = "SERVICE_STATS")]
 static SERVICE_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
 #[map(name = "REAL_STATS")]
@@ -115,6 +118,17 @@ pub fn slot(index: u32) -> Option<u32> {
 #[inline(always)]
 pub fn globals() -> Globals {
     GLOBALS.get(0).copied().unwrap_or_default()
+}
+
+/// Now, in `CLOCK_MONOTONIC` nanoseconds: from jiffies once userspace has calibrated the
+/// clock (see `Clock`), from the clocksource until then.
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    match CLOCK.get(0) {
+        // SAFETY: plain helper calls.
+        Some(c) if c.jiffy_ns != 0 => c.now_ns(unsafe { bpf_jiffies64() }),
+        _ => unsafe { bpf_ktime_get_ns() },
+    }
 }
 
 #[inline(always)]

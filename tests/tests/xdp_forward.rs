@@ -742,6 +742,13 @@ fn sweep_expires_flows_and_recounts_active_connections() {
         ..LoadOptions::default()
     })
     .unwrap();
+    // The packet path stamps flows from jiffies (calibrated at load), the sweep reads
+    // CLOCK_MONOTONIC: the expiries below hold only if the two agree to well within 100 ms.
+    let tick = prog.clock().unwrap().jiffy_ns;
+    assert!(
+        (1_000_000..=10_000_000).contains(&tick),
+        "the clock was not calibrated to a kernel tick: {tick} ns"
+    );
     let mut udp_svc = service(Scheduler::Rr, vec![dr_real(1, 1), dr_real(2, 1)]);
     udp_svc.protocol = Protocol::Udp;
     prog.apply("udp", &udp_svc).unwrap();

@@ -26,7 +26,7 @@ pub struct Sweep {
     pub expired: u64,
 }
 
-/// Now on the clock `bpf_ktime_get_ns` reads (`CLOCK_MONOTONIC`).
+/// Now on the packet path's clock (`CLOCK_MONOTONIC`, see `balancer_common::maps::Clock`).
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -1,5 +1,6 @@
 //! Loads the XDP program, attaches it to interfaces, programs its maps and reads its counters.
 
+mod clock;
 mod flows;
 mod link;
 mod pin;
@@ -22,9 +23,9 @@ use balancer_common::{
     ProtoCounter, Reason,
     counters::{PROTO_COUNTERS_MAP, REASONS_MAP},
     maps::{
-        DEFAULT_FLOWS, DEFAULT_PERSIST, FLOWS_MAP, GLOBALS_MAP, Globals, MAX_SCHED_SLOTS,
-        NAT_REVERSE_MAP, PERSIST_MAP, SCHED_SLOTS_MAP, SERVICES_MAP, TAIL_CALLS_MAP, TAIL_TOO_BIG,
-        TOO_BIG_PROGRAM,
+        CLOCK_MAP, Clock, DEFAULT_FLOWS, DEFAULT_PERSIST, FLOWS_MAP, GLOBALS_MAP, Globals,
+        MAX_SCHED_SLOTS, NAT_REVERSE_MAP, PERSIST_MAP, SCHED_SLOTS_MAP, SERVICES_MAP,
+        TAIL_CALLS_MAP, TAIL_TOO_BIG, TOO_BIG_PROGRAM,
     },
 };
 use serde::Deserialize;
@@ -249,6 +250,9 @@ impl XdpProgram {
             program.adopt()?;
         }
         program.set_timeouts(options.timeouts)?;
+        if let Some(c) = clock::calibrated(&mut program.ebpf) {
+            program.set_clock(c)?;
+        }
         Ok(program)
     }
 
@@ -268,6 +272,41 @@ impl XdpProgram {
             })?;
         globals.set(0, timeouts, 0).map_err(|source| XdpError::Map {
             map: GLOBALS_MAP,
+            source,
+        })
+    }
+
+    /// How the packet path reads the time (`jiffy_ns` 0: from the clocksource).
+    ///
+    /// # Errors
+    /// The clock map cannot be read.
+    pub fn clock(&self) -> Result<Clock, XdpError> {
+        let map = self.ebpf.map(CLOCK_MAP).ok_or(XdpError::Missing {
+            what: "map",
+            name: CLOCK_MAP,
+        })?;
+        let array: Array<_, Clock> = Array::try_from(map).map_err(|source| XdpError::Map {
+            map: CLOCK_MAP,
+            source,
+        })?;
+        array.get(&0, 0).map_err(|source| XdpError::Map {
+            map: CLOCK_MAP,
+            source,
+        })
+    }
+
+    /// Sets how the packet path reads the time.
+    fn set_clock(&mut self, clock: Clock) -> Result<(), XdpError> {
+        let map = self.ebpf.map_mut(CLOCK_MAP).ok_or(XdpError::Missing {
+            what: "map",
+            name: CLOCK_MAP,
+        })?;
+        let mut array: Array<_, Clock> = Array::try_from(map).map_err(|source| XdpError::Map {
+            map: CLOCK_MAP,
+            source,
+        })?;
+        array.set(0, clock, 0).map_err(|source| XdpError::Map {
+            map: CLOCK_MAP,
             source,
         })
     }
