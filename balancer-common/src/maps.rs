@@ -382,11 +382,26 @@ pub struct Stats {
 }
 const _: () = assert!(size_of::<Stats>() == 24);
 
+/// The frame the benchmark's `restore` wrapper puts back before each iteration (see
+/// `balancer-ebpf/src/bin/bench.rs`); not used by the balancer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchFrame {
+    pub len: u32,
+    /// Non-zero: every iteration gets a new source port and low half of the source address.
+    pub vary: u32,
+    /// Where the source port and the low 16 bits of the source address sit in the frame.
+    pub sport_offset: u32,
+    pub saddr_low_offset: u32,
+    pub bytes: [u8; 128],
+}
+const _: () = assert!(size_of::<BenchFrame>() == 144);
+
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        Clock, Flow, FlowKey, Globals, NatKey, NatOrigin, Persist, PersistKey, Real, Service,
-        ServiceKey, Stats,
+        BenchFrame, Clock, Flow, FlowKey, Globals, NatKey, NatOrigin, Persist, PersistKey, Real,
+        Service, ServiceKey, Stats,
     };
     // SAFETY: all of these are #[repr(C)], Copy, and have no padding holes (sizes asserted).
     unsafe impl aya::Pod for ServiceKey {}
@@ -398,6 +413,7 @@ mod pod {
     unsafe impl aya::Pod for Persist {}
     unsafe impl aya::Pod for Globals {}
     unsafe impl aya::Pod for Clock {}
+    unsafe impl aya::Pod for BenchFrame {}
     unsafe impl aya::Pod for NatKey {}
     unsafe impl aya::Pod for NatOrigin {}
     unsafe impl aya::Pod for Stats {}

@@ -39,10 +39,12 @@ enum Cmd {
     /// program beside a MAC-swap floor), `checkers` (10,000 TCP checks at `delay_loop` 1:
     /// checks per second, drift, CPU), `failover` (VRRP takeover time, ours beside
     /// keepalived) or `control` (how long `apply` and `set_weight` take to reach the maps).
-    /// Prints a table and writes target/bench/NAME.json.
+    /// Prints a table and writes target/bench/NAME.json. `dataplane FILTER` runs only the
+    /// cases whose names contain FILTER.
     Bench {
         #[arg(default_value = "dataplane")]
         name: String,
+        filter: Option<String>,
     },
     /// Setup (and cargo-fuzz), then fuzz the lb.toml and keepalived.conf readers for SECONDS
     /// each (nightly, libFuzzer). Not part of `test`. Crashes land in fuzz/artifacts/TARGET/.
@@ -73,22 +75,24 @@ fn main() -> Result<()> {
                 .args(args);
             run(&mut cmd)
         }
-        Cmd::Bench { name } => {
+        Cmd::Bench { name, filter } => {
             setup::setup()?;
             if name == "failover" {
                 // The benchmark starts the daemon binary itself.
                 run(cargo(&root).args(["build", "--release", "--package", "balancer"]))?;
             }
-            run(cargo(&root).args([
-                "run",
-                "--release",
-                "--package",
-                "balancer-tests",
-                "--bin",
-                "bench",
-                "--",
-                &name,
-            ]))
+            run(cargo(&root)
+                .args([
+                    "run",
+                    "--release",
+                    "--package",
+                    "balancer-tests",
+                    "--bin",
+                    "bench",
+                    "--",
+                    &name,
+                ])
+                .args(filter))
         }
         Cmd::Fuzz { seconds, target } => {
             setup::setup()?;

@@ -32,8 +32,9 @@ use serde::Deserialize;
 
 /// The XDP object built by `build.rs` from `balancer-ebpf`.
 static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/balancer"));
-/// The benchmark floor built beside it: a program that only swaps MACs and returns `XDP_TX`.
-pub static FLOOR_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floor"));
+/// The benchmark's programs, built beside it: the floor (a MAC swap and `XDP_TX`), the floor
+/// with a flow lookup, and the wrapper that restores the frame between iterations.
+pub static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench"));
 /// A tunnel end for test reals, built beside it: strips IPIP / IP6IP6 and passes the inner
 /// packet on (the network tests' TUN reals run it; kernels without the ipip module need it).
 pub static DECAP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/decap"));
