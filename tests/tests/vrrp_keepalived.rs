@@ -181,6 +181,57 @@ fn v2_auth_pass_elects_and_hands_over() {
     );
 }
 
+/// keepalived's `auth_type AH`: each side holds backup past its `Master_Down_Interval` only
+/// if it authenticates the master's adverts (HMAC-MD5-96, SPI, rising sequence numbers);
+/// a restarted node picks the sequence up from the adverts it hears and takes over again.
+#[test]
+fn v2_auth_ah_elects_hands_over_and_a_restart_resyncs_the_sequence() {
+    require_root!();
+    let lan = Lan::new("vrrp", 1);
+    let body = "  virtual_router_id 53\n  version 2\n  advert_int 1\n  \
+                authentication {\n    auth_type AH\n    auth_pass s3cret\n  }\n  \
+                virtual_ipaddress {\n    198.18.1.100/24\n  }";
+    let ka = Daemon::keepalived(&lan.peer, &keepalived_conf(100, body));
+    let args = [
+        "--vrid",
+        "53",
+        "--version",
+        "2",
+        "--auth-pass",
+        "s3cret",
+        "--auth-type",
+        "AH",
+        "--vip",
+        "198.18.1.100/24",
+    ];
+    let mut me = ours(&lan, 200, &args);
+    let hold = Duration::from_secs(4);
+    // keepalived stays backup beyond its 3.6 s Master_Down_Interval: it accepts our AH.
+    lan.settle(&["198.18.1.100"], Side::Ours, HANDOVER, hold, &[&me, &ka]);
+    let wire = Capture::start(&lan.ours, "v0");
+    assert!(
+        wire.wait_for(Duration::from_secs(3), |f| f.len() > 23 + 20
+            && f[12..14] == [8, 0]
+            && f[23] == 51
+            && f[34] == 112),
+        "no AH advert (IP protocol 51 carrying VRRP) on the wire"
+    );
+    assert!(me.stop().success(), "{}", me.log());
+    // Our priority-0 advert is authenticated too: keepalived takes over at once.
+    lan.settle(&["198.18.1.100"], Side::Peer, HANDOVER, hold, &[&me, &ka]);
+    // Restarted, ours starts from sequence 0, below keepalived's: it must take the sequence
+    // from keepalived's adverts, then preempt with numbers keepalived accepts.
+    let mut me = ours(&lan, 200, &args);
+    lan.settle(
+        &["198.18.1.100"],
+        Side::Ours,
+        HANDOVER * 2,
+        hold,
+        &[&me, &ka],
+    );
+    assert!(me.stop().success(), "{}", me.log());
+}
+
 #[test]
 fn v3_ipv6_keepalived_hands_over_and_our_na_is_seen() {
     require_root!();

@@ -327,7 +327,6 @@ fn keepalived_sample_configurations_convert_or_say_what_is_unsupported() {
     const SAMPLES: &str = "/usr/share/doc/keepalived/samples";
     // What we refuse on purpose, by sample.
     let unsupported = [
-        ("SSL_GET", "auth_type: \"AH\""),
         (
             "conditional_conf",
             "vrrp_script.check_VI_0.script: no script",
@@ -369,7 +368,7 @@ fn keepalived_sample_configurations_convert_or_say_what_is_unsupported() {
             }
         }
     }
-    assert!(valid >= 18, "{valid} of {} samples valid", paths.len());
+    assert!(valid >= 19, "{valid} of {} samples valid", paths.len());
 }
 
 /// Every validation rule of the issue, written in keepalived.conf: each message names the
@@ -765,6 +764,42 @@ fn a_bad_address_option_names_the_line_and_what_is_valid() {
 }
 
 /// Every validation warning of `loaded`, as printed.
+/// `auth_type AH` as keepalived takes it: IPv4 VRRPv2 only, and an instance that is not the
+/// address owner starts as backup (it needs the master's sequence number first).
+#[test]
+fn auth_type_ah_is_ipv4_only_and_starts_as_backup() {
+    use crate::vrrp::{auth::Auth, config::InitialState};
+
+    let conf = |state: &str, vip: &str| {
+        format!(
+            "vrrp_instance VI_1 {{\n  state {state}\n  interface eth0\n  virtual_router_id 51\n  \
+             priority 150\n  authentication {{\n    auth_type AH\n    auth_pass s3cret\n  }}\n  \
+             virtual_ipaddress {{\n    {vip}\n  }}\n}}\n"
+        )
+    };
+    let loaded = from_keepalived_text(&conf("MASTER", "198.18.0.10/24")).unwrap();
+    let c = &loaded.validated.model.vrrp[0].spec.config;
+    assert!(matches!(c.auth, Some(Auth::Ah(_))), "{:?}", c.auth);
+    assert_eq!(c.initial_state, Some(InitialState::Backup));
+    let warnings = warning_lines(&loaded);
+    assert!(
+        warnings.iter().any(
+            |w| w.starts_with("keepalived.conf:2:3: vrrp_instance.VI_1.state")
+                && w.contains("MASTER with auth_type AH")
+        ),
+        "{warnings:?}"
+    );
+    crate::config::fuzz::round_trip(Ok(loaded));
+
+    let err = from_keepalived_text(&conf("BACKUP", "fd00::10/64"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("keepalived.conf:7:5: vrrp_instance.VI_1.authentication.auth_type: AH on an IPv6 instance"),
+        "{err}"
+    );
+}
+
 fn warning_lines(loaded: &Loaded) -> Vec<String> {
     loaded
         .validated

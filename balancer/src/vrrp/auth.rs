@@ -1,7 +1,8 @@
-//! VRRPv2 simple password authentication, as keepalived still offers it (`auth_type PASS`).
+//! VRRPv2 authentication, as keepalived still offers it: a simple password (`auth_type PASS`)
+//! and `IPsec` AH (`auth_type AH`, see [`crate::vrrp::ah`]).
 //!
 //! RFC 3768 §5.3.6 removed authentication, but keepalived peers configured with a password send
-//! Auth Type 1 (RFC 2338 §5.3.6.2) and drop adverts without it, so we must speak it.
+//! Auth Type 1 or 2 (RFC 2338 §5.3.6) and drop adverts without it, so we must speak it.
 
 /// Auth Type values of the VRRPv2 header (RFC 2338 §5.3.6, kept as reserved by RFC 3768).
 pub const AUTH_NONE: u8 = 0;
@@ -10,6 +11,34 @@ pub const AUTH_AH: u8 = 2;
 
 /// Length of the Authentication Data field (RFC 3768 §5.3.10).
 pub const AUTH_DATA_LEN: usize = 8;
+
+/// An instance's authentication: the password travels in the advert (PASS) or keys the AH
+/// header's HMAC (AH).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    Pass(Password),
+    Ah(Password),
+}
+
+impl Auth {
+    /// The Auth Type of the VRRPv2 header.
+    #[must_use]
+    pub const fn auth_type(&self) -> u8 {
+        match self {
+            Self::Pass(_) => AUTH_SIMPLE,
+            Self::Ah(_) => AUTH_AH,
+        }
+    }
+
+    /// The Authentication Data field: the password for PASS, zeros for AH (keepalived's).
+    #[must_use]
+    pub const fn auth_data(&self) -> [u8; AUTH_DATA_LEN] {
+        match self {
+            Self::Pass(p) => p.0,
+            Self::Ah(_) => [0; AUTH_DATA_LEN],
+        }
+    }
+}
 
 /// A simple-text password as it travels: its first 8 bytes, zero padded (keepalived truncates
 /// longer `auth_pass` values the same way).

@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::notify::{self, InstanceScripts, Script, ScriptError, ScriptUser, SecurityError};
-use crate::vrrp::auth::Password;
+use crate::vrrp::auth::{Auth, Password};
 use crate::vrrp::config::{Config, InitialState};
 use crate::vrrp::net::{InstanceSpec, NetError, Vip, run_instance};
 use crate::vrrp::track::{Track, TrackFile, TrackInterface, TrackScript};
@@ -64,6 +64,10 @@ pub struct VrrpArgs {
     /// `authentication { auth_type PASS auth_pass ... }` (VRRPv2 only; 8 bytes are used).
     #[arg(long)]
     pub auth_pass: Option<String>,
+    /// With `--auth-pass`: `PASS` (the password travels in the advert) or `AH` (it keys
+    /// `IPsec` AH, IPv4 only), as keepalived's `auth_type`.
+    #[arg(long, value_enum, requires = "auth_pass")]
+    pub auth_type: Option<AuthArg>,
     /// `garp_master_delay` in seconds (0: no second burst).
     #[arg(long)]
     pub garp_master_delay: Option<u64>,
@@ -174,6 +178,14 @@ fn parse_track_file(s: &str) -> Result<TrackFile, String> {
     Ok(file)
 }
 
+/// `--auth-type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub enum AuthArg {
+    Pass,
+    Ah,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 #[value(rename_all = "UPPER")]
 pub enum StateArg {
@@ -219,7 +231,13 @@ impl VrrpArgs {
             StateArg::Backup => InitialState::Backup,
         });
         config.preempt = !self.nopreempt;
-        config.auth = self.auth_pass.as_deref().map(Password::new);
+        config.auth = self.auth_pass.as_deref().map(|p| {
+            if self.auth_type == Some(AuthArg::Ah) {
+                Auth::Ah(Password::new(p))
+            } else {
+                Auth::Pass(Password::new(p))
+            }
+        });
         if let Some(delay) = self.garp_master_delay {
             config.garp.master_delay = Duration::from_secs(delay);
         }

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::vrrp::auth::Password;
+use crate::vrrp::auth::Auth;
 use crate::vrrp::wire::{Addresses, Family, Version};
 
 /// keepalived's `state`: where an instance starts. Its only effect in keepalived is how soon the
@@ -81,8 +81,8 @@ pub struct Config {
     pub primary_address: IpAddr,
     /// `virtual_ipaddress`: the addresses the master owns and the adverts list.
     pub vips: Addresses,
-    /// `authentication { auth_type PASS }` (VRRPv2 only).
-    pub auth: Option<Password>,
+    /// `authentication { auth_type PASS | AH }` (VRRPv2 only; AH over IPv4 only).
+    pub auth: Option<Auth>,
     /// `state`; `None` is keepalived's default: `MASTER` at priority 255, else `BACKUP`.
     pub initial_state: Option<InitialState>,
     /// `false` is `nopreempt`: a backup never takes over from a live lower-priority master.
@@ -327,7 +327,7 @@ mod tests {
                 ConfigError::Families,
             ),
             (
-                |c| c.auth = Some(Password::new("x")),
+                |c| c.auth = Some(Auth::Pass(crate::vrrp::auth::Password::new("x"))),
                 ConfigError::AuthNeedsV2,
             ),
             (

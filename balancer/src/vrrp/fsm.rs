@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::vrrp::auth::{AUTH_DATA_LEN, AUTH_NONE, AUTH_SIMPLE};
+use crate::vrrp::auth::{AUTH_DATA_LEN, AUTH_NONE};
 use crate::vrrp::checksum::ChecksumMode;
 use crate::vrrp::config::{Config, ConfigError, InitialState, UnicastChecksum};
 use crate::vrrp::timing::{Timestamp, master_down_interval, skew_time};
@@ -286,7 +286,7 @@ impl Instance {
         let kind = match self.config.version {
             Version::V2 => {
                 let (auth_type, auth_data) = match &self.config.auth {
-                    Some(password) => (AUTH_SIMPLE, *password.as_bytes()),
+                    Some(auth) => (auth.auth_type(), auth.auth_data()),
                     None => (AUTH_NONE, [0; AUTH_DATA_LEN]),
                 };
                 Kind::V2 {
@@ -310,6 +310,11 @@ impl Instance {
     }
 
     /// Validates a received advert, counts the outcome, and handles it if it passed.
+    /// Counts an advert the transport refused before it reached the checks (AH authentication).
+    pub fn reject(&mut self, reason: crate::vrrp::validate::Discard) {
+        self.counters.record(&Err(reason));
+    }
+
     pub fn receive(&mut self, now: Timestamp, rx: &Received<'_>) -> Vec<Action> {
         let outcome = validate::check(&self.config, self.priority, self.checksum_mode(), rx);
         self.counters.record(&outcome);

@@ -1,7 +1,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::*;
-use crate::vrrp::auth::Password;
+use crate::vrrp::auth::{Auth, Password};
 use crate::vrrp::checksum::PseudoHeader;
 use crate::vrrp::config::Garp;
 use crate::vrrp::testdata;
@@ -652,7 +652,7 @@ fn our_adverts_match_keepalived_bytes() {
         testdata::SRC4,
         v4(&[[198, 18, 1, 1], [198, 18, 1, 2]]),
     );
-    v2.auth = Some(Password::new("secret12xyz"));
+    v2.auth = Some(Auth::Pass(Password::new("secret12xyz")));
     let v3 = Config::new(52, Version::V3, testdata::SRC4, v4(&[[198, 18, 2, 1]]));
     let mut v6 = Config::new(
         53,

@@ -10,6 +10,7 @@
 //! numbers and rules, renaming Master to Active (`Active_Down_Timer`...). We keep the older words
 //! because keepalived and its operators use them.
 
+pub mod ah;
 pub mod auth;
 pub mod checksum;
 pub mod command;

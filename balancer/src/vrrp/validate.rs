@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::vrrp::auth::{AUTH_DATA_LEN, AUTH_NONE, AUTH_SIMPLE};
+use crate::vrrp::auth::{AUTH_DATA_LEN, AUTH_NONE, Auth};
 use crate::vrrp::checksum::{ChecksumMode, MULTICAST_V4, PseudoHeader};
 use crate::vrrp::config::{Config, UnicastChecksum};
 use crate::vrrp::wire::{Family, Kind, Packet, Repr, Version, WireError};
@@ -315,17 +315,14 @@ fn check_v2_auth(
     auth_type: u8,
     auth_data: [u8; AUTH_DATA_LEN],
 ) -> Result<(), Discard> {
-    let expected = if config.auth.is_some() {
-        AUTH_SIMPLE
-    } else {
-        AUTH_NONE
-    };
+    let expected = config.auth.as_ref().map_or(AUTH_NONE, Auth::auth_type);
     // RFC 2338 §7.1 (kept by keepalived): the Auth Type must be ours.
     if auth_type != expected {
         return Err(Discard::AuthTypeMismatch);
     }
+    // AH was checked on the way in, with the whole packet (`crate::vrrp::ah`).
     match &config.auth {
-        Some(password) if !password.matches(&auth_data) => Err(Discard::AuthFailure),
+        Some(Auth::Pass(password)) if !password.matches(&auth_data) => Err(Discard::AuthFailure),
         _ => Ok(()),
     }
 }

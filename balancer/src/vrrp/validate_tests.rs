@@ -2,7 +2,7 @@ use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::*;
-use crate::vrrp::auth::Password;
+use crate::vrrp::auth::{Auth, Password};
 use crate::vrrp::testdata::{self, Capture};
 use crate::vrrp::wire::Addresses;
 
@@ -20,7 +20,7 @@ fn config_for(c: &Capture) -> Config {
                 US4,
                 v4(&[[198, 18, 1, 1], [198, 18, 1, 2]]),
             );
-            cfg.auth = Some(Password::new("secret12"));
+            cfg.auth = Some(Auth::Pass(Password::new("secret12")));
             cfg
         }
         52 => Config::new(52, Version::V3, US4, v4(&[[198, 18, 2, 1]])),
@@ -197,10 +197,10 @@ fn auth_type_mismatch() {
 fn auth_failure() {
     let c = testdata::V2_PASS;
     let mut cfg = config_for(&c);
-    cfg.auth = Some(Password::new("secret13"));
+    cfg.auth = Some(Auth::Pass(Password::new("secret13")));
     assert_eq!(run(&cfg, &rx(&c, c.payload)), Err(Discard::AuthFailure));
     // keepalived compares the first 8 bytes only.
-    cfg.auth = Some(Password::new("secret12xyz"));
+    cfg.auth = Some(Auth::Pass(Password::new("secret12xyz")));
     assert!(run(&cfg, &rx(&c, c.payload)).is_ok());
 }
 

@@ -70,7 +70,7 @@ pub struct VrrpInstance {
     /// it does not own. Default true, false under `vrrp_strict`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accept: Option<bool>,
-    /// `authentication { auth_type PASS auth_pass ... }` (VRRPv2 only).
+    /// `authentication { auth_type PASS|AH auth_pass ... }` (VRRPv2 only; AH over IPv4 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<Authentication>,
     /// `unicast_src_ip` (or `mcast_src_ip`): the source of our adverts; default the
@@ -168,7 +168,9 @@ const fn default_priority() -> i64 {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Authentication {
-    /// `auth_type`: `"PASS"` (`"AH"` is not supported: RFC 5798 removed it).
+    /// `auth_type`: `"PASS"` (the password travels in the advert) or `"AH"` (`IPsec` AH with
+    /// HMAC-MD5-96 keyed by the password, as keepalived does it; IPv4 only). RFC 3768 removed
+    /// both; they exist for keepalived peers that use them.
     pub auth_type: String,
     /// `auth_pass`: up to 8 characters are sent.
     pub auth_pass: String,

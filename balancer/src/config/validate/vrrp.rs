@@ -8,7 +8,7 @@ use crate::config::address::vip_line;
 use crate::config::schema::{Config, VrrpInstance};
 use crate::config::validate::Report;
 use crate::model;
-use crate::vrrp::auth::Password;
+use crate::vrrp::auth::{Auth, Password};
 use crate::vrrp::config::{Config as VrrpConfig, ConfigError, InitialState};
 use crate::vrrp::net::route::VirtualRoute;
 use crate::vrrp::net::rule::{FIRST_ASSIGNED_PRIORITY, VirtualRule};
@@ -482,15 +482,36 @@ fn spec(
             Version::V2
         }
     };
+    let auth_key = format!("{key}.authentication.auth_type");
     let auth = instance.authentication.as_ref().and_then(|a| {
-        report
-            .one_of(
-                &format!("{key}.authentication.auth_type"),
-                &a.auth_type,
-                &["PASS"],
-            )
-            .map(|_| Password::new(&a.auth_pass))
+        let password = Password::new(&a.auth_pass);
+        match report.one_of(&auth_key, &a.auth_type, &["PASS", "AH"])? {
+            "AH" if family == Family::V6 => {
+                report.error(
+                    &auth_key,
+                    "AH on an IPv6 instance".into(),
+                    "PASS, or no authentication: AH authenticates IPv4 adverts only",
+                );
+                None
+            }
+            "AH" => Some(Auth::Ah(password)),
+            _ => Some(Auth::Pass(password)),
+        }
     });
+    // keepalived: AH needs an advert's sequence number before taking over, so only the
+    // address owner may start as master.
+    let state = match (state, &auth, priority) {
+        (Some(InitialState::Master), Some(Auth::Ah(_)), Some(p)) if p != 255 => {
+            report.warn(
+                &format!("{key}.state"),
+                "MASTER with auth_type AH".into(),
+                "BACKUP (as keepalived, the instance starts as backup: AH takes the sequence \
+                 number from the master's adverts first)",
+            );
+            Some(InitialState::Backup)
+        }
+        _ => state,
+    };
     if report.errors.len() != errors_before {
         return None;
     }

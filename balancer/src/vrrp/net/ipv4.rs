@@ -30,15 +30,23 @@ pub enum HeaderError {
         total_len: usize,
         len: usize,
     },
-    #[error("IP protocol {protocol}, expected 112 (VRRP)")]
+    #[error("IP protocol {protocol}, expected 112 (VRRP) or 51 (AH)")]
     Protocol { protocol: u8 },
 }
 
-/// Parses the header at the start of `datagram` (RFC 791 §3.1).
+/// Parses the header at the start of `datagram` (RFC 791 §3.1), which must carry VRRP.
 ///
 /// # Errors
 /// The datagram is too short, not IPv4, not VRRP, or its lengths disagree.
 pub fn parse(datagram: &[u8]) -> Result<Header, HeaderError> {
+    parse_protocol(datagram, PROTOCOL)
+}
+
+/// [`parse`] for a datagram of IP protocol `expected` (51 with `auth_type AH`).
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_protocol(datagram: &[u8], expected: u8) -> Result<Header, HeaderError> {
     if datagram.len() < MIN_HEADER_LEN {
         return Err(HeaderError::Truncated {
             len: datagram.len(),
@@ -60,7 +68,7 @@ pub fn parse(datagram: &[u8]) -> Result<Header, HeaderError> {
         });
     }
     let protocol = datagram[9];
-    if protocol != PROTOCOL {
+    if protocol != expected {
         return Err(HeaderError::Protocol { protocol });
     }
     let addr = |at: usize| {

@@ -12,6 +12,7 @@ use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, SockAddrStora
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
+use crate::vrrp::ah::IPPROTO_AH;
 use crate::vrrp::checksum::PROTOCOL;
 use crate::vrrp::net::ipv4;
 use crate::vrrp::validate::{Received, TTL};
@@ -29,6 +30,8 @@ pub struct Datagram {
     pub dst: IpAddr,
     pub ttl: u8,
     pub payload: Range<usize>,
+    /// The whole IPv4 datagram, header included, which AH authenticates (empty for IPv6).
+    pub packet: Range<usize>,
 }
 
 impl Datagram {
@@ -50,12 +53,15 @@ pub struct VrrpSocket {
     fd: AsyncFd<Socket>,
     ifindex: u32,
     source: IpAddr,
+    /// The IP protocol: 112, or 51 for AH, whose datagrams we send with their IP header.
+    protocol: u8,
 }
 
 impl VrrpSocket {
     /// Opens the socket on `interface` (index `ifindex`), sending from `source` and, when
-    /// `group` is given, receiving the multicast adverts sent to it. Must run inside a tokio
-    /// runtime.
+    /// `group` is given, receiving the multicast adverts sent to it. With `ah` (IPv4 only) the
+    /// socket carries IP protocol 51 and sends datagrams built whole by [`crate::vrrp::ah`].
+    /// Must run inside a tokio runtime.
     ///
     /// # Errors
     /// A socket call fails (most often: no `CAP_NET_RAW`, or no such interface).
@@ -64,16 +70,26 @@ impl VrrpSocket {
         ifindex: u32,
         source: IpAddr,
         group: Option<IpAddr>,
+        ah: bool,
     ) -> io::Result<Self> {
         let domain = match source {
             IpAddr::V4(_) => Domain::IPV4,
             IpAddr::V6(_) => Domain::IPV6,
         };
+        let protocol = if ah && source.is_ipv4() {
+            IPPROTO_AH
+        } else {
+            PROTOCOL
+        };
         let socket = Socket::new(
             domain,
             Type::RAW.cloexec().nonblocking(),
-            Some(Protocol::from(i32::from(PROTOCOL))),
+            Some(Protocol::from(i32::from(protocol))),
         )?;
+        if protocol == IPPROTO_AH {
+            // The ICV covers the IP header, so we write it (RFC 2402 §3.3.3.1).
+            socket.set_header_included_v4(true)?;
+        }
         // Only this interface's adverts; another instance with the same VRID elsewhere is
         // another router.
         socket.bind_device(Some(interface.as_bytes()))?;
@@ -116,6 +132,7 @@ impl VrrpSocket {
             fd,
             ifindex,
             source,
+            protocol,
         })
     }
 
@@ -127,11 +144,14 @@ impl VrrpSocket {
     /// The socket fails, or the datagram is truncated or malformed.
     pub async fn recv(&self, buffer: &mut [u8]) -> io::Result<Datagram> {
         self.fd
-            .async_io(Interest::READABLE, |socket| recv_datagram(socket, buffer))
+            .async_io(Interest::READABLE, |socket| {
+                recv_datagram(socket, buffer, self.protocol)
+            })
             .await
     }
 
-    /// Sends one advert (the VRRP message, checksummed) to `dst` from our source address.
+    /// Sends one advert (the VRRP message, checksummed; with AH the whole IP datagram) to
+    /// `dst` from our source address.
     ///
     /// # Errors
     /// The kernel refuses the datagram (no route, link down, queue full).
@@ -180,7 +200,7 @@ fn cmsg_space<T>() -> usize {
     unsafe { libc::CMSG_SPACE(size_of::<T>() as u32) as usize }
 }
 
-fn recv_datagram(socket: &Socket, buffer: &mut [u8]) -> io::Result<Datagram> {
+fn recv_datagram(socket: &Socket, buffer: &mut [u8], protocol: u8) -> io::Result<Datagram> {
     let mut control = Control([0; 128]);
     let mut name = SockAddrStorage::zeroed();
     let mut iov = libc::iovec {
@@ -210,11 +230,13 @@ fn recv_datagram(socket: &Socket, buffer: &mut [u8]) -> io::Result<Datagram> {
     match from.as_socket() {
         // RFC 5798 §5.1.1: IPv4 raw sockets deliver the IP header, which carries everything.
         Some(SocketAddr::V4(_)) => {
-            let header = ipv4::parse(data).map_err(|e| invalid(e.to_string()))?;
+            let header =
+                ipv4::parse_protocol(data, protocol).map_err(|e| invalid(e.to_string()))?;
             Ok(Datagram {
                 src: header.src.into(),
                 dst: header.dst.into(),
                 ttl: header.ttl,
+                packet: 0..header.payload.end,
                 payload: header.payload,
             })
         }
@@ -227,6 +249,7 @@ fn recv_datagram(socket: &Socket, buffer: &mut [u8]) -> io::Result<Datagram> {
                     .into(),
                 ttl: ttl.ok_or_else(|| invalid("no IPV6_HOPLIMIT on an IPv6 datagram"))?,
                 payload: 0..len,
+                packet: 0..0,
             })
         }
         None => Err(invalid("datagram without an IP source address")),
@@ -353,6 +376,7 @@ mod tests {
             dst: Ipv4Addr::new(224, 0, 0, 18).into(),
             ttl: 255,
             payload: 20..40,
+            packet: 0..40,
         };
         assert!(d.received(&[0; 32]).payload.is_empty());
         assert_eq!(d.received(&[7; 40]).payload, &[7; 20]);

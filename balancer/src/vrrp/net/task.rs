@@ -13,16 +13,19 @@ use tokio::sync::{
 use tokio::time::Instant;
 
 use crate::status::VrrpStatus;
+use crate::vrrp::ah::{Ah, AhError};
+use crate::vrrp::auth::Auth;
 use crate::vrrp::checksum::PseudoHeader;
 use crate::vrrp::config::{Config, ConfigError};
 use crate::vrrp::fsm::{Action, Event, Instance, State};
 use crate::vrrp::net::garp::{self, FrameSender};
-use crate::vrrp::net::socket::{RECV_BUFFER_LEN, VrrpSocket};
+use crate::vrrp::net::socket::{Datagram, RECV_BUFFER_LEN, VrrpSocket};
 use crate::vrrp::net::vip::{AddressOptions, Link, Netlink, NetlinkError, Vip};
 use crate::vrrp::net::vmac::{self, Vmac};
 use crate::vrrp::sync::SyncLink;
 use crate::vrrp::timing::Timestamp;
 use crate::vrrp::track::{self, Track, Tracking, Update};
+use crate::vrrp::validate::Discard;
 use crate::vrrp::wire::Addresses;
 
 /// RFC 5798 §5.1.1.2: the IPv4 multicast group of VRRP.
@@ -224,15 +227,19 @@ pub async fn run_member(
             }
             received = driver.socket.recv(&mut buffer), if recv_paused_until.is_none() => {
                 match received {
-                    Ok(datagram) => {
-                        let rx = datagram.received(&buffer);
-                        // RFC 5798 §5.2.4: the priority is the third octet in v2 and v3.
-                        driver.cause = match rx.payload.get(2) {
-                            Some(0) => format!("{} gave up mastership (priority 0)", rx.src),
-                            Some(p) => format!("advert from {} priority {p}", rx.src),
-                            None => format!("advert from {}", rx.src),
-                        };
-                        driver.instance.receive(now(), &rx)
+                    Ok(mut datagram) => {
+                        if driver.authenticate(&buffer, &mut datagram) {
+                            let rx = datagram.received(&buffer);
+                            // RFC 5798 §5.2.4: the priority is the third octet in v2 and v3.
+                            driver.cause = match rx.payload.get(2) {
+                                Some(0) => format!("{} gave up mastership (priority 0)", rx.src),
+                                Some(p) => format!("advert from {} priority {p}", rx.src),
+                                None => format!("advert from {}", rx.src),
+                            };
+                            driver.instance.receive(now(), &rx)
+                        } else {
+                            Vec::new()
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                         tracing::debug!(interface = driver.spec.interface, error = %e, "dropped a datagram");
@@ -300,6 +307,8 @@ struct Driver {
     devices: std::collections::HashMap<String, (Link, Option<FrameSender>)>,
     /// Where adverts go: the group, or each unicast peer.
     destinations: Vec<IpAddr>,
+    /// With `auth_type AH`: the key and the sequence counter adverts share in and out.
+    ah: Option<std::sync::Mutex<Ah>>,
     /// Whether the interface forwards IPv6: neighbour advertisements then carry the Router
     /// flag (RFC 4861 §4.4), as keepalived's do.
     ipv6_router: bool,
@@ -360,11 +369,16 @@ impl Driver {
         } else {
             GROUP_V4.into()
         });
+        let ah = match &spec.config.auth {
+            Some(Auth::Ah(key)) => Some(Ah::new(key, spec.config.vrid, unicast)),
+            _ => None,
+        };
         let socket = VrrpSocket::open(
             &spec.interface,
             link.index,
             spec.config.primary_address,
             (!unicast).then_some(group),
+            ah.is_some(),
         )
         .map_err(|source| NetError::Socket {
             interface: spec.interface.clone(),
@@ -406,11 +420,47 @@ impl Driver {
             frames,
             devices,
             destinations,
+            ah: ah.map(std::sync::Mutex::new),
             ipv6_router,
             notify,
             status: None,
             cause: String::new(),
         })
+    }
+
+    /// With AH, checks a received datagram's authentication and points its payload at the
+    /// VRRP message inside; false when it is to be dropped (an authentication failure counts,
+    /// another router's or another protocol's AH packet does not).
+    fn authenticate(&mut self, buffer: &[u8], datagram: &mut Datagram) -> bool {
+        let Some(ah) = &self.ah else {
+            return true;
+        };
+        let Some(packet) = buffer.get(datagram.packet.clone()) else {
+            return false;
+        };
+        let opened = ah
+            .lock()
+            .map_err(|_| AhError::Malformed)
+            .and_then(|mut ah| ah.open(packet));
+        match opened {
+            Ok(vrrp) => {
+                let at = datagram.packet.start;
+                datagram.payload = at + vrrp.start..at + vrrp.end;
+                true
+            }
+            Err(e @ (AhError::OtherVrid(_) | AhError::NotVrrp(_))) => {
+                tracing::trace!(interface = self.spec.interface, src = %datagram.src, error = %e, "not our AH advert");
+                false
+            }
+            Err(e) => {
+                tracing::debug!(interface = self.spec.interface, src = %datagram.src, error = %e, "AH advert dropped");
+                self.instance.reject(match e {
+                    AhError::Malformed => Discard::BadLength,
+                    _ => Discard::AuthFailure,
+                });
+                false
+            }
+        }
     }
 
     /// Feeds the state machine what changed in `tracking`, and starts it once every tracker
@@ -565,6 +615,9 @@ impl Driver {
 
     async fn send_advert(&self, priority: u8) {
         let repr = self.instance.advert(priority);
+        if let Some(Ok(mut ah)) = self.ah.as_ref().map(std::sync::Mutex::lock) {
+            ah.next_round();
+        }
         let mode = self.instance.checksum_mode();
         for dst in &self.destinations {
             let ph = PseudoHeader {
@@ -573,6 +626,13 @@ impl Driver {
             };
             let result = match repr.to_bytes(ph, mode) {
                 Ok(bytes) => {
+                    let bytes = match (&self.ah, ph.src, *dst) {
+                        (Some(ah), IpAddr::V4(src), IpAddr::V4(dst)) => match ah.lock() {
+                            Ok(ah) => ah.seal(src, dst, &bytes),
+                            Err(_) => bytes,
+                        },
+                        _ => bytes,
+                    };
                     self.vmac_socket
                         .as_ref()
                         .unwrap_or(&self.socket)
@@ -681,7 +741,8 @@ fn vmac_advert_socket(spec: &InstanceSpec, link: &Link) -> Option<VrrpSocket> {
         return None;
     }
     let name = spec.vmac.as_deref()?;
-    match VrrpSocket::open(name, link.index, spec.config.primary_address, None) {
+    let ah = matches!(spec.config.auth, Some(Auth::Ah(_)));
+    match VrrpSocket::open(name, link.index, spec.config.primary_address, None, ah) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(interface = spec.interface, error = %e, "adverts leave from the base interface, not the macvlan");
