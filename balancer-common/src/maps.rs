@@ -34,6 +34,12 @@ pub const PERSIST_MAP: &str = "PERSIST";
 pub const NAT_REVERSE_MAP: &str = "NAT_REVERSE";
 /// Index 0 -> `Globals`.
 pub const GLOBALS_MAP: &str = "GLOBALS";
+/// Index 0 -> [`LAYOUT_VERSION`] of the build that created the pinned maps; never read by the
+/// XDP program.
+pub const LAYOUT_MAP: &str = "LAYOUT";
+/// The meaning of the pinned maps (keys, values, packed fields). Raised whenever one of them
+/// changes, so that a restart with `--keep-state` never adopts maps it would misread.
+pub const LAYOUT_VERSION: u32 = 1;
 /// Index 0 -> `Clock`: how the XDP program reads the time. Not pinned: each loaded program
 /// has its own, calibrated when it is loaded.
 pub const CLOCK_MAP: &str = "CLOCK";

@@ -36,6 +36,9 @@ static PERSIST: LruHashMap<PersistKey, Persist> = LruHashMap::with_max_entries(D
 static NAT_REVERSE: LruHashMap<NatKey, NatOrigin> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
 #[map(name = "GLOBALS")]
 static GLOBALS: Array<Globals> = Array::with_max_entries(1, 0);
+/// The pinned maps' layout version (`balancer_common::maps::LAYOUT_VERSION`), for userspace.
+#[map(name = "LAYOUT")]
+static LAYOUT: Array<u32> = Array::with_max_entries(1, 0);
 #[map(name = "CLOCK")]
 static CLOCK: Array<Clock> = Array::with_max_entries(1, 0);
 #[map(name = "SERVICE_STATS")]

@@ -148,3 +148,52 @@ fn services_gone_from_the_configuration_are_removed_after_adoption() {
     assert_eq!(second.draining(), 1);
     second.unpin().unwrap();
 }
+
+/// Maps pinned by a build that gave them another meaning are never adopted: the next start
+/// stops with what to do, and leaves them (and whatever still runs from them) alone.
+#[test]
+fn maps_pinned_with_another_layout_are_refused() {
+    use aya::maps::{Array, Map, MapData};
+    use balancer_common::maps::{LAYOUT_MAP, LAYOUT_VERSION};
+
+    require_root!();
+    let fs = Bpffs::new();
+    let dir = fs.path().join("balancer").join("test");
+    let mut first = load(&dir);
+    first.apply("web", &web(vec![real(1)])).unwrap();
+    drop(first);
+    let stamp = |version: u32| {
+        let data = MapData::from_pin(dir.join(LAYOUT_MAP)).unwrap();
+        let mut a: Array<MapData, u32> = Array::try_from(Map::Array(data)).unwrap();
+        a.set(0, version, 0).unwrap();
+    };
+    let load_err = || {
+        XdpProgram::load_with(&LoadOptions {
+            pin_dir: Some(dir.clone()),
+            ..LoadOptions::default()
+        })
+        .err()
+        .expect("adopting maps of another layout must fail")
+        .to_string()
+    };
+
+    stamp(LAYOUT_VERSION + 1);
+    let e = load_err();
+    assert!(
+        e.contains(&format!(
+            "layout {}, this build: {LAYOUT_VERSION}",
+            LAYOUT_VERSION + 1
+        )) && e.contains("--keep-state"),
+        "{e}"
+    );
+    assert!(dir.join("SERVICES").exists(), "the pins are left alone");
+    // Pins from before layouts were recorded.
+    std::fs::remove_file(dir.join(LAYOUT_MAP)).unwrap();
+    assert!(load_err().contains("layout unrecorded"));
+
+    // Once removed, the next start begins afresh.
+    for m in PINNED_MAPS {
+        let _ = std::fs::remove_file(dir.join(m));
+    }
+    load(&dir).unpin().unwrap();
+}

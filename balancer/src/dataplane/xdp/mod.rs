@@ -105,6 +105,18 @@ pub enum XdpError {
     },
     #[error(transparent)]
     Dataplane(#[from] crate::dataplane::DataplaneError),
+    #[error(
+        "{dir}: the pinned maps were left by a build whose maps mean something else (layout {}, \
+         this build: {}); adopting them would misread connections and counters. Stop the \
+         instance that left them without --keep-state, or remove {dir} once no program runs \
+         from it, then start again", .found.map_or("unrecorded".to_owned(), |v| v.to_string()),
+        balancer_common::maps::LAYOUT_VERSION,
+        dir = .dir.display()
+    )]
+    Layout {
+        dir: std::path::PathBuf,
+        found: Option<u32>,
+    },
     #[error("the pinned XDP link of {interface}: {what}: {message}")]
     Link {
         interface: String,
@@ -213,6 +225,9 @@ impl XdpProgram {
                     return Err(XdpError::NotBpffs { path: dir.clone() });
                 }
                 adopting = dir.join(SERVICES_MAP).exists();
+                if adopting {
+                    pin::check_layout(dir)?;
+                }
                 PINNED_MAPS.iter().map(|&m| (m, dir.join(m))).collect()
             }
             None => Vec::new(),
@@ -250,6 +265,7 @@ impl XdpProgram {
         if adopting {
             program.adopt()?;
         }
+        pin::stamp_layout(&mut program.ebpf)?;
         program.set_timeouts(options.timeouts)?;
         if let Some(c) = clock::calibrated(&mut program.ebpf) {
             program.set_clock(c)?;

@@ -13,9 +13,9 @@ use aya::maps::{Array, HashMap as BpfHashMap, MapData};
 use balancer_common::{
     counters::{PROTO_COUNTERS_MAP, REASONS_MAP},
     maps::{
-        FLOWS_MAP, GLOBALS_MAP, MAX_REALS, NAT_REVERSE_MAP, PERSIST_MAP, REAL_ACTIVE_MAP,
-        REAL_STATS_MAP, REALS_MAP, RR_CURSOR_MAP, Real, SCHED_SLOTS_MAP, SERVICE_STATS_MAP,
-        SERVICES_MAP, Service, ServiceKey, VIPS_MAP,
+        FLOWS_MAP, GLOBALS_MAP, LAYOUT_MAP, LAYOUT_VERSION, MAX_REALS, NAT_REVERSE_MAP,
+        PERSIST_MAP, REAL_ACTIVE_MAP, REAL_STATS_MAP, REALS_MAP, RR_CURSOR_MAP, Real,
+        SCHED_SLOTS_MAP, SERVICE_STATS_MAP, SERVICES_MAP, Service, ServiceKey, VIPS_MAP,
     },
 };
 
@@ -25,7 +25,8 @@ use super::{XdpError, XdpProgram};
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// Every map of the program: all of them are state a restart must keep.
-pub const PINNED_MAPS: [&str; 14] = [
+pub const PINNED_MAPS: [&str; 15] = [
+    LAYOUT_MAP,
     PROTO_COUNTERS_MAP,
     REASONS_MAP,
     SERVICES_MAP,
@@ -103,6 +104,44 @@ pub fn ensure_bpffs(root: &Path) -> Result<(), PinError> {
         });
     }
     Ok(())
+}
+
+/// The layout version of the maps pinned in `dir`; `None` for pins made before versions were
+/// recorded.
+fn pinned_layout(dir: &Path) -> Option<u32> {
+    let data = MapData::from_pin(dir.join(LAYOUT_MAP)).ok()?;
+    let array: Array<MapData, u32> = Array::try_from(aya::maps::Map::Array(data)).ok()?;
+    array.get(&0, 0).ok()
+}
+
+/// Refuses to adopt maps pinned in `dir` by a build that gave them another meaning.
+pub(super) fn check_layout(dir: &Path) -> Result<(), XdpError> {
+    match pinned_layout(dir) {
+        Some(LAYOUT_VERSION) => Ok(()),
+        found => Err(XdpError::Layout {
+            dir: dir.to_owned(),
+            found,
+        }),
+    }
+}
+
+/// Records this build's layout version in the pinned (or fresh) maps.
+pub(super) fn stamp_layout(ebpf: &mut aya::Ebpf) -> Result<(), XdpError> {
+    let map = ebpf.map_mut(LAYOUT_MAP).ok_or(XdpError::Missing {
+        what: "map",
+        name: LAYOUT_MAP,
+    })?;
+    let mut array: Array<&mut MapData, u32> =
+        Array::try_from(map).map_err(|source| XdpError::Map {
+            map: LAYOUT_MAP,
+            source,
+        })?;
+    array
+        .set(0, LAYOUT_VERSION, 0)
+        .map_err(|source| XdpError::Map {
+            map: LAYOUT_MAP,
+            source,
+        })
 }
 
 impl XdpProgram {
