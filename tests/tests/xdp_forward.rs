@@ -296,6 +296,48 @@ fn all_port_service_matches_any_port_and_exact_wins() {
     );
 }
 
+/// A change that does not fit (more VIPs than the service map holds) fails whole: the service
+/// goes on as it was, none of the new VIPs is left balanced, and the table written for the
+/// change is free again for the next service.
+#[test]
+fn a_change_that_overflows_the_service_map_leaves_the_service_as_it_was() {
+    require_root!();
+    let mut prog = load();
+    prog.apply("web", &service(Scheduler::Mh, vec![dr_real(1, 1)]))
+        .unwrap();
+    let mut grown = service(Scheduler::Mh, vec![dr_real(2, 1)]);
+    let extra = |i: u32| {
+        let [_, _, c, d] = i.to_be_bytes();
+        IpAddr::V4(Ipv4Addr::new(198, 19, c, d))
+    };
+    // The service map's capacity, plus the existing key.
+    grown.vips.extend((0..65_536).map(extra));
+    let e = prog.apply("web", &grown).unwrap_err().to_string();
+    assert!(e.contains("SERVICES"), "{e}");
+    assert_eq!(
+        dr_target(&run(&mut prog, &tcp4(CLIENT, 7, VIP, 80, SYN)).out),
+        1,
+        "the service is as it was"
+    );
+    let IpAddr::V4(first_extra) = extra(0) else {
+        unreachable!()
+    };
+    only_reason(
+        &run(&mut prog, &tcp4(CLIENT, 8, first_extra, 80, SYN)).reasons,
+        Reason::PassNoService,
+    );
+    // Another service now takes the freed slots; the first still schedules from its own.
+    let mut other = service(Scheduler::Mh, vec![dr_real(3, 1)]);
+    other.port = 81;
+    prog.apply("other", &other).unwrap();
+    for sport in 10..20 {
+        assert_eq!(
+            dr_target(&run(&mut prog, &tcp4(CLIENT, sport, VIP, 80, SYN)).out),
+            1
+        );
+    }
+}
+
 #[test]
 fn wrr_three_to_one_over_new_flows() {
     require_root!();

@@ -843,7 +843,11 @@ impl XdpProgram {
             .filter(|k| !keys.contains(k))
             .copied()
             .collect();
-        self.write_service_entries(&keys, value, &dropped)?;
+        if let Err(e) = self.write_service_entries(&keys, value, &dropped) {
+            // No entry points at the new table after a failed write: its slots go back.
+            self.table.release_slots(range);
+            return Err(e);
+        }
         let old_keys = old.as_ref().map(|o| o.keys.clone()).unwrap_or_default();
         self.vip_refs_update(&keys, &old_keys)?;
 
@@ -1127,7 +1131,9 @@ impl XdpProgram {
         Ok(removed)
     }
 
-    /// Points `keys` at `value` in SERVICES and removes `dropped`.
+    /// Points `keys` at `value` in SERVICES and removes `dropped`, all or nothing: when a
+    /// write fails (the map is full), the entries already changed get back what they held, so
+    /// no key is left pointing at a table the caller is about to release.
     fn write_service_entries(
         &mut self,
         keys: &[ServiceKey],
@@ -1136,15 +1142,36 @@ impl XdpProgram {
     ) -> Result<(), DataplaneError> {
         let mut services: BpfHashMap<&mut MapData, ServiceKey, Service> =
             BpfHashMap::try_from(self.map_mut(SERVICES_MAP)?).map_err(map_err(SERVICES_MAP))?;
-        for key in keys {
-            services
-                .insert(key, value, 0)
-                .map_err(map_err(SERVICES_MAP))?;
+        let mut undo: Vec<(ServiceKey, Option<Service>)> = Vec::new();
+        let mut result = Ok(());
+        let changes = keys
+            .iter()
+            .map(|k| (k, Some(value)))
+            .chain(dropped.iter().map(|k| (k, None)));
+        for (key, new) in changes {
+            let before = services.get(key, 0).ok();
+            let written = match new {
+                Some(v) => services.insert(key, v, 0),
+                None => services.remove(key),
+            };
+            if let Err(e) = written {
+                result = Err(map_err(SERVICES_MAP)(e));
+                break;
+            }
+            undo.push((*key, before));
         }
-        for key in dropped {
-            services.remove(key).map_err(map_err(SERVICES_MAP))?;
+        if result.is_err() {
+            for (key, before) in undo.into_iter().rev() {
+                let restored = match before {
+                    Some(v) => services.insert(key, v, 0),
+                    None => services.remove(&key),
+                };
+                if let Err(e) = restored {
+                    tracing::error!(?key, error = %e, "could not restore a service entry");
+                }
+            }
         }
-        Ok(())
+        result
     }
 
     /// Writes a scheduler table into free slots and returns them.
