@@ -7,8 +7,8 @@
 //! The reply is built in place: the frame grows at the front by the new IP and ICMP headers,
 //! the original IP packet stays where it is as the quote, and the tail is cut to a fixed size
 //! (a too-big packet is always longer): 56 quoted bytes for IPv4 (the header and at least
-//! 8 bytes beyond), 200 for IPv6 (Katran's sizes). Frames with VLAN tags are left to be
-//! dropped and counted.
+//! 8 bytes beyond), 200 for IPv6 (Katran's sizes). Up to two VLAN tags (802.1Q, 802.1ad) are
+//! taken off while the answer is built and put back on it, so it returns on the client's VLAN.
 
 use aya_ebpf::{
     helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
@@ -23,6 +23,11 @@ use crate::{
 };
 
 const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
 const V4_QUOTE: usize = 56;
 const V6_QUOTE: usize = 200;
 /// IPv4 and ICMP headers put in front.
@@ -35,17 +40,60 @@ const REPLY_TTL: u8 = 64;
 #[inline(always)]
 pub fn answer(ctx: &XdpContext) -> Reason {
     let mtu = maps::too_big_mtu();
-    let Some(eth) = ptr_at::<[u8; ETH_HLEN]>(ctx, 0) else {
+    // The Ethernet header with room for two tags (a too-big frame is always longer).
+    let Some(l2) = ptr_at::<[u8; ETH_HLEN + 2 * VLAN_HLEN]>(ctx, 0) else {
         return Reason::DropTooBig;
     };
     // SAFETY: bounds-checked by ptr_at.
-    let eth = unsafe { *eth };
-    let result = match u16::from_be_bytes([eth[12], eth[13]]) {
-        0x0800 => v4(ctx, &eth, mtu),
-        0x86dd => v6(ctx, &eth, mtu),
+    let l2 = unsafe { *l2 };
+    let word = |at: usize| u16::from_be_bytes([l2[at], l2[at + 1]]);
+    let vlan = |tpid: u16| tpid == ETH_P_8021Q || tpid == ETH_P_8021AD;
+    let tags = match (vlan(word(12)), vlan(word(16))) {
+        (false, _) => 0,
+        (true, false) => VLAN_HLEN,
+        (true, true) => 2 * VLAN_HLEN,
+    };
+    let ethertype = word(12 + tags);
+    let mut eth = [0u8; ETH_HLEN];
+    eth[..12].copy_from_slice(&l2[..12]);
+    eth[12..].copy_from_slice(&ethertype.to_be_bytes());
+    // The tags come off, so the IP header sits right after an untagged Ethernet header.
+    // SAFETY: the helper checks the length itself.
+    if tags != 0 && unsafe { bpf_xdp_adjust_head(ctx.ctx, tags as i32) } != 0 {
+        return Reason::DropTooBig;
+    }
+    let result = match ethertype {
+        ETH_P_IP => v4(ctx, &eth, mtu),
+        ETH_P_IPV6 => v6(ctx, &eth, mtu),
         _ => None,
     };
-    result.unwrap_or(Reason::DropTooBig)
+    match (result, tags) {
+        (Some(reason), 0) => reason,
+        (Some(reason), VLAN_HLEN) => retag::<{ 12 + VLAN_HLEN }>(ctx, &l2).unwrap_or(reason),
+        (Some(reason), _) => retag::<{ 12 + 2 * VLAN_HLEN }>(ctx, &l2).unwrap_or(reason),
+        (None, _) => Reason::DropTooBig,
+    }
+}
+
+/// Puts the received tags back on the answer, between its addresses and its ethertype: the
+/// frame grows by the tags and gets the answer's addresses (the received ones swapped) and
+/// the tags in front. `N` is 12 plus the tags' length; `None` when that went well.
+#[inline(always)]
+fn retag<const N: usize>(ctx: &XdpContext, l2: &[u8; ETH_HLEN + 2 * VLAN_HLEN]) -> Option<Reason> {
+    // SAFETY: the helper checks the headroom itself.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -((N - 12) as i32)) } != 0 {
+        return Some(Reason::DropTooBig);
+    }
+    let Some(out) = ptr_at_mut::<[u8; N]>(ctx, 0) else {
+        return Some(Reason::DropTooBig);
+    };
+    let mut h = [0u8; N];
+    h[..6].copy_from_slice(&l2[6..12]);
+    h[6..12].copy_from_slice(&l2[..6]);
+    h[12..].copy_from_slice(&l2[12..N]);
+    // SAFETY: bounds-checked by ptr_at_mut.
+    unsafe { *out = h };
+    None
 }
 
 /// The frame's length now.

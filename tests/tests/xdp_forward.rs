@@ -1119,6 +1119,42 @@ fn tun_answers_what_would_exceed_the_egress_mtu_with_icmp() {
     assert_eq!(icmp[8..], frame6[14..14 + 200]);
 }
 
+/// A tagged client gets the answer on its VLAN: the same answer as untagged, with the tags it
+/// sent between the addresses and the ethertype.
+#[test]
+fn tun_answers_a_tagged_frame_on_its_vlans() {
+    require_root!();
+    let (ns, _peer, mut prog) = mtu_lab(true);
+    let untagged = big_v4(1481 - 40);
+    let expected = ns.run(|| run(&mut prog, &untagged)).out;
+    for tags in [
+        vec![(0x8100, 100)],
+        vec![(0x88a8, 0x2007), (0x8100, 0x6064)],
+    ] {
+        let l2 = eth(&tags, ETH_P_IP);
+        let frame = concat(&[&l2, &untagged[14..]]);
+        let r = ns.run(|| run(&mut prog, &frame));
+        assert_eq!(r.action, XDP_TX, "{tags:?}: {:?}", r.reasons);
+        only_reason(&r.reasons, Reason::TxIcmpTooBig);
+        let mut want = expected[..12].to_vec();
+        want.extend_from_slice(&l2[12..]);
+        want.extend_from_slice(&expected[14..]);
+        assert_eq!(r.out, want, "{tags:?}");
+    }
+    // IPv6 behind one tag: the answer's ICMPv6 after the tag.
+    let mut t = tcp(1234, 80, ACK, 5);
+    t.extend(std::iter::repeat_n(0xcdu8, 1481 - 40 - 20));
+    let ip6 = concat(&[&ipv6(CLIENT6, VIP6, IPPROTO_TCP, t.len()), &t]);
+    let expected = ns
+        .run(|| run(&mut prog, &concat(&[&eth(&[], 0x86dd), &ip6])))
+        .out;
+    let l2 = eth(&[(0x8100, 7)], 0x86dd);
+    let r = ns.run(|| run(&mut prog, &concat(&[&l2, &ip6])));
+    only_reason(&r.reasons, Reason::TxIcmpTooBig);
+    assert_eq!(r.out[12..18], l2[12..]);
+    assert_eq!(r.out[18..], expected[14..]);
+}
+
 #[test]
 fn tun_drops_and_counts_what_would_exceed_the_egress_mtu_when_told_to() {
     require_root!();
