@@ -852,6 +852,42 @@ fn sweep_expires_flows_and_recounts_active_connections() {
     );
 }
 
+/// The sweep reads the table in batches of a few thousand: every one of 10,000 flows is seen
+/// (several whole batches and a part), and a walk leaves the table as it was.
+#[test]
+fn sweep_reads_every_flow_of_a_large_table() {
+    require_root!();
+    let mut prog = load();
+    prog.apply(
+        "web",
+        &service(Scheduler::Mh, vec![dr_real(1, 1), dr_real(2, 1)]),
+    )
+    .unwrap();
+    let n: u16 = 10_000;
+    for sport in 1..=n {
+        assert_eq!(
+            run(&mut prog, &tcp4(CLIENT, sport, VIP, 80, SYN)).action,
+            XDP_TX
+        );
+    }
+    let walked = prog.sweep_walk().unwrap().walk().unwrap();
+    let s = prog.sweep_finish(&walked).unwrap();
+    assert_eq!((s.live, s.expired), (u64::from(n), 0));
+    let counts = |i: u8| {
+        prog.connection_counts("web", real_addr(i), 80)
+            .unwrap()
+            .unwrap()
+    };
+    let (a, b) = (counts(1), counts(2));
+    assert_eq!(a.0 + b.0, 0, "no handshake completed");
+    assert_eq!(
+        a.1 + b.1,
+        u64::from(n),
+        "every SYN_RECV counted as inactive"
+    );
+    assert_eq!(prog.sweep().unwrap().live, u64::from(n));
+}
+
 /// Whether the TCP/UDP checksum of an IPv4 frame (no VLAN, no options) verifies.
 fn l4_checksum_ok_v4(frame: &[u8]) -> bool {
     let ip = &frame[14..34];

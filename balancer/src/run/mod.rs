@@ -213,7 +213,7 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                if let Some(now) = daemon.tick() {
+                if let Some(now) = daemon.tick().await {
                     report(&now.since(&last), options.interval, daemon.flows);
                     last = now;
                 }
@@ -433,9 +433,20 @@ impl Daemon {
     /// Sweeps the connection table and samples the counters; `None` when the counters could
     /// not be read. A failed read is reported and retried next time: leaving the loop would
     /// skip the orderly stop (priority 0, VIPs released).
-    fn tick(&mut self) -> Option<ProtoCounters> {
+    async fn tick(&mut self) -> Option<ProtoCounters> {
+        // The table is walked without the program's lock (a third of a second at a million
+        // connections), so checkers' weight changes and `status` do not wait behind it.
+        let walk = self.lock().sweep_walk();
+        let walked = match walk {
+            Ok(walk) => match tokio::task::spawn_blocking(move || walk.walk()).await {
+                Ok(walked) => walked.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
         let mut program = self.lock();
-        let flows = match program.sweep() {
+        let swept = walked.and_then(|w| program.sweep_finish(&w).map_err(|e| e.to_string()));
+        let flows = match swept {
             Ok(sweep) => sweep.live,
             Err(e) => {
                 tracing::error!(error = %e, "connection table sweep failed");

@@ -6,7 +6,11 @@
 //! the sweep walks the table, deletes expired entries and writes back the true counts. A count
 //! can run ahead of the truth by the connections scheduled between two sweeps.
 
-use std::net::IpAddr;
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    os::fd::{AsFd as _, OwnedFd},
+};
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray};
 use balancer_common::maps::{
@@ -26,6 +30,65 @@ pub struct Sweep {
     pub expired: u64,
 }
 
+/// A connection table to walk, with how to judge its entries (see
+/// [`XdpProgram::sweep_walk`]).
+pub struct SweepWalk {
+    flows: OwnedFd,
+    globals: Globals,
+    /// Persistent services: id -> granularity prefix.
+    persistent: HashMap<u32, u32>,
+}
+
+/// What one walk of the connection table found.
+#[derive(Debug, Default)]
+pub struct Walked {
+    live: u64,
+    expired: Vec<FlowKey>,
+    /// Real index -> established connections.
+    active: HashMap<u32, u64>,
+    /// Real index -> connections not (or no longer) established.
+    inactive: HashMap<u32, u64>,
+    /// The templates live flows keep alive: (template, real) -> latest packet.
+    templates: HashMap<(PersistKey, u32), u64>,
+}
+
+impl SweepWalk {
+    /// Reads the whole table (in batches) and sorts its entries into live and expired.
+    ///
+    /// # Errors
+    /// The table cannot be read.
+    pub fn walk(self) -> Result<Walked, XdpError> {
+        let now = monotonic_ns();
+        let mut w = Walked::default();
+        // An entry evicted while we walk is simply not seen.
+        super::batch::for_each::<FlowKey, Flow>(self.flows.as_fd(), |key, flow| {
+            if !live(key, flow, &self.globals, now) {
+                w.expired.push(*key);
+                return;
+            }
+            w.live += 1;
+            // IPVS: only an established connection is active (UDP flows are established from
+            // their first packet).
+            let counts = if flow.state == flow_state::ESTABLISHED {
+                &mut w.active
+            } else {
+                &mut w.inactive
+            };
+            *counts.entry(flow.real).or_default() += 1;
+            if let Some(&prefix) = self.persistent.get(&flow.service) {
+                let key = PersistKey {
+                    client: persist_mask(&key.src, key.family, prefix),
+                    service: flow.service,
+                };
+                let seen = w.templates.entry((key, flow.real)).or_default();
+                *seen = (*seen).max(flow.last_seen_ns);
+            }
+        })
+        .map_err(flows_syscall("bpf_map_lookup_batch"))?;
+        Ok(w)
+    }
+}
+
 /// Now on the packet path's clock (`CLOCK_MONOTONIC`, see `balancer_common::maps::Clock`).
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -40,6 +103,14 @@ fn monotonic_ns() -> u64 {
 /// Whether the XDP program would still use this flow at `now` (the same rule as its lookup).
 fn live(key: &FlowKey, flow: &Flow, g: &Globals, now: u64) -> bool {
     g.flow_live(key.proto, flow.state, flow.last_seen_ns, now)
+}
+
+/// A failed system call on the connection table.
+fn flows_syscall(call: &'static str) -> impl Fn(std::io::Error) -> XdpError {
+    move |io_error| XdpError::Map {
+        map: FLOWS_MAP,
+        source: aya::maps::MapError::SyscallError(aya::sys::SyscallError { call, io_error }),
+    }
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> XdpError {
@@ -57,60 +128,60 @@ impl XdpProgram {
     }
 
     /// Deletes expired flows and rewrites every real's active-connection count from the live
-    /// ones (connections not yet closing, as IPVS's `ActiveConn`).
+    /// ones (connections not yet closing, as IPVS's `ActiveConn`): [`Self::sweep_walk`],
+    /// [`SweepWalk::walk`] and [`Self::sweep_finish`] in one go.
     ///
     /// # Errors
     /// A map cannot be read or written.
     pub fn sweep(&mut self) -> Result<Sweep, XdpError> {
-        let g = self.globals()?;
-        let now = monotonic_ns();
-        let mut expired = Vec::new();
-        let mut active = std::collections::HashMap::<u32, u64>::new();
-        let mut inactive = std::collections::HashMap::<u32, u64>::new();
-        let persistent = self.table.persistent();
-        // The templates live flows keep alive: (template, real) -> latest packet.
-        let mut templates = std::collections::HashMap::<(PersistKey, u32), u64>::new();
-        let mut sweep = Sweep::default();
-        {
-            let map = self.ebpf.map(FLOWS_MAP).ok_or(XdpError::Missing {
+        let walked = self.sweep_walk()?.walk()?;
+        self.sweep_finish(&walked)
+    }
+
+    /// What a sweep needs to walk the connection table without this program: the walk takes
+    /// a third of a second at a million connections, and the checkers' weight changes must
+    /// not wait behind it.
+    ///
+    /// # Errors
+    /// A map cannot be read.
+    pub fn sweep_walk(&self) -> Result<SweepWalk, XdpError> {
+        let Some(aya::maps::Map::LruHashMap(map)) = self.ebpf.map(FLOWS_MAP) else {
+            return Err(XdpError::Missing {
                 what: "map",
                 name: FLOWS_MAP,
-            })?;
-            let flows: BpfHashMap<&MapData, FlowKey, Flow> =
-                BpfHashMap::try_from(map).map_err(map_err(FLOWS_MAP))?;
-            for entry in &flows {
-                // An entry evicted while we walk is simply not seen.
-                let Ok((key, flow)) = entry else { continue };
-                if live(&key, &flow, &g, now) {
-                    sweep.live += 1;
-                    // IPVS: only an established connection is active (UDP flows are
-                    // established from their first packet).
-                    let counts = if flow.state == flow_state::ESTABLISHED {
-                        &mut active
-                    } else {
-                        &mut inactive
-                    };
-                    *counts.entry(flow.real).or_default() += 1;
-                    if let Some(&prefix) = persistent.get(&flow.service) {
-                        let key = PersistKey {
-                            client: persist_mask(&key.src, key.family, prefix),
-                            service: flow.service,
-                        };
-                        let seen = templates.entry((key, flow.real)).or_default();
-                        *seen = (*seen).max(flow.last_seen_ns);
-                    }
-                } else {
-                    expired.push(key);
-                }
-            }
-        }
+            });
+        };
+        let flows = map
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(flows_syscall("dup"))?;
+        Ok(SweepWalk {
+            flows,
+            globals: self.globals()?,
+            persistent: self.table.persistent(),
+        })
+    }
+
+    /// Deletes what `walked` found expired (unless a packet revived it since), refreshes the
+    /// persistence templates its live flows hold, frees drained reals without flows, and
+    /// rewrites the connection counts.
+    ///
+    /// # Errors
+    /// A map cannot be read or written.
+    pub fn sweep_finish(&mut self, walked: &Walked) -> Result<Sweep, XdpError> {
+        let g = self.globals()?;
+        let mut sweep = Sweep {
+            live: walked.live,
+            expired: 0,
+        };
         let map = self.ebpf.map_mut(FLOWS_MAP).ok_or(XdpError::Missing {
             what: "map",
             name: FLOWS_MAP,
         })?;
         let mut flows: BpfHashMap<&mut MapData, FlowKey, Flow> =
             BpfHashMap::try_from(map).map_err(map_err(FLOWS_MAP))?;
-        for key in &expired {
+        for key in &walked.expired {
             // Looked at again just before: the same client may have opened a new connection
             // on the same ports since the walk, and that one must stay. (A packet landing
             // between this read and the delete is scheduled afresh.) Gone already is fine.
@@ -121,9 +192,13 @@ impl XdpProgram {
                 sweep.expired += 1;
             }
         }
-        self.refresh_templates(&templates)?;
-        let live: std::collections::HashSet<u32> =
-            active.keys().chain(inactive.keys()).copied().collect();
+        self.refresh_templates(&walked.templates)?;
+        let live: std::collections::HashSet<u32> = walked
+            .active
+            .keys()
+            .chain(walked.inactive.keys())
+            .copied()
+            .collect();
         self.release_drained(&live)?;
         let reals: Vec<u32> = self.table.real_indexes().collect();
         let map = self
@@ -137,8 +212,8 @@ impl XdpProgram {
             Array::try_from(map).map_err(map_err(REAL_ACTIVE_MAP))?;
         for index in reals {
             let n = conn_count::pack(
-                active.get(&index).copied().unwrap_or(0),
-                inactive.get(&index).copied().unwrap_or(0),
+                walked.active.get(&index).copied().unwrap_or(0),
+                walked.inactive.get(&index).copied().unwrap_or(0),
             );
             counts.set(index, n, 0).map_err(map_err(REAL_ACTIVE_MAP))?;
         }
@@ -150,7 +225,7 @@ impl XdpProgram {
     /// so a client whose connection outlasts `persistence_timeout` keeps its real.
     fn refresh_templates(
         &mut self,
-        templates: &std::collections::HashMap<(PersistKey, u32), u64>,
+        templates: &HashMap<(PersistKey, u32), u64>,
     ) -> Result<(), XdpError> {
         if templates.is_empty() {
             return Ok(());

@@ -1,5 +1,6 @@
 //! Loads the XDP program, attaches it to interfaces, programs its maps and reads its counters.
 
+mod batch;
 mod clock;
 mod flows;
 mod link;
@@ -7,7 +8,7 @@ mod pin;
 mod services;
 mod status;
 
-pub use flows::Sweep;
+pub use flows::{Sweep, SweepWalk, Walked};
 pub use pin::{PINNED_MAPS, PinError, ensure_bpffs};
 
 use std::{fmt, marker::PhantomData, net::IpAddr};

@@ -14,6 +14,9 @@
 //! Each run checks that every iteration took the intended path: the action, the `tx` reason
 //! rising by exactly the iteration count, and for new flows the service's new connections too.
 //! A FILTER (a substring of the case names) runs only the matching cases, beside the floors.
+//!
+//! Last, `sweep`: what the daemon's connection-table sweep costs at a million connections,
+//! the walk (batched reads, without the data plane's lock) and the rest (under it).
 
 use std::{
     fmt::Write as _,
@@ -515,10 +518,33 @@ pub fn run_all(filter: &str) {
             rows.push(balancer_case(&mut p, &name, &svc, mode, &frame));
         }
     }
-    report(&rows);
+    let sweep = "sweep".contains(filter).then(|| sweep_case(&mut p));
+    report(&rows, sweep);
 }
 
-fn report(rows: &[Row]) {
+/// Connections in the table for the sweep's figures.
+const SWEEP_FLOWS: u32 = 1_000_000;
+
+/// What the daemon's sweep costs at `SWEEP_FLOWS` connections, in ms (median of `RUNS`): the
+/// walk (done without the data plane's lock) and the rest (under it).
+fn sweep_case(p: &mut Programs) -> (f64, f64) {
+    let mut prog = balancer(&service(Scheduler::Mh, Protocol::Tcp, false, Method::Dr));
+    let target = fd(prog.program().unwrap());
+    p.wrapped(&target, &tcp4(1024, SYN), Some(Layout::V4), SWEEP_FLOWS);
+    let (mut walk, mut finish) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let t = std::time::Instant::now();
+        let walked = prog.sweep_walk().unwrap().walk().unwrap();
+        walk.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = std::time::Instant::now();
+        let s = prog.sweep_finish(&walked).unwrap();
+        finish.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(s.live, u64::from(SWEEP_FLOWS), "every connection seen");
+    }
+    (median_of(&mut walk), median_of(&mut finish))
+}
+
+fn report(rows: &[Row], sweep: Option<(f64, f64)>) {
     println!(
         "{:<44} {:>13} {:>8} {:>8} {:>8}",
         "case", "method", "ns/pkt", "net ns", "x floor"
@@ -542,6 +568,14 @@ fn report(rows: &[Row]) {
         );
     }
     json.push(']');
+    let sweep_json = sweep.map_or("null".to_owned(), |(walk, finish)| {
+        println!(
+            "\nsweep of {SWEEP_FLOWS} connections: walk {walk:.1} ms (without the lock), the rest \
+             {finish:.1} ms (under it)"
+        );
+        format!("{{\"flows\": {SWEEP_FLOWS}, \"walk_ms\": {walk:.1}, \"finish_ms\": {finish:.1}}}")
+    });
+    json = format!("{{\"packets\": {json},\n\"sweep\": {sweep_json}}}");
     let path = super::save("dataplane", &json);
     println!(
         "\nmedian of {RUNS} runs; repeat: a run of {REPEAT} iterations (kernel mean); wrapped: \
