@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::check::dns::{self, DnsCheck, DnsError};
-use crate::check::http::{HttpCheck, HttpProtocol, UrlCheck, UrlError};
+use crate::check::http::{BodyMatch, HttpCheck, HttpProtocol, UrlCheck, UrlError};
 use crate::check::misc::MiscCheck;
 use crate::check::ping::PingCheck;
 use crate::check::smtp::{DEFAULT_HELO, SmtpCheck};
@@ -404,12 +404,28 @@ fn http(
         .enumerate()
         .map(|(index, u)| {
             let path = u.path.clone().ok_or(ConfigError::NoPath { real, index })?;
-            UrlCheck::new(
-                path,
-                &u.status_code,
-                u.digest.as_deref(),
-                u.virtualhost.clone().or_else(|| vs.virtualhost.clone()),
-            )
+            let body = u
+                .regex
+                .as_deref()
+                .map(|pattern| {
+                    BodyMatch::new(
+                        pattern,
+                        &u.regex_options,
+                        u.regex_no_match,
+                        u.regex_min_offset,
+                        u.regex_max_offset,
+                    )
+                })
+                .transpose();
+            body.and_then(|body| {
+                UrlCheck::new(
+                    path,
+                    &u.status_code,
+                    u.digest.as_deref(),
+                    u.virtualhost.clone().or_else(|| vs.virtualhost.clone()),
+                )
+                .map(|url| url.with_body_match(body))
+            })
             .map_err(|source| ConfigError::Url {
                 real,
                 index,

@@ -35,6 +35,14 @@ pub enum UrlError {
     StatusCode { value: String },
     #[error("digest {value:?}: expected 32 hexadecimal digits (the MD5 genhash prints)")]
     Digest { value: String },
+    #[error("regex {value:?}: {message}")]
+    Regex { value: String, message: String },
+    #[error(
+        "regex_options {value:?}: not available here (the patterns are Rust regex, not PCRE2); \
+         valid: caseless multiline dotall extended ungreedy firstline utf ucp never_utf \
+         never_ucp, and PCRE2's optimisation options, which change nothing"
+    )]
+    RegexOption { value: String },
 }
 
 /// `status_code`: codes and ranges; empty means keepalived's default 200-299.
@@ -92,6 +100,131 @@ pub struct UrlCheck {
     pub digest: Option<String>,
     /// `Host:`; keepalived's default is the connected address and port.
     pub virtualhost: Option<String>,
+    /// `regex` and its options: what the body must (or with `regex_no_match`, must not)
+    /// contain.
+    pub body: Option<BodyMatch>,
+}
+
+/// keepalived's `regex`, `regex_no_match`, `regex_options`, `regex_min_offset` and
+/// `regex_max_offset`.
+#[derive(Clone, Debug)]
+pub struct BodyMatch {
+    pattern: String,
+    options: Vec<String>,
+    no_match: bool,
+    min_offset: usize,
+    max_offset: Option<usize>,
+    /// Only the first line of the body may hold the match's start (`firstline`).
+    first_line: bool,
+    regex: regex::bytes::Regex,
+}
+
+impl PartialEq for BodyMatch {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.pattern,
+            &self.options,
+            self.no_match,
+            self.min_offset,
+            self.max_offset,
+        ) == (
+            &other.pattern,
+            &other.options,
+            other.no_match,
+            other.min_offset,
+            other.max_offset,
+        )
+    }
+}
+
+impl Eq for BodyMatch {}
+
+/// PCRE2 options that only tune its matcher (or its callouts) and change no result here.
+const NO_EFFECT_OPTIONS: [&str; 7] = [
+    "auto_callout",
+    "dollar_endonly",
+    "no_auto_capture",
+    "no_auto_possess",
+    "no_dotstar_anchor",
+    "no_start_optimize",
+    "use_offset_limit",
+];
+
+impl BodyMatch {
+    /// # Errors
+    /// The pattern does not compile, or an option has no counterpart here.
+    pub fn new(
+        pattern: &str,
+        options: &[String],
+        no_match: bool,
+        min_offset: Option<u32>,
+        max_offset: Option<u32>,
+    ) -> Result<Self, UrlError> {
+        let mut b = regex::bytes::RegexBuilder::new(pattern);
+        let mut first_line = false;
+        for o in options {
+            match o.as_str() {
+                "caseless" => b.case_insensitive(true),
+                "multiline" => b.multi_line(true),
+                "dotall" => b.dot_matches_new_line(true),
+                "extended" => b.ignore_whitespace(true),
+                "ungreedy" => b.swap_greed(true),
+                "utf" | "ucp" => b.unicode(true),
+                "never_utf" | "never_ucp" => b.unicode(false),
+                "firstline" => {
+                    first_line = true;
+                    &mut b
+                }
+                o if NO_EFFECT_OPTIONS.contains(&o) => &mut b,
+                other => {
+                    return Err(UrlError::RegexOption {
+                        value: other.to_owned(),
+                    });
+                }
+            };
+        }
+        let regex = b.build().map_err(|e| UrlError::Regex {
+            value: pattern.to_owned(),
+            message: e.to_string(),
+        })?;
+        let offset = |o: Option<u32>| o.map(|v| usize::try_from(v).unwrap_or(usize::MAX));
+        Ok(Self {
+            pattern: pattern.to_owned(),
+            options: options.to_vec(),
+            no_match,
+            min_offset: offset(min_offset).unwrap_or(0),
+            max_offset: offset(max_offset),
+            first_line,
+            regex,
+        })
+    }
+
+    /// Whether `body` passes: a match starting within the offsets, or with `regex_no_match`
+    /// none.
+    #[must_use]
+    pub fn passes(&self, body: &[u8]) -> bool {
+        let mut last_start = self.max_offset.unwrap_or(usize::MAX);
+        if self.first_line {
+            let line_end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
+            last_start = last_start.min(line_end);
+        }
+        // The leftmost match from `min_offset`: if it starts too late, none starts in time.
+        let found = body.get(self.min_offset..).is_some_and(|rest| {
+            self.regex
+                .find(rest)
+                .is_some_and(|m| self.min_offset + m.start() <= last_start)
+        });
+        found != self.no_match
+    }
+
+    /// What the check expected, for the failure's reason.
+    fn describe(&self) -> String {
+        if self.no_match {
+            format!("no match of {:?}", self.pattern)
+        } else {
+            format!("a match of {:?}", self.pattern)
+        }
+    }
 }
 
 impl UrlCheck {
@@ -117,7 +250,15 @@ impl UrlCheck {
             status: StatusCodes::parse(status_code)?,
             digest,
             virtualhost,
+            body: None,
         })
+    }
+
+    /// The same check, with the body matched against `body`.
+    #[must_use]
+    pub fn with_body_match(mut self, body: Option<BodyMatch>) -> Self {
+        self.body = body;
+        self
     }
 }
 
@@ -200,12 +341,15 @@ impl HttpCheck {
             if !url.status.contains(status) {
                 return Err(format!("GET {}: status {status}", url.path));
             }
+            if url.digest.is_none() && url.body.is_none() {
+                return Ok(());
+            }
+            let body = Limited::new(response.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| format!("GET {}: reading the body: {e}", url.path))?
+                .to_bytes();
             if let Some(expected) = &url.digest {
-                let body = Limited::new(response.into_body(), MAX_BODY)
-                    .collect()
-                    .await
-                    .map_err(|e| format!("GET {}: reading the body: {e}", url.path))?
-                    .to_bytes();
                 let seen = digest(&body);
                 if &seen != expected {
                     return Err(format!(
@@ -214,7 +358,12 @@ impl HttpCheck {
                     ));
                 }
             }
-            Ok(())
+            match &url.body {
+                Some(m) if !m.passes(&body) => {
+                    Err(format!("GET {}: body without {}", url.path, m.describe()))
+                }
+                _ => Ok(()),
+            }
         };
         // The connection is driven here rather than in a task of its own, so that the
         // attempt's timeout ends it too. A connection that ends cleanly may do so before the

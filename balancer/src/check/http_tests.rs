@@ -126,3 +126,66 @@ async fn a_real_that_accepts_and_never_answers_times_out() {
     };
     assert!(reason.contains("no complete answer"), "{reason}");
 }
+
+#[test]
+fn regex_matches_as_keepalived_documents_its_options_and_offsets() {
+    let m =
+        |pattern: &str, options: &[&str], no_match: bool, min: Option<u32>, max: Option<u32>| {
+            let options: Vec<String> = options.iter().map(|&o| o.to_owned()).collect();
+            BodyMatch::new(pattern, &options, no_match, min, max).unwrap()
+        };
+    let body = b"HTTP health\nstatus: OK\n";
+    assert!(m("status: OK", &[], false, None, None).passes(body));
+    assert!(!m("status: DOWN", &[], false, None, None).passes(body));
+    assert!(
+        !m("status: OK", &[], true, None, None).passes(body),
+        "regex_no_match"
+    );
+    assert!(m("status: DOWN", &[], true, None, None).passes(body));
+    assert!(!m("status: ok", &[], false, None, None).passes(body));
+    assert!(m("status: ok", &["caseless"], false, None, None).passes(body));
+    assert!(!m("^status", &[], false, None, None).passes(body));
+    assert!(m("^status", &["multiline"], false, None, None).passes(body));
+    assert!(m("health.status", &["dotall"], false, None, None).passes(body));
+    // The match must start within [regex_min_offset, regex_max_offset].
+    assert!(!m("HTTP", &[], false, Some(1), None).passes(body));
+    assert!(m("status", &[], false, Some(12), Some(12)).passes(body));
+    assert!(!m("status", &[], false, None, Some(11)).passes(body));
+    assert!(!m("status", &["firstline"], false, None, None).passes(body));
+    assert!(m("status", &["no_start_optimize"], false, None, None).passes(body));
+    assert!(matches!(
+        BodyMatch::new("a", &["alt_bsux".into()], false, None, None),
+        Err(UrlError::RegexOption { .. })
+    ));
+    assert!(matches!(
+        BodyMatch::new("(a", &[], false, None, None),
+        Err(UrlError::Regex { .. })
+    ));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_body_without_the_regex_fails_the_check() {
+    let (addr, _server) = responder(200, "service: ready").await;
+    let url = |pattern: &str, no_match: bool| {
+        UrlCheck::new("/".into(), &[], None, None)
+            .unwrap()
+            .with_body_match(Some(
+                BodyMatch::new(pattern, &[], no_match, None, None).unwrap(),
+            ))
+    };
+    assert_eq!(
+        check(addr, url("ready$", false)).attempt().await,
+        Verdict::UP
+    );
+    let Verdict::Down { reason } = check(addr, url("ready$", true)).attempt().await else {
+        panic!("regex_no_match passed a matching body");
+    };
+    assert!(
+        reason.contains("body without no match of \"ready$\""),
+        "{reason}"
+    );
+    let Verdict::Down { reason } = check(addr, url("maintenance", false)).attempt().await else {
+        panic!("a body without the pattern passed");
+    };
+    assert!(reason.contains("a match of \"maintenance\""), "{reason}");
+}

@@ -800,6 +800,44 @@ fn auth_type_ah_is_ipv4_only_and_starts_as_backup() {
     );
 }
 
+/// `HTTP_GET`'s `regex` and its options import, round-trip, and a pattern or option that cannot
+/// work is an error naming its line and key.
+#[test]
+fn http_regex_imports_and_a_bad_pattern_names_its_line() {
+    let conf = |lines: &str| {
+        format!(
+            "virtual_server 198.18.0.100 80 {{\n  lb_kind DR\n  protocol TCP\n  \
+             real_server 198.18.0.11 80 {{\n    HTTP_GET {{\n      url {{\n        \
+             path /health\n{lines}      }}\n    }}\n  }}\n}}\n"
+        )
+    };
+    let loaded = from_keepalived_text(&conf(
+        "        regex \"^ready\"\n        regex_no_match\n        regex_options caseless multiline\n        regex_min_offset 2\n        regex_max_offset 40\n",
+    ))
+    .unwrap();
+    let url = &loaded.config.virtual_server[0].real_server[0].http_get[0].url[0];
+    assert_eq!(url.regex.as_deref(), Some("^ready"));
+    assert!(url.regex_no_match);
+    assert_eq!(url.regex_options, ["caseless", "multiline"]);
+    assert_eq!(
+        (url.regex_min_offset, url.regex_max_offset),
+        (Some(2), Some(40))
+    );
+    crate::config::fuzz::round_trip(Ok(loaded));
+
+    let err = from_keepalived_text(&conf("        regex \"ready(\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("keepalived.conf:8:9: virtual_server[0].real_server[0].HTTP_GET[0].url[0].regex: \"ready(\""),
+        "{err}"
+    );
+    let err = from_keepalived_text(&conf("        regex_no_match\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("regex_no_match without regex"), "{err}");
+}
+
 fn warning_lines(loaded: &Loaded) -> Vec<String> {
     loaded
         .validated

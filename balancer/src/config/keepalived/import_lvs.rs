@@ -411,7 +411,31 @@ fn url(cx: &mut Cx, key: &str, node: &Node) -> Url {
                 u.status_code.clone_from(&c.args);
             }
             "virtualhost" => u.virtualhost = cx.text(&k, c),
-            _ => cx.unknown(key, c, &["path", "digest", "status_code", "virtualhost"]),
+            "regex" => u.regex = cx.text(&k, c),
+            "regex_no_match" => u.regex_no_match = cx.flag(&k, c),
+            "regex_options" => {
+                cx.at(&k, c);
+                u.regex_options.clone_from(&c.args);
+            }
+            "regex_min_offset" => u.regex_min_offset = cx.arg(&k, c, "an offset in bytes"),
+            "regex_max_offset" => u.regex_max_offset = cx.arg(&k, c, "an offset in bytes"),
+            // The PCRE2 JIT's stack: the regex engine here needs none.
+            "regex_stack" => cx.unknown(key, c, &[]),
+            _ => cx.unknown(
+                key,
+                c,
+                &[
+                    "path",
+                    "digest",
+                    "status_code",
+                    "virtualhost",
+                    "regex",
+                    "regex_no_match",
+                    "regex_options",
+                    "regex_min_offset",
+                    "regex_max_offset",
+                ],
+            ),
         }
     }
     u

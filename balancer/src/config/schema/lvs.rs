@@ -342,4 +342,22 @@ pub struct Url {
     /// `virtualhost`: the Host header; default the real's or the virtual server's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtualhost: Option<String>,
+    /// `regex`: the body must contain a match (the check fails without one). Rust `regex`
+    /// syntax, which is PCRE2's less backreferences and lookaround.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// `regex_no_match`: a match of `regex` fails the check instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub regex_no_match: bool,
+    /// `regex_options`: keepalived's PCRE2 option names; `caseless`, `multiline`, `dotall`,
+    /// `extended`, `ungreedy`, `firstline`, `utf`, `ucp`, `never_utf` and `never_ucp` change
+    /// the match; the optimisation options are accepted and change nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regex_options: Vec<String>,
+    /// `regex_min_offset`: where in the body the search starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex_min_offset: Option<u32>,
+    /// `regex_max_offset`: the last offset at which a match may start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex_max_offset: Option<u32>,
 }

@@ -445,6 +445,7 @@ fn checkers(key: &str, rs: &RealServer, report: &mut Report<'_>) {
                                 );
                             }
                         }
+                        body_match(&ukey, url, report);
                     }
                     if let Some(p) = &c.http_protocol {
                         report.one_of(&format!("{ckey}.http_protocol"), p, &["1.0", "1.0C", "1.1"]);
@@ -582,6 +583,53 @@ fn udp_check(key: &str, c: &Checker, report: &mut Report<'_>) {
             format!("{min} > max_reply_length {max}: every answer would fail"),
             "min_reply_length <= max_reply_length (default 255)",
         );
+    }
+}
+
+/// `regex` and its options compile, and its offsets are in order.
+fn body_match(ukey: &str, url: &crate::config::schema::Url, report: &mut Report<'_>) {
+    use crate::check::http::{BodyMatch, UrlError};
+    let Some(pattern) = &url.regex else {
+        for (set, field) in [
+            (url.regex_no_match, "regex_no_match"),
+            (!url.regex_options.is_empty(), "regex_options"),
+            (url.regex_min_offset.is_some(), "regex_min_offset"),
+            (url.regex_max_offset.is_some(), "regex_max_offset"),
+        ] {
+            if set {
+                report.error(
+                    &format!("{ukey}.{field}"),
+                    format!("{field} without regex"),
+                    "a regex for it to apply to",
+                );
+            }
+        }
+        return;
+    };
+    if let (Some(min), Some(max)) = (url.regex_min_offset, url.regex_max_offset)
+        && min > max
+    {
+        report.error(
+            &format!("{ukey}.regex_max_offset"),
+            format!("{max}, below regex_min_offset {min}"),
+            "an offset at or after regex_min_offset",
+        );
+    }
+    match BodyMatch::new(pattern, &url.regex_options, url.regex_no_match, None, None) {
+        Ok(_) => {}
+        Err(UrlError::RegexOption { value }) => report.error(
+            &format!("{ukey}.regex_options"),
+            format!("{value:?}"),
+            "caseless, multiline, dotall, extended, ungreedy, firstline, utf, ucp, never_utf, \
+             never_ucp (or PCRE2's optimisation options, which change nothing); the patterns \
+             are Rust regex, not PCRE2",
+        ),
+        Err(e) => report.error(
+            &format!("{ukey}.regex"),
+            format!("{pattern:?}: {e}"),
+            "a regular expression in Rust regex syntax (PCRE2's, less backreferences and \
+             lookaround)",
+        ),
     }
 }
 
