@@ -838,6 +838,37 @@ fn http_regex_imports_and_a_bad_pattern_names_its_line() {
     assert!(err.contains("regex_no_match without regex"), "{err}");
 }
 
+/// keepalived lines that used to lose a word silently: `track_file` blocks under their
+/// current name are read, and `weight N reverse` and `TUN type gue` are refused by name.
+#[test]
+fn keepalived_words_that_change_behaviour_are_read_or_refused_never_dropped() {
+    let ok = from_keepalived_text(
+        "track_file flag {\n  file /tmp/blt-flag\n}\nvrrp_script chk {\n  script /bin/true\n  \
+         weight 10 noreverse\n}\nvrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 51\n  \
+         priority 100\n  virtual_ipaddress {\n    198.18.0.10/24\n  }\n  track_file {\n    flag\n  }\n  \
+         track_script {\n    chk\n  }\n}\nvirtual_server 198.18.0.100 80 {\n  lb_kind TUN type ipip\n  \
+         protocol TCP\n  real_server 198.18.0.11 80 {\n  }\n}\n",
+    )
+    .unwrap();
+    assert!(ok.config.vrrp_track_file.contains_key("flag"));
+    let err = from_keepalived_text(
+        "vrrp_script chk {\n  script /bin/true\n  weight 10 reverse\n}\n\
+         virtual_server 198.18.0.100 80 {\n  lb_kind TUN type gue\n  protocol TCP\n}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(
+            "keepalived.conf:3:3: vrrp_script.chk.weight: \"10 reverse\": reverse is not supported"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("keepalived.conf:6:3: virtual_server[0].lb_kind: \"TUN type gue\""),
+        "{err}"
+    );
+}
+
 fn warning_lines(loaded: &Loaded) -> Vec<String> {
     loaded
         .validated

@@ -63,7 +63,8 @@ pub fn import(path: &Path, tree: &Tree) -> Result<Imported, Diagnostics> {
                 config.virtual_server.push(vs);
             }
             "SSL" => config.ssl = Some(import_lvs::ssl(&mut cx, node)),
-            "vrrp_track_file" => {
+            // `track_file NAME { }` is keepalived's current name, `vrrp_track_file` the old one.
+            "vrrp_track_file" | "track_file" => {
                 let key = format!("vrrp_track_file.{}", name());
                 if let Some(f) = track_file(&mut cx, &key, node) {
                     config.vrrp_track_file.insert(name(), f);
@@ -102,9 +103,10 @@ pub fn import(path: &Path, tree: &Tree) -> Result<Imported, Diagnostics> {
     }
 }
 
-const TOP: [&str; 11] = [
+const TOP: [&str; 12] = [
     "global_defs",
     "vrrp_track_file",
+    "track_file",
     "static_ipaddress",
     "static_routes",
     "static_rules",
@@ -372,15 +374,24 @@ fn vrrp_script(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpScript> {
             "script" => script = cx.text(&k, c),
             "interval" => s.interval = cx.arg(&k, c, "seconds").unwrap_or(s.interval),
             "timeout" => s.timeout = cx.arg(&k, c, "seconds"),
-            // keepalived's `weight N [reverse]`: only the number is ours.
+            // keepalived's `weight N [reverse | noreverse]`.
             "weight" => {
                 cx.at(&k, c);
                 match c.args.first().map(|w| w.parse()) {
                     Some(Ok(w)) => s.weight = w,
                     _ => cx.error(&k, c, format!("{:?}", c.args.join(" ")), "-253 to 253"),
                 }
-                if c.args.len() > 1 {
-                    cx.unknown(key, c, &[]);
+                match c.args.get(1).map(String::as_str) {
+                    None | Some("noreverse" | "no_reverse") => {}
+                    // Dropping it would move the priority the other way: refused, not ignored.
+                    Some("reverse") => cx.error(
+                        &k,
+                        c,
+                        format!("{:?}: reverse is not supported", c.args.join(" ")),
+                        "a weight without reverse (negate the weight and the script's exit \
+                         status instead)",
+                    ),
+                    Some(_) => cx.unknown(key, c, &[]),
                 }
             }
             "rise" => s.rise = cx.arg(&k, c, "a count").unwrap_or(1),

@@ -194,8 +194,20 @@ pub(crate) fn virtual_server(cx: &mut Cx, key: &str, node: &Node) -> VirtualServ
 /// `lb_kind` / `lvs_method`: the method only; a TUN `type` is not ours yet.
 fn lb_kind(cx: &mut Cx, key: &str, node: &Node) -> String {
     cx.at(key, node);
-    if node.args.len() > 1 {
-        cx.unknown(key, node, &[]);
+    match node.args.as_slice() {
+        [_] | [] => {}
+        // `TUN type ipip` is what we send; GUE and GRE reals could not read it.
+        [kind, ty, tunnel, ..] if kind.eq_ignore_ascii_case("TUN") && ty == "type" => {
+            if !tunnel.eq_ignore_ascii_case("ipip") || node.args.len() > 3 {
+                cx.error(
+                    key,
+                    node,
+                    format!("{:?}", node.args.join(" ")),
+                    "TUN or TUN type ipip: the XDP data plane encapsulates in IPIP / IP6IP6 only",
+                );
+            }
+        }
+        _ => cx.unknown(key, node, &[]),
     }
     node.args.first().cloned().unwrap_or_default()
 }
