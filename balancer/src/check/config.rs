@@ -215,15 +215,18 @@ pub fn checks_for(
         })?;
     let mut checkers: Vec<(Arc<dyn Probe>, Timing)> = Vec::new();
     for c in &rs.tcp_check {
+        let c = &with_real_defaults(c, rs);
         let timing = timing(vs, c, real, Defaults::OTHER)?;
         let connect = connect(vs, c, real)?;
         checkers.push((Arc::new(TcpCheck { connect }), timing));
     }
     for c in &rs.http_get {
+        let c = &with_real_defaults(c, rs);
         let timing = timing(vs, c, real, Defaults::HTTP)?;
         checkers.push((Arc::new(http(vs, c, real, None)?), timing));
     }
     for c in &rs.ssl_get {
+        let c = &with_real_defaults(c, rs);
         let timing = timing(vs, c, real, Defaults::HTTP)?;
         let tls = Tls::new(
             c.enable_sni,
@@ -245,22 +248,27 @@ pub fn checks_for(
         checkers.push((Arc::new(check), timing));
     }
     for c in &rs.smtp_check {
+        let c = &with_real_defaults(c, rs);
         let timing = timing(vs, c, real, Defaults::OTHER)?;
         checkers.push((Arc::new(smtp(vs, c, real)?), timing));
     }
     for c in &rs.dns_check {
+        let c = &with_real_defaults(c, rs);
         let timing = timing(vs, c, real, Defaults::DNS)?;
         checkers.push((Arc::new(dns(vs, c, real)?), timing));
     }
     for c in &rs.udp_check {
+        let c = &with_real_defaults(c, rs);
         let timing = timing(vs, c, real, Defaults::OTHER)?;
         checkers.push((Arc::new(udp(vs, c, real)?), timing));
     }
     for c in &rs.ping_check {
+        let c = &with_real_defaults(c, rs);
         let timing = timing(vs, c, real, Defaults::OTHER)?;
         checkers.push((Arc::new(PingCheck::new(connect(vs, c, real)?)), timing));
     }
     for c in &rs.misc_check {
+        let c = &with_real_defaults(c, rs);
         let timing = timing(vs, c, real, Defaults::MISC)?;
         checkers.push((Arc::new(misc(vs, c, real, scripts)?), timing));
     }
@@ -269,7 +277,7 @@ pub fn checks_for(
         addr: rs.ip,
         port,
         weight,
-        alpha: vs.alpha,
+        alpha: rs.alpha.unwrap_or(vs.alpha),
         inhibit_on_failure: rs.inhibit_on_failure.unwrap_or(vs.inhibit_on_failure),
         notify_up: notify_script(rs.notify_up.as_deref(), scripts, owner, "notify_up")?,
         notify_down: notify_script(rs.notify_down.as_deref(), scripts, owner, "notify_down")?,
@@ -328,6 +336,19 @@ impl Defaults {
 
 fn seconds(real: SocketAddr, key: &'static str, value: f64) -> Result<Duration, ConfigError> {
     Duration::try_from_secs_f64(value).map_err(|_| ConfigError::Seconds { real, key, value })
+}
+
+/// `c` with what it leaves unset taken from its `real_server` block, which keepalived lets
+/// set defaults for its checkers; the virtual server's come after those.
+fn with_real_defaults(c: &Checker, rs: &RealServer) -> Checker {
+    Checker {
+        delay_loop: c.delay_loop.or(rs.delay_loop),
+        retry: c.retry.or(rs.retry),
+        delay_before_retry: c.delay_before_retry.or(rs.delay_before_retry),
+        warmup: c.warmup.or(rs.warmup),
+        connect_timeout: c.connect_timeout.or(rs.connect_timeout),
+        ..c.clone()
+    }
 }
 
 fn timing(

@@ -381,3 +381,53 @@ rise = 2
         (1, 1)
     );
 }
+
+/// keepalived lets a `real_server` set defaults for its own checkers: a checker's value wins,
+/// then the real's, then the virtual server's.
+#[test]
+fn a_real_server_s_values_are_defaults_for_its_checkers() {
+    let vs = parse(
+        r#"
+        ip = "198.18.0.100"
+        port = 80
+        delay_loop = 6
+        connect_timeout = 9
+        [[real_server]]
+        ip = "198.18.0.11"
+        delay_loop = 2
+        alpha = true
+        connect_timeout = 1.5
+        retry = 5
+        delay_before_retry = 0.5
+        warmup = 0
+        [[real_server.TCP_CHECK]]
+        [[real_server.TCP_CHECK]]
+        delay_loop = 4
+        retry = 1
+        [[real_server]]
+        ip = "198.18.0.12"
+        [[real_server.TCP_CHECK]]
+        "#,
+    );
+    let checks = checks_for(&vs, &vs.real_server[0], &policy()).unwrap();
+    assert!(checks.alpha);
+    let timings: Vec<Timing> = checks.checkers.iter().map(|(_, t)| *t).collect();
+    assert_eq!(
+        timings[0],
+        Timing {
+            delay_loop: Duration::from_secs(2),
+            retry: 5,
+            delay_before_retry: Duration::from_millis(500),
+            warmup: Duration::ZERO,
+            rise: 1
+        }
+    );
+    assert_eq!(
+        (timings[1].delay_loop, timings[1].retry),
+        (Duration::from_secs(4), 1)
+    );
+    let other = checks_for(&vs, &vs.real_server[1], &policy()).unwrap();
+    assert!(!other.alpha);
+    assert_eq!(other.checkers[0].1.delay_loop, Duration::from_secs(6));
+    assert_eq!(other.checkers[0].1.retry, 1);
+}

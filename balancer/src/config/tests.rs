@@ -869,6 +869,42 @@ fn keepalived_words_that_change_behaviour_are_read_or_refused_never_dropped() {
     );
 }
 
+/// A `real_server`'s checker defaults import (they used to be warned about and ignored).
+#[test]
+fn real_server_checker_defaults_import_and_round_trip() {
+    let loaded = from_keepalived_text(
+        "virtual_server 198.18.0.100 80 {\n  lb_kind DR\n  protocol TCP\n  \
+         real_server 198.18.0.11 80 {\n    delay_loop 2\n    alpha\n    connect_timeout 1\n    \
+         nb_get_retry 5\n    delay_before_retry 1\n    warmup 0\n    TCP_CHECK {\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let warnings = warning_lines(&loaded);
+    assert!(
+        !warnings.iter().any(|w| w.contains("real_server[0].")),
+        "{warnings:?}"
+    );
+    let rs = &loaded.config.virtual_server[0].real_server[0];
+    assert_eq!(
+        (
+            rs.delay_loop,
+            rs.alpha,
+            rs.connect_timeout,
+            rs.retry,
+            rs.delay_before_retry,
+            rs.warmup
+        ),
+        (
+            Some(2.0),
+            Some(true),
+            Some(1.0),
+            Some(5),
+            Some(1.0),
+            Some(0.0)
+        )
+    );
+    crate::config::fuzz::round_trip(Ok(loaded));
+}
+
 fn warning_lines(loaded: &Loaded) -> Vec<String> {
     loaded
         .validated

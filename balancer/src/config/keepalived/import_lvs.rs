@@ -236,8 +236,15 @@ fn endpoint(cx: &mut Cx, key: &str, node: &Node) -> Option<Endpoint> {
     })
 }
 
-const REAL: [&str; 15] = [
+const REAL: [&str; 22] = [
     "weight",
+    "delay_loop",
+    "alpha",
+    "connect_timeout",
+    "retry",
+    "nb_get_retry",
+    "delay_before_retry",
+    "warmup",
     "lb_kind",
     "lvs_method",
     "inhibit_on_failure",
@@ -265,6 +272,12 @@ fn real_server(cx: &mut Cx, key: &str, node: &Node) -> Option<RealServer> {
         inhibit_on_failure: None,
         notify_up: None,
         notify_down: None,
+        delay_loop: None,
+        alpha: None,
+        connect_timeout: None,
+        retry: None,
+        delay_before_retry: None,
+        warmup: None,
         tcp_check: Vec::new(),
         http_get: Vec::new(),
         ssl_get: Vec::new(),
@@ -295,6 +308,31 @@ fn real_server(cx: &mut Cx, key: &str, node: &Node) -> Option<RealServer> {
             }
             "notify_down" => {
                 r.notify_down = cx.text(&k, c);
+                continue;
+            }
+            // Defaults for this real's checkers, as keepalived takes them here.
+            "delay_loop" => {
+                r.delay_loop = cx.arg(&k, c, "seconds");
+                continue;
+            }
+            "alpha" => {
+                r.alpha = Some(cx.flag(&k, c));
+                continue;
+            }
+            "connect_timeout" => {
+                r.connect_timeout = cx.arg(&k, c, "seconds");
+                continue;
+            }
+            "retry" | "nb_get_retry" => {
+                r.retry = cx.arg(&format!("{key}.retry"), c, "a count");
+                continue;
+            }
+            "delay_before_retry" => {
+                r.delay_before_retry = cx.arg(&k, c, "seconds");
+                continue;
+            }
+            "warmup" => {
+                r.warmup = cx.arg(&k, c, "seconds");
                 continue;
             }
             "TCP_CHECK" => &mut r.tcp_check,

@@ -201,6 +201,24 @@ pub struct RealServer {
     /// `notify_down`: run when a check fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_down: Option<String>,
+    /// `delay_loop`: seconds; default for this real's checkers (else the virtual server's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_loop: Option<f64>,
+    /// `alpha`: this real starts down until its checkers pass (else the virtual server's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<bool>,
+    /// `connect_timeout`: seconds; default for this real's checkers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<f64>,
+    /// `retry` (`nb_get_retry`): default for this real's checkers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<u32>,
+    /// `delay_before_retry`: seconds; default for this real's checkers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_before_retry: Option<f64>,
+    /// `warmup`: seconds; default for this real's checkers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<f64>,
     /// `TCP_CHECK { }`: a TCP connect succeeds.
     #[serde(default, rename = "TCP_CHECK", skip_serializing_if = "Vec::is_empty")]
     pub tcp_check: Vec<Checker>,
