@@ -170,3 +170,63 @@ fn ipv6_vip_lives_on_the_ipv6_virtual_mac() {
         "our macvlan outlived us"
     );
 }
+
+/// keepalived's `vmac_xmit_base`: the VIP still lives on the macvlan, but the adverts leave
+/// from the base interface, with its own MAC.
+#[test]
+fn vmac_xmit_base_sends_adverts_from_the_base_interface() {
+    require_root!();
+    let lan = Lan::new("vmacb", 9);
+    let wire = balancer_tests::capture::Capture::start(&lan.peer, "k0");
+    let base = link_shows(&lan.ours, "v0");
+    let base_mac: Vec<u8> = base
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .expect("the base interface's MAC")
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    let mut me = ours_v3(
+        &lan,
+        "63",
+        "200",
+        "0.1",
+        &[
+            "--vmac",
+            "vrrp.63",
+            "--vmac-xmit-base",
+            "--vip",
+            "198.18.9.100/24",
+        ],
+    );
+    assert!(
+        wait_until(HANDOVER, || addr_on_dev(
+            &lan.ours,
+            "vrrp.63",
+            "198.18.9.100"
+        )),
+        "the VIP never reached the macvlan\n{}",
+        me.log()
+    );
+    let our_advert = |f: &[u8]| {
+        f.len() >= 34 && f[12..14] == [0x08, 0x00] && f[23] == 112 && f[26..30] == [198, 18, 9, 1]
+    };
+    assert!(
+        wire.wait_for(Duration::from_secs(1), |f| our_advert(f)
+            && f[6..12] == base_mac[..]),
+        "no advert of ours from the base interface's MAC\n{}",
+        me.log()
+    );
+    assert_eq!(
+        wire.count(|f| our_advert(f) && f[6..12] != base_mac[..]),
+        0,
+        "an advert of ours from the virtual MAC"
+    );
+    assert!(me.stop().success(), "{}", me.log());
+}
+
+fn addr_on_dev(ns: &Netns, dev: &str, addr: &str) -> bool {
+    String::from_utf8_lossy(&ns.output("ip", &["-o", "addr", "show", "dev", dev]).stdout)
+        .contains(&format!(" {addr}/"))
+}

@@ -57,6 +57,9 @@ pub struct VrrpArgs {
     /// the virtual router MAC.
     #[arg(long)]
     pub vmac: Option<String>,
+    /// keepalived's `vmac_xmit_base`: with `--vmac`, adverts leave from the base interface.
+    #[arg(long, requires = "vmac")]
+    pub vmac_xmit_base: bool,
     /// keepalived's `virtual_ipaddress_excluded`: owned with the VIPs, not advertised
     /// (repeatable, either family).
     #[arg(long = "vip-excluded")]
@@ -250,6 +253,7 @@ impl VrrpArgs {
             vips: self.vips.clone(),
             group: self.group,
             vmac: self.vmac.clone(),
+            vmac_xmit_base: self.vmac_xmit_base,
             excluded: self.excluded.clone(),
             routes: Vec::new(),
             rules: Vec::new(),

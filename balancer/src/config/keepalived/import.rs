@@ -477,6 +477,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
         notify_master_rx_lower_pri: None,
         use_vmac: false,
         vmac_name: None,
+        vmac_xmit_base: false,
     };
     for c in &node.children {
         let k = format!("{key}.{}", c.keyword);
@@ -534,8 +535,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
                 i.use_vmac = true;
                 i.vmac_name = c.args.first().cloned();
             }
-            // What we always do: adverts leave from the base interface.
-            "vmac_xmit_base" => {}
+            "vmac_xmit_base" => i.vmac_xmit_base = cx.flag(&k, c),
             _ => cx.unknown(key, c, &INSTANCE),
         }
     }

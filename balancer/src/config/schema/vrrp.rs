@@ -151,10 +151,14 @@ pub struct VrrpInstance {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_master_rx_lower_pri: Option<String>,
     /// `use_vmac`: the addresses live on a macvlan carrying the virtual router MAC
-    /// (`00:00:5e:00:01:VRID`, or `02` for IPv6), so a takeover changes no ARP entry. Adverts
-    /// leave from `interface` (keepalived's `vmac_xmit_base`).
+    /// (`00:00:5e:00:01:VRID`, or `02` for IPv6), so a takeover changes no ARP entry. IPv4
+    /// multicast adverts leave from the macvlan (RFC 5798 §7.3); unicast and IPv6 ones from
+    /// `interface`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub use_vmac: bool,
+    /// `vmac_xmit_base`: with `use_vmac`, every advert leaves from `interface`, with its MAC.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vmac_xmit_base: bool,
     /// The macvlan's name (keepalived's `use_vmac NAME`); default `vrrp.VRID`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vmac_name: Option<String>,

@@ -622,6 +622,7 @@ fn spec(
         // built when the daemon runs the instance.
         track: crate::vrrp::track::Track::default(),
         vmac,
+        vmac_xmit_base: instance.vmac_xmit_base,
         excluded,
         routes,
         rules,

@@ -58,6 +58,9 @@ pub struct InstanceSpec {
     /// keepalived's `use_vmac`: the name of the macvlan that carries the virtual MAC and the
     /// addresses (see [`crate::vrrp::net::vmac`]).
     pub vmac: Option<String>,
+    /// keepalived's `vmac_xmit_base`: with `use_vmac`, IPv4 multicast adverts too leave from
+    /// the base interface (with its MAC) instead of the macvlan.
+    pub vmac_xmit_base: bool,
     /// keepalived's `virtual_routes`: added with the addresses, removed with them.
     pub routes: Vec<crate::vrrp::net::route::VirtualRoute>,
     /// keepalived's `virtual_rules`: added after the routes, removed before them.
@@ -737,7 +740,7 @@ impl Driver {
 /// base, as keepalived's `vmac_xmit_base` sends them; so does everything when the socket
 /// cannot be opened (logged).
 fn vmac_advert_socket(spec: &InstanceSpec, link: &Link) -> Option<VrrpSocket> {
-    if spec.config.is_unicast() || spec.config.primary_address.is_ipv6() {
+    if spec.vmac_xmit_base || spec.config.is_unicast() || spec.config.primary_address.is_ipv6() {
         return None;
     }
     let name = spec.vmac.as_deref()?;
