@@ -18,6 +18,10 @@ use crate::vrrp::wire::{Addresses, Version};
 
 /// keepalived's `vrrp_instance` keywords, as flags.
 #[derive(Args, Clone, Debug)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "one command-line flag per keepalived keyword that takes no value"
+)]
 pub struct VrrpArgs {
     /// `interface`: where adverts go and the VIPs are added.
     #[arg(long)]
