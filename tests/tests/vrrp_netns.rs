@@ -155,6 +155,7 @@ fn spec_on_v0(vrid: u8, vips: Vec<balancer::vrrp::net::Vip>) -> InstanceSpec {
         group: None,
         track: Track::default(),
         vmac: None,
+        vmac_xmit_base: false,
         excluded: Vec::new(),
         routes: Vec::new(),
         rules: Vec::new(),
