@@ -905,6 +905,38 @@ fn real_server_checker_defaults_import_and_round_trip() {
     crate::config::fuzz::round_trip(Ok(loaded));
 }
 
+/// A peer's TTL bounds are said to be ignored; a MAC for `use_vmac` is refused.
+#[test]
+fn unicast_peer_ttls_are_warned_and_a_vmac_mac_is_refused() {
+    let conf = |vmac: &str| {
+        format!(
+            "vrrp_instance VI_1 {{\n  interface eth0\n  virtual_router_id 51\n  priority 100\n  \
+             unicast_src_ip 198.18.0.1\n  unicast_peer {{\n    198.18.0.2 min_ttl 250 max_ttl 255\n  }}\n  \
+             {vmac}\n  virtual_ipaddress {{\n    198.18.0.10/24\n  }}\n}}\n"
+        )
+    };
+    let loaded = from_keepalived_text(&conf("use_vmac vrrp.51")).unwrap();
+    let warnings = warning_lines(&loaded);
+    assert!(
+        warnings.iter().any(|w| w
+            .starts_with("keepalived.conf:7:5: vrrp_instance.VI_1.unicast_peer[0]")
+            && w.contains("`min_ttl 250 max_ttl 255` is not implemented")),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        loaded.validated.model.vrrp[0].spec.vmac.as_deref(),
+        Some("vrrp.51")
+    );
+    let err = from_keepalived_text(&conf("use_vmac vrrp.51 02:00:5e:00:01:33"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("keepalived.conf:9:3: vrrp_instance.VI_1.use_vmac"),
+        "{err}"
+    );
+    assert!(from_keepalived_text(&conf("use_vmac 02:00:5e:00:01:33")).is_err());
+}
+
 fn warning_lines(loaded: &Loaded) -> Vec<String> {
     loaded
         .validated

@@ -145,6 +145,16 @@ impl Cx {
         });
     }
 
+    /// Something keepalived accepts that we read past, said so with its line.
+    pub fn ignored(&mut self, key: &str, node: &Node, found: String, expected: &str) {
+        self.warnings.push(Diagnostic {
+            location: node.location(),
+            key: key.to_owned(),
+            found,
+            expected: expected.to_owned(),
+        });
+    }
+
     /// A keyword keepalived may accept that we do not implement.
     pub fn unknown(&mut self, prefix: &str, node: &Node, known: &[&str]) {
         let key = if prefix.is_empty() {
@@ -500,9 +510,20 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
             "unicast_peer" => {
                 for (n, line) in cx.lines(&k, c).iter().enumerate() {
                     // keepalived allows `ADDR min_ttl N max_ttl N` per peer; the address is ours.
-                    let addr = line.split_whitespace().next().unwrap_or_default();
+                    let mut words = line.split_whitespace();
+                    let addr = words.next().unwrap_or_default();
                     if let Ok(a) = addr.parse() {
                         i.unicast_peer.push(a);
+                        let rest: Vec<&str> = words.collect();
+                        if !rest.is_empty() {
+                            let child = c.children.get(n).unwrap_or(c);
+                            cx.ignored(
+                                &format!("{k}[{n}]"),
+                                child,
+                                format!("`{}` is not implemented; ignored", rest.join(" ")),
+                                "adverts from the peer are taken whatever their TTL",
+                            );
+                        }
                     } else {
                         let child = c.children.get(n).unwrap_or(c);
                         cx.error(
@@ -533,7 +554,18 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
             "notify_master_rx_lower_pri" => i.notify_master_rx_lower_pri = cx.text(&k, c),
             "use_vmac" => {
                 i.use_vmac = true;
-                i.vmac_name = c.args.first().cloned();
+                let is_mac = |a: &String| a.split(':').count() == 6;
+                match c.args.as_slice() {
+                    [] => {}
+                    [name] if !is_mac(name) => i.vmac_name = Some(name.clone()),
+                    _ => cx.error(
+                        &k,
+                        c,
+                        format!("{:?}", c.args.join(" ")),
+                        "use_vmac [NAME]: the macvlan carries the RFC 5798 virtual MAC, \
+                         another MAC is not supported",
+                    ),
+                }
             }
             "vmac_xmit_base" => i.vmac_xmit_base = cx.flag(&k, c),
             _ => cx.unknown(key, c, &INSTANCE),
