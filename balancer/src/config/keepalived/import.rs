@@ -2,6 +2,7 @@
 //! keepalived accepts that we do not implement are warnings naming file, line and keyword:
 //! never silently dropped. Values that do not fit are errors, all reported at once.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -452,6 +453,54 @@ const INSTANCE: [&str; 34] = [
     "vmac_xmit_base",
 ];
 
+/// `unicast_peer { ADDR [min_ttl N] [max_ttl N] ... }`: the addresses; TTL bounds are warned.
+fn unicast_peers(cx: &mut Cx, k: &str, c: &Node, peers: &mut Vec<IpAddr>) {
+    for (n, line) in cx.lines(k, c).iter().enumerate() {
+        let child = c.children.get(n).unwrap_or(c);
+        let mut words = line.split_whitespace();
+        let addr = words.next().unwrap_or_default();
+        let Ok(a) = addr.parse() else {
+            cx.error(
+                &format!("{k}[{n}]"),
+                child,
+                format!("{line:?}"),
+                "an address",
+            );
+            continue;
+        };
+        peers.push(a);
+        let rest: Vec<&str> = words.collect();
+        if !rest.is_empty() {
+            cx.ignored(
+                &format!("{k}[{n}]"),
+                child,
+                format!("`{}` is not implemented; ignored", rest.join(" ")),
+                "adverts from the peer are taken whatever their TTL",
+            );
+        }
+    }
+}
+
+/// `use_vmac [NAME]`: the macvlan's name. keepalived also takes a MAC; ours is always the
+/// RFC 5798 virtual MAC, so one is refused rather than dropped.
+fn vmac_name(cx: &mut Cx, k: &str, c: &Node) -> Option<String> {
+    let is_mac = |a: &String| a.split(':').count() == 6;
+    match c.args.as_slice() {
+        [] => None,
+        [name] if !is_mac(name) => Some(name.clone()),
+        _ => {
+            cx.error(
+                k,
+                c,
+                format!("{:?}", c.args.join(" ")),
+                "use_vmac [NAME]: the macvlan carries the RFC 5798 virtual MAC, another MAC is \
+                 not supported",
+            );
+            None
+        }
+    }
+}
+
 fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
     cx.at(key, node);
     let (mut interface, mut vrid) = (None, None);
@@ -507,34 +556,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
             "unicast_src_ip" | "mcast_src_ip" => {
                 i.unicast_src_ip = cx.arg(&format!("{key}.unicast_src_ip"), c, "an address");
             }
-            "unicast_peer" => {
-                for (n, line) in cx.lines(&k, c).iter().enumerate() {
-                    // keepalived allows `ADDR min_ttl N max_ttl N` per peer; the address is ours.
-                    let mut words = line.split_whitespace();
-                    let addr = words.next().unwrap_or_default();
-                    if let Ok(a) = addr.parse() {
-                        i.unicast_peer.push(a);
-                        let rest: Vec<&str> = words.collect();
-                        if !rest.is_empty() {
-                            let child = c.children.get(n).unwrap_or(c);
-                            cx.ignored(
-                                &format!("{k}[{n}]"),
-                                child,
-                                format!("`{}` is not implemented; ignored", rest.join(" ")),
-                                "adverts from the peer are taken whatever their TTL",
-                            );
-                        }
-                    } else {
-                        let child = c.children.get(n).unwrap_or(c);
-                        cx.error(
-                            &format!("{k}[{n}]"),
-                            child,
-                            format!("{line:?}"),
-                            "an address",
-                        );
-                    }
-                }
-            }
+            "unicast_peer" => unicast_peers(cx, &k, c, &mut i.unicast_peer),
             "virtual_ipaddress" => i.virtual_ipaddress = cx.lines(&k, c),
             "virtual_ipaddress_excluded" => i.virtual_ipaddress_excluded = cx.lines(&k, c),
             "virtual_routes" => i.virtual_routes = cx.lines(&k, c),
@@ -554,18 +576,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
             "notify_master_rx_lower_pri" => i.notify_master_rx_lower_pri = cx.text(&k, c),
             "use_vmac" => {
                 i.use_vmac = true;
-                let is_mac = |a: &String| a.split(':').count() == 6;
-                match c.args.as_slice() {
-                    [] => {}
-                    [name] if !is_mac(name) => i.vmac_name = Some(name.clone()),
-                    _ => cx.error(
-                        &k,
-                        c,
-                        format!("{:?}", c.args.join(" ")),
-                        "use_vmac [NAME]: the macvlan carries the RFC 5798 virtual MAC, \
-                         another MAC is not supported",
-                    ),
-                }
+                i.vmac_name = vmac_name(cx, &k, c);
             }
             "vmac_xmit_base" => i.vmac_xmit_base = cx.flag(&k, c),
             _ => cx.unknown(key, c, &INSTANCE),
