@@ -937,6 +937,32 @@ fn unicast_peer_ttls_are_warned_and_a_vmac_mac_is_refused() {
     assert!(from_keepalived_text(&conf("use_vmac 02:00:5e:00:01:33")).is_err());
 }
 
+/// keepalived 2.2.7 keeps a sync group of one member, with its trackers, and warns.
+#[test]
+fn a_sync_group_of_one_keeps_its_trackers_and_is_warned_about() {
+    let loaded = from_keepalived_text(
+        "vrrp_sync_group G {\n  group {\n    VI_1\n  }\n  track_interface {\n    eth1\n  }\n}\n\
+         vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 51\n  priority 100\n  \
+         virtual_ipaddress {\n    198.18.0.10/24\n  }\n}\n",
+    )
+    .unwrap();
+    let vi = &loaded.validated.model.vrrp[0];
+    assert_eq!(vi.sync_group.as_deref(), Some("G"));
+    assert!(
+        vi.track_interfaces.iter().any(|t| t.name == "eth1"),
+        "{:?}",
+        vi.track_interfaces
+    );
+    let warnings = warning_lines(&loaded);
+    assert!(
+        warnings.iter().any(
+            |w| w.starts_with("keepalived.conf:2:3: vrrp_sync_group.G.group")
+                && w.contains("only 1 virtual router")
+        ),
+        "{warnings:?}"
+    );
+}
+
 fn warning_lines(loaded: &Loaded) -> Vec<String> {
     loaded
         .validated

@@ -382,11 +382,9 @@ pub(super) fn sync_groups(
             .filter(|i| i.sync_group.as_deref() == Some(name.as_str()))
             .map(|i| i.name.as_str())
             .collect();
-        if members.len() < 2 {
-            tracing::warn!(
-                group = name,
-                "vrrp_sync_group of fewer than two instances ignored"
-            );
+        // A group naming no running instance has nothing to sync; one of one member is kept,
+        // as keepalived keeps it (validation warned).
+        if members.is_empty() {
             continue;
         }
         let scripts = notify_scripts(

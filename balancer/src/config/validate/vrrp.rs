@@ -24,6 +24,15 @@ pub(super) fn instances(
     globals_and_scripts(config, report);
     let mut sync_of: BTreeMap<&str, &str> = BTreeMap::new();
     for (group, sync) in &config.vrrp_sync_group {
+        // keepalived 2.2.7 (`vrrp_sync.c`) keeps such a group, trackers and all, and warns.
+        if sync.group.len() == 1 {
+            report.warn(
+                &format!("vrrp_sync_group.{group}.group"),
+                "only 1 virtual router".into(),
+                "two or more: a group of one syncs nothing (kept, with its trackers, as \
+                 keepalived keeps it; this probably isn't what you want)",
+            );
+        }
         for (i, member) in sync.group.iter().enumerate() {
             let key = format!("vrrp_sync_group.{group}.group[{i}]");
             if report.reference(&key, member, "vrrp_instance", config.vrrp_instance.keys())
@@ -50,12 +59,9 @@ pub(super) fn instances(
     let mut out = Vec::new();
     for (name, instance) in &config.vrrp_instance {
         let key = format!("vrrp_instance.{name}");
-        // keepalived drops a group of fewer than two instances, its trackers with it (the
-        // daemon ignores such a group too).
         let group = sync_of
             .get(name.as_str())
-            .and_then(|g| Some((*g, config.vrrp_sync_group.get(*g)?)))
-            .filter(|(_, g)| g.group.len() >= 2);
+            .and_then(|g| Some((*g, config.vrrp_sync_group.get(*g)?)));
         let trackers = trackers(config, &key, instance, group, report);
         let Some(mut spec) = spec(config, &key, instance, report) else {
             continue;
