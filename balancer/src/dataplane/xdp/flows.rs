@@ -119,12 +119,7 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> XdpError {
 
 impl XdpProgram {
     fn globals(&self) -> Result<Globals, XdpError> {
-        let map = self.ebpf.map(GLOBALS_MAP).ok_or(XdpError::Missing {
-            what: "map",
-            name: GLOBALS_MAP,
-        })?;
-        let array: Array<&MapData, Globals> = Array::try_from(map).map_err(map_err(GLOBALS_MAP))?;
-        array.get(&0, 0).map_err(map_err(GLOBALS_MAP))
+        super::read_single(&self.ebpf, GLOBALS_MAP)
     }
 
     /// Deletes expired flows and rewrites every real's active-connection count from the live

@@ -279,19 +279,7 @@ impl XdpProgram {
     /// # Errors
     /// The globals map cannot be written.
     pub fn set_timeouts(&mut self, timeouts: Globals) -> Result<(), XdpError> {
-        let map = self.ebpf.map_mut(GLOBALS_MAP).ok_or(XdpError::Missing {
-            what: "map",
-            name: GLOBALS_MAP,
-        })?;
-        let mut globals: Array<_, Globals> =
-            Array::try_from(map).map_err(|source| XdpError::Map {
-                map: GLOBALS_MAP,
-                source,
-            })?;
-        globals.set(0, timeouts, 0).map_err(|source| XdpError::Map {
-            map: GLOBALS_MAP,
-            source,
-        })
+        write_single(&mut self.ebpf, GLOBALS_MAP, timeouts)
     }
 
     /// How the packet path reads the time (`jiffy_ns` 0: from the clocksource).
@@ -299,34 +287,12 @@ impl XdpProgram {
     /// # Errors
     /// The clock map cannot be read.
     pub fn clock(&self) -> Result<Clock, XdpError> {
-        let map = self.ebpf.map(CLOCK_MAP).ok_or(XdpError::Missing {
-            what: "map",
-            name: CLOCK_MAP,
-        })?;
-        let array: Array<_, Clock> = Array::try_from(map).map_err(|source| XdpError::Map {
-            map: CLOCK_MAP,
-            source,
-        })?;
-        array.get(&0, 0).map_err(|source| XdpError::Map {
-            map: CLOCK_MAP,
-            source,
-        })
+        read_single(&self.ebpf, CLOCK_MAP)
     }
 
     /// Sets how the packet path reads the time.
     fn set_clock(&mut self, clock: Clock) -> Result<(), XdpError> {
-        let map = self.ebpf.map_mut(CLOCK_MAP).ok_or(XdpError::Missing {
-            what: "map",
-            name: CLOCK_MAP,
-        })?;
-        let mut array: Array<_, Clock> = Array::try_from(map).map_err(|source| XdpError::Map {
-            map: CLOCK_MAP,
-            source,
-        })?;
-        array.set(0, clock, 0).map_err(|source| XdpError::Map {
-            map: CLOCK_MAP,
-            source,
-        })
+        write_single(&mut self.ebpf, CLOCK_MAP, clock)
     }
 
     /// Attaches to `interface` in the calling thread's network namespace.
@@ -530,6 +496,34 @@ impl XdpProgram {
 }
 
 /// Loads the `too_big` program and puts it where the balancer program tail-calls it.
+/// The value of the one-entry array map `name` (globals, clock, layout).
+fn read_single<T: aya::Pod>(ebpf: &Ebpf, name: &'static str) -> Result<T, XdpError> {
+    let map = ebpf
+        .map(name)
+        .ok_or(XdpError::Missing { what: "map", name })?;
+    let array: Array<_, T> =
+        Array::try_from(map).map_err(|source| XdpError::Map { map: name, source })?;
+    array
+        .get(&0, 0)
+        .map_err(|source| XdpError::Map { map: name, source })
+}
+
+/// Sets the value of the one-entry array map `name`.
+fn write_single<T: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    value: T,
+) -> Result<(), XdpError> {
+    let map = ebpf
+        .map_mut(name)
+        .ok_or(XdpError::Missing { what: "map", name })?;
+    let mut array: Array<_, T> =
+        Array::try_from(map).map_err(|source| XdpError::Map { map: name, source })?;
+    array
+        .set(0, value, 0)
+        .map_err(|source| XdpError::Map { map: name, source })
+}
+
 fn load_too_big(ebpf: &mut Ebpf) -> Result<(), XdpError> {
     let load_err = |e: ProgramError| XdpError::Load {
         source: Box::new(e),

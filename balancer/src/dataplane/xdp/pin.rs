@@ -127,21 +127,7 @@ pub(super) fn check_layout(dir: &Path) -> Result<(), XdpError> {
 
 /// Records this build's layout version in the pinned (or fresh) maps.
 pub(super) fn stamp_layout(ebpf: &mut aya::Ebpf) -> Result<(), XdpError> {
-    let map = ebpf.map_mut(LAYOUT_MAP).ok_or(XdpError::Missing {
-        what: "map",
-        name: LAYOUT_MAP,
-    })?;
-    let mut array: Array<&mut MapData, u32> =
-        Array::try_from(map).map_err(|source| XdpError::Map {
-            map: LAYOUT_MAP,
-            source,
-        })?;
-    array
-        .set(0, LAYOUT_VERSION, 0)
-        .map_err(|source| XdpError::Map {
-            map: LAYOUT_MAP,
-            source,
-        })
+    super::write_single(ebpf, LAYOUT_MAP, LAYOUT_VERSION)
 }
 
 impl XdpProgram {
