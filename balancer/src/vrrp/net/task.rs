@@ -311,7 +311,7 @@ struct Driver {
     /// Where adverts go: the group, or each unicast peer.
     destinations: Vec<IpAddr>,
     /// With `auth_type AH`: the key and the sequence counter adverts share in and out.
-    ah: Option<std::sync::Mutex<Ah>>,
+    ah: Option<Ah>,
     /// Whether the interface forwards IPv6: neighbour advertisements then carry the Router
     /// flag (RFC 4861 §4.4), as keepalived's do.
     ipv6_router: bool,
@@ -423,7 +423,7 @@ impl Driver {
             frames,
             devices,
             destinations,
-            ah: ah.map(std::sync::Mutex::new),
+            ah,
             ipv6_router,
             notify,
             status: None,
@@ -435,17 +435,13 @@ impl Driver {
     /// VRRP message inside; false when it is to be dropped (an authentication failure counts,
     /// another router's or another protocol's AH packet does not).
     fn authenticate(&mut self, buffer: &[u8], datagram: &mut Datagram) -> bool {
-        let Some(ah) = &self.ah else {
+        let Some(ah) = &mut self.ah else {
             return true;
         };
         let Some(packet) = buffer.get(datagram.packet.clone()) else {
             return false;
         };
-        let opened = ah
-            .lock()
-            .map_err(|_| AhError::Malformed)
-            .and_then(|mut ah| ah.open(packet));
-        match opened {
+        match ah.open(packet) {
             Ok(vrrp) => {
                 let at = datagram.packet.start;
                 datagram.payload = at + vrrp.start..at + vrrp.end;
@@ -616,9 +612,9 @@ impl Driver {
         }
     }
 
-    async fn send_advert(&self, priority: u8) {
+    async fn send_advert(&mut self, priority: u8) {
         let repr = self.instance.advert(priority);
-        if let Some(Ok(mut ah)) = self.ah.as_ref().map(std::sync::Mutex::lock) {
+        if let Some(ah) = &mut self.ah {
             ah.next_round();
         }
         let mode = self.instance.checksum_mode();
@@ -630,10 +626,7 @@ impl Driver {
             let result = match repr.to_bytes(ph, mode) {
                 Ok(bytes) => {
                     let bytes = match (&self.ah, ph.src, *dst) {
-                        (Some(ah), IpAddr::V4(src), IpAddr::V4(dst)) => match ah.lock() {
-                            Ok(ah) => ah.seal(src, dst, &bytes),
-                            Err(_) => bytes,
-                        },
+                        (Some(ah), IpAddr::V4(src), IpAddr::V4(dst)) => ah.seal(src, dst, &bytes),
                         _ => bytes,
                     };
                     self.vmac_socket
