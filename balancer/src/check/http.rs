@@ -37,13 +37,14 @@ pub enum UrlError {
     Digest { value: String },
     #[error("regex {value:?}: {message}")]
     Regex { value: String, message: String },
-    #[error(
-        "regex_options {value:?}: not available here (the patterns are Rust regex, not PCRE2); \
-         valid: caseless multiline dotall extended ungreedy firstline utf ucp never_utf \
-         never_ucp, and PCRE2's optimisation options, which change nothing"
-    )]
+    #[error("regex_options {value:?}: not available here; valid: {REGEX_OPTIONS}")]
     RegexOption { value: String },
 }
+
+/// The `regex_options` we take, for the messages that refuse another.
+pub const REGEX_OPTIONS: &str = "caseless, multiline, dotall, extended, ungreedy, firstline, \
+     utf, ucp, never_utf, never_ucp (and PCRE2's optimisation options, which change nothing); \
+     the patterns are Rust regex, not PCRE2";
 
 /// `status_code`: codes and ranges; empty means keepalived's default 200-299.
 #[derive(Clone, Debug, PartialEq, Eq)]

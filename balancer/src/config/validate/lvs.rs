@@ -588,7 +588,7 @@ fn udp_check(key: &str, c: &Checker, report: &mut Report<'_>) {
 
 /// `regex` and its options compile, and its offsets are in order.
 fn body_match(ukey: &str, url: &crate::config::schema::Url, report: &mut Report<'_>) {
-    use crate::check::http::{BodyMatch, UrlError};
+    use crate::check::http::{BodyMatch, REGEX_OPTIONS, UrlError};
     let Some(pattern) = &url.regex else {
         for (set, field) in [
             (url.regex_no_match, "regex_no_match"),
@@ -620,9 +620,7 @@ fn body_match(ukey: &str, url: &crate::config::schema::Url, report: &mut Report<
         Err(UrlError::RegexOption { value }) => report.error(
             &format!("{ukey}.regex_options"),
             format!("{value:?}"),
-            "caseless, multiline, dotall, extended, ungreedy, firstline, utf, ucp, never_utf, \
-             never_ucp (or PCRE2's optimisation options, which change nothing); the patterns \
-             are Rust regex, not PCRE2",
+            REGEX_OPTIONS,
         ),
         Err(e) => report.error(
             &format!("{ukey}.regex"),
