@@ -70,6 +70,26 @@ impl Netns {
         String::from_utf8_lossy(&out.stdout).contains(&format!(" {addr}/"))
     }
 
+    /// The MAC address of `interface`.
+    ///
+    /// # Panics
+    /// The interface has no Ethernet address.
+    #[must_use]
+    pub fn mac(&self, interface: &str) -> [u8; 6] {
+        let out = self.output("ip", &["-o", "link", "show", interface]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let hex = text
+            .split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no MAC in {text:?}"));
+        let bytes: Vec<u8> = hex
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).expect("hex"))
+            .collect();
+        bytes.try_into().expect("6 bytes")
+    }
+
     /// Turns IPv6 off, so that no router solicitation, DAD or MLD packet appears on its links.
     pub fn disable_ipv6(&self) {
         self.sysctl("net.ipv6.conf.all.disable_ipv6", "1");

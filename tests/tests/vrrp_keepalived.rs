@@ -5,12 +5,10 @@
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
-    process::Command,
     time::Duration,
 };
 
 use balancer_tests::{
-    Netns,
     capture::{Capture, is_gratuitous_arp, is_unsolicited_na},
     daemon::Daemon,
     require_root,
@@ -22,24 +20,6 @@ const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0x100);
 /// Long enough for a handover: a backup's `Master_Down_Interval` at the 1 s VRRPv2 interval is
 /// 3.6 s, plus process start.
 const HANDOVER: Duration = Duration::from_secs(6);
-
-fn mac(ns: &Netns, interface: &str) -> [u8; 6] {
-    let out = Command::new("ip")
-        .args(["-n", ns.name(), "-o", "link", "show", interface])
-        .output()
-        .expect("ip link show");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let hex = text
-        .split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no MAC in {text:?}"));
-    let bytes: Vec<u8> = hex
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16).expect("hex"))
-        .collect();
-    bytes.try_into().expect("6 bytes")
-}
 
 fn keepalived_conf(priority: u8, body: &str) -> String {
     format!(
@@ -83,7 +63,7 @@ fn v3_ipv4_multicast_ours_master_then_keepalived_takes_over() {
     );
 
     let wire = Capture::start(&lan.ours, "v0");
-    let ka_mac = mac(&lan.peer, "k0");
+    let ka_mac = lan.peer.mac("k0");
     let status = me.stop();
     assert!(status.success(), "balancer exit {status}\n{}", me.log());
     // Priority 0 lets keepalived take over after its Skew_Time, not Master_Down_Interval.
@@ -125,7 +105,7 @@ fn v3_ipv4_multicast_keepalived_master_then_we_take_over_leftover_vip_removed() 
     );
 
     let wire = Capture::start(&lan.peer, "k0");
-    let our_mac = mac(&lan.ours, "v0");
+    let our_mac = lan.ours.mac("v0");
     let status = ka.stop();
     assert!(status.success(), "keepalived exit {status}\n{}", ka.log());
     lan.settle(
@@ -257,7 +237,7 @@ fn v3_ipv6_keepalived_hands_over_and_our_na_is_seen() {
     );
 
     let wire = Capture::start(&lan.peer, "k0");
-    let our_mac = mac(&lan.ours, "v0");
+    let our_mac = lan.ours.mac("v0");
     assert!(ka.stop().success(), "{}", ka.log());
     lan.settle(
         &["fd00:1::100"],

@@ -29,9 +29,14 @@ fn link_shows(ns: &Netns, dev: &str) -> String {
         .into_owned()
 }
 
-fn addr_on(ns: &Netns, dev: &str) -> bool {
+fn addr_on(ns: &Netns, dev: &str, addr: &str) -> bool {
     String::from_utf8_lossy(&ns.output("ip", &["-o", "addr", "show", "dev", dev]).stdout)
-        .contains(&format!(" {VIP}/24 "))
+        .contains(&format!(" {addr}/"))
+}
+
+/// Whether a frame is an IPv4 VRRP advert from `src`.
+fn advert_from(src: [u8; 4]) -> impl Fn(&[u8]) -> bool {
+    move |f| f.len() >= 34 && f[12..14] == [0x08, 0x00] && f[23] == 112 && f[26..30] == src
 }
 
 /// The MAC `ns` resolves the VIP to: a datagram to it makes the kernel ask (ARP).
@@ -72,12 +77,13 @@ fn vip_lives_on_the_virtual_mac_and_keeps_it_across_a_takeover() {
         link_shows(&lan.ours, "vrrp.61"),
         me.log()
     );
-    assert!(addr_on(&lan.ours, "vrrp.61"), "the VIP is on the macvlan");
-    assert!(!addr_on(&lan.ours, "v0"), "not on the base interface");
+    assert!(
+        addr_on(&lan.ours, "vrrp.61", VIP),
+        "the VIP is on the macvlan"
+    );
+    assert!(!addr_on(&lan.ours, "v0", VIP), "not on the base interface");
     // RFC 5798 §7.3 (keepalived's default): the master's adverts carry the virtual MAC.
-    let our_advert = |f: &[u8]| {
-        f.len() >= 34 && f[12..14] == [0x08, 0x00] && f[23] == 112 && f[26..30] == [198, 18, 7, 1]
-    };
+    let our_advert = advert_from([198, 18, 7, 1]);
     assert!(
         wire.wait_for(Duration::from_secs(1), |f| our_advert(f)
             && f[6..12] == [0x00, 0x00, 0x5e, 0x00, 0x01, 0x3d]),
@@ -178,15 +184,7 @@ fn vmac_xmit_base_sends_adverts_from_the_base_interface() {
     require_root!();
     let lan = Lan::new("vmacb", 9);
     let wire = balancer_tests::capture::Capture::start(&lan.peer, "k0");
-    let base = link_shows(&lan.ours, "v0");
-    let base_mac: Vec<u8> = base
-        .split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .expect("the base interface's MAC")
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16).unwrap())
-        .collect();
+    let base_mac = lan.ours.mac("v0");
     let mut me = ours_v3(
         &lan,
         "63",
@@ -201,32 +199,21 @@ fn vmac_xmit_base_sends_adverts_from_the_base_interface() {
         ],
     );
     assert!(
-        wait_until(HANDOVER, || addr_on_dev(
-            &lan.ours,
-            "vrrp.63",
-            "198.18.9.100"
-        )),
+        wait_until(HANDOVER, || addr_on(&lan.ours, "vrrp.63", "198.18.9.100")),
         "the VIP never reached the macvlan\n{}",
         me.log()
     );
-    let our_advert = |f: &[u8]| {
-        f.len() >= 34 && f[12..14] == [0x08, 0x00] && f[23] == 112 && f[26..30] == [198, 18, 9, 1]
-    };
+    let our_advert = advert_from([198, 18, 9, 1]);
     assert!(
         wire.wait_for(Duration::from_secs(1), |f| our_advert(f)
-            && f[6..12] == base_mac[..]),
+            && f[6..12] == base_mac),
         "no advert of ours from the base interface's MAC\n{}",
         me.log()
     );
     assert_eq!(
-        wire.count(|f| our_advert(f) && f[6..12] != base_mac[..]),
+        wire.count(|f| our_advert(f) && f[6..12] != base_mac),
         0,
         "an advert of ours from the virtual MAC"
     );
     assert!(me.stop().success(), "{}", me.log());
-}
-
-fn addr_on_dev(ns: &Netns, dev: &str, addr: &str) -> bool {
-    String::from_utf8_lossy(&ns.output("ip", &["-o", "addr", "show", "dev", dev]).stdout)
-        .contains(&format!(" {addr}/"))
 }
