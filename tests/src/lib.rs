@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod frame;
 pub mod lab;
 pub mod netns;
+pub mod vm;
 pub mod vrrp;
 
 pub use netns::{Netns, NsThread, Switch, veth_pair};

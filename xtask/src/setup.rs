@@ -41,7 +41,21 @@ const DEB_PACKAGES: &[(&str, &str)] = &[
         "netsniff-ng",
         "trafgen, a packet generator for network benchmarks",
     ),
+    (
+        "qemu-system-x86",
+        "a guest whose kernel has IPVS, for the IPVS data plane's tests",
+    ),
+    ("busybox-static", "the IPVS test guest's shell and init"),
+    ("ipvsadm", "reading what the IPVS data plane programmed"),
+    (
+        "binutils",
+        "objcopy, stripping programs for the IPVS test guest",
+    ),
 ];
+
+/// The Debian kernel the IPVS tests boot (this host's has no IPVS): the cloud flavour,
+/// small, with `ip_vs` and its schedulers as modules.
+const GUEST_KERNEL: &str = "linux-image-cloud-amd64";
 
 pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -52,6 +66,56 @@ pub(crate) fn setup() -> Result<()> {
     debian_packages()?;
     rust_components()?;
     bpf_linker()?;
+    guest_kernel(&crate::workspace_root().join("target/vm"))?;
+    Ok(())
+}
+
+/// Unpacks Debian's cloud kernel and its modules under `dir/linux` (never installed on this
+/// host: its /boot and /lib/modules stay as they are).
+fn guest_kernel(dir: &std::path::Path) -> Result<()> {
+    let linux = dir.join("linux");
+    let present = std::fs::read_dir(linux.join("boot")).is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-")))
+    });
+    if present {
+        return Ok(());
+    }
+    let depends = output(Command::new("apt-cache").args(["depends", GUEST_KERNEL]))?;
+    let package = depends
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Depends: "))
+        .map(str::trim)
+        .with_context(|| format!("setup: apt-cache names no kernel behind {GUEST_KERNEL}"))?
+        .to_owned();
+    println!(
+        "setup: unpacking {package} under {} (the IPVS tests' guest kernel)",
+        linux.display()
+    );
+    let download = dir.join("download");
+    let _ = std::fs::remove_dir_all(&download);
+    std::fs::create_dir_all(&download)?;
+    let fetch = || {
+        run(Command::new("apt-get")
+            .args(["download", "-q", &package])
+            .current_dir(&download))
+    };
+    if fetch().is_err() {
+        // The package lists may be older than the mirror.
+        run(Command::new("apt-get").args(["update", "-q"]))
+            .context("setup: apt-get update failed")?;
+        fetch().with_context(|| format!("setup: apt-get download {package} failed"))?;
+    }
+    let deb = std::fs::read_dir(&download)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("setup: apt-get download left no .deb")?;
+    let unpacking = dir.join("linux.partial");
+    let _ = std::fs::remove_dir_all(&unpacking);
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacking))?;
+    let _ = std::fs::remove_dir_all(&linux);
+    std::fs::rename(&unpacking, &linux)?;
+    std::fs::remove_dir_all(&download)?;
     Ok(())
 }
 

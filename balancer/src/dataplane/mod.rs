@@ -1,9 +1,10 @@
 //! The data plane: the XDP program and how userspace drives it.
 //!
 //! [`Dataplane`] is the one interface the daemon, the checkers and the tests use; the XDP
-//! program is one rendering of the model behind it (the IPVS backend will be another).
+//! program is one rendering of the model behind it, the kernel's IPVS ([`ipvs`]) another.
 
 pub mod egress;
+pub mod ipvs;
 pub mod sched;
 pub mod xdp;
 
@@ -32,6 +33,13 @@ pub enum DataplaneError {
         map: &'static str,
         #[source]
         source: aya::maps::MapError,
+    },
+    /// The kernel's IPVS refused a change or could not be read; `op` says what was asked.
+    #[error("IPVS: {op}: {source}")]
+    Ipvs {
+        op: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 

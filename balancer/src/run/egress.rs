@@ -39,6 +39,10 @@ impl Daemon {
 
     /// Says how many reals are sent without a FIB lookup.
     pub(super) fn log_egress(&self, what: &str) {
+        if self.resolver.is_none() && self.egress.is_empty() {
+            // IPVS, or no resolver (already warned about): nothing was looked for.
+            return;
+        }
         let reals: Vec<_> = self.configured_reals().collect();
         let resolved = reals
             .iter()

@@ -29,11 +29,13 @@ use crate::{
         config::ScriptPolicy,
         runner::{CheckHandle, DEFAULT_CONCURRENCY, ServiceChecks, SharedDataplane},
     },
+    config::schema::DataplaneKind,
     config::{Config, ConfigError, Loaded, load_any},
     control::{self, ControlError, Incoming, Request, Response},
     dataplane::{
-        Dataplane, DataplaneError,
+        DataplaneError,
         egress::Resolver,
+        ipvs::IpvsDataplane,
         xdp::{LoadOptions, PinError, ProtoCounters, XdpError, XdpProgram, ensure_bpffs},
     },
     metrics,
@@ -43,10 +45,12 @@ use crate::{
     vrrp::net::statics::Statics,
 };
 
+mod backend;
 mod egress;
 mod reload;
 mod vrrp;
 
+use backend::Backend;
 use egress::{EGRESS_REFRESH, with_egress};
 use reload::virtual_server;
 use vrrp::{
@@ -132,6 +136,40 @@ pub fn service_name(s: &VirtualService) -> String {
     }
 }
 
+/// A service as the data plane knows it: its name, the mark that selects it if one does
+/// (IPVS only: validation refuses marks with XDP), and its definition.
+pub(super) struct Named<'a> {
+    pub name: String,
+    pub fwmark: Option<u32>,
+    pub service: &'a VirtualService,
+}
+
+/// Every service of `model` the data plane programs: those selected by address, then those
+/// selected by mark, named `FWM 7` (`FWM 7 IPv6` for IPv6 reals) as `ipvsadm -Ln` shows
+/// them.
+pub(super) fn named(model: &crate::model::Model) -> Vec<Named<'_>> {
+    let by_addr = model.services.iter().map(|s| Named {
+        name: service_name(s),
+        fwmark: None,
+        service: s,
+    });
+    let by_mark = model.fwmark_services.iter().map(|m| {
+        let v6 = m
+            .service
+            .reals
+            .iter()
+            .chain(m.service.sorry_server.as_ref())
+            .next()
+            .is_some_and(|r| r.addr.is_ipv6());
+        Named {
+            name: format!("FWM {}{}", m.fwmark, if v6 { " IPv6" } else { "" }),
+            fwmark: Some(m.fwmark),
+            service: &m.service,
+        }
+    });
+    by_addr.chain(by_mark).collect()
+}
+
 /// The pin directory of an instance.
 #[must_use]
 pub fn pin_dir(root: &Path, instance: &str) -> PathBuf {
@@ -155,17 +193,9 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     let (requests_tx, mut requests) = mpsc::channel::<Incoming>(16);
     let (_control, metrics) = serve(options, &loaded.config, &requests_tx).await?;
 
-    let root = options.pin_root.as_path();
-    ensure_bpffs(root)?;
-    let program = XdpProgram::load_with(&LoadOptions {
-        flows: loaded.config.connections.table_size,
-        timeouts: loaded.config.connections.globals(),
-        pin_dir: Some(pin_dir(root, &options.instance)),
-        icmp_too_big: loaded.config.xdp.icmp_too_big,
-        ..LoadOptions::default()
-    })?;
-    let program = Arc::new(Mutex::new(program));
+    let program = Arc::new(Mutex::new(load(options, &loaded.config)?));
     let shared: SharedDataplane = program.clone();
+    let loaded_kind = loaded.config.dataplane;
     let vrrp_runtime = VrrpRuntime::start(
         loaded.config.global_defs.vrrp_rt_priority,
         loaded.config.global_defs.vrrp_priority,
@@ -180,12 +210,16 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
         last_reload: None,
         flows: 0,
         samples: (None, None),
-        resolver: match Resolver::connect() {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::warn!(error = %e, "reals' egress left to the kernel's FIB");
-                None
-            }
+        // IPVS forwards through the kernel's own routing and neighbours.
+        resolver: match loaded_kind {
+            DataplaneKind::Ipvs => None,
+            DataplaneKind::Xdp => match Resolver::connect() {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reals' egress left to the kernel's FIB");
+                    None
+                }
+            },
         },
         egress: HashMap::new(),
         fifos: Vec::new(),
@@ -209,13 +243,19 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
 
     let mut ticker = tokio::time::interval(options.interval);
     ticker.tick().await;
-    let mut last = daemon.lock().proto_counters()?;
+    let mut last = daemon
+        .lock()
+        .xdp()
+        .map(|p| p.proto_counters())
+        .transpose()?;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
                 if let Some(now) = daemon.tick().await {
-                    report(&now.since(&last), options.interval, daemon.flows);
-                    last = now;
+                    if let Some(last) = &last {
+                        report(&now.since(last), options.interval, daemon.flows);
+                    }
+                    last = Some(now);
                 }
             }
             _ = egress_ticker.tick() => daemon.refresh_egress().await,
@@ -247,6 +287,30 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
         task.abort();
     }
     daemon.stop().await
+}
+
+/// The configured data plane: the XDP program loaded (and its pinned maps adopted), or the
+/// kernel's IPVS with the configured timeouts.
+fn load(options: &RunOptions, config: &Config) -> Result<Backend, RunError> {
+    match config.dataplane {
+        DataplaneKind::Xdp => {
+            let root = options.pin_root.as_path();
+            ensure_bpffs(root)?;
+            let program = XdpProgram::load_with(&LoadOptions {
+                flows: config.connections.table_size,
+                timeouts: config.connections.globals(),
+                pin_dir: Some(pin_dir(root, &options.instance)),
+                icmp_too_big: config.xdp.icmp_too_big,
+                ..LoadOptions::default()
+            })?;
+            Ok(Backend::Xdp(Box::new(program)))
+        }
+        DataplaneKind::Ipvs => {
+            let mut ipvs = IpvsDataplane::connect()?;
+            ipvs.set_timeouts(config.connections.globals())?;
+            Ok(Backend::Ipvs(ipvs))
+        }
+    }
 }
 
 /// The control socket (before anything is attached: a second daemon of the same instance
@@ -328,7 +392,7 @@ impl Signals {
 struct Daemon {
     options: RunOptions,
     loaded: Loaded,
-    program: Arc<Mutex<XdpProgram>>,
+    program: Arc<Mutex<Backend>>,
     checks: CheckHandle,
     instances: HashMap<String, RunningInstance>,
     /// Configurations applied so far.
@@ -356,7 +420,7 @@ struct Daemon {
 type Sample = (Instant, Vec<ServiceStatus>);
 
 impl Daemon {
-    fn lock(&self) -> MutexGuard<'_, XdpProgram> {
+    fn lock(&self) -> MutexGuard<'_, Backend> {
         self.program.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -364,7 +428,7 @@ impl Daemon {
     fn start(&mut self) -> Result<(), RunError> {
         let config = &self.loaded.config;
         // Everything that can refuse the configuration before anything changes.
-        let checks = service_checks(config, &self.loaded.validated.model.services)?;
+        let checks = service_checks(config, &named(&self.loaded.validated.model))?;
         let fifos = notify_fifos(config)?;
         if let Err(e) = self.mailer.reconfigure(&config.global_defs) {
             tracing::error!(error = %e, "no mail alerts");
@@ -393,29 +457,25 @@ impl Daemon {
         self.fifos = fifos;
         {
             let mut program = self.lock();
-            for service in &self.loaded.validated.model.services {
-                let name = service_name(service);
-                program.apply(&name, &with_egress(service, &self.egress))?;
+            for Named {
+                name,
+                fwmark,
+                service,
+            } in named(&self.loaded.validated.model)
+            {
+                program.apply_named(&name, fwmark, &with_egress(service, &self.egress))?;
                 tracing::info!(service = %name, reals = service.reals.len(), "service programmed");
             }
-            let removed = program.remove_unclaimed()?;
-            if removed > 0 {
-                tracing::info!(
-                    removed,
-                    "services of the previous run no longer configured, removed"
-                );
-            }
-            for interface in &config.xdp.interfaces {
-                // On error the program drops with the daemon, which detaches the interfaces
-                // already attached.
-                let mode = program.attach(interface, config.xdp.mode)?;
-                tracing::info!(interface, %mode, "XDP program attached");
-            }
-            for interface in program.release_stale_links() {
-                tracing::info!(
-                    interface,
-                    "detached: attached by the previous run, no longer configured"
-                );
+            match &mut *program {
+                Backend::Xdp(program) => attach(program, config)?,
+                Backend::Ipvs(ipvs) => {
+                    for key in ipvs.unclaimed()? {
+                        tracing::warn!(
+                            service = %crate::dataplane::ipvs::describe(key),
+                            "IPVS holds a service the configuration does not name: left as it is"
+                        );
+                    }
+                }
             }
         }
         // The data plane is programmed on master and backup alike, as keepalived programs
@@ -434,31 +494,25 @@ impl Daemon {
     /// not be read. A failed read is reported and retried next time: leaving the loop would
     /// skip the orderly stop (priority 0, VIPs released).
     async fn tick(&mut self) -> Option<ProtoCounters> {
-        // The table is walked without the program's lock (a third of a second at a million
-        // connections), so checkers' weight changes and `status` do not wait behind it.
-        let walk = self.lock().sweep_walk();
-        let walked = match walk {
-            Ok(walk) => match tokio::task::spawn_blocking(move || walk.walk()).await {
-                Ok(walked) => walked.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            },
-            Err(e) => Err(e.to_string()),
-        };
+        let mut flows = self.sweep().await;
         let mut program = self.lock();
-        let swept = walked.and_then(|w| program.sweep_finish(&w).map_err(|e| e.to_string()));
-        let flows = match swept {
-            Ok(sweep) => sweep.live,
-            Err(e) => {
-                tracing::error!(error = %e, "connection table sweep failed");
-                0
-            }
-        };
         let sample = program.service_status();
-        let counters = program.proto_counters();
+        let counters = program.xdp().map(|p| p.proto_counters());
         let capacity = u64::from(program.flow_capacity());
         drop(program);
+        let sample = sample.inspect(|services| {
+            // IPVS expires its own connections: its live ones are what the reals count.
+            flows.get_or_insert_with(|| {
+                services
+                    .iter()
+                    .flat_map(|s| s.reals.iter().chain(s.sorry_server.as_ref()))
+                    .map(|r| r.active + r.inactive)
+                    .sum()
+            });
+        });
+        let flows = flows.unwrap_or(0);
         // An LRU evicts silently: say so when the table nears full, once per crossing.
-        let near_full = flows * 10 >= capacity * 9;
+        let near_full = capacity > 0 && flows * 10 >= capacity * 9;
         if near_full && self.flows * 10 < capacity * 9 {
             tracing::warn!(
                 flows,
@@ -473,30 +527,58 @@ impl Daemon {
             }
             Err(e) => tracing::error!(error = %e, "reading the service counters failed"),
         }
-        counters
+        counters?
             .map_err(|e| tracing::error!(error = %e, "reading the counters failed"))
             .ok()
     }
 
+    /// Sweeps the XDP connection table and returns the live flows; `None` for IPVS, which
+    /// sweeps its own. The table is walked without the program's lock (a third of a second
+    /// at a million connections), so checkers' weight changes and `status` do not wait
+    /// behind it.
+    async fn sweep(&self) -> Option<u64> {
+        let walk = self.lock().xdp()?.sweep_walk();
+        let walked = match walk {
+            Ok(walk) => match tokio::task::spawn_blocking(move || walk.walk()).await {
+                Ok(walked) => walked.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        let mut program = self.lock();
+        let program = program.xdp()?;
+        let swept = walked.and_then(|w| program.sweep_finish(&w).map_err(|e| e.to_string()));
+        Some(match swept {
+            Ok(sweep) => sweep.live,
+            Err(e) => {
+                tracing::error!(error = %e, "connection table sweep failed");
+                0
+            }
+        })
+    }
+
     /// What `balancer status` shows, now; rates are those of the last full interval.
     fn status(&self) -> Status {
-        let program = self.lock();
+        let mut program = self.lock();
         let services = program.service_status().unwrap_or_else(|e| {
             tracing::error!(error = %e, "reading the service counters failed");
             Vec::new()
         });
-        let reasons = program
-            .reasons()
-            .map(|r| {
-                r.iter()
-                    .filter(|(_, n)| *n > 0)
-                    .map(|(c, n)| (c.name().to_owned(), n))
-                    .collect()
-            })
-            .unwrap_or_default();
         let flow_capacity = program.flow_capacity();
-        let flow_misses = program.proto_counters().map_or(0, |c| {
-            c.get(balancer_common::ProtoCounter::FlowMissMidStream)
+        let (reasons, flow_misses) = program.xdp().map_or_else(Default::default, |p| {
+            let reasons = p
+                .reasons()
+                .map(|r| {
+                    r.iter()
+                        .filter(|(_, n)| *n > 0)
+                        .map(|(c, n)| (c.name().to_owned(), n))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let misses = p.proto_counters().map_or(0, |c| {
+                c.get(balancer_common::ProtoCounter::FlowMissMidStream)
+            });
+            (reasons, misses)
         });
         drop(program);
         let mut status = Status {
@@ -566,28 +648,65 @@ impl Daemon {
         );
         checks.stop().await;
         let mut program = self.lock();
-        if self.options.keep_state {
-            // The pinned program goes on forwarding until the next run swaps itself in.
-            program.keep_attached();
-            tracing::info!("stopping: the data plane stays attached and pinned for the next run");
-        } else {
-            tracing::info!("stopping: detaching from every interface");
-            program.detach_all()?;
-            program.unpin()?;
+        match (&mut *program, self.options.keep_state) {
+            (Backend::Xdp(program), true) => {
+                // The pinned program goes on forwarding until the next run swaps itself in.
+                program.keep_attached();
+                tracing::info!(
+                    "stopping: the data plane stays attached and pinned for the next run"
+                );
+            }
+            (Backend::Xdp(program), false) => {
+                tracing::info!("stopping: detaching from every interface");
+                program.detach_all()?;
+                program.unpin()?;
+            }
+            (Backend::Ipvs(_), true) => {
+                tracing::info!("stopping: the IPVS services stay for the next run");
+            }
+            (Backend::Ipvs(ipvs), false) => {
+                tracing::info!("stopping: removing the IPVS services");
+                ipvs.remove_all()?;
+            }
         }
         Ok(())
     }
 }
 
+/// Removes what the previous run pinned and this configuration no longer names, and attaches
+/// to the configured interfaces.
+fn attach(program: &mut XdpProgram, config: &Config) -> Result<(), RunError> {
+    let removed = program.remove_unclaimed()?;
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "services of the previous run no longer configured, removed"
+        );
+    }
+    for interface in &config.xdp.interfaces {
+        // On error the program drops with the daemon, which detaches the interfaces
+        // already attached.
+        let mode = program.attach(interface, config.xdp.mode)?;
+        tracing::info!(interface, %mode, "XDP program attached");
+    }
+    for interface in program.release_stale_links() {
+        tracing::info!(
+            interface,
+            "detached: attached by the previous run, no longer configured"
+        );
+    }
+    Ok(())
+}
+
 /// The health checkers of every configured service that has any, named as the data plane
 /// knows the service.
-fn service_checks(
-    config: &Config,
-    services: &[VirtualService],
-) -> Result<Vec<ServiceChecks>, RunError> {
+fn service_checks(config: &Config, services: &[Named<'_>]) -> Result<Vec<ServiceChecks>, RunError> {
     let mut out = Vec::new();
     let mut policy = None;
-    for svc in services {
+    for Named {
+        name, service: svc, ..
+    } in services
+    {
         let Some(vs) = virtual_server(config, svc) else {
             continue;
         };
@@ -616,7 +735,7 @@ fn service_checks(
             policy = Some(crate::check::Globals::new(scripts, config.ssl.as_ref())?);
         }
         if let Some(p) = &policy {
-            let mut spec = crate::check::config::service_checks(&service_name(svc), vs, p)?;
+            let mut spec = crate::check::config::service_checks(name, vs, p)?;
             spec.alerts = vs
                 .smtp_alert
                 .unwrap_or_else(|| config.global_defs.checker_alerts());

@@ -13,9 +13,9 @@ use crate::{
 };
 
 use super::{
-    Daemon,
+    Daemon, Named,
     egress::with_egress,
-    service_checks, service_name,
+    named, service_checks,
     vrrp::{
         SyncGroups, change_statics, init_track_files, instance_inputs, instance_scripts,
         notify_fifos, sync_groups, vrrp_wiring,
@@ -119,8 +119,8 @@ impl Daemon {
             tracing::warn!("{w}");
         }
         // Everything that can refuse the new configuration, before anything changes.
-        let checks = service_checks(&new.config, &new.validated.model.services)
-            .map_err(|e| e.to_string())?;
+        let checks =
+            service_checks(&new.config, &named(&new.validated.model)).map_err(|e| e.to_string())?;
         let checks: HashMap<String, ServiceChecks> =
             checks.into_iter().map(|c| (c.name.clone(), c)).collect();
         // Sync groups and notify FIFOs are wired into every instance at its start: when they
@@ -227,6 +227,7 @@ impl Daemon {
                 "xdp.icmp_too_big",
                 before.xdp.icmp_too_big != after.xdp.icmp_too_big,
             ),
+            ("dataplane", before.dataplane != after.dataplane),
             ("control.socket", before.control != after.control),
             ("metrics", before.metrics != after.metrics),
         ] {
@@ -243,6 +244,9 @@ impl Daemon {
     pub(super) fn reload_interfaces(&self, old: &Loaded, changes: &mut Changes) {
         let Changes { summary, failures } = changes;
         let mut program = self.lock();
+        let Some(program) = program.xdp() else {
+            return;
+        };
         {
             let cfg = &self.loaded.config.xdp;
             for interface in &cfg.interfaces {
@@ -278,16 +282,18 @@ impl Daemon {
         changes: &mut Changes,
     ) {
         let Changes { summary, failures } = changes;
-        let old_services: HashMap<String, &VirtualService> = old
-            .validated
-            .model
-            .services
-            .iter()
-            .map(|s| (service_name(s), s))
+        let old_services: HashMap<String, &VirtualService> = named(&old.validated.model)
+            .into_iter()
+            .map(|n| (n.name, n.service))
             .collect();
         let mut kept = std::collections::HashSet::new();
-        for service in &self.loaded.validated.model.services {
-            let name = service_name(service);
+        let model = self.loaded.validated.model.clone();
+        for Named {
+            name,
+            fwmark,
+            service,
+        } in named(&model)
+        {
             kept.insert(name.clone());
             let before = old_services.get(&name).copied();
             let new_checks = checks.remove(&name);
@@ -327,7 +333,7 @@ impl Daemon {
                     }
                 }
             }
-            let applied = self.lock().apply(&name, &programmed);
+            let applied = self.lock().apply_named(&name, fwmark, &programmed);
             match applied {
                 Ok(()) => summary.push(format!(
                     "{} {name}",

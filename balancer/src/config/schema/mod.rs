@@ -24,7 +24,8 @@ pub struct Config {
     /// Which data plane forwards packets: `"xdp"` (default) or `"ipvs"`.
     #[serde(default)]
     pub dataplane: DataplaneKind,
-    /// Where and how the XDP program attaches.
+    /// Where and how the XDP program attaches (required with the XDP data plane).
+    #[serde(default)]
     pub xdp: XdpConfig,
     /// The data plane's connection table: its size and how long idle flows live.
     #[serde(default, skip_serializing_if = "is_default")]
@@ -85,8 +86,10 @@ pub enum DataplaneKind {
     /// The balancer's own XDP program.
     #[default]
     Xdp,
-    /// The kernel's IPVS, programmed through netlink, as keepalived does. Not implemented yet:
-    /// validation refuses it rather than run the XDP program in its place.
+    /// The kernel's IPVS, programmed through generic netlink as keepalived programs it
+    /// (`modprobe ip_vs` first, or it is loaded on start). `[xdp]` does not apply, nor
+    /// `connections.table_size` (IPVS's table grows as needed); the timeouts do
+    /// (`ipvsadm --set`).
     Ipvs,
 }
 
@@ -199,7 +202,7 @@ fn default_metrics_listen() -> SocketAddr {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct XdpConfig {
-    /// Interface names, e.g. `["eth0", "eth1"]`. At least one.
+    /// Interface names, e.g. `["eth0", "eth1"]`. At least one with the XDP data plane.
     pub interfaces: Vec<String>,
     /// `"auto"` (driver mode where the driver supports it, generic otherwise), `"driver"` or
     /// `"generic"`. Default `"auto"`.

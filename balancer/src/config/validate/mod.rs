@@ -70,27 +70,28 @@ pub fn validate_on(
         errors: Vec::new(),
         warnings: Vec::new(),
     };
-    if config.xdp.interfaces.is_empty() {
-        let message = (
-            "xdp.interfaces",
-            "no interface".to_owned(),
-            "at least one, e.g. [\"eth0\"]",
-        );
-        match origin {
-            Origin::LbToml => report.error(message.0, message.1, message.2),
-            Origin::Keepalived => report.warn(
-                message.0,
-                "keepalived.conf names no interface for the XDP program".into(),
-                "`balancer convert`, then list them under [xdp]",
-            ),
+    match config.dataplane {
+        DataplaneKind::Xdp if config.xdp.interfaces.is_empty() => {
+            let message = (
+                "xdp.interfaces",
+                "no interface".to_owned(),
+                "at least one, e.g. [\"eth0\"]",
+            );
+            match origin {
+                Origin::LbToml => report.error(message.0, message.1, message.2),
+                Origin::Keepalived => report.warn(
+                    message.0,
+                    "keepalived.conf names no interface for the XDP program".into(),
+                    "`balancer convert`, then list them under [xdp]",
+                ),
+            }
         }
-    }
-    if config.dataplane == DataplaneKind::Ipvs {
-        report.error(
-            "dataplane",
-            "\"ipvs\": the IPVS backend is not implemented yet".into(),
-            "\"xdp\"",
-        );
+        DataplaneKind::Ipvs if !config.xdp.interfaces.is_empty() => report.warn(
+            "xdp.interfaces",
+            "ignored with dataplane = \"ipvs\": IPVS forwards from the kernel's netfilter hooks, on every interface".into(),
+            "no [xdp] section",
+        ),
+        DataplaneKind::Xdp | DataplaneKind::Ipvs => {}
     }
     let c = &config.connections;
     for (field, value) in [

@@ -320,21 +320,44 @@ fn fwmark_services_are_carried_into_the_model() {
 }
 
 #[test]
-fn ipvs_is_refused_until_it_exists_and_connection_limits_are_checked() {
-    let text = "dataplane = \"ipvs\"\n[xdp]\ninterfaces = [\"eth0\"]\n[connections]\ntable_size = 0\nudp_timeout = 0\n";
+fn connection_limits_are_checked_and_ipvs_needs_no_interfaces() {
+    let text = "[xdp]\ninterfaces = [\"eth0\"]\n[connections]\ntable_size = 0\nudp_timeout = 0\n";
     let e = errors_in(text);
-    assert_eq!(e.len(), 3, "{e:?}");
+    assert_eq!(e.len(), 2, "{e:?}");
     assert!(
-        e[0].starts_with("lb.toml:1:13: dataplane: \"ipvs\": the IPVS backend is not implemented yet; expected \"xdp\""),
+        e[0].starts_with("lb.toml:4:14: connections.table_size: 0; expected 1 or more"),
         "{e:?}"
     );
     assert!(
-        e[1].starts_with("lb.toml:5:14: connections.table_size: 0; expected 1 or more"),
+        e[1].starts_with("lb.toml:5:15: connections.udp_timeout: 0"),
         "{e:?}"
     );
+    // XDP needs an interface; IPVS forwards from netfilter and needs none.
+    let e = errors_in("dataplane = \"xdp\"\n");
+    assert!(e[0].contains("xdp.interfaces: no interface"), "{e:?}");
+    let ipvs = Config::load_text(Path::new("lb.toml"), "dataplane = \"ipvs\"\n").expect("valid");
     assert!(
-        e[2].starts_with("lb.toml:6:15: connections.udp_timeout: 0"),
-        "{e:?}"
+        ipvs.validated.warnings.is_empty(),
+        "{:?}",
+        ipvs.validated.warnings
+    );
+    // Interfaces given to IPVS are said to be ignored.
+    let ipvs = Config::load_text(
+        Path::new("lb.toml"),
+        "dataplane = \"ipvs\"\n[xdp]\ninterfaces = [\"eth0\"]\n",
+    )
+    .expect("valid");
+    let w: Vec<String> = ipvs
+        .validated
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        w.len() == 1
+            && w[0].contains("xdp.interfaces")
+            && w[0].contains("ignored with dataplane = \"ipvs\""),
+        "{w:?}"
     );
 }
 

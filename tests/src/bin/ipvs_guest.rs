@@ -1,0 +1,437 @@
+//! Runs inside the IPVS test guest (`tests/ipvs_vm.rs` boots it): this host's kernel has no
+//! IPVS, the guest's has. Each scenario panics on the first thing that is not as expected
+//! (the exit status tells the host) and prints `ok SCENARIO` when all was.
+//!
+//! `ipvsadm -Ln`, a reader that is not ours, is the witness of what the kernel holds.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
+    process::Command,
+    time::Duration,
+};
+
+use balancer::{
+    dataplane::{Dataplane, ipvs::IpvsDataplane},
+    model::{Method, Persistence, Protocol, RealServer, Scheduler, VirtualService},
+};
+use balancer_common::maps::Globals;
+use balancer_tests::{Netns, daemon::Daemon, veth_pair, wait_until};
+
+fn main() {
+    let scenario = std::env::args().nth(1).unwrap_or_default();
+    match scenario.as_str() {
+        "dataplane" => dataplane(),
+        "daemon" => daemon(),
+        other => panic!("unknown scenario {other:?}: dataplane or daemon"),
+    }
+    println!("ok {scenario}");
+}
+
+/// `ipvsadm ARGS` (in `ns`, if given), its output with runs of spaces made one.
+fn ipvsadm(ns: Option<&Netns>, args: &[&str]) -> Vec<String> {
+    let out = match ns {
+        Some(ns) => ns.output("ipvsadm", args),
+        None => Command::new("ipvsadm")
+            .args(args)
+            .output()
+            .expect("ipvsadm"),
+    };
+    assert!(out.status.success(), "ipvsadm {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// The service lines of `ipvsadm -Ln`, each followed by its destinations, services sorted
+/// (the kernel lists them in hash order).
+fn table(ns: Option<&Netns>) -> Vec<String> {
+    let lines = ipvsadm(ns, &["-Ln"]);
+    let mut blocks: Vec<Vec<String>> = Vec::new();
+    for l in lines.into_iter().skip(3) {
+        if l.starts_with("->") {
+            if let Some(b) = blocks.last_mut() {
+                b.push(l);
+            }
+        } else {
+            blocks.push(vec![l]);
+        }
+    }
+    for b in &mut blocks {
+        b[1..].sort();
+    }
+    blocks.sort();
+    blocks.concat()
+}
+
+fn real(addr: &str, port: u16, weight: u32, method: Method) -> RealServer {
+    RealServer {
+        addr: addr.parse().unwrap(),
+        port,
+        weight,
+        method,
+        tunnel_source: None,
+        egress: None,
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn expect(ns: Option<&Netns>, want: &[&str]) {
+    let got = table(ns);
+    assert_eq!(got, want, "ipvsadm -Ln (services sorted)");
+}
+
+/// The data plane alone: what each call leaves in the kernel, as `ipvsadm -Ln` shows it.
+fn dataplane() {
+    let mut ipvs = IpvsDataplane::connect().expect("IPVS");
+    // A service that is not ours, made by ipvsadm: never touched.
+    ipvsadm(None, &["-A", "-t", "198.18.5.5:22", "-s", "rr"]);
+    group_and_weights(&mut ipvs);
+    families_and_refusal(&mut ipvs);
+    timeouts_status_removal(&mut ipvs);
+}
+
+/// A group with a sorry server: applied, drained, changed in place.
+fn group_and_weights(ipvs: &mut IpvsDataplane) {
+    let mut web = VirtualService {
+        vips: vec![ip("198.18.0.10"), ip("198.18.0.11")],
+        port: 80,
+        protocol: Protocol::Tcp,
+        scheduler: Scheduler::Wrr,
+        ops: false,
+        hash_port: false,
+        persistence: Some(Persistence {
+            timeout_s: 300,
+            prefix: 24,
+        }),
+        reals: vec![
+            real("198.18.1.1", 80, 3, Method::Dr),
+            real("198.18.1.2", 8080, 1, Method::Nat),
+        ],
+        sorry_server: Some(real("198.18.9.9", 80, 1, Method::Dr)),
+    };
+    ipvs.apply("web", &web).expect("apply web");
+    expect(
+        None,
+        &[
+            "TCP 198.18.0.10:80 wrr persistent 300 mask 255.255.255.0",
+            "-> 198.18.1.1:80 Route 3 0 0",
+            "-> 198.18.1.2:8080 Masq 1 0 0",
+            "TCP 198.18.0.11:80 wrr persistent 300 mask 255.255.255.0",
+            "-> 198.18.1.1:80 Route 3 0 0",
+            "-> 198.18.1.2:8080 Masq 1 0 0",
+            "TCP 198.18.5.5:22 rr",
+        ],
+    );
+    println!("ok apply: a group is one IPVS service per VIP, persistence and methods as given");
+
+    // Drain one real: weight 0, still a destination (its connections go on).
+    ipvs.set_weight("web", ip("198.18.1.1"), 80, 0)
+        .expect("weight 0");
+    let t = table(None);
+    assert!(
+        t.contains(&"-> 198.18.1.1:80 Route 0 0 0".to_owned()),
+        "{t:#?}"
+    );
+    assert!(!t.iter().any(|l| l.contains("198.18.9.9")), "{t:#?}");
+    // The last real goes: the sorry server comes in, on every VIP.
+    ipvs.set_weight("web", ip("198.18.1.2"), 8080, 0)
+        .expect("weight 0");
+    let t = table(None);
+    assert_eq!(
+        t.iter()
+            .filter(|l| *l == "-> 198.18.9.9:80 Route 1 0 0")
+            .count(),
+        2,
+        "{t:#?}"
+    );
+    // A real is back: the sorry server leaves.
+    ipvs.set_weight("web", ip("198.18.1.2"), 8080, 2)
+        .expect("weight 2");
+    let t = table(None);
+    assert!(!t.iter().any(|l| l.contains("198.18.9.9")), "{t:#?}");
+    assert!(
+        t.contains(&"-> 198.18.1.2:8080 Masq 2 0 0".to_owned()),
+        "{t:#?}"
+    );
+    println!("ok weights: 0 drains, the sorry server stands in while no real has weight");
+
+    // A changed service: another scheduler, one VIP fewer, one real replaced by a tunnel
+    // real. Weights come from the model given, as a reload gives them.
+    web.vips.pop();
+    web.scheduler = Scheduler::Sh;
+    web.hash_port = true;
+    web.persistence = None;
+    web.reals = vec![
+        real("198.18.1.1", 80, 1, Method::Dr),
+        real("198.18.1.3", 80, 5, Method::Tun),
+    ];
+    ipvs.apply("web", &web).expect("change web");
+    expect(
+        None,
+        &[
+            "TCP 198.18.0.10:80 sh (sh-port)",
+            "-> 198.18.1.1:80 Route 1 0 0",
+            "-> 198.18.1.3:80 Tunnel 5 0 0",
+            "TCP 198.18.5.5:22 rr",
+        ],
+    );
+    println!("ok change: scheduler, VIPs and reals converge in place");
+}
+
+/// IPv6, UDP, one-packet scheduling, a service selected by mark, and a change the kernel
+/// refuses.
+fn families_and_refusal(ipvs: &mut IpvsDataplane) {
+    // IPv6, UDP, one-packet scheduling; and a service selected by mark.
+    let dns = VirtualService {
+        vips: vec![ip("fd00::10")],
+        port: 53,
+        protocol: Protocol::Udp,
+        scheduler: Scheduler::Rr,
+        ops: true,
+        hash_port: false,
+        persistence: None,
+        reals: vec![real("fd00::1:1", 5353, 1, Method::Nat)],
+        sorry_server: None,
+    };
+    ipvs.apply("dns", &dns).expect("apply dns");
+    let marked = VirtualService {
+        vips: Vec::new(),
+        port: 0,
+        protocol: Protocol::Tcp,
+        scheduler: Scheduler::Wlc,
+        ops: false,
+        hash_port: false,
+        persistence: Some(Persistence {
+            timeout_s: 60,
+            prefix: 32,
+        }),
+        reals: vec![real("198.18.1.4", 0, 1, Method::Dr)],
+        sorry_server: None,
+    };
+    ipvs.apply_fwmark("FWM 7", 7, &marked)
+        .expect("apply fwmark");
+    let t = table(None);
+    for want in [
+        "UDP [fd00::10]:53 rr ops",
+        "-> [fd00::1:1]:5353 Masq 1 0 0",
+        "FWM 7 wlc persistent 60",
+        "-> 198.18.1.4:0 Route 1 0 0",
+    ] {
+        assert!(t.contains(&want.to_owned()), "{want:?} not in {t:#?}");
+    }
+    println!("ok families: IPv6 UDP with ops, and fwmark");
+
+    // A change the kernel refuses (an IPv4 real behind an IPv6 VIP, by DR) leaves the
+    // service as it was.
+    let mut bad = dns.clone();
+    bad.reals.push(real("198.18.1.5", 53, 1, Method::Dr));
+    let before = table(None);
+    let e = ipvs.apply("dns", &bad).expect_err("mixed families by DR");
+    println!("refused as expected: {e}");
+    assert_eq!(
+        table(None),
+        before,
+        "a refused change left something behind"
+    );
+    println!("ok refused: nothing half applied");
+}
+
+fn timeouts_status_removal(ipvs: &mut IpvsDataplane) {
+    ipvs.set_timeouts(Globals {
+        tcp_timeout_ns: 901_000_000_000,
+        tcpfin_timeout_ns: 121_000_000_000,
+        udp_timeout_ns: 301_000_000_000,
+    })
+    .expect("timeouts");
+    let got = ipvsadm(None, &["-L", "--timeout"]);
+    assert_eq!(got, ["Timeout (tcp tcpfin udp): 901 121 301"]);
+    println!("ok timeouts: as ipvsadm --set");
+
+    let status = ipvs.service_status().expect("status");
+    let names: Vec<&str> = status.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["FWM 7", "dns", "web"]);
+    let foreign = ipvs.unclaimed().expect("unclaimed");
+    assert_eq!(foreign.len(), 1, "{foreign:?}");
+
+    ipvs.remove("dns").expect("remove dns");
+    ipvs.remove_all().expect("remove all");
+    expect(None, &["TCP 198.18.5.5:22 rr"]);
+    println!("ok remove: ours gone, the foreign service left");
+}
+
+/// A listener in `ns` that answers every connection with `name`, until the guard drops.
+fn responder(ns: &Netns, addr: &str, name: &'static str) -> balancer_tests::NsThread {
+    let addr: SocketAddr = addr.parse().unwrap();
+    ns.spawn_thread(move |stop| {
+        let listener = TcpListener::bind(addr).expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        while !balancer_tests::NsThread::stopping(stop) {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    let _ = s.write_all(name.as_bytes());
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    })
+}
+
+/// Who answers a connection to `vip` from `client`.
+fn ask(client: &Netns, vip: &str) -> String {
+    let vip: SocketAddr = vip.parse().unwrap();
+    client.run(move || {
+        let Ok(mut s) = TcpStream::connect_timeout(&vip, Duration::from_secs(2)) else {
+            return "refused".to_owned();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+}
+
+/// The director, a client and two NAT reals, each on its own veth and /24.
+fn lab() -> [Netns; 4] {
+    let director = Netns::new("dir");
+    let client = Netns::new("cli");
+    let real1 = Netns::new("r1");
+    let real2 = Netns::new("r2");
+    veth_pair(&client, "c", &director, "dc");
+    veth_pair(&real1, "r", &director, "d1");
+    veth_pair(&real2, "r", &director, "d2");
+    director.sysctl("net.ipv4.ip_forward", "1");
+    director.ip(&["addr", "add", "198.18.0.1/24", "dev", "dc"]);
+    director.ip(&["addr", "add", "198.18.0.10/32", "dev", "lo"]);
+    director.ip(&["addr", "add", "198.18.1.1/24", "dev", "d1"]);
+    director.ip(&["addr", "add", "198.18.2.1/24", "dev", "d2"]);
+    client.ip(&["addr", "add", "198.18.0.2/24", "dev", "c"]);
+    client.ip(&["route", "add", "default", "via", "198.18.0.1"]);
+    real1.ip(&["addr", "add", "198.18.1.2/24", "dev", "r"]);
+    real1.ip(&["route", "add", "default", "via", "198.18.1.1"]);
+    real2.ip(&["addr", "add", "198.18.2.2/24", "dev", "r"]);
+    real2.ip(&["route", "add", "default", "via", "198.18.2.1"]);
+    [director, client, real1, real2]
+}
+
+const DAEMON_CONFIG: &str = r#"dataplane = "ipvs"
+
+[connections]
+tcp_timeout = 905
+
+[[virtual_server]]
+ip = "198.18.0.10"
+port = 80
+protocol = "TCP"
+lb_algo = "rr"
+lb_kind = "NAT"
+delay_loop = 1
+
+[[virtual_server.real_server]]
+ip = "198.18.1.2"
+port = 8080
+[[virtual_server.real_server.TCP_CHECK]]
+connect_timeout = 1
+retry = 1
+delay_before_retry = 0.2
+
+[[virtual_server.real_server]]
+ip = "198.18.2.2"
+port = 8080
+[[virtual_server.real_server.TCP_CHECK]]
+connect_timeout = 1
+retry = 1
+delay_before_retry = 0.2
+
+[[virtual_server]]
+fwmark = 7
+protocol = "TCP"
+lb_algo = "wlc"
+lb_kind = "DR"
+persistence_timeout = 60
+
+[[virtual_server.real_server]]
+ip = "198.18.1.2"
+"#;
+
+/// `balancer run` with `dataplane = "ipvs"`: a NAT service, TCP checks that take a broken
+/// real out and put it back, and connections through the kernel's IPVS.
+fn daemon() {
+    let [director, client, real1, real2] = lab();
+    let r1 = responder(&real1, "198.18.1.2:8080", "real1");
+    let mut r2 = Some(responder(&real2, "198.18.2.2:8080", "real2"));
+
+    let dir = std::env::temp_dir().join("ipvs-daemon");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("lb.toml");
+    std::fs::write(&config, DAEMON_CONFIG).unwrap();
+    let mut daemon = Daemon::balancer(&director, &["run", "--config", config.to_str().unwrap()]);
+    let want = [
+        "FWM 7 wlc persistent 60",
+        "-> 198.18.1.2:0 Route 1 0 0",
+        "TCP 198.18.0.10:80 rr",
+        "-> 198.18.1.2:8080 Masq 1 0 0",
+        "-> 198.18.2.2:8080 Masq 1 0 0",
+    ];
+    let programmed = wait_until(Duration::from_secs(20), || table(Some(&director)) == want);
+    assert!(
+        programmed,
+        "not programmed: {:#?}\n{}",
+        table(Some(&director)),
+        daemon.log()
+    );
+    let timeouts = ipvsadm(Some(&director), &["-L", "--timeout"]);
+    assert_eq!(timeouts, ["Timeout (tcp tcpfin udp): 905 120 300"]);
+
+    let answers: Vec<String> = (0..6).map(|_| ask(&client, "198.18.0.10:80")).collect();
+    for name in ["real1", "real2"] {
+        assert_eq!(
+            answers.iter().filter(|a| *a == name).count(),
+            3,
+            "rr over two reals: {answers:?}\n{}",
+            daemon.log()
+        );
+    }
+    println!("ok daemon: programmed, and connections through IPVS alternate: {answers:?}");
+
+    // real2 stops listening: its checker takes it out (weight 0), every connection goes to
+    // real1.
+    r2.take();
+    let drained = wait_until(Duration::from_secs(20), || {
+        table(Some(&director)).contains(&"-> 198.18.2.2:8080 Masq 0 0 0".to_owned())
+            || table(Some(&director))
+                .iter()
+                .any(|l| l.starts_with("-> 198.18.2.2:8080 Masq 0 "))
+    });
+    assert!(drained, "{:#?}\n{}", table(Some(&director)), daemon.log());
+    let answers: Vec<String> = (0..4).map(|_| ask(&client, "198.18.0.10:80")).collect();
+    assert!(answers.iter().all(|a| a == "real1"), "{answers:?}");
+    let (ok, status) = daemon.client(&["status"]);
+    assert!(ok, "{status}");
+    assert!(status.contains("198.18.2.2:8080"), "{status}");
+    println!("ok daemon: a failed check drains the real in IPVS");
+
+    // Back: the checker restores its weight.
+    let _r2 = responder(&real2, "198.18.2.2:8080", "real2");
+    let restored = wait_until(Duration::from_secs(20), || {
+        table(Some(&director))
+            .iter()
+            .any(|l| l.starts_with("-> 198.18.2.2:8080 Masq 1 "))
+    });
+    assert!(restored, "{:#?}\n{}", table(Some(&director)), daemon.log());
+    println!("ok daemon: the real is back when its check passes");
+
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    assert_eq!(
+        table(Some(&director)),
+        Vec::<String>::new(),
+        "services left after stop"
+    );
+    println!("ok daemon: stopping removes the services");
+    drop(r1);
+}
