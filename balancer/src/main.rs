@@ -2,6 +2,7 @@
 
 use std::{io::IsTerminal as _, path::PathBuf, process::ExitCode, time::Duration};
 
+use balancer::config::DataplaneKind;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -57,6 +58,10 @@ enum Command {
         /// configuration).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+        /// `xdp` or `ipvs`, in place of the configuration's `dataplane`: a keepalived.conf
+        /// runs on the kernel's IPVS, as keepalived runs it, with `--dataplane ipvs`.
+        #[arg(long, value_parser = parse_dataplane)]
+        dataplane: Option<DataplaneKind>,
     },
     /// Show the running daemon's services and reals as `ipvsadm -Ln` does, then its VRRP
     /// instances and checkers.
@@ -79,9 +84,17 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Check it for this data plane (`xdp` or `ipvs`) instead of its own `dataplane`.
+        #[arg(long, value_parser = parse_dataplane)]
+        dataplane: Option<DataplaneKind>,
     },
     /// Print the lb.toml equivalent of a keepalived.conf (or of an lb.toml, normalised).
-    Convert { file: PathBuf },
+    Convert {
+        file: PathBuf,
+        /// The `dataplane` of the lb.toml printed (`xdp` or `ipvs`).
+        #[arg(long, value_parser = parse_dataplane)]
+        dataplane: Option<DataplaneKind>,
+    },
     /// The configuration's reference.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -103,6 +116,14 @@ fn parse_interval(s: &str) -> Result<f64, String> {
         _ => Err(format!(
             "{s:?} is not a number of seconds between 0.01 and 3600"
         )),
+    }
+}
+
+fn parse_dataplane(s: &str) -> Result<DataplaneKind, String> {
+    match s {
+        "xdp" => Ok(DataplaneKind::Xdp),
+        "ipvs" => Ok(DataplaneKind::Ipvs),
+        _ => Err(format!("{s:?}: expected xdp or ipvs")),
     }
 }
 
@@ -171,6 +192,7 @@ fn main() -> ExitCode {
             keep_state,
             pin_root,
             metrics,
+            dataplane,
         } => daemon_runtime().and_then(|rt| {
             rt.block_on(balancer::run::run(&balancer::run::RunOptions {
                 config,
@@ -180,6 +202,7 @@ fn main() -> ExitCode {
                 run_dir: cli.run_dir,
                 pin_root,
                 metrics,
+                dataplane,
             }))
             .map_err(anyhow::Error::from)
         }),
@@ -201,7 +224,7 @@ fn main() -> ExitCode {
             rt.block_on(balancer::vrrp::command::run(&args))
                 .map_err(anyhow::Error::from)
         }),
-        Command::Check { config } => balancer::config::load_any(&config)
+        Command::Check { config, dataplane } => balancer::config::load_any_as(&config, dataplane)
             .map(|loaded| {
                 for w in &loaded.validated.warnings {
                     eprintln!("warning: {w}");
@@ -213,7 +236,7 @@ fn main() -> ExitCode {
             print!("{}", balancer::config::reference::reference());
             Ok(())
         }
-        Command::Convert { file } => balancer::config::load_any(&file)
+        Command::Convert { file, dataplane } => balancer::config::load_any_as(&file, dataplane)
             .map_err(anyhow::Error::from)
             .and_then(|loaded| {
                 for w in &loaded.validated.warnings {

@@ -16,14 +16,18 @@ pub struct Status {
     pub instance: String,
     /// The configuration file it runs.
     pub config: String,
+    /// The data plane forwarding: the XDP program, or the kernel's IPVS.
+    #[serde(default)]
+    pub dataplane: crate::config::schema::DataplaneKind,
     /// Configurations applied so far (1 at start, one more per successful reload).
     pub generation: u64,
     /// The last reload, if any: when (Unix seconds), and the error that kept the old
     /// configuration, or `None` when it was applied.
     pub last_reload: Option<Reload>,
-    /// Live entries in the connection table at the last sweep.
+    /// Live entries in the connection table at the last sweep (IPVS: the reals' active and
+    /// inactive connections).
     pub flows: u64,
-    /// The connection table's size.
+    /// The connection table's size (0 for IPVS, whose table has no fixed size).
     pub flow_capacity: u32,
     /// TCP segments other than SYNs that found no flow (evicted from a full table, expired,
     /// or opened through another node), since load.
@@ -280,10 +284,16 @@ fn rate(v: f64) -> String {
 /// lists a group's services; those blocks share the service's counters.
 #[must_use]
 pub fn render_services(status: &Status, view: View) -> String {
-    let mut out = format!(
-        "balancer XDP data plane (connection table size={}, live={}, mid-stream misses={})\n",
-        status.flow_capacity, status.flows, status.flow_misses
-    );
+    let mut out = match status.dataplane {
+        crate::config::schema::DataplaneKind::Xdp => format!(
+            "balancer XDP data plane (connection table size={}, live={}, mid-stream misses={})\n",
+            status.flow_capacity, status.flows, status.flow_misses
+        ),
+        crate::config::schema::DataplaneKind::Ipvs => format!(
+            "balancer on the kernel's IPVS (connections={})\n",
+            status.flows
+        ),
+    };
     out.push_str(match view {
         View::List => {
             "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"

@@ -94,16 +94,25 @@ pub type HostOf<'a> = &'a dyn Fn(&Config) -> Host;
 /// # Errors
 /// The file cannot be read or parsed, or fails validation.
 pub fn load_any(path: &Path) -> Result<Loaded, ConfigError> {
+    load_any_as(path, None)
+}
+
+/// [`load_any`], with the data plane `dataplane` in place of the file's choice when given
+/// (`--dataplane`: a keepalived.conf runs on IPVS as keepalived runs it, or on XDP).
+///
+/// # Errors
+/// As [`load_any`].
+pub fn load_any_as(path: &Path, dataplane: Option<DataplaneKind>) -> Result<Loaded, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
     let host: HostOf<'_> = &|config| Host::current(&config.xdp.interfaces);
     match detect(path, &text) {
-        Origin::LbToml => Config::load_text_on(path, &text, host),
+        Origin::LbToml => Config::load_text_on(path, &text, host, dataplane),
         Origin::Keepalived => {
             let tree = keepalived::parse(path, &text)?;
-            from_keepalived_on(path, &tree, host)
+            from_keepalived_on(path, &tree, host, dataplane)
         }
     }
 }
@@ -113,7 +122,7 @@ pub fn load_any(path: &Path) -> Result<Loaded, ConfigError> {
 /// # Errors
 /// A keyword's value does not fit, or validation fails.
 pub fn from_keepalived(path: &Path, tree: &keepalived::Tree) -> Result<Loaded, ConfigError> {
-    from_keepalived_on(path, tree, &|_| Host::default())
+    from_keepalived_on(path, tree, &|_| Host::default(), None)
 }
 
 /// [`from_keepalived`] for the host `host` gives.
@@ -124,9 +133,13 @@ pub fn from_keepalived_on(
     path: &Path,
     tree: &keepalived::Tree,
     host: HostOf<'_>,
+    dataplane: Option<DataplaneKind>,
 ) -> Result<Loaded, ConfigError> {
-    let imported = keepalived::import(path, tree)
+    let mut imported = keepalived::import(path, tree)
         .map_err(|diagnostics| ConfigError::Invalid { diagnostics })?;
+    if let Some(d) = dataplane {
+        imported.config.dataplane = d;
+    }
     let mut validated = validate::validate_on(
         &imported.config,
         &imported.locations,
@@ -171,15 +184,20 @@ impl Config {
     /// # Errors
     /// `text` is not valid TOML for this schema, or fails validation.
     pub fn load_text(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
-        Self::load_text_on(path, text, &|_| Host::default())
+        Self::load_text_on(path, text, &|_| Host::default(), None)
     }
 
     /// [`Config::load_text`] for the host `host` gives.
     ///
     /// # Errors
     /// `text` is not valid TOML for this schema, or fails validation.
-    pub fn load_text_on(path: &Path, text: &str, host: HostOf<'_>) -> Result<Loaded, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|e| {
+    pub fn load_text_on(
+        path: &Path,
+        text: &str,
+        host: HostOf<'_>,
+        dataplane: Option<DataplaneKind>,
+    ) -> Result<Loaded, ConfigError> {
+        let mut config: Self = toml::from_str(text).map_err(|e| {
             let (line, column) = e
                 .span()
                 .map_or((0, 0), |span| line_column(text, span.start));
@@ -190,6 +208,9 @@ impl Config {
                 message: e.message().trim_end().to_owned(),
             }
         })?;
+        if let Some(d) = dataplane {
+            config.dataplane = d;
+        }
         let locator = TomlLocator {
             file: Arc::from(path),
             text: text.to_owned(),

@@ -443,7 +443,7 @@ virtual_server 198.18.0.100 80 {
             prefix: 24,
         }]),
     };
-    let err = from_keepalived_on(Path::new("keepalived.conf"), &tree, &|_| host.clone())
+    let err = from_keepalived_on(Path::new("keepalived.conf"), &tree, &|_| host.clone(), None)
         .unwrap_err()
         .to_string();
     let lines: Vec<&str> = err.lines().collect();
@@ -970,4 +970,74 @@ fn warning_lines(loaded: &Loaded) -> Vec<String> {
         .iter()
         .map(ToString::to_string)
         .collect()
+}
+
+#[test]
+fn lvs_timeouts_become_the_connection_timeouts_and_bad_ones_name_their_line() {
+    let text = "global_defs {\n    lvs_timeouts tcp 7200 udp 0 tcpfin 60\n}\n";
+    let tree = keepalived::parse(Path::new("keepalived.conf"), text).unwrap();
+    let config = keepalived::import(Path::new("keepalived.conf"), &tree)
+        .map(|i| i.config)
+        .unwrap();
+    let c = &config.connections;
+    // udp 0 leaves the default, as keepalived leaves IPVS's.
+    assert_eq!(
+        (c.tcp_timeout, c.tcpfin_timeout, c.udp_timeout),
+        (7200, 60, 300)
+    );
+    for (args, found) in [
+        ("tcp 2678401", "tcp \"2678401\""),
+        ("sctp 5", "\"sctp\""),
+        ("udp", "udp without a value"),
+        ("", "no option"),
+    ] {
+        let text = format!("global_defs {{\n    lvs_timeouts {args}\n}}\n");
+        let tree = keepalived::parse(Path::new("keepalived.conf"), &text).unwrap();
+        let err = match keepalived::import(Path::new("keepalived.conf"), &tree) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{args:?} accepted"),
+        };
+        assert!(
+            err.contains(&format!(
+                "keepalived.conf:2:5: global_defs.lvs_timeouts: {found}"
+            )),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn dataplane_given_on_the_command_line_replaces_the_files() {
+    use crate::config::{DataplaneKind, from_keepalived_on, host::Host};
+    let text = "virtual_server fwmark 7 {\n    lb_kind DR\n    protocol TCP\n    real_server 198.18.1.2 {\n    }\n}\n";
+    let tree = keepalived::parse(Path::new("keepalived.conf"), text).unwrap();
+    let load = |d| from_keepalived_on(Path::new("keepalived.conf"), &tree, &|_| Host::default(), d);
+    // As written (XDP, the default), a mark can never match.
+    let err = load(None).expect_err("fwmark on XDP").to_string();
+    assert!(
+        err.contains("keepalived.conf:1:1: virtual_server[0].fwmark: fwmark 7: the XDP data plane"),
+        "{err}"
+    );
+    // On IPVS, as keepalived runs it.
+    let loaded = load(Some(DataplaneKind::Ipvs)).expect("fwmark on IPVS");
+    assert_eq!(loaded.config.dataplane, DataplaneKind::Ipvs);
+    assert_eq!(loaded.validated.model.fwmark_services[0].fwmark, 7);
+    let toml = loaded.config.to_toml().unwrap();
+    assert!(toml.starts_with("dataplane = \"ipvs\"\n"), "{toml}");
+    let lb = Config::load_text_on(Path::new("lb.toml"), &toml, &|_| Host::default(), None)
+        .expect("converted lb.toml");
+    assert_eq!(lb.validated.model, loaded.validated.model);
+    // And the other way: an lb.toml for IPVS checked for XDP.
+    let err = Config::load_text_on(
+        Path::new("lb.toml"),
+        &toml,
+        &|_| Host::default(),
+        Some(DataplaneKind::Xdp),
+    )
+    .expect_err("fwmark on XDP")
+    .to_string();
+    assert!(
+        err.contains("the XDP data plane runs before netfilter"),
+        "{err}"
+    );
 }

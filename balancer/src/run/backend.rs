@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use balancer_common::maps::Globals;
 
 use crate::{
+    config::schema::DataplaneKind,
     dataplane::{Dataplane, DataplaneError, ipvs::IpvsDataplane, xdp::XdpProgram},
     model::VirtualService,
     status::ServiceStatus,
@@ -18,6 +19,13 @@ pub(super) enum Backend {
 }
 
 impl Backend {
+    pub(super) const fn kind(&self) -> DataplaneKind {
+        match self {
+            Self::Xdp(_) => DataplaneKind::Xdp,
+            Self::Ipvs(_) => DataplaneKind::Ipvs,
+        }
+    }
+
     /// The XDP program, when that is the data plane.
     pub(super) fn xdp(&mut self) -> Option<&mut XdpProgram> {
         match self {

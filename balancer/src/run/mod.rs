@@ -30,7 +30,7 @@ use crate::{
         runner::{CheckHandle, DEFAULT_CONCURRENCY, ServiceChecks, SharedDataplane},
     },
     config::schema::DataplaneKind,
-    config::{Config, ConfigError, Loaded, load_any},
+    config::{Config, ConfigError, Loaded, load_any_as},
     control::{self, ControlError, Incoming, Request, Response},
     dataplane::{
         DataplaneError,
@@ -120,6 +120,8 @@ pub struct RunOptions {
     pub pin_root: PathBuf,
     /// Serve Prometheus metrics on this address; `None` for none.
     pub metrics: Option<SocketAddr>,
+    /// The data plane, in place of the configuration's `dataplane` (`--dataplane`).
+    pub dataplane: Option<DataplaneKind>,
 }
 
 /// The name a service goes by in logs and in the data plane: as `ipvsadm -Ln` shows it.
@@ -185,7 +187,7 @@ pub fn pin_dir(root: &Path, instance: &str) -> PathBuf {
 /// The configuration is invalid, or loading, programming, attaching or detaching failed. On an
 /// attach failure the interfaces attached so far are detached again.
 pub async fn run(options: &RunOptions) -> Result<(), RunError> {
-    let loaded = load_any(&options.config)?;
+    let loaded = load_any_as(&options.config, options.dataplane)?;
     for w in &loaded.validated.warnings {
         tracing::warn!("{w}");
     }
@@ -565,6 +567,7 @@ impl Daemon {
             Vec::new()
         });
         let flow_capacity = program.flow_capacity();
+        let dataplane = program.kind();
         let (reasons, flow_misses) = program.xdp().map_or_else(Default::default, |p| {
             let reasons = p
                 .reasons()
@@ -584,6 +587,7 @@ impl Daemon {
         let mut status = Status {
             instance: self.options.instance.clone(),
             config: self.options.config.display().to_string(),
+            dataplane,
             generation: self.generation,
             last_reload: self.last_reload.clone(),
             flows: self.flows,

@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use crate::{
     check::runner::{RealChecks, ServiceChecks},
-    config::{Config, Loaded, load_any},
+    config::{Config, Loaded, load_any_as},
     dataplane::Dataplane,
     model::{Protocol, VirtualService, VrrpInstance},
     notify::{InstanceScripts, fifo::Fifo},
@@ -114,7 +114,8 @@ impl Daemon {
     }
 
     pub(super) async fn try_reload(&mut self) -> Result<String, String> {
-        let new = load_any(&self.options.config).map_err(|e| e.to_string())?;
+        let new =
+            load_any_as(&self.options.config, self.options.dataplane).map_err(|e| e.to_string())?;
         for w in &new.validated.warnings {
             tracing::warn!("{w}");
         }

@@ -318,48 +318,46 @@ fn lab() -> [Netns; 4] {
     [director, client, real1, real2]
 }
 
-const DAEMON_CONFIG: &str = r#"dataplane = "ipvs"
+/// A keepalived.conf as keepalived would run it on IPVS (`balancer run --dataplane ipvs`).
+const DAEMON_CONFIG: &str = r"
+global_defs {
+    lvs_timeouts tcp 905
+}
 
-[connections]
-tcp_timeout = 905
+virtual_server 198.18.0.10 80 {
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 198.18.1.2 8080 {
+        TCP_CHECK {
+            connect_timeout 1
+            retry 1
+            delay_before_retry 0.2
+        }
+    }
+    real_server 198.18.2.2 8080 {
+        TCP_CHECK {
+            connect_timeout 1
+            retry 1
+            delay_before_retry 0.2
+        }
+    }
+}
 
-[[virtual_server]]
-ip = "198.18.0.10"
-port = 80
-protocol = "TCP"
-lb_algo = "rr"
-lb_kind = "NAT"
-delay_loop = 1
+virtual_server fwmark 7 {
+    lb_algo wlc
+    lb_kind DR
+    protocol TCP
+    persistence_timeout 60
+    real_server 198.18.1.2 {
+    }
+}
+";
 
-[[virtual_server.real_server]]
-ip = "198.18.1.2"
-port = 8080
-[[virtual_server.real_server.TCP_CHECK]]
-connect_timeout = 1
-retry = 1
-delay_before_retry = 0.2
-
-[[virtual_server.real_server]]
-ip = "198.18.2.2"
-port = 8080
-[[virtual_server.real_server.TCP_CHECK]]
-connect_timeout = 1
-retry = 1
-delay_before_retry = 0.2
-
-[[virtual_server]]
-fwmark = 7
-protocol = "TCP"
-lb_algo = "wlc"
-lb_kind = "DR"
-persistence_timeout = 60
-
-[[virtual_server.real_server]]
-ip = "198.18.1.2"
-"#;
-
-/// `balancer run` with `dataplane = "ipvs"`: a NAT service, TCP checks that take a broken
-/// real out and put it back, and connections through the kernel's IPVS.
+/// `balancer run --dataplane ipvs` on a keepalived.conf: a NAT service, TCP checks that take
+/// a broken real out and put it back, connections through the kernel's IPVS, and an fwmark
+/// service.
 fn daemon() {
     let [director, client, real1, real2] = lab();
     let r1 = responder(&real1, "198.18.1.2:8080", "real1");
@@ -367,9 +365,18 @@ fn daemon() {
 
     let dir = std::env::temp_dir().join("ipvs-daemon");
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("lb.toml");
+    let config = dir.join("keepalived.conf");
     std::fs::write(&config, DAEMON_CONFIG).unwrap();
-    let mut daemon = Daemon::balancer(&director, &["run", "--config", config.to_str().unwrap()]);
+    let mut daemon = Daemon::balancer(
+        &director,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--dataplane",
+            "ipvs",
+        ],
+    );
     let want = [
         "FWM 7 wlc persistent 60",
         "-> 198.18.1.2:0 Route 1 0 0",
@@ -412,6 +419,7 @@ fn daemon() {
     assert!(answers.iter().all(|a| a == "real1"), "{answers:?}");
     let (ok, status) = daemon.client(&["status"]);
     assert!(ok, "{status}");
+    assert!(status.contains("balancer on the kernel's IPVS"), "{status}");
     assert!(status.contains("198.18.2.2:8080"), "{status}");
     println!("ok daemon: a failed check drains the real in IPVS");
 

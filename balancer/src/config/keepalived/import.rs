@@ -254,7 +254,7 @@ impl Cx {
     }
 }
 
-const GLOBAL: [&str; 30] = [
+const GLOBAL: [&str; 31] = [
     "router_id",
     "notification_email",
     "notification_email_from",
@@ -285,7 +285,42 @@ const GLOBAL: [&str; 30] = [
     "notify_fifo_script",
     "vrrp_notify_fifo",
     "vrrp_notify_fifo_script",
+    "lvs_timeouts",
 ];
+
+/// keepalived's `LVS_MAX_TIMEOUT`: 31 days.
+const LVS_MAX_TIMEOUT: u32 = 86_400 * 31;
+
+/// `lvs_timeouts [tcp N] [tcpfin N] [udp N]`: IPVS's connection timeouts in seconds, our
+/// `[connections]` timeouts. 0 leaves one at its default, as keepalived leaves IPVS's.
+fn lvs_timeouts(cx: &mut Cx, c: &Node, connections: &mut crate::config::schema::Connections) {
+    let key = "global_defs.lvs_timeouts";
+    let expected = "tcp N, tcpfin N and/or udp N, seconds up to 2678400 (31 days)";
+    if c.args.is_empty() {
+        cx.error(key, c, "no option".into(), expected);
+    }
+    let mut args = c.args.iter();
+    while let Some(word) = args.next() {
+        let (field, slot) = match word.as_str() {
+            "tcp" => ("tcp_timeout", &mut connections.tcp_timeout),
+            "tcpfin" => ("tcpfin_timeout", &mut connections.tcpfin_timeout),
+            "udp" => ("udp_timeout", &mut connections.udp_timeout),
+            other => {
+                cx.error(key, c, format!("{other:?}"), expected);
+                continue;
+            }
+        };
+        match args.next().map(|v| (v, v.parse::<u32>())) {
+            Some((_, Ok(0))) => {}
+            Some((_, Ok(n))) if n <= LVS_MAX_TIMEOUT => {
+                cx.at(&format!("connections.{field}"), c);
+                *slot = n;
+            }
+            Some((v, _)) => cx.error(key, c, format!("{word} {v:?}"), expected),
+            None => cx.error(key, c, format!("{word} without a value"), expected),
+        }
+    }
+}
 
 fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
     let g = &mut config.global_defs;
@@ -350,6 +385,7 @@ fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
             "smtp_alert_vrrp" => g.smtp_alert_vrrp = Some(cx.flag(&key, c)),
             "smtp_alert_checker" => g.smtp_alert_checker = Some(cx.flag(&key, c)),
             "no_email_faults" => g.no_email_faults = cx.flag(&key, c),
+            "lvs_timeouts" => lvs_timeouts(cx, c, &mut config.connections),
             _ => cx.unknown("global_defs", c, &GLOBAL),
         }
     }

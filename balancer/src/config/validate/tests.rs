@@ -380,13 +380,13 @@ fn a_dr_real_must_be_on_a_directly_attached_network() {
         // A VIP's network is attached too, while the node is master.
         instance("A", "").replace("198.18.0.10/24", "198.18.7.10/24"),
     );
-    let e: Vec<String> = match Config::load_text_on(Path::new("lb.toml"), &text, &|_| host.clone())
-    {
-        Err(ConfigError::Invalid { diagnostics }) => {
-            diagnostics.0.iter().map(ToString::to_string).collect()
-        }
-        other => panic!("{other:?}"),
-    };
+    let e: Vec<String> =
+        match Config::load_text_on(Path::new("lb.toml"), &text, &|_| host.clone(), None) {
+            Err(ConfigError::Invalid { diagnostics }) => {
+                diagnostics.0.iter().map(ToString::to_string).collect()
+            }
+            other => panic!("{other:?}"),
+        };
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
         e[0].starts_with("lb.toml:17:6: virtual_server[0].real_server[2].ip: 198.18.5.1 is on no network directly attached to this host, and DR only rewrites the MAC address; expected a real on one of this host's networks (198.18.0.2/24, 198.18.7.10/24), or lb_kind TUN or NAT"),
