@@ -88,7 +88,9 @@ fn the_daemon_on_ipvs_forwards_and_follows_its_checkers() {
             "ok daemon: programmed",
             "ok daemon: a failed check drains",
             "ok daemon: the real is back",
+            "ok daemon: a reload changes the scheduler",
             "ok daemon: stopping removes",
+            "ok daemon: --keep-state leaves the services",
         ],
     );
 }

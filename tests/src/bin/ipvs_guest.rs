@@ -367,7 +367,7 @@ fn daemon() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("keepalived.conf");
     std::fs::write(&config, DAEMON_CONFIG).unwrap();
-    let mut daemon = Daemon::balancer(
+    let daemon = Daemon::balancer(
         &director,
         &[
             "run",
@@ -433,13 +433,85 @@ fn daemon() {
     assert!(restored, "{:#?}\n{}", table(Some(&director)), daemon.log());
     println!("ok daemon: the real is back when its check passes");
 
+    reload_and_keep_state(&director, &client, &config, daemon);
+    drop(r1);
+}
+
+/// A reload changes the service in place; `--keep-state` leaves the services for the next
+/// run, which adopts them.
+fn reload_and_keep_state(
+    director: &Netns,
+    client: &Netns,
+    config: &std::path::Path,
+    mut daemon: Daemon,
+) {
+    // A reload: another scheduler, the fwmark service gone.
+    let changed = DAEMON_CONFIG
+        .replace("lb_algo rr", "lb_algo wlc")
+        .split("virtual_server fwmark")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    std::fs::write(config, &changed).unwrap();
+    let (ok, message) = daemon.client(&["reload"]);
+    assert!(ok, "{message}\n{}", daemon.log());
+    let services = |t: Vec<String>| -> Vec<String> {
+        t.into_iter().filter(|l| !l.starts_with("->")).collect()
+    };
+    assert_eq!(services(table(Some(director))), ["TCP 198.18.0.10:80 wlc"]);
+    println!("ok daemon: a reload changes the scheduler and removes a service in place");
+
+    // --keep-state: a stop leaves the services forwarding, the next run adopts them.
     let status = daemon.stop();
     assert!(status.success(), "{status:?}\n{}", daemon.log());
     assert_eq!(
-        table(Some(&director)),
+        table(Some(director)),
         Vec::<String>::new(),
         "services left after stop"
     );
     println!("ok daemon: stopping removes the services");
-    drop(r1);
+    let run = |keep: bool| {
+        let mut args = vec![
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--dataplane",
+            "ipvs",
+        ];
+        if keep {
+            args.push("--keep-state");
+        }
+        Daemon::balancer(director, &args)
+    };
+    let mut kept = run(true);
+    let up = || {
+        wait_until(Duration::from_secs(20), || {
+            table(Some(director))
+                .iter()
+                .filter(|l| l.contains(" Masq 1 "))
+                .count()
+                == 2
+        })
+    };
+    assert!(up(), "{:#?}\n{}", table(Some(director)), kept.log());
+    let status = kept.stop();
+    assert!(status.success(), "{status:?}\n{}", kept.log());
+    assert_eq!(services(table(Some(director))), ["TCP 198.18.0.10:80 wlc"]);
+    let between = ask(client, "198.18.0.10:80");
+    assert!(
+        between == "real1" || between == "real2",
+        "between runs: {between:?}"
+    );
+    let mut next = run(false);
+    let adopted = wait_until(Duration::from_secs(20), || {
+        next.log().contains("service programmed")
+    });
+    assert!(adopted, "{}", next.log());
+    assert!(up(), "{:#?}\n{}", table(Some(director)), next.log());
+    let log = next.log();
+    assert!(!log.contains("ERROR"), "{log}");
+    let status = next.stop();
+    assert!(status.success(), "{status:?}\n{}", next.log());
+    assert_eq!(table(Some(director)), Vec::<String>::new());
+    println!("ok daemon: --keep-state leaves the services, the next run adopts them");
 }
