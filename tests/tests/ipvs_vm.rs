@@ -94,3 +94,16 @@ fn the_daemon_on_ipvs_forwards_and_follows_its_checkers() {
         ],
     );
 }
+
+#[test]
+fn lvs_sync_daemon_follows_vrrp_and_carries_connections_to_the_backup() {
+    run(
+        "sync",
+        &[
+            "ok sync: the MASTER runs the master daemon",
+            "ok sync: a connection through the master",
+            "ok sync: after a failover",
+            "ok sync: a reload restarts",
+        ],
+    );
+}

@@ -140,6 +140,10 @@ pub fn from_keepalived_on(
     if let Some(d) = dataplane {
         imported.config.dataplane = d;
     }
+    if imported.config.dataplane == DataplaneKind::Ipvs {
+        // The interfaces import inferred for an XDP program (the VRRP ones) mean nothing.
+        imported.config.xdp = XdpConfig::default();
+    }
     let mut validated = validate::validate_on(
         &imported.config,
         &imported.locations,

@@ -1041,3 +1041,74 @@ fn dataplane_given_on_the_command_line_replaces_the_files() {
         "{err}"
     );
 }
+
+#[test]
+fn lvs_sync_daemon_imports_both_syntaxes_and_bad_values_name_their_line() {
+    use crate::config::{DataplaneKind, from_keepalived_on, host::Host, schema::LvsSyncDaemon};
+    let instance = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 7\n    priority 100\n    virtual_ipaddress {\n        198.18.0.1/24\n    }\n}\n";
+    let load = |sync: &str, d| {
+        let text = format!("global_defs {{\n    lvs_sync_daemon {sync}\n}}\n{instance}");
+        let tree = keepalived::parse(Path::new("keepalived.conf"), &text).unwrap();
+        from_keepalived_on(Path::new("keepalived.conf"), &tree, &|_| Host::default(), d)
+    };
+    let ipvs = Some(DataplaneKind::Ipvs);
+    let got = |sync: &str| {
+        load(sync, ipvs)
+            .unwrap_or_else(|e| panic!("{sync}: {e}"))
+            .config
+            .global_defs
+            .lvs_sync_daemon
+            .unwrap()
+    };
+    assert_eq!(
+        got("eth1 inst VI_1 id 5 maxlen 1400 port 8849 ttl 2 group 224.0.0.82"),
+        LvsSyncDaemon {
+            interface: "eth1".into(),
+            instance: Some("VI_1".into()),
+            id: Some(5),
+            maxlen: Some(1400),
+            port: Some(8849),
+            ttl: Some(2),
+            group: Some("224.0.0.82".parse().unwrap()),
+        }
+    );
+    // keepalived's older form: INTERFACE VRRP_INSTANCE SYNC_ID.
+    let old = got("eth1 VI_1 9");
+    assert_eq!((old.instance.as_deref(), old.id), (Some("VI_1"), Some(9)));
+    assert_eq!(got("eth1").instance, None);
+    for (sync, found) in [
+        ("", "no interface"),
+        ("eth1 id 300", "id \"300\""),
+        ("eth1 group 198.18.0.5", "group \"198.18.0.5\""),
+        ("eth1 inst VI_1 speed 3", "\"speed\""),
+    ] {
+        let err = load(sync, ipvs).expect_err(sync).to_string();
+        assert!(
+            err.contains(&format!(
+                "keepalived.conf:2:5: global_defs.lvs_sync_daemon: {found}"
+            )),
+            "{sync}: {err}"
+        );
+    }
+    let err = load("eth1 inst VI_9", ipvs)
+        .expect_err("no VI_9")
+        .to_string();
+    assert!(
+        err.contains("global_defs.lvs_sync_daemon.instance: \"VI_9\": no such vrrp_instance; expected one of [\"VI_1\"]"),
+        "{err}"
+    );
+    // XDP has no connection sync: said, not silently dropped.
+    let xdp = load("eth1 inst VI_1", None).expect("valid on XDP");
+    let warnings: Vec<String> = xdp
+        .validated
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("global_defs.lvs_sync_daemon: ignored with the XDP data plane")),
+        "{warnings:?}"
+    );
+}

@@ -47,6 +47,7 @@ use crate::{
 
 mod backend;
 mod egress;
+mod lvs_sync;
 mod reload;
 mod vrrp;
 
@@ -228,6 +229,7 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
         sync: SyncGroups::default(),
         vrrp_runtime,
         mailer: Arc::new(Mailer::default()),
+        lvs_sync: lvs_sync::LvsSync::default(),
         options: options.clone(),
     };
     daemon.egress = daemon.resolve_egress().await;
@@ -417,6 +419,8 @@ struct Daemon {
     /// Where `smtp_alert`s are mailed (nowhere until `global_defs` says where); every
     /// instance, group and service holds this one, so a reload's settings reach them all.
     mailer: Arc<Mailer>,
+    /// `lvs_sync_daemon` (IPVS).
+    lvs_sync: lvs_sync::LvsSync,
 }
 
 type Sample = (Instant, Vec<ServiceStatus>);
@@ -482,6 +486,7 @@ impl Daemon {
         }
         // The data plane is programmed on master and backup alike, as keepalived programs
         // IPVS on both, so a failover needs no reprogramming.
+        self.start_lvs_sync();
         let models = self.loaded.validated.model.vrrp.clone();
         for (instance, scripts) in models.iter().zip(scripts) {
             self.start_instance(instance, scripts);
@@ -644,6 +649,7 @@ impl Daemon {
     async fn stop(mut self) -> Result<(), RunError> {
         tracing::info!("stopping: VRRP instances advertise priority 0 and release their addresses");
         self.stop_all_instances().await;
+        self.stop_lvs_sync();
         // As keepalived's `stop_vrrp`.
         change_statics(&Statics::default(), &self.loaded.validated.model.statics).await;
         let checks = std::mem::replace(

@@ -172,6 +172,9 @@ impl Daemon {
         } else {
             self.reload_instances(scripts, &mut changes).await;
         }
+        if let Some(change) = self.reload_lvs_sync(&old.config) {
+            changes.summary.push(change);
+        }
         changes.result()
     }
 

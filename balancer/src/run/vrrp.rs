@@ -531,6 +531,7 @@ impl Daemon {
             stopped,
             status_tx,
         );
+        self.follow_sync(&instance.name, status.clone());
         self.instances.insert(
             instance.name.clone(),
             RunningInstance {

@@ -12,7 +12,10 @@ use std::{
 };
 
 use balancer::{
-    dataplane::{Dataplane, ipvs::IpvsDataplane},
+    dataplane::{
+        Dataplane,
+        ipvs::{IpvsDataplane, sync::SyncRole},
+    },
     model::{Method, Persistence, Protocol, RealServer, Scheduler, VirtualService},
 };
 use balancer_common::maps::Globals;
@@ -23,7 +26,8 @@ fn main() {
     match scenario.as_str() {
         "dataplane" => dataplane(),
         "daemon" => daemon(),
-        other => panic!("unknown scenario {other:?}: dataplane or daemon"),
+        "sync" => sync(),
+        other => panic!("unknown scenario {other:?}: dataplane, daemon or sync"),
     }
     println!("ok {scenario}");
 }
@@ -514,4 +518,129 @@ fn reload_and_keep_state(
     assert!(status.success(), "{status:?}\n{}", next.log());
     assert_eq!(table(Some(director)), Vec::<String>::new());
     println!("ok daemon: --keep-state leaves the services, the next run adopts them");
+}
+
+/// A node of the `sync` scenario: a VRRP instance on the sync link that the sync daemon
+/// follows, and one NAT service.
+fn sync_config(priority: u8) -> String {
+    format!(
+        r"
+global_defs {{
+    lvs_sync_daemon s inst VI_1 id 51
+}}
+vrrp_instance VI_1 {{
+    state BACKUP
+    interface s
+    virtual_router_id 51
+    priority {priority}
+    advert_int 1
+    virtual_ipaddress {{
+        198.18.9.100/24
+    }}
+}}
+virtual_server 198.18.0.10 80 {{
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 198.18.1.2 8080 {{
+    }}
+}}
+"
+    )
+}
+
+/// `lvs_sync_daemon` following a VRRP instance on two directors: the master's daemon sends
+/// the connections through it, the backup's installs them, and a failover swaps the
+/// daemons.
+fn sync() {
+    let [director, client, real1, _real2] = lab();
+    let peer = Netns::new("peer");
+    veth_pair(&director, "s", &peer, "s");
+    director.ip(&["addr", "add", "198.18.9.1/24", "dev", "s"]);
+    peer.ip(&["addr", "add", "198.18.9.2/24", "dev", "s"]);
+    let _r1 = responder(&real1, "198.18.1.2:8080", "real1");
+    let dir = std::env::temp_dir().join("ipvs-sync");
+    std::fs::create_dir_all(&dir).unwrap();
+    let start = |ns: &Netns, name: &str, priority: u8| {
+        let path = dir.join(format!("{name}.conf"));
+        std::fs::write(&path, sync_config(priority)).unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        Daemon::balancer(ns, &["run", "--config", &path, "--dataplane", "ipvs"])
+    };
+    let mut a = start(&director, "a", 150);
+    let b = start(&peer, "b", 100);
+    // "master sync daemon (mcast=s, syncid=51, maxlen=1472, group=224.0.0.81, port=8848,
+    // ttl=1)": the role, the interface and the ID (the VRID by default) are ours.
+    let daemons = |ns: &Netns| -> Vec<String> {
+        ipvsadm(Some(ns), &["-L", "--daemon"])
+            .into_iter()
+            .map(|l| l.split(", maxlen").next().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let master = "master sync daemon (mcast=s, syncid=51".to_owned();
+    let backup = "backup sync daemon (mcast=s, syncid=51".to_owned();
+    let elected = wait_until(Duration::from_secs(20), || {
+        daemons(&director) == [master.clone()] && daemons(&peer) == [backup.clone()]
+    });
+    assert!(
+        elected,
+        "{:?} {:?}\n{}\n{}",
+        daemons(&director),
+        daemons(&peer),
+        a.log(),
+        b.log()
+    );
+    // Our reader sees what ipvsadm sees.
+    let ours = |ns: &Netns| {
+        ns.run(|| {
+            IpvsDataplane::connect()
+                .and_then(|mut i| i.sync_daemons())
+                .expect("sync daemons")
+        })
+    };
+    let read = ours(&director);
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(
+        (read[0].role, read[0].interface.as_str(), read[0].sync_id),
+        (SyncRole::Master, "s", 51)
+    );
+    assert_eq!(ours(&peer)[0].role, SyncRole::Backup);
+    println!("ok sync: the MASTER runs the master daemon, the BACKUP the backup daemon");
+
+    assert_eq!(ask(&client, "198.18.0.10:80"), "real1");
+    let synced = wait_until(Duration::from_secs(10), || {
+        ipvsadm(Some(&peer), &["-Lnc"])
+            .iter()
+            .any(|l| l.contains("198.18.0.2:") && l.contains("198.18.0.10:80 198.18.1.2:8080"))
+    });
+    assert!(synced, "{:#?}", ipvsadm(Some(&peer), &["-Lnc"]));
+    println!("ok sync: a connection through the master is in the backup's table");
+
+    // The master stops (priority 0): the peer takes over and swaps its daemons.
+    let status = a.stop();
+    assert!(status.success(), "{status:?}\n{}", a.log());
+    assert_eq!(
+        daemons(&director),
+        Vec::<String>::new(),
+        "daemons left after stop"
+    );
+    let took_over = wait_until(Duration::from_secs(10), || {
+        daemons(&peer) == [master.clone()]
+    });
+    assert!(took_over, "{:?}\n{}", daemons(&peer), b.log());
+    println!("ok sync: after a failover the new MASTER runs the master daemon alone");
+
+    // A reload with another sync ID restarts the daemon in the state the instance is in.
+    let path = dir.join("b.conf");
+    std::fs::write(&path, sync_config(100).replace("id 51", "id 52")).unwrap();
+    let (ok, message) = b.client(&["reload"]);
+    assert!(
+        ok && message.contains("lvs_sync_daemon restarted"),
+        "{message}"
+    );
+    let restarted = wait_until(Duration::from_secs(10), || {
+        daemons(&peer) == ["master sync daemon (mcast=s, syncid=52"]
+    });
+    assert!(restarted, "{:?}\n{}", daemons(&peer), b.log());
+    println!("ok sync: a reload restarts the daemon with its new settings");
 }

@@ -254,7 +254,7 @@ impl Cx {
     }
 }
 
-const GLOBAL: [&str; 31] = [
+const GLOBAL: [&str; 32] = [
     "router_id",
     "notification_email",
     "notification_email_from",
@@ -286,6 +286,7 @@ const GLOBAL: [&str; 31] = [
     "vrrp_notify_fifo",
     "vrrp_notify_fifo_script",
     "lvs_timeouts",
+    "lvs_sync_daemon",
 ];
 
 /// keepalived's `LVS_MAX_TIMEOUT`: 31 days.
@@ -320,6 +321,91 @@ fn lvs_timeouts(cx: &mut Cx, c: &Node, connections: &mut crate::config::schema::
             None => cx.error(key, c, format!("{word} without a value"), expected),
         }
     }
+}
+
+/// `lvs_sync_daemon INTERFACE [inst NAME] [id N] [maxlen N] [port N] [ttl N] [group ADDR]`,
+/// or the older `lvs_sync_daemon INTERFACE [VRRP_INSTANCE [SYNC_ID]]`, as keepalived reads
+/// both.
+fn lvs_sync_daemon(cx: &mut Cx, c: &Node) -> Option<crate::config::schema::LvsSyncDaemon> {
+    let key = "global_defs.lvs_sync_daemon";
+    let expected = "INTERFACE [inst NAME] [id 0-255] [maxlen 1-65507] [port 1-65535] [ttl 1-255] [group MULTICAST]";
+    cx.at(key, c);
+    let Some(interface) = c.args.first() else {
+        cx.error(key, c, "no interface".into(), expected);
+        return None;
+    };
+    if interface.len() > 15 {
+        cx.error(
+            key,
+            c,
+            format!("interface {interface:?} (over 15 bytes)"),
+            expected,
+        );
+    }
+    let mut out = crate::config::schema::LvsSyncDaemon {
+        interface: interface.clone(),
+        instance: None,
+        id: None,
+        maxlen: None,
+        port: None,
+        ttl: None,
+        group: None,
+    };
+    let bad = |cx: &mut Cx, found: String| cx.error(key, c, found, expected);
+    let mut i = 1;
+    while i < c.args.len() {
+        let word = c.args[i].as_str();
+        let value = c.args.get(i + 1);
+        let number = |lo: u32, hi: u32| {
+            value
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|n| (lo..=hi).contains(n))
+        };
+        match word {
+            "inst" => out.instance = value.cloned(),
+            "id" => out.id = number(0, 255).and_then(|n| u8::try_from(n).ok()),
+            "maxlen" => out.maxlen = number(1, 65_535 - 20 - 8).and_then(|n| u16::try_from(n).ok()),
+            "port" => out.port = number(1, 65_535).and_then(|n| u16::try_from(n).ok()),
+            "ttl" => out.ttl = number(1, 255).and_then(|n| u8::try_from(n).ok()),
+            "group" => {
+                out.group = value
+                    .and_then(|v| v.parse::<std::net::IpAddr>().ok())
+                    .filter(std::net::IpAddr::is_multicast);
+            }
+            // The older form: the instance, then the sync ID, by position.
+            legacy if i == 1 => {
+                out.instance = Some(legacy.to_owned());
+                i += 1;
+                continue;
+            }
+            legacy if i == 2 && out.instance.is_some() => {
+                match legacy.parse::<u8>() {
+                    Ok(n) => out.id = Some(n),
+                    Err(_) => bad(cx, format!("sync ID {legacy:?}")),
+                }
+                i += 1;
+                continue;
+            }
+            other => {
+                bad(cx, format!("{other:?}"));
+                i += 1;
+                continue;
+            }
+        }
+        let taken = match word {
+            "inst" => out.instance.is_some(),
+            "id" => out.id.is_some(),
+            "maxlen" => out.maxlen.is_some(),
+            "port" => out.port.is_some(),
+            "ttl" => out.ttl.is_some(),
+            _ => out.group.is_some(),
+        };
+        if !taken {
+            bad(cx, format!("{word} {:?}", value.map_or("", String::as_str)));
+        }
+        i += 2;
+    }
+    Some(out)
 }
 
 fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
@@ -386,6 +472,7 @@ fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
             "smtp_alert_checker" => g.smtp_alert_checker = Some(cx.flag(&key, c)),
             "no_email_faults" => g.no_email_faults = cx.flag(&key, c),
             "lvs_timeouts" => lvs_timeouts(cx, c, &mut config.connections),
+            "lvs_sync_daemon" => g.lvs_sync_daemon = lvs_sync_daemon(cx, c),
             _ => cx.unknown("global_defs", c, &GLOBAL),
         }
     }

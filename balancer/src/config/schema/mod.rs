@@ -353,6 +353,39 @@ pub struct GlobalDefs {
     /// `no_email_faults`: no mail for a VRRP FAULT.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_email_faults: bool,
+    /// `lvs_sync_daemon`: IPVS's connection synchronisation (IPVS data plane only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lvs_sync_daemon: Option<LvsSyncDaemon>,
+}
+
+/// `lvs_sync_daemon INTERFACE [inst NAME] [id N] [maxlen N] [port N] [ttl N] [group ADDR]`:
+/// IPVS's sync daemons send this node's connections to its peers and learn theirs, so a
+/// failover keeps established connections. Following a `vrrp_instance`, the node runs the
+/// master daemon while the instance is MASTER and the backup daemon otherwise, as keepalived
+/// switches them; with no instance, both run throughout.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LvsSyncDaemon {
+    /// The interface the sync messages are multicast on (at most 15 bytes).
+    pub interface: String,
+    /// The `vrrp_instance` whose state picks the daemon; none: both daemons run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// `id`: the sync ID, 0 to 255; default the instance's `virtual_router_id`, else 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u8>,
+    /// `maxlen`: the largest sync message payload, 1 to 65507; default the interface's MTU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxlen: Option<u16>,
+    /// `port`: the UDP port; IPVS's default 8848.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `ttl`: the multicast TTL, 1 to 255; IPVS's default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u8>,
+    /// `group`: the multicast group; IPVS's default `224.0.0.81`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<IpAddr>,
 }
 
 impl GlobalDefs {
@@ -403,6 +436,7 @@ impl Default for GlobalDefs {
             vrrp_notify_fifo_script: None,
             vrrp_rt_priority: None,
             vrrp_priority: None,
+            lvs_sync_daemon: None,
         }
     }
 }

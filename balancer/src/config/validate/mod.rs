@@ -86,7 +86,8 @@ pub fn validate_on(
                 ),
             }
         }
-        DataplaneKind::Ipvs if !config.xdp.interfaces.is_empty() => report.warn(
+        // keepalived.conf's interfaces are its VRRP instances': nothing was asked of XDP.
+        DataplaneKind::Ipvs if origin == Origin::LbToml && !config.xdp.interfaces.is_empty() => report.warn(
             "xdp.interfaces",
             "ignored with dataplane = \"ipvs\": IPVS forwards from the kernel's netfilter hooks, on every interface".into(),
             "no [xdp] section",
@@ -105,6 +106,7 @@ pub fn validate_on(
         }
     }
     mail(config, &mut report);
+    sync_daemon(config, &mut report);
     let (vrrp, statics) = vrrp::instances(config, &mut report);
     let (services, fwmark_services) = lvs::services(config, &mut report);
     lvs::ssl(config, &mut report);
@@ -128,6 +130,45 @@ pub fn validate_on(
         })
     } else {
         Err(Diagnostics(errors))
+    }
+}
+
+/// `lvs_sync_daemon`: IPVS's; its instance must exist.
+fn sync_daemon(config: &Config, report: &mut Report<'_>) {
+    let Some(sync) = &config.global_defs.lvs_sync_daemon else {
+        return;
+    };
+    let key = "global_defs.lvs_sync_daemon";
+    if config.dataplane == DataplaneKind::Xdp {
+        report.warn(
+            key,
+            "ignored with the XDP data plane, which has no connection sync".into(),
+            "dataplane = \"ipvs\" (or --dataplane ipvs); on XDP, lb_algo mh sends a connection that moves to another node to the same real",
+        );
+    }
+    if sync.interface.is_empty() || sync.interface.len() > 15 {
+        report.error(
+            &format!("{key}.interface"),
+            format!("{:?}", sync.interface),
+            "an interface name of 1 to 15 bytes",
+        );
+    }
+    if let Some(name) = &sync.instance
+        && !config.vrrp_instance.contains_key(name)
+    {
+        let known: Vec<&str> = config.vrrp_instance.keys().map(String::as_str).collect();
+        report.error(
+            &format!("{key}.instance"),
+            format!("{name:?}: no such vrrp_instance"),
+            &format!("one of {known:?}"),
+        );
+    }
+    if sync.group.is_some_and(|g| !g.is_multicast()) {
+        report.error(
+            &format!("{key}.group"),
+            format!("{:?}", sync.group),
+            "a multicast address",
+        );
     }
 }
 

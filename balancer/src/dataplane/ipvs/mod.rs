@@ -12,6 +12,7 @@
 //! own them), as keepalived leaves them.
 
 pub mod netlink;
+pub mod sync;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -124,18 +125,6 @@ const fn method_code(m: Method) -> u32 {
         Method::Dr => fwd::DROUTE,
         Method::Tun => fwd::TUNNEL,
         Method::Nat => fwd::MASQ,
-    }
-}
-
-/// The method of an `IP_VS_CONN_F_*` code; `None` for local node and bypass, which we never
-/// set.
-#[must_use]
-pub const fn method_of(code: u32) -> Option<Method> {
-    match code & fwd::MASK {
-        fwd::DROUTE => Some(Method::Dr),
-        fwd::TUNNEL => Some(Method::Tun),
-        fwd::MASQ => Some(Method::Nat),
-        _ => None,
     }
 }
 
@@ -278,53 +267,17 @@ impl IpvsDataplane {
             .map_err(|e| error("setting", "the connection timeouts", e))
     }
 
-    /// IPVS's connection timeouts in seconds: tcp, tcpfin, udp.
-    ///
-    /// # Errors
-    /// Netlink fails.
-    pub fn timeouts(&mut self) -> Result<(u32, u32, u32), DataplaneError> {
-        let raw = self
-            .genl
-            .get(cmd::GET_CONFIG, Vec::new())
-            .map_err(|e| error("reading", "the connection timeouts", e))?;
-        let a = Attrs::parse(&raw).map_err(|e| error("reading", "the connection timeouts", e))?;
-        Ok((
-            a.u32(attr::TIMEOUT_TCP).unwrap_or(0),
-            a.u32(attr::TIMEOUT_TCP_FIN).unwrap_or(0),
-            a.u32(attr::TIMEOUT_UDP).unwrap_or(0),
-        ))
-    }
-
-    /// The size of IPVS's connection hash table (`ip_vs conn_tab_bits`; not a limit).
-    ///
-    /// # Errors
-    /// Netlink fails.
-    pub fn conn_tab_size(&mut self) -> Result<u32, DataplaneError> {
-        let raw = self
-            .genl
-            .get(cmd::GET_INFO, Vec::new())
-            .map_err(|e| error("reading", "IPVS's info", e))?;
-        let a = Attrs::parse(&raw).map_err(|e| error("reading", "IPVS's info", e))?;
-        Ok(a.u32(netlink::INFO_CONN_TAB_SIZE).unwrap_or(0))
-    }
-
     /// Every service the kernel holds (ours and others').
     ///
     /// # Errors
     /// Netlink fails.
     pub fn kernel_services(&mut self) -> Result<Vec<KernelService>, DataplaneError> {
-        let replies = self
-            .genl
-            .dump(cmd::GET_SERVICE, Vec::new())
-            .map_err(|e| error("listing", "services", e))?;
-        let mut out = Vec::new();
-        for raw in replies {
-            let parse = || -> io::Result<Option<KernelService>> {
-                let top = Attrs::parse(&raw)?;
-                let Some(inner) = top.get(attr::SERVICE) else {
-                    return Ok(None);
-                };
-                let a = Attrs::parse(inner)?;
+        self.dump_nested(
+            cmd::GET_SERVICE,
+            Vec::new(),
+            attr::SERVICE,
+            "services",
+            |a| {
                 let family = a.u16(svc::AF).unwrap_or(netlink::AF_INET);
                 let key = match a.u32(svc::FWMARK).unwrap_or(0) {
                     0 => {
@@ -352,9 +305,32 @@ impl IpvsDataplane {
                     netmask: a.u32(svc::NETMASK).unwrap_or(0),
                     counters: stats64(a.get(svc::STATS64))?,
                 }))
-            };
-            if let Some(s) = parse().map_err(|e| error("reading", "services", e))? {
-                out.push(s);
+            },
+        )
+    }
+
+    /// Dumps `command` and reads the nested attribute `top` of each answer with `read`;
+    /// answers without it, or that `read` passes over (`None`), are left out.
+    pub(crate) fn dump_nested<T>(
+        &mut self,
+        command: u8,
+        attrs: Vec<Attr>,
+        top: u16,
+        what: &str,
+        read: impl Fn(&Attrs<'_>) -> io::Result<Option<T>>,
+    ) -> Result<Vec<T>, DataplaneError> {
+        let replies = self
+            .genl
+            .dump(command, attrs)
+            .map_err(|e| error("listing", what, e))?;
+        let mut out = Vec::new();
+        for raw in replies {
+            let parsed = Attrs::parse(&raw).and_then(|a| match a.get(top) {
+                Some(inner) => read(&Attrs::parse(inner)?),
+                None => Ok(None),
+            });
+            if let Some(item) = parsed.map_err(|e| error("reading", what, e))? {
+                out.push(item);
             }
         }
         Ok(out)
@@ -365,21 +341,13 @@ impl IpvsDataplane {
     /// # Errors
     /// No such service, or netlink fails.
     pub fn destinations(&mut self, key: ServiceKey) -> Result<Vec<Destination>, DataplaneError> {
-        let replies = self
-            .genl
-            .dump(
-                cmd::GET_DEST,
-                vec![Attr::Nested(attr::SERVICE, key.attrs())],
-            )
-            .map_err(|e| error("listing the destinations of", describe(key), e))?;
-        let mut out = Vec::new();
-        for raw in replies {
-            let parse = || -> io::Result<Option<Destination>> {
-                let top = Attrs::parse(&raw)?;
-                let Some(inner) = top.get(attr::DEST) else {
-                    return Ok(None);
-                };
-                let a = Attrs::parse(inner)?;
+        let what = format!("the destinations of {}", describe(key));
+        self.dump_nested(
+            cmd::GET_DEST,
+            vec![Attr::Nested(attr::SERVICE, key.attrs())],
+            attr::DEST,
+            &what,
+            |a| {
                 let family = a.u16(dest::ADDR_FAMILY).unwrap_or_else(|| af(key.addr));
                 let Some(addr) = a.addr(dest::ADDR, family) else {
                     return Ok(None);
@@ -393,14 +361,8 @@ impl IpvsDataplane {
                     inactive: a.u32(dest::INACT_CONNS).unwrap_or(0),
                     counters: stats64(a.get(dest::STATS64))?,
                 }))
-            };
-            if let Some(d) =
-                parse().map_err(|e| error("reading the destinations of", describe(key), e))?
-            {
-                out.push(d);
-            }
-        }
-        Ok(out)
+            },
+        )
     }
 
     fn dest_cmd(&mut self, command: u8, key: ServiceKey, dest: Vec<Attr>) -> io::Result<()> {

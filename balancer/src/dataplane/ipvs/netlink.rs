@@ -27,15 +27,17 @@ pub mod cmd {
     pub const SET_DEST: u8 = 6;
     pub const DEL_DEST: u8 = 7;
     pub const GET_DEST: u8 = 8;
+    pub const NEW_DAEMON: u8 = 9;
+    pub const DEL_DAEMON: u8 = 10;
+    pub const GET_DAEMON: u8 = 11;
     pub const SET_CONFIG: u8 = 12;
-    pub const GET_CONFIG: u8 = 13;
-    pub const GET_INFO: u8 = 15;
 }
 
 /// `IPVS_CMD_ATTR_*`.
 pub mod attr {
     pub const SERVICE: u16 = 1;
     pub const DEST: u16 = 2;
+    pub const DAEMON: u16 = 3;
     pub const TIMEOUT_TCP: u16 = 4;
     pub const TIMEOUT_TCP_FIN: u16 = 5;
     pub const TIMEOUT_UDP: u16 = 6;
@@ -70,15 +72,26 @@ pub mod dest {
     pub const TUN_TYPE: u16 = 13;
 }
 
+/// `IPVS_DAEMON_ATTR_*`, and the daemons' states (`IP_VS_STATE_*`).
+pub mod daemon {
+    pub const STATE: u16 = 1;
+    pub const MCAST_IFN: u16 = 2;
+    pub const SYNC_ID: u16 = 3;
+    pub const SYNC_MAXLEN: u16 = 4;
+    pub const MCAST_GROUP: u16 = 5;
+    pub const MCAST_GROUP6: u16 = 6;
+    pub const MCAST_PORT: u16 = 7;
+    pub const MCAST_TTL: u16 = 8;
+    pub const MASTER: u32 = 1;
+    pub const BACKUP: u32 = 2;
+}
+
 /// `IPVS_STATS_ATTR_*`.
 pub mod stats {
     pub const CONNS: u16 = 1;
     pub const INPKTS: u16 = 2;
     pub const INBYTES: u16 = 4;
 }
-
-/// `IPVS_INFO_ATTR_CONN_TAB_SIZE`.
-pub const INFO_CONN_TAB_SIZE: u16 = 2;
 
 /// `IP_VS_SVC_F_*`.
 pub mod flags {
