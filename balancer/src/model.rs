@@ -41,6 +41,9 @@ pub struct VrrpInstance {
     /// `track_file`s, resolved from their `vrrp_track_file` blocks; its sync group's
     /// included (weight 0).
     pub track_files: Vec<crate::vrrp::track::TrackFile>,
+    /// `track_process`es, resolved from their `vrrp_track_process` blocks; its sync group's
+    /// included (weight 0).
+    pub track_processes: Vec<crate::vrrp::track::TrackProcess>,
     /// The `vrrp_sync_group` it belongs to.
     pub sync_group: Option<String>,
 }

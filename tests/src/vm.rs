@@ -159,8 +159,8 @@ impl Guest {
     /// The initramfs cannot be written, or qemu cannot be started.
     #[must_use]
     pub fn run(&self, command: &[&str], timeout: Duration) -> Outcome {
-        let dir = tempdir();
-        let initrd = dir.path.join("initrd.cpio");
+        let dir = crate::lab::TempDir::new("vm");
+        let initrd = dir.file("initrd.cpio");
         self.write_initramfs(&initrd, command);
         let mut child = Command::new("qemu-system-x86_64")
             .args(["-accel", "tcg", "-cpu", "max", "-smp", "1", "-m"])
@@ -256,13 +256,13 @@ impl Guest {
             b"root:x:0:0:root:/root:/bin/sh\n",
         );
         cpio.file(Path::new("/etc/group"), 0o644, b"root:x:0:\n");
-        let scratch = tempdir();
+        let scratch = crate::lab::TempDir::new("vm-strip");
         for (at, host) in &self.files {
             let bytes = if is_elf_executable(host)
                 && !host.starts_with("/lib")
                 && !host.starts_with("/usr/lib")
             {
-                strip(host, &scratch.path)
+                strip(host, scratch.path())
             } else {
                 std::fs::read(host).unwrap_or_else(|e| panic!("{}: {e}", host.display()))
             };
@@ -349,26 +349,6 @@ fn depends(module: &[u8]) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(|s| s.replace('-', "_"))
         .collect()
-}
-
-/// A scratch directory removed on drop.
-struct TempDir {
-    path: PathBuf,
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-fn tempdir() -> TempDir {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("blt-{}-{n}-vm", std::process::id()));
-    std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    TempDir { path }
 }
 
 /// A `newc` cpio archive, the initramfs format the kernel unpacks.

@@ -415,3 +415,59 @@ fn smtp_alerts_are_mailed_with_keepalived_subjects() {
         subjects()
     );
 }
+
+/// A process started for a test, killed when dropped (on panic too).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// (f) `track_process` with weight 0 (keepalived's default): FAULT while no process of the
+/// name runs, up as soon as one starts, FAULT again when it exits. The process is a copy of
+/// `sleep` under a name no other process has. The kernel's process events reach only the
+/// initial network namespace, so here (in a test namespace) the tracker reads /proc each
+/// second; the events themselves are tested in `vrrp::track::process`.
+#[test]
+fn track_process_faults_while_its_process_is_missing() {
+    require_root!();
+    let lan = lan();
+    let dir = TempDir::new("track-process");
+    let exe = dir.file("blt-trkproc");
+    std::fs::copy("/bin/sleep", &exe).expect("copy sleep");
+    let conf = "vrrp_track_process daemon {\n  process blt-trkproc\n  quorum 1\n}\n\
+                vrrp_instance VI {\n  interface v0\n  virtual_router_id 62\n  priority 150\n  \
+                version 3\n  advert_int 0.2\n  virtual_ipaddress {\n    198.18.3.100/24\n  }\n  \
+                track_process {\n    daemon\n  }\n}\n";
+    let me = balancer_run(&lan, &dir, conf);
+    assert!(
+        wait_until(HANDOVER, || me.log().contains("state=\"FAULT\"")),
+        "{}",
+        me.log()
+    );
+    assert!(!lan.ours.has_addr(VIP), "{}", me.log());
+
+    let process = Running(
+        std::process::Command::new(&exe)
+            .arg("60")
+            .spawn()
+            .expect("start the tracked process"),
+    );
+    assert!(
+        wait_until(HANDOVER, || lan.ours.has_addr(VIP)),
+        "{}",
+        me.log()
+    );
+    assert!(me.log().contains("quorum gained"), "{}", me.log());
+
+    drop(process);
+    assert!(
+        wait_until(HANDOVER, || !lan.ours.has_addr(VIP)),
+        "{}",
+        me.log()
+    );
+    assert!(me.log().contains("quorum lost"), "{}", me.log());
+}

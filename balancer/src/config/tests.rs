@@ -1112,3 +1112,55 @@ fn lvs_sync_daemon_imports_both_syntaxes_and_bad_values_name_their_line() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn vrrp_track_process_imports_with_keepalived_defaults_and_its_lines_take_weights() {
+    use crate::vrrp::track::process::ParamMatch;
+    let text = "vrrp_track_process haproxy {\n    process haproxy -f /etc/haproxy.cfg\n    param_match partial\n    quorum 2\n    quorum_max 4\n    delay 0.5\n    terminate_delay 2\n}\n\
+                vrrp_track_process none {\n    process forbidden\n    quorum_max 0\n}\n\
+                vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 7\n    priority 100\n    virtual_ipaddress {\n        198.18.0.1/24\n    }\n    track_process {\n        haproxy weight 20 reverse\n        none\n    }\n}\n";
+    let loaded = from_keepalived_text(text).expect("valid");
+    let tracked = &loaded.validated.model.vrrp[0].track_processes;
+    assert_eq!(tracked.len(), 2);
+    let h = &tracked[0];
+    assert_eq!(h.process, "haproxy");
+    assert_eq!(h.params, ["-f", "/etc/haproxy.cfg"]);
+    assert_eq!(h.param_match, Some(ParamMatch::Partial));
+    assert_eq!((h.quorum, h.quorum_max), (2, 4));
+    assert_eq!((h.weight, h.reverse), (20, true));
+    assert_eq!(h.fork_delay, std::time::Duration::from_millis(500));
+    assert_eq!(h.terminate_delay, std::time::Duration::from_secs(2));
+    // keepalived: weight 0 by default; quorum_max 0 with no quorum: none may run.
+    let n = &tracked[1];
+    assert_eq!(
+        (n.weight, n.quorum, n.quorum_max, n.param_match),
+        (0, 0, 0, None)
+    );
+    // Through lb.toml the same.
+    let toml = loaded.config.to_toml().unwrap();
+    let again = Config::load_text(Path::new("lb.toml"), &toml).expect("lb.toml");
+    assert_eq!(again.validated.model.vrrp, loaded.validated.model.vrrp);
+
+    for (bad, found) in [
+        (
+            "track_process {\n        haproxy weight 300\n    }",
+            "vrrp_instance.VI_1.track_process[0]: \"haproxy weight 300\"",
+        ),
+        (
+            "track_process {\n        hapr0xy\n    }",
+            "keepalived.conf:12:9: vrrp_instance.VI_1.track_process[0]: \"hapr0xy\" names no vrrp_track_process; expected a vrrp_track_process name (did you mean haproxy?)",
+        ),
+    ] {
+        let text = format!(
+            "vrrp_track_process haproxy {{\n    process haproxy\n}}\nvrrp_instance VI_1 {{\n    interface eth0\n    virtual_router_id 7\n    priority 100\n    virtual_ipaddress {{\n        198.18.0.1/24\n    }}\n    {bad}\n}}\n"
+        );
+        let err = from_keepalived_text(&text).expect_err(bad).to_string();
+        assert!(err.contains(found), "{bad}: {err}");
+    }
+    let err = from_keepalived_text(
+        "vrrp_track_process p {\n    process x\n    quorum 3\n    quorum_max 2\n}\n",
+    )
+    .expect_err("quorum_max below quorum")
+    .to_string();
+    assert!(err.contains("keepalived.conf:4:5: vrrp_track_process.p.quorum_max: 2; expected 3 (the quorum) to 65535"), "{err}");
+}

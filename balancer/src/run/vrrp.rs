@@ -448,6 +448,9 @@ pub(super) fn spawn_instance(
     spec.track
         .files
         .extend(instance.track_files.iter().cloned());
+    spec.track
+        .processes
+        .extend(instance.track_processes.iter().cloned());
     spec.track.scripts = tracked;
     if sync.as_ref().is_some_and(|(_, weights)| !weights) {
         spec.track.ignore_weights();

@@ -266,6 +266,7 @@ impl VrrpArgs {
                 interfaces: self.track_interfaces.clone(),
                 scripts: Vec::new(),
                 files: self.track_files.clone(),
+                processes: Vec::new(),
             },
         }
     }

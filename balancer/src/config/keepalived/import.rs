@@ -71,6 +71,12 @@ pub fn import(path: &Path, tree: &Tree) -> Result<Imported, Diagnostics> {
                     config.vrrp_track_file.insert(name(), f);
                 }
             }
+            "vrrp_track_process" => {
+                let key = format!("vrrp_track_process.{}", name());
+                if let Some(p) = track_process(&mut cx, &key, node) {
+                    config.vrrp_track_process.insert(name(), p);
+                }
+            }
             "static_ipaddress" => {
                 let lines = cx.lines("static_ipaddress", node);
                 config.static_ipaddress.extend(lines);
@@ -104,9 +110,10 @@ pub fn import(path: &Path, tree: &Tree) -> Result<Imported, Diagnostics> {
     }
 }
 
-const TOP: [&str; 12] = [
+const TOP: [&str; 13] = [
     "global_defs",
     "vrrp_track_file",
+    "vrrp_track_process",
     "track_file",
     "static_ipaddress",
     "static_routes",
@@ -539,7 +546,7 @@ fn vrrp_script(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpScript> {
     Some(s)
 }
 
-const INSTANCE: [&str; 34] = [
+const INSTANCE: [&str; 35] = [
     "state",
     "interface",
     "virtual_router_id",
@@ -562,6 +569,7 @@ const INSTANCE: [&str; 34] = [
     "track_interface",
     "track_script",
     "track_file",
+    "track_process",
     "smtp_alert",
     "garp_master_delay",
     "garp_master_repeat",
@@ -647,6 +655,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
         track_interface: Vec::new(),
         track_script: Vec::new(),
         track_file: Vec::new(),
+        track_process: Vec::new(),
         smtp_alert: None,
         garp_master_delay: None,
         garp_master_repeat: None,
@@ -687,6 +696,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
             "track_interface" => i.track_interface = cx.lines(&k, c),
             "track_script" => i.track_script = cx.lines(&k, c),
             "track_file" => i.track_file = cx.lines(&k, c),
+            "track_process" => i.track_process = cx.lines(&k, c),
             "smtp_alert" => i.smtp_alert = Some(cx.flag(&k, c)),
             "garp_master_delay" => i.garp_master_delay = cx.arg(&k, c, "whole seconds"),
             "garp_master_repeat" => i.garp_master_repeat = cx.arg(&k, c, "a count"),
@@ -708,6 +718,101 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
     i.interface = cx.required(key, node, interface, "interface")?;
     i.virtual_router_id = cx.required(key, node, vrid, "virtual_router_id")?;
     Some(i)
+}
+
+/// `vrrp_track_process NAME { process NAME [PARAM ...]; param_match [initial|partial];
+/// weight W [reverse]; quorum N; quorum_max N; delay S; fork_delay S; terminate_delay S;
+/// full_command }`.
+fn track_process(
+    cx: &mut Cx,
+    key: &str,
+    node: &Node,
+) -> Option<crate::config::schema::vrrp::TrackProcessBlock> {
+    use crate::vrrp::track::process::ParamMatch;
+    let mut process = None;
+    let mut p = crate::config::schema::vrrp::TrackProcessBlock {
+        process: String::new(),
+        params: Vec::new(),
+        param_match: None,
+        full_command: false,
+        weight: 0,
+        reverse: false,
+        quorum: 1,
+        quorum_max: None,
+        fork_delay: None,
+        terminate_delay: None,
+    };
+    let secs = "seconds, 0.000001 to 3600";
+    for c in &node.children {
+        let k = format!("{key}.{}", c.keyword);
+        match c.keyword.as_str() {
+            "process" => {
+                cx.at(&k, c);
+                match c.args.split_first() {
+                    Some((name, params)) => {
+                        process = Some(name.clone());
+                        p.params = params.to_vec();
+                    }
+                    None => cx.error(&k, c, "no process".into(), "NAME [PARAM ...]"),
+                }
+            }
+            "param_match" => {
+                cx.at(&k, c);
+                p.param_match = match c.args.first().map(String::as_str) {
+                    None => Some(ParamMatch::Exact),
+                    Some("initial") => Some(ParamMatch::Initial),
+                    Some("partial") => Some(ParamMatch::Partial),
+                    Some(other) => {
+                        cx.error(&k, c, format!("{other:?}"), "nothing, initial or partial");
+                        None
+                    }
+                };
+            }
+            "weight" => {
+                cx.at(&k, c);
+                match c.args.as_slice() {
+                    [w, rest @ ..] if rest.len() <= 1 => {
+                        match w.parse::<i32>() {
+                            Ok(w) => p.weight = w,
+                            Err(_) => cx.error(&k, c, format!("{w:?}"), "-254 to 254"),
+                        }
+                        match rest.first().map(String::as_str) {
+                            Some("reverse") => p.reverse = true,
+                            None | Some("noreverse") => {}
+                            Some(other) => cx.error(&k, c, format!("{other:?}"), "reverse"),
+                        }
+                    }
+                    _ => cx.error(&k, c, c.args.join(" "), "W [reverse]"),
+                }
+            }
+            "quorum" => p.quorum = cx.arg(&k, c, "1 to 65535").unwrap_or(1),
+            "quorum_max" => p.quorum_max = cx.arg(&k, c, "0 to 65535"),
+            "delay" => {
+                p.fork_delay = cx.arg(&k, c, secs);
+                p.terminate_delay = p.fork_delay;
+            }
+            "fork_delay" => p.fork_delay = cx.arg(&k, c, secs),
+            "terminate_delay" => p.terminate_delay = cx.arg(&k, c, secs),
+            "full_command" => p.full_command = cx.flag(&k, c),
+            _ => cx.unknown(
+                key,
+                c,
+                &[
+                    "process",
+                    "param_match",
+                    "weight",
+                    "quorum",
+                    "quorum_max",
+                    "delay",
+                    "fork_delay",
+                    "terminate_delay",
+                    "full_command",
+                ],
+            ),
+        }
+    }
+    p.process = cx.required(key, node, process, "process")?;
+    Some(p)
 }
 
 /// `vrrp_track_file NAME { file PATH; weight W; init_file [VALUE] [overwrite] }`.
@@ -775,6 +880,7 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
         track_interface: Vec::new(),
         track_script: Vec::new(),
         track_file: Vec::new(),
+        track_process: Vec::new(),
         smtp_alert: None,
     };
     for c in &node.children {
@@ -790,6 +896,7 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
             "track_interface" => g.track_interface = cx.lines(&k, c),
             "track_script" => g.track_script = cx.lines(&k, c),
             "track_file" => g.track_file = cx.lines(&k, c),
+            "track_process" => g.track_process = cx.lines(&k, c),
             "smtp_alert" => g.smtp_alert = Some(cx.flag(&k, c)),
             "notify_master" => g.notify_master = cx.text(&k, c),
             "notify_backup" => g.notify_backup = cx.text(&k, c),
@@ -811,6 +918,7 @@ fn sync_group(cx: &mut Cx, key: &str, node: &Node) -> SyncGroup {
                     "track_interface",
                     "track_script",
                     "track_file",
+                    "track_process",
                     "smtp_alert",
                 ],
             ),

@@ -59,6 +59,10 @@ pub struct Config {
     /// follows.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vrrp_track_file: BTreeMap<String, TrackFileBlock>,
+    /// keepalived's `vrrp_track_process NAME { }`, by name: processes `track_process`
+    /// follows.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vrrp_track_process: BTreeMap<String, vrrp::TrackProcessBlock>,
     /// keepalived's `vrrp_instance NAME { }`, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vrrp_instance: BTreeMap<String, VrrpInstance>,

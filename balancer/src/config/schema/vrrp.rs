@@ -122,6 +122,10 @@ pub struct VrrpInstance {
     /// replaces the file's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub track_file: Vec<String>,
+    /// `track_process { }`: lines `NAME [weight W [reverse|noreverse]]` naming
+    /// `vrrp_track_process`es; a weight here replaces the block's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_process: Vec<String>,
     /// `garp_master_delay`; default `global_defs.vrrp_garp_master_delay`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub garp_master_delay: Option<u32>,
@@ -220,6 +224,63 @@ pub struct SyncGroup {
     /// `track_file { }`: `vrrp_track_file`s every member tracks, unweighted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub track_file: Vec<String>,
+    /// `track_process { }`: `vrrp_track_process`es every member tracks, unweighted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_process: Vec<String>,
+}
+
+/// `[vrrp_track_process.NAME]`, keepalived's `vrrp_track_process NAME { }`: whether enough
+/// processes of a name run. Found by name (`/proc/PID/comm`, exactly: `haproxy` does not
+/// match `haproxy-ctl`), or by command line with `full_command` or parameters.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrackProcessBlock {
+    /// `process NAME [PARAM ...]`: the process name, or its command (argv\[0\]) when
+    /// matching command lines.
+    pub process: String,
+    /// The parameters after the command; giving any matches command lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<String>,
+    /// `param_match`: `"exact"` (the default with parameters; with none, the command must
+    /// have none), `"partial"` (these first, then any) or `"initial"` (as many, the last a
+    /// prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param_match: Option<crate::vrrp::track::process::ParamMatch>,
+    /// `full_command`: match the command line (`/proc/PID/cmdline`), not the name.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full_command: bool,
+    /// `weight W`, -254..=254. Default 0: FAULT while the quorum is not met. A positive
+    /// weight is added while it is, a negative one while it is not.
+    #[serde(default, skip_serializing_if = "is_zero_i32")]
+    pub weight: i32,
+    /// `weight W reverse`: the weight's effect inverted (weight 0: FAULT while the quorum is
+    /// met).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reverse: bool,
+    /// `quorum`: at least this many processes, 1..=65535. Default 1.
+    #[serde(default = "one_u32")]
+    pub quorum: u32,
+    /// `quorum_max`: at most this many, 0..=65535; 0 (with the default quorum): none may run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_max: Option<u32>,
+    /// `fork_delay`: seconds the quorum must last before it counts as gained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_delay: Option<f64>,
+    /// `terminate_delay`: seconds its loss must last before it counts as lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminate_delay: Option<f64>,
+}
+
+fn one_u32() -> u32 {
+    1
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if signature"
+)]
+fn is_zero_i32(v: &i32) -> bool {
+    *v == 0
 }
 
 /// `[vrrp_track_file.NAME]`, keepalived's `vrrp_track_file NAME { }`: an integer read from a

@@ -22,6 +22,7 @@ pub(super) fn instances(
     report: &mut Report<'_>,
 ) -> (Vec<model::VrrpInstance>, Statics) {
     globals_and_scripts(config, report);
+    let processes = track_processes(config, report);
     let mut sync_of: BTreeMap<&str, &str> = BTreeMap::new();
     for (group, sync) in &config.vrrp_sync_group {
         // keepalived 2.2.7 (`vrrp_sync.c`) keeps such a group, trackers and all, and warns.
@@ -62,7 +63,7 @@ pub(super) fn instances(
         let group = sync_of
             .get(name.as_str())
             .and_then(|g| Some((*g, config.vrrp_sync_group.get(*g)?)));
-        let trackers = trackers(config, &key, instance, group, report);
+        let trackers = trackers(config, &processes, &key, instance, group, report);
         let Some(mut spec) = spec(config, &key, instance, report) else {
             continue;
         };
@@ -93,6 +94,7 @@ pub(super) fn instances(
             track_interfaces: trackers.0,
             track_scripts: trackers.1,
             track_files: trackers.2,
+            track_processes: trackers.3,
             sync_group: sync_of.get(name.as_str()).map(|g| (*g).to_owned()),
         });
     }
@@ -158,22 +160,120 @@ type Trackers = (
     Vec<crate::vrrp::track::TrackInterface>,
     Vec<(String, Option<i32>)>,
     Vec<crate::vrrp::track::TrackFile>,
+    Vec<crate::vrrp::track::TrackProcess>,
 );
+
+/// Every `vrrp_track_process`, checked once, by name.
+fn track_processes(
+    config: &Config,
+    report: &mut Report<'_>,
+) -> BTreeMap<String, crate::vrrp::track::TrackProcess> {
+    let mut out = BTreeMap::new();
+    for (name, b) in &config.vrrp_track_process {
+        let key = format!("vrrp_track_process.{name}");
+        let before = report.errors.len();
+        if b.process.is_empty() {
+            report.error(&format!("{key}.process"), "\"\"".into(), "a process name");
+        }
+        if !(-254..=254).contains(&b.weight) {
+            report.error(
+                &format!("{key}.weight"),
+                b.weight.to_string(),
+                "-254 to 254",
+            );
+        }
+        if !(1..=65_535).contains(&b.quorum) {
+            report.error(&format!("{key}.quorum"), b.quorum.to_string(), "1 to 65535");
+        }
+        // keepalived: quorum_max 0 with the default quorum means none may run.
+        let (quorum, quorum_max) = match b.quorum_max {
+            Some(0) if b.quorum == 1 => (0, 0),
+            Some(max) if max > 65_535 || max < b.quorum => {
+                report.error(
+                    &format!("{key}.quorum_max"),
+                    max.to_string(),
+                    &format!("{} (the quorum) to 65535, or 0 with no quorum", b.quorum),
+                );
+                (b.quorum, max)
+            }
+            Some(max) => (b.quorum, max),
+            None => (b.quorum, u32::MAX),
+        };
+        let mut delay = |field: &str, v: Option<f64>| {
+            let secs = v.unwrap_or(0.0);
+            if v.is_some() && !(secs > 0.0 && secs <= 3600.0) {
+                report.error(
+                    &format!("{key}.{field}"),
+                    secs.to_string(),
+                    "seconds, 0.000001 to 3600",
+                );
+                return std::time::Duration::ZERO;
+            }
+            std::time::Duration::from_secs_f64(secs)
+        };
+        let fork_delay = delay("fork_delay", b.fork_delay);
+        let terminate_delay = delay("terminate_delay", b.terminate_delay);
+        if report.errors.len() > before {
+            continue;
+        }
+        out.insert(
+            name.clone(),
+            crate::vrrp::track::TrackProcess {
+                name: name.clone(),
+                process: b.process.clone(),
+                params: b.params.clone(),
+                // Parameters given are matched exactly unless said otherwise.
+                param_match: b.param_match.or_else(|| {
+                    (!b.params.is_empty()).then_some(crate::vrrp::track::process::ParamMatch::Exact)
+                }),
+                full_command: b.full_command,
+                weight: b.weight,
+                reverse: b.reverse,
+                quorum,
+                quorum_max,
+                fork_delay,
+                terminate_delay,
+            },
+        );
+    }
+    out
+}
+
+/// A `track_process` line's name, and its weight with `reverse` or `noreverse` if given.
+type ProcessLine = (String, Option<(i32, Option<bool>)>);
+
+/// A `track_process` line: `NAME [weight W [reverse|noreverse]]`.
+fn process_line(text: &str) -> Result<ProcessLine, String> {
+    let syntax = "NAME [weight W [reverse|noreverse]], W from -254 to 254".to_owned();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let weight = |w: &str| w.parse::<i32>().ok().filter(|w| (-254..=254).contains(w));
+    match words.as_slice() {
+        [name] => Ok(((*name).to_owned(), None)),
+        [name, "weight", w] => weight(w)
+            .map(|w| ((*name).to_owned(), Some((w, None))))
+            .ok_or(syntax),
+        [name, "weight", w, r @ ("reverse" | "noreverse")] => weight(w)
+            .map(|w| ((*name).to_owned(), Some((w, Some(*r == "reverse")))))
+            .ok_or(syntax),
+        _ => Err(syntax),
+    }
+}
 
 fn trackers(
     config: &Config,
+    processes: &BTreeMap<String, crate::vrrp::track::TrackProcess>,
     key: &str,
     instance: &VrrpInstance,
     group: Option<(&str, &crate::config::schema::SyncGroup)>,
     report: &mut Report<'_>,
 ) -> Trackers {
     use crate::vrrp::track::{TrackFile, TrackInterface};
-    let mut out: Trackers = (Vec::new(), Vec::new(), Vec::new());
+    let mut out: Trackers = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let own = [(
         key.to_owned(),
         &instance.track_interface,
         &instance.track_script,
-        &instance.track_file,
+        (&instance.track_file, &instance.track_process),
         false,
     )];
     let grouped = group.map(|(name, g)| {
@@ -181,11 +281,47 @@ fn trackers(
             format!("vrrp_sync_group.{name}"),
             &g.track_interface,
             &g.track_script,
-            &g.track_file,
+            (&g.track_file, &g.track_process),
             true,
         )
     });
-    for (key, interfaces, scripts, files, unweighted) in own.into_iter().chain(grouped) {
+    for (key, interfaces, scripts, (files, process_lines), unweighted) in
+        own.into_iter().chain(grouped)
+    {
+        for (i, text) in process_lines.iter().enumerate() {
+            let k = format!("{key}.track_process[{i}]");
+            match process_line(text) {
+                Err(expected) => report.error(&k, format!("{text:?}"), &expected),
+                Ok((name, weight)) => {
+                    if !report.reference(
+                        &k,
+                        &name,
+                        "vrrp_track_process",
+                        config.vrrp_track_process.keys(),
+                    ) {
+                        continue;
+                    }
+                    let Some(mut p) = processes.get(&name).cloned() else {
+                        continue;
+                    };
+                    if let Some((w, reverse)) = weight {
+                        p.weight = w;
+                        p.reverse = reverse.unwrap_or(p.reverse);
+                    }
+                    if unweighted {
+                        if weight.is_some() {
+                            report.warn(
+                                &k,
+                                format!("{text:?}: the weight is ignored"),
+                                "a sync group's trackers put every member in FAULT, weighted or not",
+                            );
+                        }
+                        p.weight = 0;
+                    }
+                    out.3.push(p);
+                }
+            }
+        }
         let line = |report: &mut Report<'_>, field: &str, i: usize, text: &str, range| {
             checked_tracker(
                 report,

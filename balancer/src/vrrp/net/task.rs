@@ -340,6 +340,10 @@ fn track_cause(update: &Update, own: &str, track: &Track) -> String {
             if *ok { "succeeded" } else { "failed" }
         ),
         Update::File { value, .. } => format!("a track_file now reads {value}"),
+        Update::Process { ok, .. } => format!(
+            "a track_process {} its quorum",
+            if *ok { "gained" } else { "lost" }
+        ),
     }
 }
 

@@ -1,10 +1,11 @@
 //! Tracking: what moves an instance's priority or holds it in FAULT, as keepalived's
-//! `track_interface`, `track_script` (`vrrp_script`) and `track_file` do.
+//! `track_interface`, `track_script` (`vrrp_script`), `track_file` and `track_process` do.
 //!
-//! Each tracker runs on its own task ([`link`], [`script`], [`file`]) and reports
+//! Each tracker runs on its own task ([`link`], [`script`], [`file`], [`process`]) and reports
 //! [`Update`]s; [`Tracking`] (sans-IO) keeps the latest status of each and turns changes into
 //! the state machine's events: [`Event::InterfaceDown`] / [`Event::InterfaceUp`] for
-//! unweighted interfaces, [`Event::TrackersFailing`] for unweighted scripts and files, and
+//! unweighted interfaces, [`Event::TrackersFailing`] for unweighted scripts, files and
+//! processes, and
 //! [`Event::PriorityChanged`] with the sum of the weights that apply. The rules are
 //! keepalived's (`keepalived/vrrp/vrrp_track.c` `initialise_interface_tracking_priorities`,
 //! `process_script_update_priority`, `initialise_track_script_state`,
@@ -12,6 +13,7 @@
 
 pub mod file;
 pub mod link;
+pub mod process;
 pub mod script;
 
 use std::collections::BTreeSet;
@@ -23,6 +25,7 @@ use crate::vrrp::fsm::Event;
 use crate::vrrp::net::vip::NetlinkError;
 
 pub use file::TrackFile;
+pub use process::TrackProcess;
 pub use script::TrackScript;
 
 /// `track_interface NAME [weight W]`.
@@ -40,6 +43,7 @@ pub struct Track {
     pub interfaces: Vec<TrackInterface>,
     pub scripts: Vec<TrackScript>,
     pub files: Vec<TrackFile>,
+    pub processes: Vec<TrackProcess>,
 }
 
 impl Track {
@@ -55,6 +59,9 @@ impl Track {
         }
         for f in &mut self.files {
             f.weight = 0;
+        }
+        for p in &mut self.processes {
+            p.weight = 0;
         }
     }
 }
@@ -75,6 +82,11 @@ pub enum Update {
         index: usize,
         value: i64,
     },
+    /// Whether a `vrrp_track_process`'s quorum holds.
+    Process {
+        index: usize,
+        ok: bool,
+    },
 }
 
 /// An interface's (ifindex, up).
@@ -89,6 +101,8 @@ pub struct Tracking {
     scripts: Vec<(i32, Option<bool>)>,
     /// Weight and, once read, the value.
     files: Vec<(i32, Option<i64>)>,
+    /// The tracked processes and, once scanned, whether their quorum holds.
+    processes: Vec<(TrackProcess, Option<bool>)>,
     told_weight: i32,
     told_failing: bool,
     told_down: BTreeSet<u32>,
@@ -111,6 +125,7 @@ impl Tracking {
                 .map(|s| (s.weight, s.init_fail.then_some(false)))
                 .collect(),
             files: track.files.iter().map(|f| (f.weight, None)).collect(),
+            processes: track.processes.iter().map(|p| (p.clone(), None)).collect(),
             ..Self::default()
         }
     }
@@ -132,6 +147,11 @@ impl Tracking {
                     slot.1 = Some(value);
                 }
             }
+            Update::Process { index, ok } => {
+                if let Some(slot) = self.processes.get_mut(index) {
+                    slot.1 = Some(ok);
+                }
+            }
         }
     }
 
@@ -142,6 +162,7 @@ impl Tracking {
     pub fn ready(&self) -> bool {
         self.interfaces.iter().all(|(_, s)| s.is_some())
             && self.files.iter().all(|(_, v)| v.is_some())
+            && self.processes.iter().all(|(_, q)| q.is_some())
             && self.scripts.iter().all(|(w, s)| *w != 0 || s.is_some())
     }
 
@@ -161,9 +182,14 @@ impl Tracking {
             (w, Some(v)) if w != 0 => file::contribution(v, w),
             _ => None,
         });
+        let processes = self
+            .processes
+            .iter()
+            .filter_map(|(p, q)| q.and_then(|q| p.contribution(q)));
         interfaces
             .chain(scripts)
             .chain(files)
+            .chain(processes)
             .fold(0i32, i32::saturating_add)
     }
 
@@ -177,6 +203,10 @@ impl Tracking {
                 .files
                 .iter()
                 .any(|(w, v)| v.is_some_and(|v| file::contribution(v, *w).is_none()))
+            || self
+                .processes
+                .iter()
+                .any(|(p, q)| q.is_some_and(|q| p.contribution(q).is_none()))
     }
 
     /// The unweighted interfaces that are down, by ifindex.
@@ -263,6 +293,13 @@ pub async fn start(
     }
     for (index, f) in track.files.iter().enumerate() {
         tasks.push(tokio::spawn(file::run(index, f.clone(), updates.clone())));
+    }
+    for (index, p) in track.processes.iter().enumerate() {
+        tasks.push(tokio::spawn(process::run(
+            index,
+            p.clone(),
+            updates.clone(),
+        )));
     }
     Ok(Trackers { tasks })
 }
