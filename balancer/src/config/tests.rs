@@ -1164,3 +1164,24 @@ fn vrrp_track_process_imports_with_keepalived_defaults_and_its_lines_take_weight
     .to_string();
     assert!(err.contains("keepalived.conf:4:5: vrrp_track_process.p.quorum_max: 2; expected 3 (the quorum) to 65535"), "{err}");
 }
+
+#[test]
+fn dont_track_primary_reaches_the_instances_trackers() {
+    let text = "vrrp_instance VI_1 {\n    interface eth0\n    dont_track_primary\n    virtual_router_id 7\n    priority 100\n    virtual_ipaddress {\n        198.18.0.1/24\n    }\n}\n";
+    let loaded = from_keepalived_text(text).expect("valid");
+    assert!(
+        loaded
+            .validated
+            .warnings
+            .iter()
+            .all(|w| !w.to_string().contains("dont_track_primary"))
+    );
+    assert!(loaded.validated.model.vrrp[0].spec.track.dont_track_primary);
+    let without = from_keepalived_text(&text.replace("    dont_track_primary\n", "")).unwrap();
+    assert!(
+        !without.validated.model.vrrp[0]
+            .spec
+            .track
+            .dont_track_primary
+    );
+}

@@ -26,6 +26,9 @@ pub struct VrrpArgs {
     /// `interface`: where adverts go and the VIPs are added.
     #[arg(long)]
     pub interface: String,
+    /// `dont_track_primary`: `--interface` going down is not a FAULT.
+    #[arg(long)]
+    pub dont_track_primary: bool,
     /// `virtual_router_id`, 1 to 255.
     #[arg(long)]
     pub vrid: u8,
@@ -267,6 +270,7 @@ impl VrrpArgs {
                 scripts: Vec::new(),
                 files: self.track_files.clone(),
                 processes: Vec::new(),
+                dont_track_primary: self.dont_track_primary,
             },
         }
     }

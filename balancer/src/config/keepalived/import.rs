@@ -546,7 +546,7 @@ fn vrrp_script(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpScript> {
     Some(s)
 }
 
-const INSTANCE: [&str; 35] = [
+const INSTANCE: [&str; 36] = [
     "state",
     "interface",
     "virtual_router_id",
@@ -570,6 +570,7 @@ const INSTANCE: [&str; 35] = [
     "track_script",
     "track_file",
     "track_process",
+    "dont_track_primary",
     "smtp_alert",
     "garp_master_delay",
     "garp_master_repeat",
@@ -638,6 +639,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
     let mut i = VrrpInstance {
         state: None,
         interface: String::new(),
+        dont_track_primary: false,
         virtual_router_id: 0,
         priority: 100,
         advert_int: 1.0,
@@ -697,6 +699,7 @@ fn vrrp_instance(cx: &mut Cx, key: &str, node: &Node) -> Option<VrrpInstance> {
             "track_script" => i.track_script = cx.lines(&k, c),
             "track_file" => i.track_file = cx.lines(&k, c),
             "track_process" => i.track_process = cx.lines(&k, c),
+            "dont_track_primary" => i.dont_track_primary = cx.flag(&k, c),
             "smtp_alert" => i.smtp_alert = Some(cx.flag(&k, c)),
             "garp_master_delay" => i.garp_master_delay = cx.arg(&k, c, "whole seconds"),
             "garp_master_repeat" => i.garp_master_repeat = cx.arg(&k, c, "a count"),

@@ -43,12 +43,20 @@ const fn one_second() -> f64 {
 /// keepalived's `vrrp_instance`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each is an independent keepalived keyword"
+)]
 pub struct VrrpInstance {
     /// `state`: `"MASTER"` or `"BACKUP"`; default `MASTER` at priority 255, else `BACKUP`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// `interface`: where adverts go and the VIPs are added.
     pub interface: String,
+    /// `dont_track_primary`: `interface` going down is not a FAULT (keepalived's "ignore
+    /// VRRP interface faults").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dont_track_primary: bool,
     /// `virtual_router_id`: 1..=255, unique per interface and family.
     pub virtual_router_id: i64,
     /// `priority`: 1..=255; 255 only for the address owner. Default 100.

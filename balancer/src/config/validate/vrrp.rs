@@ -762,7 +762,10 @@ fn spec(
         },
         // The model keeps the tracked names (`VrrpInstance`); the trackers themselves are
         // built when the daemon runs the instance.
-        track: crate::vrrp::track::Track::default(),
+        track: crate::vrrp::track::Track {
+            dont_track_primary: instance.dont_track_primary,
+            ..crate::vrrp::track::Track::default()
+        },
         vmac,
         vmac_xmit_base: instance.vmac_xmit_base,
         excluded,

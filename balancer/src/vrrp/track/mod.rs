@@ -44,6 +44,8 @@ pub struct Track {
     pub scripts: Vec<TrackScript>,
     pub files: Vec<TrackFile>,
     pub processes: Vec<TrackProcess>,
+    /// `dont_track_primary`: the instance's own interface going down is not a FAULT.
+    pub dont_track_primary: bool,
 }
 
 impl Track {
@@ -103,6 +105,8 @@ pub struct Tracking {
     files: Vec<(i32, Option<i64>)>,
     /// The tracked processes and, once scanned, whether their quorum holds.
     processes: Vec<(TrackProcess, Option<bool>)>,
+    /// Whether the own interface (index 0) puts the instance in FAULT while down.
+    own_tracked: bool,
     told_weight: i32,
     told_failing: bool,
     told_down: BTreeSet<u32>,
@@ -126,6 +130,7 @@ impl Tracking {
                 .collect(),
             files: track.files.iter().map(|f| (f.weight, None)).collect(),
             processes: track.processes.iter().map(|p| (p.clone(), None)).collect(),
+            own_tracked: !track.dont_track_primary,
             ..Self::default()
         }
     }
@@ -214,7 +219,9 @@ impl Tracking {
     pub fn down(&self) -> BTreeSet<u32> {
         self.interfaces
             .iter()
-            .filter_map(|(w, s)| match (*w, *s) {
+            .enumerate()
+            .filter(|(i, _)| *i > 0 || self.own_tracked)
+            .filter_map(|(_, (w, s))| match (*w, *s) {
                 (None, Some((ifindex, false))) => Some(ifindex),
                 _ => None,
             })

@@ -71,6 +71,27 @@ fn interface_weights_apply_by_sign() {
     t.apply(&link(0, 1, true));
     assert_eq!(t.events(), [Event::InterfaceUp { ifindex: 1 }]);
     assert!(t.events().is_empty());
+
+    // dont_track_primary: the own interface is read (the instance needs its state to start)
+    // but its going down is no FAULT; a tracked one still is.
+    let mut t = Tracking::new(&Track {
+        dont_track_primary: true,
+        ..track
+    });
+    for u in [
+        link(0, 1, true),
+        link(1, 2, true),
+        link(2, 3, true),
+        link(3, 4, true),
+    ] {
+        t.apply(&u);
+    }
+    assert!(t.ready());
+    let _ = t.events();
+    t.apply(&link(0, 1, false));
+    assert!(t.events().is_empty());
+    t.apply(&link(3, 4, false));
+    assert_eq!(t.events(), [Event::InterfaceDown { ifindex: 4 }]);
 }
 
 #[test]
