@@ -471,3 +471,35 @@ fn track_process_faults_while_its_process_is_missing() {
     );
     assert!(me.log().contains("quorum lost"), "{}", me.log());
 }
+
+/// (g) `vrrp_startup_delay`: the instance neither sends nor takes the VIP before the delay
+/// has passed (a lower bound, which a slow machine only makes later), then starts as usual.
+#[test]
+fn vrrp_startup_delay_holds_the_instances_back() {
+    require_root!();
+    let lan = lan();
+    let dir = TempDir::new("startup-delay");
+    let conf = "global_defs {\n  vrrp_startup_delay 2.5\n}\n\
+                vrrp_instance VI {\n  interface v0\n  virtual_router_id 62\n  priority 150\n  \
+                version 3\n  advert_int 0.2\n  virtual_ipaddress {\n    198.18.3.100/24\n  }\n}\n";
+    let started = std::time::Instant::now();
+    let me = balancer_run(&lan, &dir, conf);
+    assert!(
+        wait_until(HANDOVER, || me.log().contains("delaying startup")),
+        "{}",
+        me.log()
+    );
+    while started.elapsed() < Duration::from_secs(2) {
+        assert!(
+            !lan.ours.has_addr(VIP),
+            "VIP before the delay\n{}",
+            me.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        wait_until(HANDOVER, || lan.ours.has_addr(VIP)),
+        "{}",
+        me.log()
+    );
+}

@@ -196,42 +196,7 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     let (requests_tx, mut requests) = mpsc::channel::<Incoming>(16);
     let (_control, metrics) = serve(options, &loaded.config, &requests_tx).await?;
 
-    let program = Arc::new(Mutex::new(load(options, &loaded.config)?));
-    let shared: SharedDataplane = program.clone();
-    let loaded_kind = loaded.config.dataplane;
-    let vrrp_runtime = VrrpRuntime::start(
-        loaded.config.global_defs.vrrp_rt_priority,
-        loaded.config.global_defs.vrrp_priority,
-    )
-    .map_err(|source| RunError::Runtime { source })?;
-    let mut daemon = Daemon {
-        checks: CheckHandle::new(&shared, DEFAULT_CONCURRENCY),
-        program,
-        instances: HashMap::new(),
-        loaded,
-        generation: 1,
-        last_reload: None,
-        flows: 0,
-        samples: (None, None),
-        // IPVS forwards through the kernel's own routing and neighbours.
-        resolver: match loaded_kind {
-            DataplaneKind::Ipvs => None,
-            DataplaneKind::Xdp => match Resolver::connect() {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::warn!(error = %e, "reals' egress left to the kernel's FIB");
-                    None
-                }
-            },
-        },
-        egress: HashMap::new(),
-        fifos: Vec::new(),
-        sync: SyncGroups::default(),
-        vrrp_runtime,
-        mailer: Arc::new(Mailer::default()),
-        lvs_sync: lvs_sync::LvsSync::default(),
-        options: options.clone(),
-    };
+    let mut daemon = Daemon::new(options, loaded)?;
     daemon.egress = daemon.resolve_egress().await;
     daemon.log_egress("reals' egress");
     // Before the instances, as keepalived's `start_vrrp`: a virtual route may need them.
@@ -421,11 +386,61 @@ struct Daemon {
     mailer: Arc<Mailer>,
     /// `lvs_sync_daemon` (IPVS).
     lvs_sync: lvs_sync::LvsSync,
+    /// When the VRRP instances may start (`vrrp_startup_delay` after the daemon started);
+    /// instances restarted by a reload before then wait for it too, as keepalived's do.
+    vrrp_start_at: Option<tokio::time::Instant>,
 }
 
 type Sample = (Instant, Vec<ServiceStatus>);
 
 impl Daemon {
+    /// The daemon of `loaded`: its data plane loaded, VRRP's runtime started, nothing
+    /// programmed yet.
+    fn new(options: &RunOptions, loaded: Loaded) -> Result<Self, RunError> {
+        let program = Arc::new(Mutex::new(load(options, &loaded.config)?));
+        let shared: SharedDataplane = program.clone();
+        let loaded_kind = loaded.config.dataplane;
+        let vrrp_start_at = loaded
+            .config
+            .global_defs
+            .vrrp_startup_delay
+            .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
+        let vrrp_runtime = VrrpRuntime::start(
+            loaded.config.global_defs.vrrp_rt_priority,
+            loaded.config.global_defs.vrrp_priority,
+        )
+        .map_err(|source| RunError::Runtime { source })?;
+        Ok(Self {
+            checks: CheckHandle::new(&shared, DEFAULT_CONCURRENCY),
+            program,
+            instances: HashMap::new(),
+            loaded,
+            generation: 1,
+            last_reload: None,
+            flows: 0,
+            samples: (None, None),
+            // IPVS forwards through the kernel's own routing and neighbours.
+            resolver: match loaded_kind {
+                DataplaneKind::Ipvs => None,
+                DataplaneKind::Xdp => match Resolver::connect() {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reals' egress left to the kernel's FIB");
+                        None
+                    }
+                },
+            },
+            egress: HashMap::new(),
+            fifos: Vec::new(),
+            sync: SyncGroups::default(),
+            vrrp_runtime,
+            mailer: Arc::new(Mailer::default()),
+            lvs_sync: lvs_sync::LvsSync::default(),
+            vrrp_start_at,
+            options: options.clone(),
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Backend> {
         self.program.lock().unwrap_or_else(PoisonError::into_inner)
     }

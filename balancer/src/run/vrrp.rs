@@ -438,7 +438,7 @@ pub(super) fn spawn_instance(
     instance: &VrrpInstance,
     (tracked, scripts): (Vec<TrackScript>, InstanceScripts),
     sync: Option<SyncMember>,
-    mut stopped: watch::Receiver<bool>,
+    (mut stopped, start_at): (watch::Receiver<bool>, Option<tokio::time::Instant>),
     status: watch::Sender<VrrpStatus>,
 ) -> JoinHandle<()> {
     let mut spec = instance.spec.clone();
@@ -463,6 +463,17 @@ pub(super) fn spawn_instance(
         "VRRP instance starting"
     );
     vrrp.spawn(async move {
+        // `vrrp_startup_delay`: nothing is sent or elected before it ends.
+        if let Some(at) = start_at.filter(|at| *at > tokio::time::Instant::now()) {
+            tracing::info!(instance = name, "delaying startup (vrrp_startup_delay)");
+            tokio::select! {
+                () = tokio::time::sleep_until(at) => {}
+                _ = stopped.wait_for(|s| *s) => {
+                    log_instance_end((name, Ok(())));
+                    return;
+                }
+            }
+        }
         let (tx, notifier) = if scripts.is_empty() {
             (None, None)
         } else {
@@ -531,7 +542,7 @@ impl Daemon {
             instance,
             scripts,
             sync,
-            stopped,
+            (stopped, self.vrrp_start_at),
             status_tx,
         );
         self.follow_sync(&instance.name, status.clone());

@@ -261,7 +261,7 @@ impl Cx {
     }
 }
 
-const GLOBAL: [&str; 32] = [
+const GLOBAL: [&str; 33] = [
     "router_id",
     "notification_email",
     "notification_email_from",
@@ -294,6 +294,7 @@ const GLOBAL: [&str; 32] = [
     "vrrp_notify_fifo_script",
     "lvs_timeouts",
     "lvs_sync_daemon",
+    "vrrp_startup_delay",
 ];
 
 /// keepalived's `LVS_MAX_TIMEOUT`: 31 days.
@@ -480,6 +481,7 @@ fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
             "no_email_faults" => g.no_email_faults = cx.flag(&key, c),
             "lvs_timeouts" => lvs_timeouts(cx, c, &mut config.connections),
             "lvs_sync_daemon" => g.lvs_sync_daemon = lvs_sync_daemon(cx, c),
+            "vrrp_startup_delay" => g.vrrp_startup_delay = cx.arg(&key, c, "seconds"),
             _ => cx.unknown("global_defs", c, &GLOBAL),
         }
     }

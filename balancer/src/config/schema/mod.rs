@@ -357,6 +357,10 @@ pub struct GlobalDefs {
     /// `no_email_faults`: no mail for a VRRP FAULT.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_email_faults: bool,
+    /// `vrrp_startup_delay`: seconds after the daemon starts before its VRRP instances do
+    /// (for a node whose network is still coming up at boot); not applied by a reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_startup_delay: Option<f64>,
     /// `lvs_sync_daemon`: IPVS's connection synchronisation (IPVS data plane only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lvs_sync_daemon: Option<LvsSyncDaemon>,
@@ -441,6 +445,7 @@ impl Default for GlobalDefs {
             vrrp_rt_priority: None,
             vrrp_priority: None,
             lvs_sync_daemon: None,
+            vrrp_startup_delay: None,
         }
     }
 }

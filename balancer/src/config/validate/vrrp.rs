@@ -374,6 +374,16 @@ fn globals_and_scripts(config: &Config, report: &mut Report<'_>) {
     if let Some(n) = g.vrrp_priority.filter(|n| !(-20..=19).contains(n)) {
         report.error("global_defs.vrrp_priority", n.to_string(), "-20 to 19");
     }
+    if let Some(d) = g
+        .vrrp_startup_delay
+        .filter(|d| !(0.001..=86_400.0).contains(d))
+    {
+        report.error(
+            "global_defs.vrrp_startup_delay",
+            d.to_string(),
+            "seconds, 0.001 to 86400",
+        );
+    }
     for (name, script) in &config.vrrp_script {
         let key = format!("vrrp_script.{name}");
         if !(-253..=253).contains(&script.weight) {
