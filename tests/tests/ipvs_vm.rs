@@ -102,6 +102,7 @@ fn lvs_sync_daemon_follows_vrrp_and_carries_connections_to_the_backup() {
         &[
             "ok sync: the MASTER runs the master daemon",
             "ok sync: a connection through the master",
+            "ok sync: lvs_flush and lvs_flush_on_stop",
             "ok sync: after a failover",
             "ok sync: a reload restarts",
         ],

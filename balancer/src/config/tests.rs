@@ -1185,3 +1185,41 @@ fn dont_track_primary_reaches_the_instances_trackers() {
             .dont_track_primary
     );
 }
+
+#[test]
+fn lvs_flush_keywords_import_and_are_warned_on_xdp() {
+    use crate::config::{DataplaneKind, from_keepalived_on, host::Host, schema::LvsFlushOnStop};
+    let load = |global: &str, d| {
+        let text = format!("global_defs {{\n    {global}\n}}\n");
+        let tree = keepalived::parse(Path::new("keepalived.conf"), &text).unwrap();
+        from_keepalived_on(Path::new("keepalived.conf"), &tree, &|_| Host::default(), d)
+    };
+    let ipvs = Some(DataplaneKind::Ipvs);
+    for (line, flush, on_stop) in [
+        ("lvs_flush", true, None),
+        ("lvs_flush_on_stop", false, Some(LvsFlushOnStop::Full)),
+        ("lvs_flush_onstop VS", false, Some(LvsFlushOnStop::Vs)),
+    ] {
+        let g = load(line, ipvs).expect(line).config.global_defs;
+        assert_eq!(
+            (g.lvs_flush, g.lvs_flush_on_stop),
+            (flush, on_stop),
+            "{line}"
+        );
+    }
+    let err = load("lvs_flush_on_stop ALL", ipvs)
+        .expect_err("ALL")
+        .to_string();
+    assert!(
+        err.contains("keepalived.conf:2:5: global_defs.lvs_flush_on_stop: \"ALL\""),
+        "{err}"
+    );
+    let xdp = load("lvs_flush", None).expect("valid on XDP");
+    assert!(
+        xdp.validated.warnings.iter().any(|w| w
+            .to_string()
+            .contains("global_defs.lvs_flush: ignored with the XDP data plane")),
+        "{:?}",
+        xdp.validated.warnings
+    );
+}

@@ -276,6 +276,10 @@ fn load(options: &RunOptions, config: &Config) -> Result<Backend, RunError> {
         }
         DataplaneKind::Ipvs => {
             let mut ipvs = IpvsDataplane::connect()?;
+            if config.global_defs.lvs_flush {
+                tracing::info!("lvs_flush: emptying IPVS of every service");
+                ipvs.flush_all()?;
+            }
             ipvs.set_timeouts(config.connections.globals())?;
             Ok(Backend::Ipvs(ipvs))
         }
@@ -690,8 +694,14 @@ impl Daemon {
                 tracing::info!("stopping: the IPVS services stay for the next run");
             }
             (Backend::Ipvs(ipvs), false) => {
-                tracing::info!("stopping: removing the IPVS services");
-                ipvs.remove_all()?;
+                let flush = self.loaded.config.global_defs.lvs_flush_on_stop;
+                if flush == Some(crate::config::schema::LvsFlushOnStop::Full) {
+                    tracing::info!("stopping: lvs_flush_on_stop: emptying IPVS of every service");
+                    ipvs.flush_all()?;
+                } else {
+                    tracing::info!("stopping: removing the IPVS services");
+                    ipvs.remove_all()?;
+                }
             }
         }
         Ok(())

@@ -522,11 +522,12 @@ fn reload_and_keep_state(
 
 /// A node of the `sync` scenario: a VRRP instance on the sync link that the sync daemon
 /// follows, and one NAT service.
-fn sync_config(priority: u8) -> String {
+fn sync_config(priority: u8, global: &str) -> String {
     format!(
         r"
 global_defs {{
     lvs_sync_daemon s inst VI_1 id 51
+    {global}
 }}
 vrrp_instance VI_1 {{
     state BACKUP
@@ -561,14 +562,16 @@ fn sync() {
     let _r1 = responder(&real1, "198.18.1.2:8080", "real1");
     let dir = std::env::temp_dir().join("ipvs-sync");
     std::fs::create_dir_all(&dir).unwrap();
-    let start = |ns: &Netns, name: &str, priority: u8| {
+    let start = |ns: &Netns, name: &str, priority: u8, global: &str| {
         let path = dir.join(format!("{name}.conf"));
-        std::fs::write(&path, sync_config(priority)).unwrap();
+        std::fs::write(&path, sync_config(priority, global)).unwrap();
         let path = path.to_str().unwrap().to_owned();
         Daemon::balancer(ns, &["run", "--config", &path, "--dataplane", "ipvs"])
     };
-    let mut a = start(&director, "a", 150);
-    let b = start(&peer, "b", 100);
+    // Node a empties IPVS as it starts and as it stops: a service another tool made goes.
+    ipvsadm(Some(&director), &["-A", "-t", "198.18.5.5:22", "-s", "rr"]);
+    let mut a = start(&director, "a", 150, "lvs_flush\n    lvs_flush_on_stop");
+    let b = start(&peer, "b", 100, "");
     // "master sync daemon (mcast=s, syncid=51, maxlen=1472, group=224.0.0.81, port=8848,
     // ttl=1)": the role, the interface and the ID (the VRID by default) are ours.
     let daemons = |ns: &Netns| -> Vec<String> {
@@ -606,6 +609,11 @@ fn sync() {
     );
     assert_eq!(ours(&peer)[0].role, SyncRole::Backup);
     println!("ok sync: the MASTER runs the master daemon, the BACKUP the backup daemon");
+    assert_eq!(
+        table(Some(&director)),
+        ["TCP 198.18.0.10:80 rr", "-> 198.18.1.2:8080 Masq 1 0 0"],
+        "lvs_flush left a service"
+    );
 
     assert_eq!(ask(&client, "198.18.0.10:80"), "real1");
     let synced = wait_until(Duration::from_secs(10), || {
@@ -617,6 +625,7 @@ fn sync() {
     println!("ok sync: a connection through the master is in the backup's table");
 
     // The master stops (priority 0): the peer takes over and swaps its daemons.
+    ipvsadm(Some(&director), &["-A", "-t", "198.18.5.6:22", "-s", "rr"]);
     let status = a.stop();
     assert!(status.success(), "{status:?}\n{}", a.log());
     assert_eq!(
@@ -624,6 +633,12 @@ fn sync() {
         Vec::<String>::new(),
         "daemons left after stop"
     );
+    assert_eq!(
+        table(Some(&director)),
+        Vec::<String>::new(),
+        "lvs_flush_on_stop left a service"
+    );
+    println!("ok sync: lvs_flush and lvs_flush_on_stop empty IPVS at start and stop");
     let took_over = wait_until(Duration::from_secs(10), || {
         daemons(&peer) == [master.clone()]
     });
@@ -632,7 +647,7 @@ fn sync() {
 
     // A reload with another sync ID restarts the daemon in the state the instance is in.
     let path = dir.join("b.conf");
-    std::fs::write(&path, sync_config(100).replace("id 51", "id 52")).unwrap();
+    std::fs::write(&path, sync_config(100, "").replace("id 51", "id 52")).unwrap();
     let (ok, message) = b.client(&["reload"]);
     assert!(
         ok && message.contains("lvs_sync_daemon restarted"),

@@ -261,7 +261,7 @@ impl Cx {
     }
 }
 
-const GLOBAL: [&str; 33] = [
+const GLOBAL: [&str; 36] = [
     "router_id",
     "notification_email",
     "notification_email_from",
@@ -295,6 +295,9 @@ const GLOBAL: [&str; 33] = [
     "lvs_timeouts",
     "lvs_sync_daemon",
     "vrrp_startup_delay",
+    "lvs_flush",
+    "lvs_flush_on_stop",
+    "lvs_flush_onstop",
 ];
 
 /// keepalived's `LVS_MAX_TIMEOUT`: 31 days.
@@ -482,6 +485,25 @@ fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
             "lvs_timeouts" => lvs_timeouts(cx, c, &mut config.connections),
             "lvs_sync_daemon" => g.lvs_sync_daemon = lvs_sync_daemon(cx, c),
             "vrrp_startup_delay" => g.vrrp_startup_delay = cx.arg(&key, c, "seconds"),
+            "lvs_flush" => g.lvs_flush = cx.flag(&key, c),
+            // `lvs_flush_onstop` is the name before keepalived 2.1.5.
+            "lvs_flush_on_stop" | "lvs_flush_onstop" => {
+                use crate::config::schema::LvsFlushOnStop;
+                cx.at(&key, c);
+                g.lvs_flush_on_stop = match c.args.first().map(String::as_str) {
+                    None => Some(LvsFlushOnStop::Full),
+                    Some("VS") => Some(LvsFlushOnStop::Vs),
+                    Some(other) => {
+                        cx.error(
+                            &key,
+                            c,
+                            format!("{other:?}"),
+                            "nothing (every service) or VS",
+                        );
+                        None
+                    }
+                };
+            }
             _ => cx.unknown("global_defs", c, &GLOBAL),
         }
     }

@@ -361,9 +361,27 @@ pub struct GlobalDefs {
     /// (for a node whose network is still coming up at boot); not applied by a reload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrrp_startup_delay: Option<f64>,
+    /// `lvs_flush`: empty IPVS of every service, ours or not, when the daemon starts (IPVS
+    /// data plane only; a reload does not).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lvs_flush: bool,
+    /// `lvs_flush_on_stop`: `"full"` empties IPVS of every service at stop; `"vs"` removes
+    /// our services whole (what the daemon does anyway). Unset: our services are removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lvs_flush_on_stop: Option<LvsFlushOnStop>,
     /// `lvs_sync_daemon`: IPVS's connection synchronisation (IPVS data plane only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lvs_sync_daemon: Option<LvsSyncDaemon>,
+}
+
+/// `lvs_flush_on_stop [VS]`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LvsFlushOnStop {
+    /// Every IPVS service, ours or not (`lvs_flush_on_stop` alone).
+    Full,
+    /// Our services, whole (`lvs_flush_on_stop VS`).
+    Vs,
 }
 
 /// `lvs_sync_daemon INTERFACE [inst NAME] [id N] [maxlen N] [port N] [ttl N] [group ADDR]`:
@@ -446,6 +464,8 @@ impl Default for GlobalDefs {
             vrrp_priority: None,
             lvs_sync_daemon: None,
             vrrp_startup_delay: None,
+            lvs_flush: false,
+            lvs_flush_on_stop: None,
         }
     }
 }

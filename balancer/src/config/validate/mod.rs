@@ -133,8 +133,27 @@ pub fn validate_on(
     }
 }
 
-/// `lvs_sync_daemon`: IPVS's; its instance must exist.
+/// `lvs_sync_daemon`: IPVS's; its instance must exist. `lvs_flush` and
+/// `lvs_flush_on_stop` are IPVS's too.
 fn sync_daemon(config: &Config, report: &mut Report<'_>) {
+    let g = &config.global_defs;
+    if config.dataplane == DataplaneKind::Xdp {
+        for (key, set) in [
+            ("global_defs.lvs_flush", g.lvs_flush),
+            (
+                "global_defs.lvs_flush_on_stop",
+                g.lvs_flush_on_stop.is_some(),
+            ),
+        ] {
+            if set {
+                report.warn(
+                    key,
+                    "ignored with the XDP data plane, which leaves IPVS alone".into(),
+                    "dataplane = \"ipvs\" (or --dataplane ipvs)",
+                );
+            }
+        }
+    }
     let Some(sync) = &config.global_defs.lvs_sync_daemon else {
         return;
     };

@@ -547,6 +547,19 @@ impl IpvsDataplane {
             .collect())
     }
 
+    /// Empties IPVS of every service, ours and others' (`ipvsadm -C`; keepalived's
+    /// `lvs_flush`, and `lvs_flush_on_stop` with no argument).
+    ///
+    /// # Errors
+    /// The kernel refuses it.
+    pub fn flush_all(&mut self) -> Result<(), DataplaneError> {
+        self.genl
+            .request(cmd::FLUSH, Vec::new())
+            .map_err(|e| error("flushing", "every service", e))?;
+        self.installed.clear();
+        Ok(())
+    }
+
     /// Removes every service this data plane installed (keepalived's behaviour on stop).
     ///
     /// # Errors

@@ -31,6 +31,7 @@ pub mod cmd {
     pub const DEL_DAEMON: u8 = 10;
     pub const GET_DAEMON: u8 = 11;
     pub const SET_CONFIG: u8 = 12;
+    pub const FLUSH: u8 = 17;
 }
 
 /// `IPVS_CMD_ATTR_*`.
