@@ -59,10 +59,13 @@ warmup = 0.0
 /// The same services as keepalived.conf, with a VRRP instance owning the VIP on the
 /// balancer's interface (VRRPv3 at 0.1 s adverts, so it becomes master within half a second),
 /// a `track_script` that succeeds and a `notify` script (paths filled in by the test).
-const KEEPALIVED_CONF: &str = r"
+const KEEPALIVED_CONF: &str = r#"
 global_defs {
     vrrp_version 3
     vrrp_rt_priority 10
+    startup_script "NOTIFY_SCRIPT startup"
+    shutdown_script "NOTIFY_SCRIPT shutdown"
+    shutdown_script_timeout 5
 }
 static_ipaddress {
     198.18.6.2/24 dev l0 label l0:static
@@ -105,7 +108,7 @@ virtual_server 198.18.0.100 80 {
         weight 1
     }
 }
-";
+"#;
 
 /// A client, a balancer and two DR reals on one bridge, the reals serving their address.
 struct Lab {
@@ -372,6 +375,9 @@ fn balancer_run_on_keepalived_conf_owns_the_vip_and_releases_it_on_sigterm() {
         calls.lines().any(|l| l == "INSTANCE VI_1 STOP 150"),
         "{calls}"
     );
+    // startup_script before anything, shutdown_script after everything.
+    assert_eq!(calls.lines().next(), Some("startup"), "{calls}");
+    assert_eq!(calls.lines().last(), Some("shutdown"), "{calls}");
     drop(lab.servers);
 }
 

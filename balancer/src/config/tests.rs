@@ -1223,3 +1223,22 @@ fn lvs_flush_keywords_import_and_are_warned_on_xdp() {
         xdp.validated.warnings
     );
 }
+
+#[test]
+fn startup_and_shutdown_scripts_import_with_their_timeouts_checked() {
+    let text = "global_defs {\n    startup_script \"/bin/true up\"\n    startup_script_timeout 3\n    shutdown_script /bin/true\n}\n";
+    let g = from_keepalived_text(text)
+        .expect("valid")
+        .config
+        .global_defs;
+    assert_eq!(g.startup_script.as_deref(), Some("/bin/true up"));
+    assert_eq!(
+        (g.startup_script_timeout, g.shutdown_script_timeout),
+        (Some(3), None)
+    );
+    assert_eq!(g.shutdown_script.as_deref(), Some("/bin/true"));
+    let err = from_keepalived_text("global_defs {\n    shutdown_script_timeout 1001\n}\n")
+        .expect_err("over 1000")
+        .to_string();
+    assert!(err.contains("keepalived.conf:2:5: global_defs.shutdown_script_timeout: 1001; expected seconds, 1 to 1000"), "{err}");
+}

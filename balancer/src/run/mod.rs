@@ -192,6 +192,14 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     for w in &loaded.validated.warnings {
         tracing::warn!("{w}");
     }
+    let g = &loaded.config.global_defs;
+    let shutdown = global_script(&loaded.config, g.shutdown_script.as_deref(), "shutdown")?
+        .map(|s| (s, g.shutdown_script_timeout));
+    // keepalived's `run_startup_script`: before anything starts.
+    if let Some(script) = global_script(&loaded.config, g.startup_script.as_deref(), "startup")? {
+        tracing::info!(command = script.command, "running the startup script");
+        crate::notify::run_logged(&script, &[], script_timeout(g.startup_script_timeout)).await;
+    }
     let mut signals = Signals::new()?;
     let (requests_tx, mut requests) = mpsc::channel::<Incoming>(16);
     let (_control, metrics) = serve(options, &loaded.config, &requests_tx).await?;
@@ -255,7 +263,39 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     if let Some(task) = metrics {
         task.abort();
     }
-    daemon.stop().await
+    let stopped = daemon.stop().await;
+    // keepalived: after everything has stopped.
+    if let Some((script, timeout)) = shutdown {
+        tracing::info!(command = script.command, "running the shutdown script");
+        crate::notify::run_logged(&script, &[], script_timeout(timeout)).await;
+    }
+    stopped
+}
+
+/// `startup_script` or `shutdown_script`, prepared to run as the script user.
+fn global_script(
+    config: &Config,
+    command: Option<&str>,
+    which: &str,
+) -> Result<Option<crate::notify::process::Script>, RunError> {
+    let Some(command) = command else {
+        return Ok(None);
+    };
+    crate::notify::process::Script::prepare(
+        command,
+        script_user(config, None)?,
+        config.global_defs.enable_script_security,
+    )
+    .map(Some)
+    .map_err(|source| RunError::Script {
+        block: format!("global_defs.{which}_script"),
+        source,
+    })
+}
+
+/// keepalived's default for `startup_script_timeout` and `shutdown_script_timeout`: 10 s.
+fn script_timeout(seconds: Option<u32>) -> Duration {
+    Duration::from_secs(u64::from(seconds.unwrap_or(10)))
 }
 
 /// The configured data plane: the XDP program loaded (and its pinned maps adopted), or the

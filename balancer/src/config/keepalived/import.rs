@@ -261,7 +261,7 @@ impl Cx {
     }
 }
 
-const GLOBAL: [&str; 36] = [
+const GLOBAL: [&str; 40] = [
     "router_id",
     "notification_email",
     "notification_email_from",
@@ -298,6 +298,10 @@ const GLOBAL: [&str; 36] = [
     "lvs_flush",
     "lvs_flush_on_stop",
     "lvs_flush_onstop",
+    "startup_script",
+    "startup_script_timeout",
+    "shutdown_script",
+    "shutdown_script_timeout",
 ];
 
 /// keepalived's `LVS_MAX_TIMEOUT`: 31 days.
@@ -486,6 +490,12 @@ fn global_defs(cx: &mut Cx, node: &Node, config: &mut Config) {
             "lvs_sync_daemon" => g.lvs_sync_daemon = lvs_sync_daemon(cx, c),
             "vrrp_startup_delay" => g.vrrp_startup_delay = cx.arg(&key, c, "seconds"),
             "lvs_flush" => g.lvs_flush = cx.flag(&key, c),
+            "startup_script" => g.startup_script = cx.text(&key, c),
+            "startup_script_timeout" => g.startup_script_timeout = cx.arg(&key, c, "1 to 1000"),
+            "shutdown_script" => g.shutdown_script = cx.text(&key, c),
+            "shutdown_script_timeout" => {
+                g.shutdown_script_timeout = cx.arg(&key, c, "1 to 1000");
+            }
             // `lvs_flush_onstop` is the name before keepalived 2.1.5.
             "lvs_flush_on_stop" | "lvs_flush_onstop" => {
                 use crate::config::schema::LvsFlushOnStop;

@@ -361,6 +361,19 @@ pub struct GlobalDefs {
     /// (for a node whose network is still coming up at boot); not applied by a reload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrrp_startup_delay: Option<f64>,
+    /// `startup_script`: run (as the script user) before anything starts; the daemon goes
+    /// on when it ends, fails or times out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_script: Option<String>,
+    /// `startup_script_timeout`: seconds, 1 to 1000; default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_script_timeout: Option<u32>,
+    /// `shutdown_script`: run after everything has stopped, before the daemon exits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_script: Option<String>,
+    /// `shutdown_script_timeout`: seconds, 1 to 1000; default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_script_timeout: Option<u32>,
     /// `lvs_flush`: empty IPVS of every service, ours or not, when the daemon starts (IPVS
     /// data plane only; a reload does not).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -466,6 +479,10 @@ impl Default for GlobalDefs {
             vrrp_startup_delay: None,
             lvs_flush: false,
             lvs_flush_on_stop: None,
+            startup_script: None,
+            startup_script_timeout: None,
+            shutdown_script: None,
+            shutdown_script_timeout: None,
         }
     }
 }

@@ -374,6 +374,20 @@ fn globals_and_scripts(config: &Config, report: &mut Report<'_>) {
     if let Some(n) = g.vrrp_priority.filter(|n| !(-20..=19).contains(n)) {
         report.error("global_defs.vrrp_priority", n.to_string(), "-20 to 19");
     }
+    for (key, timeout) in [
+        (
+            "global_defs.startup_script_timeout",
+            g.startup_script_timeout,
+        ),
+        (
+            "global_defs.shutdown_script_timeout",
+            g.shutdown_script_timeout,
+        ),
+    ] {
+        if let Some(t) = timeout.filter(|t| !(1..=1000).contains(t)) {
+            report.error(key, t.to_string(), "seconds, 1 to 1000");
+        }
+    }
     if let Some(d) = g
         .vrrp_startup_delay
         .filter(|d| !(0.001..=86_400.0).contains(d))
