@@ -224,14 +224,26 @@ fn main() -> ExitCode {
             rt.block_on(balancer::vrrp::command::run(&args))
                 .map_err(anyhow::Error::from)
         }),
-        Command::Check { config, dataplane } => balancer::config::load_any_as(&config, dataplane)
-            .map(|loaded| {
-                for w in &loaded.validated.warnings {
-                    eprintln!("warning: {w}");
+        Command::Check { config, dataplane } => {
+            match balancer::config::load_any_as(&config, dataplane) {
+                Ok(loaded) => {
+                    for w in &loaded.validated.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    println!("{}: valid", config.display());
+                    Ok(())
                 }
-                println!("{}: valid", config.display());
-            })
-            .map_err(anyhow::Error::from),
+                // As `keepalived -t`: the warnings too, not only what makes it invalid.
+                Err(e) => {
+                    if let balancer::config::ConfigError::Invalid { diagnostics } = &e {
+                        for w in &diagnostics.1 {
+                            eprintln!("warning: {w}");
+                        }
+                    }
+                    Err(anyhow::Error::from(e))
+                }
+            }
+        }
         Command::Config(ConfigCommand::Schema) => {
             print!("{}", balancer::config::reference::reference());
             Ok(())

@@ -54,9 +54,11 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Every problem found in one pass, in file order.
+/// Every problem found in one pass, in file order; then the warnings found on the way,
+/// which `balancer check` shows beside the errors as `keepalived -t` does (they are not part
+/// of the message).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Diagnostics(pub Vec<Diagnostic>);
+pub struct Diagnostics(pub Vec<Diagnostic>, pub Vec<Diagnostic>);
 
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -135,8 +135,12 @@ pub fn from_keepalived_on(
     host: HostOf<'_>,
     dataplane: Option<DataplaneKind>,
 ) -> Result<Loaded, ConfigError> {
-    let mut imported = keepalived::import(path, tree)
-        .map_err(|diagnostics| ConfigError::Invalid { diagnostics })?;
+    // Warnings go with errors too: the parser's, then the import's, then validation's.
+    let with_tree = |mut d: Diagnostics, before: &[Diagnostic]| {
+        d.1.splice(0..0, before.iter().cloned());
+        ConfigError::Invalid { diagnostics: d }
+    };
+    let mut imported = keepalived::import(path, tree).map_err(|d| with_tree(d, &tree.warnings))?;
     if let Some(d) = dataplane {
         imported.config.dataplane = d;
     }
@@ -150,7 +154,15 @@ pub fn from_keepalived_on(
         Origin::Keepalived,
         &host(&imported.config),
     )
-    .map_err(|diagnostics| ConfigError::Invalid { diagnostics })?;
+    .map_err(|d| {
+        let before: Vec<Diagnostic> = tree
+            .warnings
+            .iter()
+            .chain(&imported.warnings)
+            .cloned()
+            .collect();
+        with_tree(d, &before)
+    })?;
     let mut warnings = tree.warnings.clone();
     warnings.extend(imported.warnings);
     warnings.append(&mut validated.warnings);

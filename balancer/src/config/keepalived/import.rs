@@ -106,7 +106,7 @@ pub fn import(path: &Path, tree: &Tree) -> Result<Imported, Diagnostics> {
             locations: cx.locations,
         })
     } else {
-        Err(Diagnostics(cx.errors))
+        Err(Diagnostics(cx.errors, cx.warnings))
     }
 }
 

@@ -129,7 +129,7 @@ pub fn validate_on(
             warnings: report.warnings,
         })
     } else {
-        Err(Diagnostics(errors))
+        Err(Diagnostics(errors, report.warnings))
     }
 }
 
