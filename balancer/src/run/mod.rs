@@ -560,23 +560,14 @@ impl Daemon {
     /// not be read. A failed read is reported and retried next time: leaving the loop would
     /// skip the orderly stop (priority 0, VIPs released).
     async fn tick(&mut self) -> Option<ProtoCounters> {
-        let mut flows = self.sweep().await;
+        // IPVS sweeps its connections and rates them itself (`ipvsadm --rate` reads its
+        // estimators): nothing to do each second. Its numbers are read when asked for.
+        let flows = self.sweep().await?;
         let mut program = self.lock();
         let sample = program.service_status();
         let counters = program.xdp().map(|p| p.proto_counters());
         let capacity = u64::from(program.flow_capacity());
         drop(program);
-        let sample = sample.inspect(|services| {
-            // IPVS expires its own connections: its live ones are what the reals count.
-            flows.get_or_insert_with(|| {
-                services
-                    .iter()
-                    .flat_map(|s| s.reals.iter().chain(s.sorry_server.as_ref()))
-                    .map(|r| r.active + r.inactive)
-                    .sum()
-            });
-        });
-        let flows = flows.unwrap_or(0);
         // An LRU evicts silently: say so when the table nears full, once per crossing.
         let near_full = capacity > 0 && flows * 10 >= capacity * 9;
         if near_full && self.flows * 10 < capacity * 9 {
@@ -630,6 +621,15 @@ impl Daemon {
             tracing::error!(error = %e, "reading the service counters failed");
             Vec::new()
         });
+        // IPVS: its live connections are what its destinations count.
+        let flows = match &*program {
+            Backend::Xdp(_) => self.flows,
+            Backend::Ipvs(_) => services
+                .iter()
+                .flat_map(|s| s.reals.iter().chain(s.sorry_server.as_ref()))
+                .map(|r| r.active + r.inactive)
+                .sum(),
+        };
         let flow_capacity = program.flow_capacity();
         let dataplane = program.kind();
         let (reasons, flow_misses) = program.xdp().map_or_else(Default::default, |p| {
@@ -654,7 +654,7 @@ impl Daemon {
             dataplane,
             generation: self.generation,
             last_reload: self.last_reload.clone(),
-            flows: self.flows,
+            flows,
             flow_capacity,
             flow_misses,
             services,

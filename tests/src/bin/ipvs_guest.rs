@@ -424,6 +424,11 @@ fn daemon() {
     let (ok, status) = daemon.client(&["status"]);
     assert!(ok, "{status}");
     assert!(status.contains("balancer on the kernel's IPVS"), "{status}");
+    // The connections just made are still in IPVS's table (closing, for tcpfin's 2 min).
+    assert!(
+        status.contains("connections=") && !status.contains("connections=0)"),
+        "{status}"
+    );
     assert!(status.contains("198.18.2.2:8080"), "{status}");
     println!("ok daemon: a failed check drains the real in IPVS");
 

@@ -83,7 +83,7 @@ impl Installed {
 }
 
 /// A destination as the kernel reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Destination {
     pub addr: IpAddr,
     pub port: u16,
@@ -93,10 +93,12 @@ pub struct Destination {
     pub active: u32,
     pub inactive: u32,
     pub counters: Counters,
+    /// The kernel's rate estimators (`ipvsadm --rate`).
+    pub rates: Rates,
 }
 
 /// A service as the kernel reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KernelService {
     pub key: ServiceKey,
     pub scheduler: String,
@@ -104,6 +106,8 @@ pub struct KernelService {
     pub timeout: u32,
     pub netmask: u32,
     pub counters: Counters,
+    /// The kernel's rate estimators (`ipvsadm --rate`).
+    pub rates: Rates,
 }
 
 /// IPVS through generic netlink.
@@ -224,16 +228,27 @@ fn sorry_active(s: &VirtualService) -> Option<&RealServer> {
     (!shadowed).then_some(sorry)
 }
 
-fn stats64(raw: Option<&[u8]>) -> io::Result<Counters> {
+/// Totals and the kernel's rates (its estimators, over about two seconds, as `ipvsadm
+/// --rate` shows them), inbound.
+fn stats64(raw: Option<&[u8]>) -> io::Result<(Counters, Rates)> {
     let Some(raw) = raw else {
-        return Ok(Counters::default());
+        return Ok((Counters::default(), Rates::default()));
     };
     let a = Attrs::parse(raw)?;
-    Ok(Counters {
-        conns: a.u64(stats::CONNS).unwrap_or(0),
-        packets: a.u64(stats::INPKTS).unwrap_or(0),
-        bytes: a.u64(stats::INBYTES).unwrap_or(0),
-    })
+    #[expect(clippy::cast_precision_loss, reason = "a rate for display")]
+    let rate = |kind| a.u64(kind).unwrap_or(0) as f64;
+    Ok((
+        Counters {
+            conns: a.u64(stats::CONNS).unwrap_or(0),
+            packets: a.u64(stats::INPKTS).unwrap_or(0),
+            bytes: a.u64(stats::INBYTES).unwrap_or(0),
+        },
+        Rates {
+            cps: rate(stats::CPS),
+            pps: rate(stats::INPPS),
+            bps: rate(stats::INBPS),
+        },
+    ))
 }
 
 impl IpvsDataplane {
@@ -293,6 +308,7 @@ impl IpvsDataplane {
                     }
                     mark => ServiceKey::fwmark(mark, family),
                 };
+                let (counters, rates) = stats64(a.get(svc::STATS64))?;
                 let f = a
                     .get(svc::FLAGS)
                     .and_then(|v| v.get(..4))
@@ -303,7 +319,8 @@ impl IpvsDataplane {
                     flags: f,
                     timeout: a.u32(svc::TIMEOUT).unwrap_or(0),
                     netmask: a.u32(svc::NETMASK).unwrap_or(0),
-                    counters: stats64(a.get(svc::STATS64))?,
+                    counters,
+                    rates,
                 }))
             },
         )
@@ -352,6 +369,7 @@ impl IpvsDataplane {
                 let Some(addr) = a.addr(dest::ADDR, family) else {
                     return Ok(None);
                 };
+                let (counters, rates) = stats64(a.get(dest::STATS64))?;
                 Ok(Some(Destination {
                     addr,
                     port: a.be16(dest::PORT).unwrap_or(0),
@@ -359,7 +377,8 @@ impl IpvsDataplane {
                     weight: a.u32(dest::WEIGHT).unwrap_or(0),
                     active: a.u32(dest::ACTIVE_CONNS).unwrap_or(0),
                     inactive: a.u32(dest::INACT_CONNS).unwrap_or(0),
-                    counters: stats64(a.get(dest::STATS64))?,
+                    counters,
+                    rates,
                 }))
             },
         )
@@ -593,20 +612,20 @@ impl IpvsDataplane {
             .collect();
         let mut out = Vec::new();
         for (name, keys, s) in installed {
-            let mut counters = Counters::default();
-            let mut dests: HashMap<(IpAddr, u16), (u64, u64, Counters)> = HashMap::new();
+            let (mut counters, mut rates) = (Counters::default(), Rates::default());
+            let mut dests: HashMap<(IpAddr, u16), (u64, u64, Counters, Rates)> = HashMap::new();
             for key in keys {
                 let Some(k) = kernel.get(&key) else { continue };
-                add(&mut counters, k.counters);
+                add(&mut counters, &mut rates, k.counters, k.rates);
                 for d in self.destinations(key)? {
                     let e = dests.entry((d.addr, d.port)).or_default();
                     e.0 += u64::from(d.active);
                     e.1 += u64::from(d.inactive);
-                    add(&mut e.2, d.counters);
+                    add(&mut e.2, &mut e.3, d.counters, d.rates);
                 }
             }
             let real = |r: &RealServer| {
-                let (active, inactive, counters) =
+                let (active, inactive, counters, rates) =
                     dests.get(&(r.addr, r.port)).copied().unwrap_or_default();
                 RealStatus {
                     addr: r.addr,
@@ -616,7 +635,7 @@ impl IpvsDataplane {
                     active,
                     inactive,
                     counters,
-                    rates: Rates::default(),
+                    rates,
                 }
             };
             out.push(ServiceStatus {
@@ -628,7 +647,7 @@ impl IpvsDataplane {
                 persistence: s.persistence.map(|p| (p.timeout_s, p.prefix)),
                 ops: s.ops,
                 counters,
-                rates: Rates::default(),
+                rates,
                 reals: s.reals.iter().map(real).collect(),
                 sorry_server: s.sorry_server.as_ref().map(real),
             });
@@ -637,10 +656,13 @@ impl IpvsDataplane {
     }
 }
 
-fn add(total: &mut Counters, c: Counters) {
+fn add(total: &mut Counters, total_rates: &mut Rates, c: Counters, r: Rates) {
     total.conns += c.conns;
     total.packets += c.packets;
     total.bytes += c.bytes;
+    total_rates.cps += r.cps;
+    total_rates.pps += r.pps;
+    total_rates.bps += r.bps;
 }
 
 /// A service as `ipvsadm -Ln` names it.

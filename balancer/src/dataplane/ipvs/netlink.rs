@@ -92,6 +92,9 @@ pub mod stats {
     pub const CONNS: u16 = 1;
     pub const INPKTS: u16 = 2;
     pub const INBYTES: u16 = 4;
+    pub const CPS: u16 = 6;
+    pub const INPPS: u16 = 7;
+    pub const INBPS: u16 = 9;
 }
 
 /// `IP_VS_SVC_F_*`.
