@@ -242,6 +242,24 @@ fn families_and_refusal(ipvs: &mut IpvsDataplane) {
         before,
         "a refused change left something behind"
     );
+    // A first install over a service already in the kernel (adopted from a previous run,
+    // or another tool's) that fails takes nothing away: the service keeps forwarding.
+    ipvsadm(None, &["-A", "-u", "198.18.7.7:53", "-s", "rr"]);
+    ipvsadm(
+        None,
+        &["-a", "-u", "198.18.7.7:53", "-r", "198.18.1.6:53", "-m"],
+    );
+    let mut over = dns.clone();
+    over.vips = vec![ip("198.18.7.7")];
+    over.reals = vec![real("fd00::1:6", 53, 1, Method::Dr)];
+    ipvs.apply("over", &over)
+        .expect_err("an IPv6 DR real behind an IPv4 VIP");
+    let t = table(None);
+    assert!(
+        t.contains(&"-> 198.18.1.6:53 Masq 1 0 0".to_owned()),
+        "{t:#?}"
+    );
+    ipvsadm(None, &["-D", "-u", "198.18.7.7:53"]);
     println!("ok refused: nothing half applied");
 }
 

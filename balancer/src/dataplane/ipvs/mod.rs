@@ -115,6 +115,10 @@ pub struct IpvsDataplane {
     genl: Genl,
     /// What each named service was last applied with.
     installed: BTreeMap<String, Installed>,
+    /// The kernel services the change under way created (not found there), which are all a
+    /// failed first install may take away: one adopted from a previous run, or made by
+    /// another tool, keeps forwarding.
+    created: Vec<ServiceKey>,
 }
 
 fn error(op: &str, what: impl std::fmt::Display, source: io::Error) -> DataplaneError {
@@ -260,6 +264,7 @@ impl IpvsDataplane {
         Ok(Self {
             genl: Genl::connect().map_err(|e| error("connecting to", "IPVS", e))?,
             installed: BTreeMap::new(),
+            created: Vec::new(),
         })
     }
 
@@ -402,7 +407,7 @@ impl IpvsDataplane {
             cmd::NEW_SERVICE,
             vec![Attr::Nested(attr::SERVICE, attrs.clone())],
         ) {
-            Ok(()) => {}
+            Ok(()) => self.created.push(key),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => self
                 .genl
                 .request(cmd::SET_SERVICE, vec![Attr::Nested(attr::SERVICE, attrs)])
@@ -526,6 +531,7 @@ impl IpvsDataplane {
             });
         }
         let old = self.installed.remove(name);
+        self.created.clear();
         if let Err(e) = self.apply_all(fwmark, service, old.as_ref()) {
             // IPVS has no transactions: put back what was there, so the service is never
             // left half changed (best effort; the first error is the one reported).
@@ -535,7 +541,9 @@ impl IpvsDataplane {
             };
             let _ = match &old {
                 Some(o) => self.apply_all(o.fwmark, &o.service, Some(&undo)),
-                None => undo.keys().into_iter().try_for_each(|k| self.delete(k)),
+                None => std::mem::take(&mut self.created)
+                    .into_iter()
+                    .try_for_each(|k| self.delete(k)),
             };
             if let Some(old) = old {
                 self.installed.insert(name.to_owned(), old);
